@@ -48,7 +48,10 @@ class QueueDefinition(_message.Message):
     AUTOPAUSE_AFTER_FIELD_NUMBER: _builtins.int
     EWT_METHOD_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
-    RING_INSTEAD_OF_MOH_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
+    MIN_ANNOUNCE_FREQUENCY_FIELD_NUMBER: _builtins.int
+    ANNOUNCE_POSITION_LIMIT_FIELD_NUMBER: _builtins.int
+    PENALTY_RULES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_.-]{1,64}"""
     strategy: _builtins.str
@@ -82,8 +85,12 @@ class QueueDefinition(_message.Message):
     """"ewma" (app_queue's, default) or "erlang_c"."""
     weight: _builtins.int
     """Queue weight when an agent serves several queues."""
-    ring_instead_of_moh: _builtins.bool
-    """Answer callers (false: indicate ringing instead, like Queue()'s r option)."""
+    retry: _builtins.float
+    """Seconds before the same caller is offered again after all its offers failed (default 0)."""
+    min_announce_frequency: _builtins.float
+    """Minimum seconds between two announcements to one caller (default 15)."""
+    announce_position_limit: _builtins.int
+    """With announce_position "limit"/"more": the position limit (default 5)."""
     @_builtins.property
     def joinempty(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """joinempty / leavewhenempty conditions, as in app_queue: paused, penalty, inuse, ringing,
@@ -96,18 +103,22 @@ class QueueDefinition(_message.Message):
     def periodic_announce(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Periodic announcement prompts and their frequency."""
 
+    @_builtins.property
+    def penalty_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___PenaltyRule]:
+        """Rules widening the eligible member penalty with wait time (like queuerules.conf penaltychange)."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         strategy: _builtins.str = ...,
-        ring_timeout: _builtins.float = ...,
+        ring_timeout: _builtins.float | None = ...,
         wrapup_time: _builtins.float = ...,
         maxlen: _builtins.int = ...,
         max_wait: _builtins.float = ...,
         joinempty: _abc.Iterable[_builtins.str] | None = ...,
         leavewhenempty: _abc.Iterable[_builtins.str] | None = ...,
-        service_level: _builtins.float = ...,
+        service_level: _builtins.float | None = ...,
         music_class: _builtins.str = ...,
         announce_frequency: _builtins.float = ...,
         announce_position: _builtins.str = ...,
@@ -119,15 +130,60 @@ class QueueDefinition(_message.Message):
         autopause_after: _builtins.int = ...,
         ewt_method: _builtins.str = ...,
         weight: _builtins.int = ...,
-        ring_instead_of_moh: _builtins.bool = ...,
+        retry: _builtins.float = ...,
+        min_announce_frequency: _builtins.float | None = ...,
+        announce_position_limit: _builtins.int | None = ...,
+        penalty_rules: _abc.Iterable[Global___PenaltyRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit", "_min_announce_frequency", b"_min_announce_frequency", "_ring_timeout", b"_ring_timeout", "_service_level", b"_service_level", "announce_position_limit", b"announce_position_limit", "min_announce_frequency", b"min_announce_frequency", "ring_timeout", b"ring_timeout", "service_level", b"service_level"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit", "_min_announce_frequency", b"_min_announce_frequency", "_ring_timeout", b"_ring_timeout", "_service_level", b"_service_level", "announce_frequency", b"announce_frequency", "announce_holdtime", b"announce_holdtime", "announce_position", b"announce_position", "announce_position_limit", b"announce_position_limit", "autopause_after", b"autopause_after", "ewt_method", b"ewt_method", "exit_context", b"exit_context", "joinempty", b"joinempty", "leavewhenempty", b"leavewhenempty", "max_wait", b"max_wait", "maxlen", b"maxlen", "min_announce_frequency", b"min_announce_frequency", "music_class", b"music_class", "name", b"name", "penalty_rules", b"penalty_rules", "periodic_announce", b"periodic_announce", "periodic_announce_frequency", b"periodic_announce_frequency", "retry", b"retry", "ring_timeout", b"ring_timeout", "ringinuse", b"ringinuse", "service_level", b"service_level", "strategy", b"strategy", "weight", b"weight", "wrapup_time", b"wrapup_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__announce_position_limit: _TypeAlias = _typing.Literal["announce_position_limit"]  # noqa: Y015
+    _WhichOneofArgType__announce_position_limit: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit"]  # noqa: Y015
+    _WhichOneofReturnType__min_announce_frequency: _TypeAlias = _typing.Literal["min_announce_frequency"]  # noqa: Y015
+    _WhichOneofArgType__min_announce_frequency: _TypeAlias = _typing.Literal["_min_announce_frequency", b"_min_announce_frequency"]  # noqa: Y015
+    _WhichOneofReturnType__ring_timeout: _TypeAlias = _typing.Literal["ring_timeout"]  # noqa: Y015
+    _WhichOneofArgType__ring_timeout: _TypeAlias = _typing.Literal["_ring_timeout", b"_ring_timeout"]  # noqa: Y015
+    _WhichOneofReturnType__service_level: _TypeAlias = _typing.Literal["service_level"]  # noqa: Y015
+    _WhichOneofArgType__service_level: _TypeAlias = _typing.Literal["_service_level", b"_service_level"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__announce_position_limit) -> _WhichOneofReturnType__announce_position_limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_announce_frequency) -> _WhichOneofReturnType__min_announce_frequency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ring_timeout) -> _WhichOneofReturnType__ring_timeout | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__service_level) -> _WhichOneofReturnType__service_level | None: ...
+
+Global___QueueDefinition: _TypeAlias = QueueDefinition  # noqa: Y015
+
+@_typing.final
+class PenaltyRule(_message.Message):
+    """After after_seconds of waiting, members with penalty in [min_penalty, max_penalty] may be offered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_PENALTY_FIELD_NUMBER: _builtins.int
+    MIN_PENALTY_FIELD_NUMBER: _builtins.int
+    after_seconds: _builtins.float
+    max_penalty: _builtins.int
+    min_penalty: _builtins.int
+    def __init__(
+        self,
+        *,
+        after_seconds: _builtins.float = ...,
+        max_penalty: _builtins.int = ...,
+        min_penalty: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce_frequency", b"announce_frequency", "announce_holdtime", b"announce_holdtime", "announce_position", b"announce_position", "autopause_after", b"autopause_after", "ewt_method", b"ewt_method", "exit_context", b"exit_context", "joinempty", b"joinempty", "leavewhenempty", b"leavewhenempty", "max_wait", b"max_wait", "maxlen", b"maxlen", "music_class", b"music_class", "name", b"name", "periodic_announce", b"periodic_announce", "periodic_announce_frequency", b"periodic_announce_frequency", "ring_instead_of_moh", b"ring_instead_of_moh", "ring_timeout", b"ring_timeout", "ringinuse", b"ringinuse", "service_level", b"service_level", "strategy", b"strategy", "weight", b"weight", "wrapup_time", b"wrapup_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seconds", b"after_seconds", "max_penalty", b"max_penalty", "min_penalty", b"min_penalty"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___QueueDefinition: _TypeAlias = QueueDefinition  # noqa: Y015
+Global___PenaltyRule: _TypeAlias = PenaltyRule  # noqa: Y015
 
 @_typing.final
 class CreateQueueRequest(_message.Message):

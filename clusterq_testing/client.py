@@ -1,0 +1,79 @@
+"""A small client for the coordinator's client-facing services that follows the leader."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+
+from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
+
+T = TypeVar("T")
+LEADER_TRAILER = "clusterq-leader"
+
+
+class AdminClient:
+    """Calls QueueAdmin / Agents / Stats on whichever replica leads (retries while none does)."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.addresses = list(addresses)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._leader: str | None = None
+
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        if addr not in self._channels:
+            self._channels[addr] = grpc.aio.insecure_channel(addr)
+        return self._channels[addr]
+
+    async def call(self, fn: Callable[[grpc.aio.Channel], Awaitable[T]], timeout: float = 15.0) -> T:
+        """Run fn on the leader's channel, following FAILED_PRECONDITION hints and retrying UNAVAILABLE."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        i = 0
+        while True:
+            addr = self._leader or self.addresses[i % len(self.addresses)]
+            try:
+                result = await fn(self._channel(addr))
+                self._leader = addr
+                return result
+            except grpc.aio.AioRpcError as exc:
+                hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
+                retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
+                if not retryable or asyncio.get_running_loop().time() > deadline:
+                    raise
+                self._leader = hint if isinstance(hint, str) and hint and hint in self.addresses else None
+                i += 1
+                await asyncio.sleep(0.05 if self._leader else 0.2)
+
+    async def create_queue(self, q: admin_pb2.QueueDefinition) -> admin_pb2.QueueDefinition:
+        """QueueAdmin.CreateQueue."""
+        return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).CreateQueue(
+            admin_pb2.CreateQueueRequest(queue=q), timeout=5))
+
+    async def login(self, agent_id: str, endpoint: str, home_node: str, queues: Sequence[str],
+                    skills: dict[str, str] | None = None, paused: bool = False) -> admin_pb2.AgentState:
+        """Agents.Login."""
+        from clusterq_proto.v1 import common_pb2
+
+        req = admin_pb2.LoginRequest(agent_id=agent_id, endpoint=endpoint, home_node=home_node,
+                                     queues=[admin_pb2.QueueMembership(queue=q) for q in queues],
+                                     skills=[common_pb2.Skill(key=k, value=v) for k, v in (skills or {}).items()],
+                                     paused=paused)
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Login(req, timeout=5))
+
+    async def agent_state(self, agent_id: str) -> admin_pb2.AgentState:
+        """Agents.GetState."""
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).GetState(
+            admin_pb2.AgentStateRequest(agent_id=agent_id), timeout=5))
+
+    async def snapshot(self, queue: str = "", include_callers: bool = False) -> admin_pb2.StatsSnapshot:
+        """Stats.Snapshot."""
+        return await self.call(lambda ch: admin_pb2_grpc.StatsStub(ch).Snapshot(
+            admin_pb2.StatsRequest(queue=queue, include_callers=include_callers), timeout=5))
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()

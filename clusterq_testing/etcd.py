@@ -1,0 +1,245 @@
+"""A real etcd cluster (1 or more members) on loopback for tests, started from the cached binary.
+
+Guarantees: free ports chosen at runtime (never 2379/2380), ETCD_* variables scrubbed from the
+environment (etcd reads them as flags), data on /dev/shm when it exists (removed on stop),
+one log file per member under base_dir, and only our own PIDs are ever signalled. A member that
+does not become healthy makes start() raise RuntimeError with its log tail: a real part that
+cannot start is a test error, never a skip.
+
+`timeout` arguments bound whole polling loops (hence the ASYNC109 waivers).
+Processes are plain `subprocess.Popen` children (not asyncio ones), so one cluster can outlive
+the event loop of the test that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from clusterq_testing.ports import free_tcp_port
+
+__all__ = ["EtcdCluster", "default_etcd_binary"]
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def default_etcd_binary() -> Path:
+    """$CLUSTERQ_CACHE/etcd/usr/bin/etcd, else <repo>/.cache/etcd/usr/bin/etcd."""
+    cache = Path(os.environ.get("CLUSTERQ_CACHE") or _REPO / ".cache")
+    return cache / "etcd" / "usr" / "bin" / "etcd"
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+
+
+def _http_json(url: str, body: bytes | None, timeout: float) -> object:
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+class EtcdCluster:
+    """`members` etcd processes forming one cluster; an async context manager."""
+
+    def __init__(self, base_dir: Path, members: int = 1, etcd_binary: Path | None = None) -> None:
+        if members < 1:
+            raise ValueError("members must be >= 1")
+        self._binary = etcd_binary or default_etcd_binary()
+        self._base = Path(base_dir)
+        self._token = f"clusterq-{secrets.token_hex(4)}"
+        shm = Path("/dev/shm")
+        self._data_root = Path(
+            tempfile.mkdtemp(prefix="clusterq-etcd-", dir=shm)
+            if shm.is_dir() and os.access(shm, os.W_OK)
+            else tempfile.mkdtemp(prefix="data-", dir=self._ensure_base())
+        )
+        self._members = [
+            _Member(
+                name=f"m{i}",
+                client_port=free_tcp_port(),
+                peer_port=free_tcp_port(),
+                data_dir=self._data_root / f"m{i}",
+                log_path=self._ensure_base() / f"etcd-m{i}.log",
+            )
+            for i in range(members)
+        ]
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * members
+        self.start_seconds: float | None = None
+
+    def _ensure_base(self) -> Path:
+        self._base.mkdir(parents=True, exist_ok=True)
+        return self._base
+
+    # ---------------------------------------------------------------------------- views
+    @property
+    def endpoints(self) -> list[str]:
+        """Client endpoints ("127.0.0.1:port"), member order."""
+        return [f"127.0.0.1:{m.client_port}" for m in self._members]
+
+    @property
+    def member_pids(self) -> list[int | None]:
+        """PID of each member's process, None when it is not running."""
+        return [p.pid if p is not None and p.poll() is None else None for p in self._procs]
+
+    def log_tail(self, i: int, lines: int = 30) -> str:
+        """The last lines of member i's log."""
+        try:
+            text = self._members[i].log_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -------------------------------------------------------------------------- control
+    def _command(self, m: _Member) -> list[str]:
+        cluster = ",".join(f"{x.name}=http://127.0.0.1:{x.peer_port}" for x in self._members)
+        client = f"http://127.0.0.1:{m.client_port}"
+        peer = f"http://127.0.0.1:{m.peer_port}"
+        return [
+            str(self._binary),
+            "--name", m.name,
+            "--data-dir", str(m.data_dir),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", cluster,
+            "--initial-cluster-token", self._token,
+            "--initial-cluster-state", "new",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ]  # fmt: skip
+
+    def _spawn(self, i: int) -> None:
+        if not self._binary.is_file():
+            raise RuntimeError(f"etcd binary not found at {self._binary} (run scripts/provision.sh etcd)")
+        m = self._members[i]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        with open(m.log_path, "ab") as log:
+            self._procs[i] = subprocess.Popen(
+                self._command(m),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # our own process group: a terminal ^C does not reach it
+            )
+
+    async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+        """Start every member and wait until each answers /health; RuntimeError otherwise."""
+        t0 = time.monotonic()
+        for i in range(len(self._members)):
+            self._spawn(i)
+        try:
+            await asyncio.gather(*(self._wait_healthy(i, timeout) for i in range(len(self._members))))
+        except BaseException:
+            await self.stop()
+            raise
+        self.start_seconds = time.monotonic() - t0
+
+    async def _wait_healthy(self, i: int, timeout: float) -> None:  # noqa: ASYNC109
+        url = f"http://127.0.0.1:{self._members[i].client_port}/health"
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            proc = self._procs[i]
+            if proc is None or proc.poll() is not None:
+                code = None if proc is None else proc.returncode
+                raise RuntimeError(f"etcd member {i} exited ({code}):\n{self.log_tail(i)}")
+            try:
+                body = await asyncio.to_thread(_http_json, url, None, 1.0)
+                if isinstance(body, dict) and body.get("health") == "true":
+                    return
+                last = repr(body)
+            except (OSError, urllib.error.URLError, ValueError) as e:
+                last = repr(e)
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"etcd member {i} not healthy after {timeout} s ({last}):\n{self.log_tail(i)}")
+
+    def kill_member(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Send sig to member i (our child only)."""
+        proc = self._procs[i]
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"etcd member {i} is not running")
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    async def restart_member(self, i: int, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+        """Start member i again with the same command and data dir; wait for /health."""
+        proc = self._procs[i]
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"etcd member {i} is still running")
+        self._spawn(i)
+        await self._wait_healthy(i, timeout)
+
+    async def wait_healthy(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+        """Wait until every running member answers /health."""
+        running = [i for i, pid in enumerate(self.member_pids) if pid is not None]
+        await asyncio.gather(*(self._wait_healthy(i, timeout) for i in running))
+
+    async def raft_leader_index(self) -> int | None:
+        """Index of the member that is the raft leader, as the live members report it."""
+        ids: dict[str, int] = {}
+        leader: str | None = None
+        for i, pid in enumerate(self.member_pids):
+            if pid is None:
+                continue
+            url = f"http://127.0.0.1:{self._members[i].client_port}/v3/maintenance/status"
+            try:
+                body = await asyncio.to_thread(_http_json, url, b"{}", 1.0)
+            except (OSError, urllib.error.URLError, ValueError):
+                continue
+            if not isinstance(body, dict):
+                continue
+            header = body.get("header", {})
+            if isinstance(header, dict) and "member_id" in header:
+                ids[str(header["member_id"])] = i
+            if body.get("leader") not in (None, "0"):
+                leader = str(body["leader"])
+        return None if leader is None else ids.get(leader)
+
+    async def stop(self) -> None:
+        """SIGTERM every member, SIGKILL the ones still alive after 5 s, remove /dev/shm data."""
+        for proc in self._procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 5.0
+        for proc in self._procs:
+            # Popen has no awaitable exit; poll (children are not asyncio subprocesses on purpose).
+            while proc is not None and proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self._procs = [None] * len(self._members)
+        shutil.rmtree(self._data_root, ignore_errors=True)
+
+    async def __aenter__(self) -> EtcdCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,67 @@
+"""Composition root of a coordinator replica: settings -> etcd -> election -> gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from functools import partial
+
+from coordinator.config import CoordinatorSettings
+from coordinator.election.election import Election
+from coordinator.election.leader import run_elected
+from coordinator.replica import ReplicaState, lead
+from coordinator.rpc.server import build_server, new_health
+from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
+from coordinator.store.queue_store import QueueStore
+
+log = logging.getLogger("coordinator")
+
+
+async def _follow_leader(state: ReplicaState, election: Election) -> None:
+    """Keep state.leader_address current (followers hand it to clients)."""
+    async for info in election.observe():
+        if state.runtime is None:
+            state.leader_address = info.value.decode() if info is not None else ""
+
+
+async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = None) -> None:
+    """Run one replica until cancelled: campaign, lead when elected, serve gRPC throughout."""
+    kv = EtcdKv(EtcdConfig(endpoints=settings.etcd_endpoints))
+    store = QueueStore(kv, settings.etcd_prefix)
+    state = ReplicaState(settings, store, new_health())
+    server, port = await build_server(state, settings.listen)
+    log.info("replica %s serving gRPC on %s (advertised %s)", settings.replica_id, settings.listen,
+             settings.advertise_address)
+    if ready is not None:
+        ready.set()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_elected(kv, store.election_prefix, settings.advertise_address.encode(),
+                                       settings.lease_ttl, partial(lead, state)))
+            tg.create_task(_follow_leader(state, Election(kv, store.election_prefix)))
+    finally:
+        await server.stop(1.0)
+        with contextlib.suppress(Exception):
+            await kv.close()
+
+
+def main() -> None:
+    """Entry point: `python -m coordinator` (configuration from CLUSTERQ_* variables)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s coord %(levelname)s %(name)s: %(message)s")
+    settings = CoordinatorSettings.from_env()
+
+    async def run() -> None:
+        task = asyncio.ensure_future(serve(settings))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Queue and agent definitions: the declarative file, JSON for etcd, and protobuf conversion.
+
+The queues file (YAML, like queues.conf) looks like:
+
+    queues:
+      support:
+        strategy: leastrecent
+        ring_timeout: 15
+        wrapup_time: 5
+        music_class: default
+        penalty_rules: [{after_seconds: 30, max_penalty: 2}]
+    agents:            # optional: agents logged in at start
+      alice: {endpoint: "PJSIP/alice", home_node: a, queues: {support: {penalty: 0}}, skills: {language: en}}
+
+Which wins when both change: the file is applied when the leader starts, but only for the queues
+whose file text changed since it was last applied (a hash per queue is kept in etcd). So an admin
+change (gRPC UpdateQueue) survives leader changes and restarts until the file's own definition of
+that queue is edited, which then wins, like a redeploy. A queue removed from the file is NOT
+deleted (deleting drops waiting callers): delete it with DeleteQueue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusterq_proto.v1 import admin_pb2, common_pb2
+from coordinator.queue.model import AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
+
+MAX_QUEUES_FILE_BYTES = 1_000_000
+_FIELDS = {f.name: f for f in dataclasses.fields(QueueConfig)}
+
+
+class DefinitionError(ValueError):
+    """A queue or agent definition is invalid; the message names the field."""
+
+
+def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
+    """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_')."""
+    kw: dict[str, Any] = {"name": name}
+    for key, value in raw.items():
+        field = str(key).replace("-", "_")
+        if field == "name":
+            continue
+        if field not in _FIELDS:
+            raise DefinitionError(f"queue {name}: unknown setting {key!r}")
+        try:
+            kw[field] = _coerce(field, value)
+        except (TypeError, ValueError) as exc:
+            raise DefinitionError(f"queue {name}: bad value for {key!r}: {exc}") from exc
+    try:
+        cfg = QueueConfig(**kw)
+        cfg.validate()
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(str(exc)) from exc
+    return cfg
+
+
+def _coerce(field: str, value: Any) -> Any:
+    if field == "strategy":
+        return Strategy(str(value))
+    if field in ("joinempty", "leavewhenempty"):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return frozenset(str(x).strip() for x in items if str(x).strip())
+    if field == "periodic_announce":
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(x).strip() for x in items if str(x).strip())
+    if field == "penalty_rules":
+        return tuple(PenaltyRule(float(r["after_seconds"]), int(r["max_penalty"]), int(r.get("min_penalty", 0)))
+                     for r in value)
+    default = _FIELDS[field].default
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.lower() in ("yes", "true", "1", "on")
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value)
+
+
+def queue_to_mapping(cfg: QueueConfig) -> dict[str, Any]:
+    """The JSON-able form of a QueueConfig (stored in etcd)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, frozenset):
+            v = sorted(v)
+        elif f.name == "penalty_rules":
+            v = [dataclasses.asdict(r) for r in v]
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, Strategy):
+            v = v.value
+        out[f.name] = v
+    return out
+
+
+def queue_json(cfg: QueueConfig) -> bytes:
+    """Canonical JSON bytes of a queue definition."""
+    return json.dumps(queue_to_mapping(cfg), sort_keys=True).encode()
+
+
+def queue_from_json(data: bytes) -> QueueConfig:
+    """Inverse of queue_json."""
+    raw = json.loads(data)
+    return queue_from_mapping(raw.pop("name"), raw)
+
+
+def definition_hash(raw: Mapping[str, Any]) -> str:
+    """Stable hash of one queue's file text, to detect edits of the file."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def agent_from_mapping(agent_id: str, raw: Mapping[str, Any]) -> AgentConfig:
+    """Build an AgentConfig from the file form."""
+    queues = raw.get("queues", {})
+    if isinstance(queues, list):
+        queues = {q: {} for q in queues}
+    memberships = tuple(Membership(str(q), int((m or {}).get("penalty", 0)), int((m or {}).get("weight", 0)))
+                        for q, m in queues.items())
+    skills = tuple((str(k), str(v)) for k, v in dict(raw.get("skills", {})).items())
+    if "endpoint" not in raw or "home_node" not in raw:
+        raise DefinitionError(f"agent {agent_id}: endpoint and home_node are required")
+    return AgentConfig(agent_id=agent_id, endpoint=str(raw["endpoint"]), home_node=str(raw["home_node"]),
+                       memberships=memberships, skills=skills)
+
+
+def load_file(path: Path) -> tuple[dict[str, tuple[QueueConfig, str]], dict[str, AgentConfig]]:
+    """Parse the queues file: {name: (config, hash)} and {agent_id: AgentConfig}."""
+    if path.stat().st_size > MAX_QUEUES_FILE_BYTES:
+        raise DefinitionError(f"{path}: larger than {MAX_QUEUES_FILE_BYTES} bytes")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise DefinitionError(f"{path}: top level must be a mapping with 'queues' (and optional 'agents')")
+    queues = {str(n): (queue_from_mapping(str(n), q or {}), definition_hash(q or {}))
+              for n, q in (doc.get("queues") or {}).items()}
+    agents = {str(a): agent_from_mapping(str(a), r or {}) for a, r in (doc.get("agents") or {}).items()}
+    return queues, agents
+
+
+# ---- protobuf --------------------------------------------------------------------------------
+def queue_from_pb(q: admin_pb2.QueueDefinition) -> QueueConfig:
+    """Convert an admin request's definition (zero values mean defaults); raises DefinitionError."""
+    raw: dict[str, Any] = {}
+    for name in ("strategy", "music_class", "announce_position", "announce_holdtime", "exit_context", "ewt_method"):
+        if getattr(q, name):
+            raw[name] = getattr(q, name)
+    for name in ("wrapup_time", "max_wait", "announce_frequency", "periodic_announce_frequency", "retry",
+                 "maxlen", "autopause_after", "weight", "ringinuse"):
+        raw[name] = getattr(q, name)
+    for name in ("ring_timeout", "service_level", "min_announce_frequency", "announce_position_limit"):
+        if q.HasField(name):
+            raw[name] = getattr(q, name)
+    raw["joinempty"] = list(q.joinempty)
+    raw["leavewhenempty"] = list(q.leavewhenempty)
+    raw["periodic_announce"] = list(q.periodic_announce)
+    raw["penalty_rules"] = [{"after_seconds": r.after_seconds, "max_penalty": r.max_penalty,
+                             "min_penalty": r.min_penalty} for r in q.penalty_rules]
+    return queue_from_mapping(q.name, raw)
+
+
+def queue_to_pb(cfg: QueueConfig) -> admin_pb2.QueueDefinition:
+    """The full definition of a queue as a protobuf message."""
+    return admin_pb2.QueueDefinition(
+        name=cfg.name, strategy=cfg.strategy.value, ring_timeout=cfg.ring_timeout, wrapup_time=cfg.wrapup_time,
+        maxlen=cfg.maxlen, max_wait=cfg.max_wait, joinempty=sorted(cfg.joinempty),
+        leavewhenempty=sorted(cfg.leavewhenempty), service_level=cfg.service_level, music_class=cfg.music_class,
+        announce_frequency=cfg.announce_frequency, announce_position=cfg.announce_position,
+        announce_holdtime=cfg.announce_holdtime, periodic_announce=list(cfg.periodic_announce),
+        periodic_announce_frequency=cfg.periodic_announce_frequency, exit_context=cfg.exit_context,
+        ringinuse=cfg.ringinuse, autopause_after=cfg.autopause_after, ewt_method=cfg.ewt_method,
+        weight=cfg.weight, retry=cfg.retry, min_announce_frequency=cfg.min_announce_frequency,
+        announce_position_limit=cfg.announce_position_limit,
+        penalty_rules=[admin_pb2.PenaltyRule(after_seconds=r.after_seconds, max_penalty=r.max_penalty,
+                                             min_penalty=r.min_penalty) for r in cfg.penalty_rules])
+
+
+def agent_from_pb(req: admin_pb2.LoginRequest) -> AgentConfig:
+    """Convert a Login request; raises DefinitionError on bad input."""
+    from coordinator.config import NAME_RE
+
+    if not NAME_RE.match(req.agent_id):
+        raise DefinitionError(f"agent_id must match {NAME_RE.pattern}")
+    if not req.endpoint or len(req.endpoint) > 256 or "/" not in req.endpoint:
+        raise DefinitionError("endpoint must be a dial string like PJSIP/alice (at most 256 characters)")
+    if not NAME_RE.match(req.home_node):
+        raise DefinitionError(f"home_node must match {NAME_RE.pattern}")
+    if not req.queues:
+        raise DefinitionError("an agent needs at least one queue membership")
+    for m in req.queues:
+        if not NAME_RE.match(m.queue):
+            raise DefinitionError(f"invalid queue name {m.queue[:70]!r}")
+    for s in req.skills:
+        if not NAME_RE.match(s.key) or not s.value or len(s.value) > 64:
+            raise DefinitionError(f"invalid skill {s.key[:64]!r}")
+    return AgentConfig(agent_id=req.agent_id, endpoint=req.endpoint, home_node=req.home_node,
+                       memberships=tuple(Membership(m.queue, m.penalty, m.weight) for m in req.queues),
+                       skills=tuple((s.key, s.value) for s in req.skills))
+
+
+def agent_json(agent: AgentConfig, paused: bool, reason: str) -> bytes:
+    """JSON bytes of an agent's durable state (login, pause, skills) for etcd."""
+    return json.dumps({"agent_id": agent.agent_id, "endpoint": agent.endpoint, "home_node": agent.home_node,
+                       "queues": {m.queue: {"penalty": m.penalty, "weight": m.weight} for m in agent.memberships},
+                       "skills": dict(agent.skills), "paused": paused, "pause_reason": reason},
+                      sort_keys=True).encode()
+
+
+def agent_from_json(data: bytes) -> tuple[AgentConfig, bool, str]:
+    """Inverse of agent_json: (config, paused, reason)."""
+    raw = json.loads(data)
+    return agent_from_mapping(raw["agent_id"], raw), bool(raw.get("paused")), str(raw.get("pause_reason", ""))
+
+
+def skills_pb(agent: AgentConfig) -> list[common_pb2.Skill]:
+    """An agent's skills as protobuf values."""
+    return [common_pb2.Skill(key=k, value=v) for k, v in agent.skills]

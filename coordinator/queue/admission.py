@@ -1,0 +1,92 @@
+"""joinempty / leavewhenempty, as app_queue's get_member_status.
+
+With a non-empty condition set, a queue with no logged-in member is "empty" (JOINEMPTY / LEAVEEMPTY);
+a queue whose members are all unusable is "unavailable" (JOINUNAVAIL / LEAVEUNAVAIL). A member is
+unusable when it is in one of the listed conditions: paused, penalty (outside the caller's current
+penalty band), inuse (in a call), ringing (an offer pending), unavailable (home node lost), wrapup.
+"invalid" and "unknown" are accepted for compatibility; a logged-in agent is never in those states.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Set
+
+from coordinator.queue.decisions import Decision
+from coordinator.queue.lifecycle import exit_caller
+from coordinator.queue.model import CallerStatus
+from coordinator.queue.state import WAITING, AgentRec, CallerRec, EngineState, MemberRec, QueueRec
+
+__all__ = ["EMPTY", "UNAVAIL", "leave_when_empty", "member_status"]
+
+EMPTY = "empty"
+UNAVAIL = "unavail"
+
+
+def _unusable(
+    agent: AgentRec, member: MemberRec, conditions: Set[str], band: tuple[int, int] | None, now: float
+) -> bool:
+    if "paused" in conditions and agent.paused:
+        return True
+    if "penalty" in conditions and band is not None and not band[0] <= member.penalty <= band[1]:
+        return True
+    if "inuse" in conditions and agent.calls:
+        return True
+    if "ringing" in conditions and agent.offer_id is not None:
+        return True
+    if "unavailable" in conditions and not agent.node_up:
+        return True
+    return "wrapup" in conditions and agent.wrapup_until > now
+
+
+def member_status(
+    st: EngineState, q: QueueRec, conditions: Set[str], band: tuple[int, int] | None, now: float
+) -> str | None:
+    """None when a usable member exists, else "empty" (no members) or "unavail" (none usable)."""
+    if not conditions:
+        return None
+    if not q.members:
+        return EMPTY
+    for member in q.members.values():
+        agent = st.agents.get(member.agent_id)
+        if agent is not None and not _unusable(agent, member, conditions, band, now):
+            return None
+    return UNAVAIL
+
+
+def _bands(q: QueueRec, now: float) -> list[tuple[tuple[int, int] | None, float, float]]:
+    """(band, lo, hi): callers with lo < joined_at <= hi have that penalty band at `now`."""
+    rules = q.config.penalty_rules
+    if not rules:
+        return [(None, -math.inf, math.inf)]
+    out: list[tuple[tuple[int, int] | None, float, float]] = [(None, now - rules[0].after_seconds, math.inf)]
+    for i, rule in enumerate(rules):
+        lo = now - rules[i + 1].after_seconds if i + 1 < len(rules) else -math.inf
+        out.append(((rule.min_penalty, rule.max_penalty), lo, now - rule.after_seconds))
+    return out
+
+
+def leave_when_empty(st: EngineState, now: float, out: list[Decision]) -> None:
+    """Send waiting callers of queues with leavewhenempty back to the dialplan when no member is usable.
+
+    Cost per call: O(queues with leavewhenempty x penalty bands x members), plus the callers that leave
+    (callers are grouped by band through their join times, never scanned one by one otherwise).
+    """
+    for q in list(st.queues.values()):
+        conditions = q.config.leavewhenempty
+        if not conditions or not q.line:
+            continue
+        bands = _bands(q, now) if "penalty" in conditions else [(None, -math.inf, math.inf)]
+        leaving: list[tuple[CallerRec, CallerStatus]] = []
+        for band, lo, hi in bands:
+            status = member_status(st, q, conditions, band, now)
+            if status is None:
+                continue
+            code = CallerStatus.LEAVEEMPTY if status == EMPTY else CallerStatus.LEAVEUNAVAIL
+            for uid in q.line.uids_joined_in(lo, hi):
+                caller = st.by_uid[uid]
+                # app_queue checks leavewhenempty while a caller waits, not while it is being rung.
+                if caller.state == WAITING:
+                    leaving.append((caller, code))
+        for caller, code in leaving:
+            exit_caller(st, caller, code, now, out)

@@ -1,0 +1,160 @@
+"""The matching loop: give free agents to waiting callers.
+
+Rule (checked by the property tests): an agent is only ever offered ITS best eligible waiting caller,
+ordered for that agent by (-(queue weight + membership weight), -priority, order, uid). Among the agents
+whose best caller is the same caller X, the queue's strategy picks who rings (all of the lowest penalty
+tier for ringall). Agents not picked move on to their next best caller. Callers only stop being
+eligible during a pass (they start ringing), never start, so each agent's scan is one forward walk
+over its queues' lines: O(agents x skipped callers); with no skills / penalty filtering the first
+waiting caller is usually taken at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+
+from coordinator.queue.decisions import Decision, Offer
+from coordinator.queue.ranking import RankKey
+from coordinator.queue.state import RINGING, WAITING, AgentRec, CallerRec, EngineState, OfferRec
+from coordinator.queue.strategies import Candidate, choose_agents
+
+__all__ = ["dispatch", "eligible"]
+
+
+def eligible(st: EngineState, agent: AgentRec, caller: CallerRec, now: float) -> bool:
+    """Whether `agent` may be offered `caller` right now (agent freedom, skills, penalty band)."""
+    if caller.state != WAITING or caller.retry_until > now:
+        return False
+    q = st.queues.get(caller.queue)
+    if q is None:
+        return False
+    member = q.members.get(agent.config.agent_id)
+    if member is None or not st.can_take(agent, q.config, now):
+        return False
+    if caller.requirements and not agent.config.has_skills(caller.requirements):
+        return False
+    band = st.band(caller, now)
+    return band is None or band[0] <= member.penalty <= band[1]
+
+
+def _stream(keys: Iterator[RankKey], weight: int) -> Iterator[tuple[int, RankKey]]:
+    for key in keys:
+        yield (-weight, key)
+
+
+def _best_callers(st: EngineState, agent: AgentRec, now: float) -> Iterator[CallerRec]:
+    """The callers this agent may take, best first for this agent."""
+    streams: list[Iterator[tuple[int, RankKey]]] = []
+    for m in agent.config.memberships:
+        q = st.queues.get(m.queue)
+        if q is None or not q.line or not st.can_take(agent, q.config, now):
+            continue
+        streams.append(_stream(iter(q.line), q.config.weight + m.weight))
+    # Lines are not mutated during a pass (ringing callers stay queued), so iterating them is safe.
+    for _, key in heapq.merge(*streams):
+        caller = st.by_uid[key[2]]
+        if eligible(st, agent, caller, now):
+            yield caller
+
+
+def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: list[Decision]) -> None:
+    """Offer every free agent its best eligible caller; append the Offer decisions to `out`."""
+    if not st.idle:
+        return
+    cursors: dict[str, Iterator[CallerRec]] = {}
+    groups: dict[int, list[AgentRec]] = {}
+    heap: list[tuple[int, RankKey]] = []
+
+    def advance(agent: AgentRec) -> None:
+        aid = agent.config.agent_id
+        cursor = cursors.get(aid)
+        if cursor is None:
+            cursor = cursors[aid] = _best_callers(st, agent, now)
+        caller = next(cursor, None)
+        if caller is None:
+            return
+        group = groups.get(caller.uid)
+        if group is None:
+            groups[caller.uid] = group = []
+            heapq.heappush(heap, (-st.queues[caller.queue].config.weight, caller.key))
+        group.append(agent)
+
+    for aid in list(st.idle):
+        advance(st.agents[aid])
+    while heap:
+        _, key = heapq.heappop(heap)
+        caller = st.by_uid[key[2]]
+        agents = groups.pop(caller.uid)
+        chosen = _choose(st, rng, caller, agents)
+        chosen_ids = {a.config.agent_id for a in chosen}
+        for agent in chosen:
+            _offer(st, prefix, caller, agent, now, out)
+        for agent in agents:
+            if agent.config.agent_id not in chosen_ids:
+                advance(agent)
+
+
+def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list[AgentRec]) -> list[AgentRec]:
+    """Apply the queue strategy to the agents whose best caller is `caller`."""
+    q = st.queues[caller.queue]
+    fresh = [a for a in agents if a.config.agent_id not in caller.tried]
+    if not fresh:
+        # Everyone free was already tried this round: start a new round (app_queue's "tried" reset).
+        caller.tried.clear()
+        fresh = agents
+    by_id = {a.config.agent_id: a for a in fresh}
+    candidates = [
+        Candidate(
+            agent_id=a.config.agent_id,
+            penalty=q.members[a.config.agent_id].penalty,
+            order=q.members[a.config.agent_id].order,
+            last_call_end=a.last_call_end,
+            available_since=a.available_since,
+            calls_taken=q.members[a.config.agent_id].calls_taken,
+        )
+        for a in fresh
+    ]
+    picked = choose_agents(q.config.strategy, candidates, rng, q.rr_last)
+    if picked and q.config.strategy in ("rrmemory", "rrordered"):
+        q.rr_last = picked[0].order
+    return [by_id[c.agent_id] for c in picked]
+
+
+def _offer(
+    st: EngineState, prefix: str, caller: CallerRec, agent: AgentRec, now: float, out: list[Decision]
+) -> None:
+    q = st.queues[caller.queue].config
+    st.offer_counter += 1
+    offer_id = f"{prefix}{st.offer_counter}"
+    rec = OfferRec(
+        offer_id=offer_id,
+        caller_uid=caller.uid,
+        call_id=caller.call_id,
+        queue=caller.queue,
+        agent_id=agent.config.agent_id,
+        agent_node=agent.config.home_node,
+        caller_node=caller.node_id,
+        expires_at=now + q.ring_timeout,
+    )
+    st.offers[offer_id] = rec
+    caller.offers[offer_id] = None
+    caller.state = RINGING
+    agent.offer_id = offer_id
+    st.refresh_idle(agent.config.agent_id, now)
+    st.add_timer(rec.expires_at, "ring", offer_id)
+    out.append(
+        Offer(
+            offer_id=offer_id,
+            call_id=caller.call_id,
+            queue=caller.queue,
+            agent_id=agent.config.agent_id,
+            endpoint=agent.config.endpoint,
+            agent_node=agent.config.home_node,
+            caller_node=caller.node_id,
+            ring_timeout=q.ring_timeout,
+            caller_number=caller.caller_number,
+            caller_name=caller.caller_name,
+        )
+    )

@@ -1,0 +1,156 @@
+"""Inputs of the queue engine. Every event is applied together with a `now` (seconds, monotonic-like)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.queue.model import AgentConfig, QueueConfig, Requirement
+
+__all__ = [
+    "AgentLoggedIn",
+    "AgentLoggedOut",
+    "AgentPaused",
+    "AgentUnpaused",
+    "CallEnded",
+    "CallerJoined",
+    "CallerLeft",
+    "Event",
+    "NodeAlive",
+    "NodeLost",
+    "OfferAnswered",
+    "OfferFailed",
+    "QueueDefined",
+    "QueueDeleted",
+    "Tick",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDefined:
+    """Create or replace a queue. Waiting callers stay; the new rules apply from now on."""
+
+    config: QueueConfig
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDeleted:
+    """Remove a queue: its callers leave with QUEUE_DELETED and ringing offers are cancelled."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoggedIn:
+    """An agent logs in; a re-login replaces its config but keeps its calls, offer and pause."""
+
+    agent: AgentConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoggedOut:
+    """An agent logs out; a ringing offer is cancelled, a connected call continues untracked."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPaused:
+    """Stop offering calls to an agent (a connected call continues)."""
+
+    agent_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUnpaused:
+    """Resume offering calls to an agent; also resets its autopause counter."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerJoined:
+    """A caller enters a queue (or is re-reported to a new leader with its original arrival_seq)."""
+
+    call_id: str
+    queue: str
+    node_id: str
+    priority: int = 0
+    position: int = 0
+    """0 = none; P >= 1 = rank just before the caller now at position P within the same priority band."""
+    requirements: tuple[Requirement, ...] = ()
+    caller_number: str = ""
+    caller_name: str = ""
+    arrival_seq: int | None = None
+    """None: the engine assigns one. An int: a re-report; kept, and the engine counter moves past it."""
+    joined_at: float | None = None
+    """The original join time of a re-report; None = now."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerLeft:
+    """A waiting or ringing caller is gone (hangup, exit key, node gave up): counted as abandoned."""
+
+    call_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAnswered:
+    """The agent leg of an offer answered; the first answer for a caller wins."""
+
+    offer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferFailed:
+    """The agent leg of an offer failed: "noanswer", "busy", "unavailable" or "failed"."""
+
+    offer_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """A connected call ended; the agent enters wrap-up."""
+
+    call_id: str
+    agent_hung_up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """A node is gone: its callers leave with NODE_LOST, its agents become unavailable."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAlive:
+    """A lost node is back: agents homed there are available again."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """No news; only timers run (ring timeouts, wrap-up ends, max wait, penalty widening, announcements)."""
+
+
+Event = (
+    QueueDefined
+    | QueueDeleted
+    | AgentLoggedIn
+    | AgentLoggedOut
+    | AgentPaused
+    | AgentUnpaused
+    | CallerJoined
+    | CallerLeft
+    | OfferAnswered
+    | OfferFailed
+    | CallEnded
+    | NodeLost
+    | NodeAlive
+    | Tick
+)
+"""Every input of QueueEngine.apply."""

@@ -1,0 +1,400 @@
+"""QueueEngine: the pure, synchronous ACD state machine of the coordinator.
+
+Events and `now` in, decisions out: no I/O, no clock reads, randomness only from the injected
+`random.Random`. The same event sequence with the same `now` values and seed gives the same decisions,
+so a new leader can rebuild state by replaying re-reports.
+
+Each `apply` runs, in order: due timers, the event, timers the event made due, leavewhenempty, and the
+matching loop (`dispatch`), so a free agent is offered its best eligible caller at once.
+Invalid configs raise ValueError before any state changes; events about unknown calls, offers or
+agents are stale and ignored (they return no decisions).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+from coordinator.queue.admission import EMPTY, leave_when_empty, member_status
+from coordinator.queue.decisions import (
+    AgentStateChanged,
+    AgentView,
+    CallerView,
+    Decision,
+    JoinAccepted,
+    JoinRejected,
+    QueueStats,
+)
+from coordinator.queue.dispatch import dispatch
+from coordinator.queue.events import (
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPaused,
+    AgentUnpaused,
+    CallEnded,
+    CallerJoined,
+    CallerLeft,
+    Event,
+    NodeAlive,
+    NodeLost,
+    OfferAnswered,
+    OfferFailed,
+    QueueDefined,
+    QueueDeleted,
+    Tick,
+)
+from coordinator.queue.ewt import erlang_c_wait, ewma_wait
+from coordinator.queue.lifecycle import (
+    answer_offer,
+    cancel_offer,
+    end_call,
+    exit_caller,
+    fail_offer,
+    remove_waiting_caller,
+)
+from coordinator.queue.model import CallerStatus
+from coordinator.queue.ranking import rank_key
+from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
+from coordinator.queue.timers import live, run_due, schedule_caller_timers
+from coordinator.queue.views import agent_view, queue_stats
+
+__all__ = ["QueueEngine"]
+
+
+class QueueEngine:
+    """Cluster-wide queues, agents and callers; see the module docstring for the contract."""
+
+    def __init__(self, rng: random.Random | None = None, offer_id_prefix: str = "o") -> None:
+        # A fixed default seed keeps an engine built without an rng deterministic too.
+        self._rng = rng if rng is not None else random.Random(0)
+        self._prefix = offer_id_prefix
+        self._st = EngineState()
+        self._now = 0.0
+
+    # ----------------------------------------------------------------- apply
+    def apply(self, event: Event, now: float) -> list[Decision]:
+        """Apply one event at time `now`; return the decisions to carry out, in order."""
+        self._now = now
+        st = self._st
+        out: list[Decision] = []
+        run_due(st, now, self.estimated_wait_of, out)
+        match event:
+            case QueueDefined():
+                self._queue_defined(event, now)
+            case QueueDeleted():
+                self._queue_deleted(event, now, out)
+            case AgentLoggedIn():
+                self._agent_logged_in(event, now, out)
+            case AgentLoggedOut():
+                self._agent_logged_out(event, now, out)
+            case AgentPaused():
+                self._agent_paused(event.agent_id, True, event.reason, now, out)
+            case AgentUnpaused():
+                self._agent_paused(event.agent_id, False, "", now, out)
+            case CallerJoined():
+                self._caller_joined(event, now, out)
+            case CallerLeft():
+                self._caller_left(event, now, out)
+            case OfferAnswered():
+                offer = st.offers.get(event.offer_id)
+                if offer is not None:
+                    answer_offer(st, offer, now, out)
+            case OfferFailed():
+                offer = st.offers.get(event.offer_id)
+                if offer is not None:
+                    fail_offer(st, offer, event.reason, now, out)
+            case CallEnded():
+                caller = st.callers.get(event.call_id)
+                if caller is not None and caller.state == CONNECTED:
+                    end_call(st, caller, event.agent_hung_up, now, out)
+            case NodeLost():
+                self._node_lost(event.node_id, now, out)
+            case NodeAlive():
+                self._node_alive(event.node_id, now, out)
+            case Tick():
+                pass
+        run_due(st, now, self.estimated_wait_of, out)
+        leave_when_empty(st, now, out)
+        dispatch(st, self._rng, self._prefix, now, out)
+        return out
+
+    # ------------------------------------------------------------ handlers
+    def _queue_defined(self, event: QueueDefined, now: float) -> None:
+        cfg = event.config
+        cfg.validate()
+        st = self._st
+        q = st.queues.get(cfg.name)
+        if q is None:
+            q = st.queues[cfg.name] = QueueRec(cfg)
+            for agent in st.agents.values():
+                for m in agent.config.memberships:
+                    if m.queue == cfg.name:
+                        q.add_member(agent.config.agent_id, m.penalty, m.weight)
+        else:
+            q.config = cfg
+            for key in list(q.line):
+                schedule_caller_timers(st, st.by_uid[key[2]], now)
+        for agent_id in q.members:
+            st.refresh_idle(agent_id, now)
+
+    def _queue_deleted(self, event: QueueDeleted, now: float, out: list[Decision]) -> None:
+        st = self._st
+        q = st.queues.get(event.name)
+        if q is None:
+            return
+        for key in list(q.line):
+            exit_caller(st, st.by_uid[key[2]], CallerStatus.QUEUE_DELETED, now, out)
+        del st.queues[event.name]
+        for agent_id in q.members:
+            st.refresh_idle(agent_id, now)
+
+    def _agent_logged_in(self, event: AgentLoggedIn, now: float, out: list[Decision]) -> None:
+        cfg = event.agent
+        cfg.validate()
+        st = self._st
+        agent = st.agents.get(cfg.agent_id)
+        new_queues = {m.queue for m in cfg.memberships}
+        if agent is None:
+            agent = st.agents[cfg.agent_id] = AgentRec(cfg, available_since=now)
+        else:
+            for m in agent.config.memberships:
+                q = st.queues.get(m.queue)
+                if m.queue not in new_queues and q is not None:
+                    q.members.pop(cfg.agent_id, None)
+            offer = st.offers.get(agent.offer_id) if agent.offer_id else None
+            if offer is not None and offer.queue not in new_queues:
+                cancel_offer(st, offer, "membership_removed", now, out)
+            agent.config = cfg
+        agent.node_up = cfg.home_node not in st.lost_nodes
+        for m in cfg.memberships:
+            q = st.queues.get(m.queue)
+            if q is not None:
+                q.add_member(cfg.agent_id, m.penalty, m.weight)
+        st.refresh_idle(cfg.agent_id, now)
+        out.append(AgentStateChanged(cfg.agent_id, "logged_in", ""))
+
+    def _agent_logged_out(self, event: AgentLoggedOut, now: float, out: list[Decision]) -> None:
+        st = self._st
+        agent = st.agents.get(event.agent_id)
+        if agent is None:
+            return
+        offer = st.offers.get(agent.offer_id) if agent.offer_id else None
+        if offer is not None:
+            cancel_offer(st, offer, "agent_logged_out", now, out)
+        for m in agent.config.memberships:
+            q = st.queues.get(m.queue)
+            if q is not None:
+                q.members.pop(event.agent_id, None)
+        del st.agents[event.agent_id]
+        st.idle.pop(event.agent_id, None)
+        out.append(AgentStateChanged(event.agent_id, "logged_out", ""))
+
+    def _agent_paused(
+        self, agent_id: str, paused: bool, reason: str, now: float, out: list[Decision]
+    ) -> None:
+        agent = self._st.agents.get(agent_id)
+        if agent is None:
+            return
+        agent.paused, agent.pause_reason = paused, reason if paused else ""
+        if not paused:
+            agent.unanswered = 0
+        self._st.refresh_idle(agent_id, now)
+        out.append(AgentStateChanged(agent_id, "paused" if paused else "unpaused", reason))
+
+    def _caller_joined(self, ev: CallerJoined, now: float, out: list[Decision]) -> None:
+        st = self._st
+        existing = st.callers.get(ev.call_id)
+        if existing is not None:
+            if existing.queue == ev.queue and existing.state != CONNECTED:
+                # Idempotent re-report of a caller this engine already holds.
+                pos = st.queues[existing.queue].line.position(existing.key)
+                out.append(
+                    JoinAccepted(
+                        ev.call_id, ev.queue, existing.arrival_seq, pos, self.estimated_wait_of(existing, now)
+                    )
+                )
+            else:
+                out.append(
+                    JoinRejected(ev.call_id, CallerStatus.INVALID_ARGS, "call_id already in a queue or call")
+                )
+            return
+        problem = _join_args_problem(ev)
+        if problem:
+            out.append(JoinRejected(ev.call_id, CallerStatus.INVALID_ARGS, problem))
+            return
+        q = st.queues.get(ev.queue)
+        if q is None:
+            out.append(JoinRejected(ev.call_id, CallerStatus.UNKNOWN_QUEUE, f"no queue named {ev.queue!r}"))
+            return
+        if ev.node_id in st.lost_nodes:
+            out.append(
+                JoinRejected(ev.call_id, CallerStatus.UNAVAILABLE, f"node {ev.node_id} is marked lost")
+            )
+            return
+        re_report = ev.arrival_seq is not None
+        if not re_report:
+            if q.config.maxlen and len(q.line) >= q.config.maxlen:
+                out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
+                return
+            band = _initial_band(q)
+            status = member_status(st, q, q.config.joinempty, band, now)
+            if status is not None:
+                code = CallerStatus.JOINEMPTY if status == EMPTY else CallerStatus.JOINUNAVAIL
+                out.append(JoinRejected(ev.call_id, code, f"queue {ev.queue} has no usable member"))
+                return
+        if ev.arrival_seq is None:
+            st.arrival_counter += 1
+            seq = st.arrival_counter
+            order = q.line.order_for(ev.priority, ev.position, seq)
+            q.counters.on_arrival(now)
+        else:
+            seq = ev.arrival_seq
+            st.arrival_counter = max(st.arrival_counter, seq)
+            order = seq  # an override is not re-applied on a re-report: the queue around it changed
+        st.uid_counter += 1
+        joined_at = ev.joined_at if ev.joined_at is not None else now
+        caller = CallerRec(
+            uid=st.uid_counter,
+            call_id=ev.call_id,
+            queue=ev.queue,
+            node_id=ev.node_id,
+            priority=ev.priority,
+            arrival_seq=seq,
+            key=rank_key(ev.priority, order, st.uid_counter),
+            requirements=ev.requirements,
+            caller_number=ev.caller_number,
+            caller_name=ev.caller_name,
+            joined_at=joined_at,
+        )
+        q.line.add(caller.key, joined_at)
+        st.callers[ev.call_id] = caller
+        st.by_uid[caller.uid] = caller
+        position = q.line.position(caller.key)
+        caller.last_announce, caller.last_pos_said = now, position
+        schedule_caller_timers(st, caller, now)
+        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, self.estimated_wait_of(caller, now)))
+
+    def _caller_left(self, event: CallerLeft, now: float, out: list[Decision]) -> None:
+        st = self._st
+        caller = st.callers.get(event.call_id)
+        if caller is None:
+            return
+        if caller.state == CONNECTED:
+            end_call(st, caller, False, now, out)
+            return
+        q = st.queues.get(caller.queue)
+        if q is not None:
+            q.counters.on_abandon(now - caller.joined_at, q.config.service_level)
+        remove_waiting_caller(st, caller, "caller_left", now, out)
+
+    def _node_lost(self, node_id: str, now: float, out: list[Decision]) -> None:
+        st = self._st
+        st.lost_nodes.add(node_id)
+        for caller in list(st.callers.values()):
+            if caller.state != CONNECTED:
+                if caller.node_id == node_id:
+                    exit_caller(st, caller, CallerStatus.NODE_LOST, now, out)
+                continue
+            agent = st.agents.get(caller.agent_id)
+            if caller.node_id == node_id:
+                end_call(st, caller, False, now, out)
+            elif agent is not None and agent.config.home_node == node_id:
+                # The caller's node is alive: send it back to its dialplan as if the agent hung up.
+                end_call(st, caller, True, now, out)
+        for offer in list(st.offers.values()):
+            if offer.agent_node == node_id:
+                cancel_offer(st, offer, "node_lost", now, out)
+        for agent in st.agents.values():
+            if agent.config.home_node == node_id and agent.node_up:
+                agent.node_up = False
+                st.refresh_idle(agent.config.agent_id, now)
+                out.append(AgentStateChanged(agent.config.agent_id, "unavailable", "node_lost"))
+
+    def _node_alive(self, node_id: str, now: float, out: list[Decision]) -> None:
+        st = self._st
+        st.lost_nodes.discard(node_id)
+        for agent in st.agents.values():
+            if agent.config.home_node == node_id and not agent.node_up:
+                agent.node_up = True
+                st.refresh_idle(agent.config.agent_id, now)
+                out.append(AgentStateChanged(agent.config.agent_id, "available", "node_alive"))
+
+    # --------------------------------------------------------------- queries
+    def position(self, call_id: str) -> int | None:
+        """1-based position of a waiting or ringing caller in its queue (O(log n)); None otherwise."""
+        caller = self._st.callers.get(call_id)
+        if caller is None or caller.state == CONNECTED:
+            return None
+        return self._st.queues[caller.queue].line.position(caller.key)
+
+    def estimated_wait(self, call_id: str, now: float) -> float | None:
+        """Estimated remaining wait of a queued caller (method per queue, see ewt.py); None otherwise."""
+        caller = self._st.callers.get(call_id)
+        if caller is None or caller.state == CONNECTED:
+            return None
+        return self.estimated_wait_of(caller, now)
+
+    def estimated_wait_of(self, caller: CallerRec, now: float) -> float:
+        """EWT of a queued caller record (internal helper shared with the timers)."""
+        q = self._st.queues[caller.queue]
+        counters = q.counters
+        if q.config.ewt_method == "erlang_c":
+            agents = sum(
+                1
+                for m in q.members.values()
+                if (a := self._st.agents.get(m.agent_id)) is not None and not a.paused and a.node_up
+            )
+            aht = counters.aht
+            if agents > 0 and aht is not None:
+                return erlang_c_wait(q.line.position(caller.key), agents, aht, counters.arrival_rate)
+        return ewma_wait(counters.holdtime_ewma, now - caller.joined_at)
+
+    def next_deadline(self) -> float | None:
+        """Earliest `now` at which a Tick could produce something; None when no timer is pending."""
+        timers = self._st.timers
+        while timers and not live(self._st, timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def caller(self, call_id: str) -> CallerView | None:
+        """A view of a queued or connected caller, None if unknown."""
+        c = self._st.callers.get(call_id)
+        if c is None:
+            return None
+        return CallerView(
+            c.call_id,
+            c.queue,
+            c.node_id,
+            c.arrival_seq,
+            c.priority,
+            c.state,
+            c.joined_at,
+            self.position(call_id),
+        )
+
+    def snapshot(self, now: float) -> list[QueueStats]:
+        """Statistics of every queue, sorted by name."""
+        return [queue_stats(self._st, q, now) for _, q in sorted(self._st.queues.items())]
+
+    def agent_states(self) -> list[AgentView]:
+        """Every logged-in agent, sorted by id (wrap-up judged at the last applied `now`)."""
+        return [agent_view(a, self._now) for _, a in sorted(self._st.agents.items())]
+
+
+def _join_args_problem(ev: CallerJoined) -> str:
+    if not ev.call_id:
+        return "call_id must be non-empty"
+    if not ev.node_id:
+        return "node_id must be non-empty"
+    if ev.position < 0:
+        return "position must be >= 0"
+    if ev.arrival_seq is not None and ev.arrival_seq < 0:
+        return "arrival_seq must be >= 0"
+    if any(not r.key or not r.value for r in ev.requirements):
+        return "requirements need a key and a value"
+    return ""
+
+
+def _initial_band(q: QueueRec) -> tuple[int, int] | None:
+    rules = [r for r in q.config.penalty_rules if r.after_seconds <= 0]
+    return (rules[-1].min_penalty, rules[-1].max_penalty) if rules else None

@@ -1,0 +1,195 @@
+"""Mutable records of the queue engine (private to coordinator.queue).
+
+Invariants kept by the engine:
+- an agent has at most one pending offer (`AgentRec.offer_id`);
+- a caller has pending offers only while state == "ringing" (several only under ringall);
+- a caller is in its queue's QueueLine exactly while state is "waiting" or "ringing";
+- `EngineState.idle` holds exactly the agents that could take an offer now in at least one queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+from coordinator.queue.model import AgentConfig, QueueConfig, Requirement
+from coordinator.queue.ranking import QueueLine, RankKey
+from coordinator.queue.stats import QueueCounters
+
+__all__ = ["AgentRec", "CallerRec", "EngineState", "MemberRec", "OfferRec", "QueueRec", "Timer"]
+
+WAITING = "waiting"
+RINGING = "ringing"
+CONNECTED = "connected"
+
+
+@dataclass(slots=True, eq=False)
+class CallerRec:
+    """One caller from join until it leaves or its connected call ends."""
+
+    uid: int
+    call_id: str
+    queue: str
+    node_id: str
+    priority: int
+    arrival_seq: int
+    key: RankKey
+    requirements: tuple[Requirement, ...]
+    caller_number: str
+    caller_name: str
+    joined_at: float
+    state: str = WAITING
+    offers: dict[str, None] = field(default_factory=dict)
+    tried: set[str] = field(default_factory=set)
+    """Agents that failed this caller in the current round; avoided until everyone was tried."""
+    retry_until: float = -math.inf
+    next_announce: float | None = None
+    last_announce: float | None = None
+    last_pos_said: int = 0
+    holdtime_said: bool = False
+    next_periodic: float | None = None
+    periodic_index: int = 0
+    agent_id: str = ""
+    offer_id: str = ""
+    connected_at: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class AgentRec:
+    """One logged-in agent and its runtime state."""
+
+    config: AgentConfig
+    paused: bool = False
+    pause_reason: str = ""
+    node_up: bool = True
+    offer_id: str | None = None
+    calls: dict[str, None] = field(default_factory=dict)
+    wrapup_until: float = -math.inf
+    last_call_end: float = -math.inf
+    available_since: float = 0.0
+    unanswered: int = 0
+    calls_taken: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class OfferRec:
+    """A pending offer: one agent leg ringing for one caller."""
+
+    offer_id: str
+    caller_uid: int
+    call_id: str
+    queue: str
+    agent_id: str
+    agent_node: str
+    caller_node: str
+    expires_at: float
+
+
+@dataclass(slots=True, eq=False)
+class MemberRec:
+    """An agent's membership of a defined queue."""
+
+    agent_id: str
+    penalty: int
+    weight: int
+    order: int
+    calls_taken: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class QueueRec:
+    """A defined queue: config, ordered line of callers, members, rr pointer, counters."""
+
+    config: QueueConfig
+    line: QueueLine = field(default_factory=QueueLine)
+    members: dict[str, MemberRec] = field(default_factory=dict)
+    member_counter: int = 0
+    rr_last: int = -1
+    counters: QueueCounters = field(default_factory=QueueCounters)
+
+    def add_member(self, agent_id: str, penalty: int, weight: int) -> None:
+        """Add or update a member, keeping its original order when it is already there."""
+        existing = self.members.get(agent_id)
+        if existing is not None:
+            existing.penalty, existing.weight = penalty, weight
+            return
+        self.members[agent_id] = MemberRec(agent_id, penalty, weight, self.member_counter)
+        self.member_counter += 1
+
+
+Timer = tuple[float, int, str, str, int]
+"""(when, seq, kind, ident, token): kinds "ring" (offer id), "wrapup" (agent id), "maxwait", "wake",
+"announce", "periodic" (call id, token = caller uid). Stale timers are skipped when popped."""
+
+
+@dataclass(slots=True, eq=False)
+class EngineState:
+    """All mutable state of one QueueEngine."""
+
+    queues: dict[str, QueueRec] = field(default_factory=dict)
+    agents: dict[str, AgentRec] = field(default_factory=dict)
+    callers: dict[str, CallerRec] = field(default_factory=dict)
+    by_uid: dict[int, CallerRec] = field(default_factory=dict)
+    offers: dict[str, OfferRec] = field(default_factory=dict)
+    idle: dict[str, None] = field(default_factory=dict)
+    lost_nodes: set[str] = field(default_factory=set)
+    timers: list[Timer] = field(default_factory=list)
+    timer_seq: int = 0
+    arrival_counter: int = 0
+    uid_counter: int = 0
+    offer_counter: int = 0
+
+    def add_timer(self, when: float, kind: str, ident: str, token: int = 0) -> None:
+        """Schedule a timer (stale ones are filtered when they fire)."""
+        self.timer_seq += 1
+        heapq.heappush(self.timers, (when, self.timer_seq, kind, ident, token))
+
+    def ringinuse(self, agent: AgentRec, queue: QueueConfig) -> bool:
+        """Whether this agent may be rung from this queue while in a call."""
+        return queue.ringinuse if agent.config.ringinuse is None else agent.config.ringinuse
+
+    def wrapup_for(self, agent: AgentRec, queue: QueueConfig | None) -> float:
+        """Wrap-up after a call from `queue` (the agent's own setting wins)."""
+        if agent.config.wrapup_time is not None:
+            return agent.config.wrapup_time
+        return queue.wrapup_time if queue is not None else 0.0
+
+    def can_take(self, agent: AgentRec, queue: QueueConfig, now: float) -> bool:
+        """The agent could be offered a caller of `queue` now (ignores skills and penalties)."""
+        if agent.paused or not agent.node_up or agent.offer_id is not None or agent.wrapup_until > now:
+            return False
+        return not agent.calls or self.ringinuse(agent, queue)
+
+    def refresh_idle(self, agent_id: str, now: float) -> None:
+        """Recompute whether an agent belongs to the idle set after any change to it."""
+        agent = self.agents.get(agent_id)
+        ok = False
+        if agent is not None:
+            for m in agent.config.memberships:
+                q = self.queues.get(m.queue)
+                if q is not None and self.can_take(agent, q.config, now):
+                    ok = True
+                    break
+        if ok:
+            if agent_id not in self.idle:
+                self.idle[agent_id] = None
+                assert agent is not None
+                if not agent.calls:
+                    agent.available_since = now
+        else:
+            self.idle.pop(agent_id, None)
+
+    def band(self, caller: CallerRec, now: float) -> tuple[int, int] | None:
+        """The caller's allowed member penalty range from its active rule, None = no limit."""
+        q = self.queues.get(caller.queue)
+        if q is None:
+            return None
+        waited = now - caller.joined_at
+        active: tuple[int, int] | None = None
+        for rule in q.config.penalty_rules:
+            if rule.after_seconds <= waited:
+                active = (rule.min_penalty, rule.max_penalty)
+            else:
+                break
+        return active

@@ -1,0 +1,67 @@
+"""Read-only views of the engine state: QueueStats and AgentView builders."""
+
+from __future__ import annotations
+
+from coordinator.queue.decisions import AgentView, QueueStats
+from coordinator.queue.state import AgentRec, EngineState, QueueRec
+
+__all__ = ["agent_state", "agent_view", "queue_stats"]
+
+
+def agent_state(a: AgentRec, now: float) -> str:
+    if not a.node_up:
+        return "unavailable"
+    if a.paused:
+        return "paused"
+    if a.calls:
+        return "busy"
+    if a.offer_id is not None:
+        return "ringing"
+    if a.wrapup_until > now:
+        return "wrapup"
+    return "available"
+
+
+def agent_view(a: AgentRec, now: float) -> AgentView:
+    return AgentView(
+        agent_id=a.config.agent_id,
+        endpoint=a.config.endpoint,
+        home_node=a.config.home_node,
+        state=agent_state(a, now),
+        paused=a.paused,
+        pause_reason=a.pause_reason,
+        queues=tuple(m.queue for m in a.config.memberships),
+        calls_taken=a.calls_taken,
+        offer_id=a.offer_id,
+        call_ids=tuple(a.calls),
+    )
+
+
+def queue_stats(st: EngineState, q: QueueRec, now: float) -> QueueStats:
+    c = q.counters
+    oldest = q.line.oldest_joined_at()
+    available = paused = busy = 0
+    for m in q.members.values():
+        a = st.agents.get(m.agent_id)
+        if a is None:
+            continue
+        paused += a.paused
+        busy += bool(a.calls) or a.offer_id is not None
+        available += agent_state(a, now) == "available"
+    return QueueStats(
+        queue=q.config.name,
+        waiting=len(q.line),
+        longest_wait=max(0.0, now - oldest) if oldest is not None else 0.0,
+        answered=c.answered,
+        abandoned=c.abandoned,
+        timed_out=c.timed_out,
+        service_level_pct=c.sl_pct(),
+        service_level2_pct=c.sl2_pct(),
+        asa=c.asa(),
+        avg_talk_time=c.avg_talk(),
+        holdtime_ewma=c.holdtime_ewma,
+        agents_logged_in=len(q.members),
+        agents_available=available,
+        agents_paused=paused,
+        agents_busy=busy,
+    )

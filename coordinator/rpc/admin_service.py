@@ -1,0 +1,206 @@
+"""Client-facing services: QueueAdmin, Agents, Stats (thin: validate, fenced write, apply)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
+from coordinator.config import NAME_RE
+from coordinator.definitions import DefinitionError, agent_from_pb, queue_from_pb, queue_to_pb
+from coordinator.election.election import FenceLost
+from coordinator.queue import (
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPaused,
+    AgentUnpaused,
+    AgentView,
+    QueueDefined,
+    QueueDeleted,
+)
+from coordinator.replica import ReplicaState
+from coordinator.rpc.errors import abort, abort_not_leader
+from coordinator.rpc.stats_view import agent_state_pb, snapshot_pb
+from coordinator.runtime import LeaderRuntime
+from coordinator.store.queue_store import StoredAgent
+
+Ctx = grpc.aio.ServicerContext[object, object]
+
+
+async def _leader(state: ReplicaState, context: Ctx) -> LeaderRuntime:
+    rt = state.runtime
+    if rt is None or state.fence is None:
+        await abort_not_leader(context, state.leader_address)
+    return rt
+
+
+async def _fenced(context: Ctx, write: asyncio.Future[None] | object) -> None:
+    try:
+        await write  # type: ignore[misc]
+    except FenceLost:
+        await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost during the write; retry on the new leader")
+
+
+class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
+    """Create / update / delete / list queue definitions (stored in etcd, applied to the engine)."""
+
+    def __init__(self, state: ReplicaState) -> None:
+        self.state = state
+
+    async def _convert(self, q: admin_pb2.QueueDefinition, context: Ctx) -> object:
+        try:
+            return queue_from_pb(q)
+        except DefinitionError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def CreateQueue(self, request: admin_pb2.CreateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:  # type: ignore[override]
+        """Create a queue; ALREADY_EXISTS if the name is taken."""
+        rt = await _leader(self.state, context)
+        cfg = await self._convert(request.queue, context)
+        from coordinator.queue import QueueConfig
+
+        assert isinstance(cfg, QueueConfig)
+        if cfg.name in rt.queues:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, f"queue {cfg.name} already exists")
+        assert self.state.fence is not None
+        await _fenced(context, self.state.store.put_queue(self.state.fence, cfg))
+        rt.apply(QueueDefined(cfg))
+        return queue_to_pb(cfg)
+
+    async def UpdateQueue(self, request: admin_pb2.UpdateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:  # type: ignore[override]
+        """Replace a queue's definition; waiting callers stay and the new rules apply."""
+        rt = await _leader(self.state, context)
+        cfg = await self._convert(request.queue, context)
+        from coordinator.queue import QueueConfig
+
+        assert isinstance(cfg, QueueConfig)
+        if cfg.name not in rt.queues:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {cfg.name} does not exist")
+        assert self.state.fence is not None
+        await _fenced(context, self.state.store.put_queue(self.state.fence, cfg))
+        rt.apply(QueueDefined(cfg))
+        return queue_to_pb(cfg)
+
+    async def DeleteQueue(self, request: admin_pb2.DeleteQueueRequest, context: Ctx) -> admin_pb2.DeleteQueueResponse:  # type: ignore[override]
+        """Delete a queue; its waiting callers continue in the dialplan with QUEUE_DELETED."""
+        rt = await _leader(self.state, context)
+        if request.name not in rt.queues:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.name[:70]!r} does not exist")
+        assert self.state.fence is not None
+        await _fenced(context, self.state.store.delete_queue(self.state.fence, request.name))
+        rt.apply(QueueDeleted(request.name))
+        return admin_pb2.DeleteQueueResponse()
+
+    async def ListQueues(self, request: admin_pb2.ListQueuesRequest, context: Ctx) -> admin_pb2.ListQueuesResponse:  # type: ignore[override]
+        """Every queue definition, by name."""
+        rt = await _leader(self.state, context)
+        return admin_pb2.ListQueuesResponse(queues=[queue_to_pb(rt.queues[n]) for n in sorted(rt.queues)])
+
+
+def _find_agent(rt: LeaderRuntime, agent_id: str) -> AgentView | None:
+    return next((a for a in rt.engine.agent_states() if a.agent_id == agent_id), None)
+
+
+class AgentsServicer(admin_pb2_grpc.AgentsServicer):
+    """Agent login / logout / pause / unpause / state; login and pause persist in etcd."""
+
+    def __init__(self, state: ReplicaState) -> None:
+        self.state = state
+        self._stored: dict[str, StoredAgent] = {}
+
+    async def _known(self, rt: LeaderRuntime, agent_id: str, context: Ctx) -> StoredAgent:
+        if not NAME_RE.match(agent_id):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"agent_id must match {NAME_RE.pattern}")
+        stored = (await self.state.store.load_agents()).get(agent_id)
+        if stored is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"agent {agent_id} is not logged in")
+        return stored
+
+    def _state(self, rt: LeaderRuntime, agent_id: str) -> admin_pb2.AgentState:
+        view = _find_agent(rt, agent_id)
+        return agent_state_pb(view, rt, agent_id)
+
+    async def Login(self, request: admin_pb2.LoginRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+        """Log an agent in (or replace its memberships/skills); unknown queues are NOT_FOUND."""
+        rt = await _leader(self.state, context)
+        try:
+            agent = agent_from_pb(request)
+        except DefinitionError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        missing = [m.queue for m in agent.memberships if m.queue not in rt.queues]
+        if missing:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"unknown queue(s): {', '.join(missing)}")
+        assert self.state.fence is not None
+        stored = StoredAgent(agent, request.paused, "login" if request.paused else "")
+        await _fenced(context, self.state.store.put_agent(self.state.fence, stored))
+        rt.apply(AgentLoggedIn(agent))
+        if request.paused:
+            rt.apply(AgentPaused(agent.agent_id, "login"))
+        return self._state(rt, agent.agent_id)
+
+    async def Logout(self, request: admin_pb2.LogoutRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+        """Log an agent out (a call in progress continues; no new offers)."""
+        rt = await _leader(self.state, context)
+        await self._known(rt, request.agent_id, context)
+        assert self.state.fence is not None
+        await _fenced(context, self.state.store.delete_agent(self.state.fence, request.agent_id))
+        rt.apply(AgentLoggedOut(request.agent_id))
+        return admin_pb2.AgentState(agent_id=request.agent_id, state="logged_out")
+
+    async def Pause(self, request: admin_pb2.PauseRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+        """Pause an agent with a reason (at most 128 characters)."""
+        rt = await _leader(self.state, context)
+        if len(request.reason) > 128:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "reason longer than 128 characters")
+        stored = await self._known(rt, request.agent_id, context)
+        assert self.state.fence is not None
+        await _fenced(context, self.state.store.put_agent(
+            self.state.fence, StoredAgent(stored.config, True, request.reason)))
+        rt.apply(AgentPaused(request.agent_id, request.reason))
+        return self._state(rt, request.agent_id)
+
+    async def Unpause(self, request: admin_pb2.UnpauseRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+        """Make a paused agent available again."""
+        rt = await _leader(self.state, context)
+        stored = await self._known(rt, request.agent_id, context)
+        assert self.state.fence is not None
+        await _fenced(context, self.state.store.put_agent(self.state.fence, StoredAgent(stored.config, False, "")))
+        rt.apply(AgentUnpaused(request.agent_id))
+        return self._state(rt, request.agent_id)
+
+    async def GetState(self, request: admin_pb2.AgentStateRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+        """The agent's current state as the leader sees it."""
+        rt = await _leader(self.state, context)
+        if _find_agent(rt, request.agent_id) is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"agent {request.agent_id[:70]!r} is not logged in")
+        return self._state(rt, request.agent_id)
+
+
+class StatsServicer(admin_pb2_grpc.StatsServicer):
+    """Snapshots and a server-streaming watch of queue statistics."""
+
+    def __init__(self, state: ReplicaState) -> None:
+        self.state = state
+
+    async def Snapshot(self, request: admin_pb2.StatsRequest, context: Ctx) -> admin_pb2.StatsSnapshot:  # type: ignore[override]
+        """Statistics now (optionally for one queue, optionally with its waiting callers)."""
+        rt = await _leader(self.state, context)
+        if request.queue and request.queue not in rt.queues:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.queue[:70]!r} does not exist")
+        return snapshot_pb(rt, request.queue, request.include_callers, time.monotonic())
+
+    async def Watch(self, request: admin_pb2.WatchRequest,  # type: ignore[override]
+                    context: Ctx) -> AsyncIterator[admin_pb2.StatsSnapshot]:
+        """A snapshot every interval (>= 0.2 s) until the client cancels or leadership moves."""
+        interval = request.interval or 1.0
+        if interval < 0.2:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "interval must be >= 0.2 s")
+        while True:
+            rt = await _leader(self.state, context)
+            if request.queue and request.queue not in rt.queues:
+                await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.queue[:70]!r} does not exist")
+            yield snapshot_pb(rt, request.queue, False, time.monotonic())
+            await asyncio.sleep(interval)

@@ -1,0 +1,105 @@
+"""NodeService: the per-node event/decision stream (thin: validation, then the runtime)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from clusterq_proto.v1 import node_pb2, node_pb2_grpc
+from coordinator.config import NAME_RE
+from coordinator.node_link import NodeLink
+from coordinator.replica import ReplicaState
+from coordinator.rpc.errors import abort, abort_not_leader
+from coordinator.runtime import LeaderRuntime, NodeAlreadyConnected
+
+log = logging.getLogger(__name__)
+
+Ctx = grpc.aio.ServicerContext[node_pb2.NodeMessage, node_pb2.CoordinatorMessage]
+MAX_RESYNC_CALLS = 100_000
+
+
+class NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    """Serves Connect on the leader; followers refuse with the leader's address."""
+
+    def __init__(self, state: ReplicaState) -> None:
+        self.state = state
+        self._bg: set[asyncio.Task[None]] = set()
+
+    async def Connect(self, request_iterator: object, context: Ctx) -> None:  # type: ignore[override]
+        """Register, then stream decisions out while events stream in."""
+        rt = self.state.runtime
+        if rt is None:
+            await abort_not_leader(context, self.state.leader_address)
+        first = await context.read()
+        if first is grpc.aio.EOF or first.WhichOneof("body") != "register":
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Register")
+        reg = first.register
+        if not NAME_RE.match(reg.node_id):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"node_id must match {NAME_RE.pattern}")
+        if not reg.instance_id or len(reg.instance_id) > 128:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "instance_id must be 1..128 characters")
+        if len(reg.calls) > MAX_RESYNC_CALLS:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_RESYNC_CALLS} calls in Register")
+        if reg.highest_epoch > rt.epoch:
+            await abort_not_leader(context, self.state.leader_address)
+        try:
+            link = rt.attach(reg.node_id, reg.instance_id)
+        except NodeAlreadyConnected as exc:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        log.info("node %s attached (instance %s, %d calls re-reported)", reg.node_id, reg.instance_id,
+                 len(reg.calls))
+        self._remember_node(reg.node_id, reg.instance_id)
+        reader = asyncio.ensure_future(self._read(rt, link, context))
+        try:
+            await context.write(node_pb2.CoordinatorMessage(
+                registered=node_pb2.Registered(epoch=rt.epoch, leader=self.state.settings.advertise_address)))
+            rt.register(link, reg)
+            while True:
+                get = asyncio.ensure_future(link.outbox.get())
+                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    break  # the node closed its side
+                msg = get.result()
+                if msg is None:
+                    break
+                await context.write(msg)
+        finally:
+            reader.cancel()
+            rt.detach(link)
+            log.info("node %s detached", reg.node_id)
+        if rt.closed:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost; reconnect to the new leader")
+        if link.closed and self.state.runtime is rt and rt.links.get(reg.node_id) is not link:
+            await abort(context, grpc.StatusCode.ABORTED, "replaced by a newer stream of the same node instance")
+
+    async def _read(self, rt: LeaderRuntime, link: NodeLink, context: Ctx) -> None:
+        while True:
+            msg = await context.read()
+            if msg is grpc.aio.EOF:
+                return
+            if msg.WhichOneof("body") != "events":
+                log.warning("node %s sent %s after Register; ignored", link.node_id, msg.WhichOneof("body"))
+                continue
+            if rt.closed or link.closed:
+                return
+            for err in rt.handle_batch(link, msg.events):
+                log.warning("node %s: bad event: %s", link.node_id, err)
+
+    def _remember_node(self, node_id: str, instance_id: str) -> None:
+        state = self.state
+        fence = state.fence
+        if fence is None:
+            return
+
+        async def write() -> None:
+            try:
+                await state.store.put_node(fence, node_id, instance_id)
+            except Exception:  # a lost fence or etcd hiccup must not break the stream
+                log.exception("could not record node %s", node_id)
+
+        task = asyncio.ensure_future(write())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)

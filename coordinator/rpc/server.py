@@ -1,0 +1,55 @@
+"""Assembly of one replica's grpc.aio server: services, health, reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
+from coordinator.replica import LEADERSHIP_SERVICE, ReplicaState
+from coordinator.rpc.admin_service import AgentsServicer, QueueAdminServicer, StatsServicer
+from coordinator.rpc.node_service import NodeServicer
+
+# Keepalive: nodes must notice a dead leader quickly; messages are bounded (4 MB default is kept
+# for requests; a Register with 100k calls stays below it at ~40 bytes per call).
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+]
+
+
+async def build_server(state: ReplicaState, listen: str) -> tuple[grpc.aio.Server, int]:
+    """Create and start the server; returns it and the bound port (listen may use port 0)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(state), server)
+    admin_pb2_grpc.add_QueueAdminServicer_to_server(QueueAdminServicer(state), server)
+    admin_pb2_grpc.add_AgentsServicer_to_server(AgentsServicer(state), server)
+    admin_pb2_grpc.add_StatsServicer_to_server(StatsServicer(state), server)
+    health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
+    names = (
+        node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["QueueAdmin"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["Stats"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    await server.start()
+    # Overall status SERVING on every healthy replica (Kubernetes rollouts proceed); the named
+    # leadership service is SERVING only on the leader.
+    await state.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await state.health.set(LEADERSHIP_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return server, port
+
+
+def new_health() -> health.aio.HealthServicer:
+    """A fresh asyncio health servicer."""
+    return health.aio.HealthServicer()

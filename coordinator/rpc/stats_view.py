@@ -1,0 +1,45 @@
+"""Pure conversion of engine views into Stats / Agents protobuf messages."""
+
+from __future__ import annotations
+
+from clusterq_proto.v1 import admin_pb2
+from coordinator.queue import AgentView
+from coordinator.runtime import LeaderRuntime
+
+# Engine agent states mapped onto the API's documented vocabulary.
+_STATE = {"busy": "in_call"}
+MAX_CALLERS_LISTED = 10_000
+
+
+def agent_state_pb(view: AgentView | None, rt: LeaderRuntime, agent_id: str) -> admin_pb2.AgentState:
+    """An AgentState message (logged_out when the engine does not know the agent)."""
+    if view is None:
+        return admin_pb2.AgentState(agent_id=agent_id, state="logged_out")
+    return admin_pb2.AgentState(
+        agent_id=view.agent_id, endpoint=view.endpoint, home_node=view.home_node,
+        queues=[admin_pb2.QueueMembership(queue=q) for q in view.queues],
+        state=_STATE.get(view.state, view.state), pause_reason=view.pause_reason,
+        calls_taken=view.calls_taken)
+
+
+def snapshot_pb(rt: LeaderRuntime, queue: str, include_callers: bool, now: float) -> admin_pb2.StatsSnapshot:
+    """Statistics of one queue (or all), optionally with waiting callers in queue order."""
+    snap = admin_pb2.StatsSnapshot(epoch=rt.epoch)
+    for s in rt.engine.snapshot(now):
+        if queue and s.queue != queue:
+            continue
+        snap.queues.append(admin_pb2.QueueStats(
+            queue=s.queue, waiting=s.waiting, longest_wait=s.longest_wait, answered=s.answered,
+            abandoned=s.abandoned, timed_out=s.timed_out, service_level_pct=s.service_level_pct,
+            service_level2_pct=s.service_level2_pct, asa=s.asa, avg_talk_time=s.avg_talk_time,
+            holdtime=s.holdtime_ewma, agents_logged_in=s.agents_logged_in, agents_available=s.agents_available,
+            agents_paused=s.agents_paused, agents_busy=s.agents_busy))
+        if include_callers:
+            for c in rt.engine.waiting_callers(s.queue)[:MAX_CALLERS_LISTED]:
+                snap.callers.append(admin_pb2.WaitingCaller(
+                    call_id=c.call_id, node_id=c.node_id, position=c.position or 0, arrival_seq=c.arrival_seq,
+                    priority=c.priority, waited=max(0.0, now - c.joined_at), state=c.state))
+    for a in rt.engine.agent_states():
+        if not queue or queue in a.queues:
+            snap.agents.append(agent_state_pb(a, rt, a.agent_id))
+    return snap

@@ -1,0 +1,261 @@
+"""The leader's runtime: node streams in, queue engine in the middle, decisions out.
+
+Everything here runs on one asyncio loop and never awaits between applying an event to the
+engine and routing its decisions, so the engine sees a strict order of events. Nothing on the
+per-event path waits on etcd: durable writes (node registry, arrival-sequence reservations) are
+fired off as background tasks.
+
+Invariants:
+- arrival sequences only grow, across leaders too: they are allocated from a block reserved in
+  etcd by a fenced write before use (`SeqAllocator`);
+- callers re-reported after a leader change keep the arrival sequence they were given;
+- a node not attached for node_ttl is lost: its callers leave (NODE_LOST), offers involving it are
+  cancelled, its agents become unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from clusterq_proto.v1 import node_pb2
+from coordinator.node_link import NodeLink
+from coordinator.queue import (
+    CallerJoined,
+    Decision,
+    Event,
+    NodeAlive,
+    NodeLost,
+    QueueConfig,
+    QueueDefined,
+    QueueDeleted,
+    QueueEngine,
+    Tick,
+)
+from coordinator.queue import decisions as d
+from coordinator.rpc.convert_node import BadNodeEvent, joined_event, simple_event
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_BATCH = 1024
+
+
+class NodeAlreadyConnected(Exception):
+    """A second live stream for a node id that is already attached with another instance."""
+
+
+class SeqAllocator:
+    """Hands out arrival sequences from blocks reserved durably before they are used."""
+
+    def __init__(self, start: int, reserved_until: int, block: int,
+                 reserve: Callable[[int], Awaitable[None]]) -> None:
+        self.next = start
+        self.reserved_until = reserved_until
+        self._block = block
+        self._reserve = reserve
+        self._refilling: asyncio.Task[None] | None = None
+
+    def take(self) -> int:
+        """The next arrival sequence; triggers a background refill at half the block."""
+        seq = self.next
+        self.next += 1
+        if seq >= self.reserved_until:
+            log.warning("arrival sequence %d beyond the reserved block %d", seq, self.reserved_until)
+        if self.reserved_until - self.next < self._block // 2 and self._refilling is None:
+            self._refilling = asyncio.ensure_future(self._refill())
+        return seq
+
+    def bump_above(self, seq: int) -> None:
+        """Never hand out a sequence at or below one seen in a re-report."""
+        self.next = max(self.next, seq + 1)
+
+    async def _refill(self) -> None:
+        try:
+            target = max(self.reserved_until, self.next) + self._block
+            await self._reserve(target)
+            self.reserved_until = target
+        finally:
+            self._refilling = None
+
+
+class LeaderRuntime:
+    """Owns the engine while this replica leads; one instance per leadership term."""
+
+    def __init__(self, engine: QueueEngine, epoch: int, clock: Callable[[], float],
+                 seqs: SeqAllocator, node_ttl: float) -> None:
+        self.engine = engine
+        self.epoch = epoch
+        self.clock = clock
+        self.seqs = seqs
+        self.node_ttl = node_ttl
+        self.links: dict[str, NodeLink] = {}
+        self.queues: dict[str, QueueConfig] = {}
+        self._call_node: dict[str, str] = {}
+        self._node_lost_at: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self.closed = False
+        self.decisions_sent = 0
+        self.events_applied = 0
+
+    # ---- engine access -------------------------------------------------------------------
+    def apply(self, event: Event) -> list[Decision]:
+        """Apply one event now, route its decisions, flush every touched link."""
+        decs = self.engine.apply(event, self.clock())
+        self.events_applied += 1
+        if isinstance(event, QueueDefined):
+            self.queues[event.config.name] = event.config
+        elif isinstance(event, QueueDeleted):
+            self.queues.pop(event.name, None)
+        touched = self._route(decs)
+        for link in touched:
+            link.flush()
+        self._wake.set()
+        return decs
+
+    def _route(self, decs: list[Decision]) -> set[NodeLink]:
+        touched: set[NodeLink] = set()
+
+        def send(node: str, dec: Decision) -> None:
+            link = self.links.get(node)
+            if link is not None:
+                link.push(dec)
+                touched.add(link)
+                self.decisions_sent += 1
+
+        for dec in decs:
+            if isinstance(dec, d.JoinAccepted):
+                node = self._call_node.get(dec.call_id, "")
+                send(node, dec)
+                cfg = self.queues.get(dec.queue)
+                link = self.links.get(node)
+                if cfg is not None and link is not None:
+                    link.push_raw(node_pb2.Decision(queue_media=node_pb2.QueueMedia(
+                        call_id=dec.call_id, music_class=cfg.music_class, exit_context=cfg.exit_context)))
+            elif isinstance(dec, d.JoinRejected):
+                send(self._call_node.pop(dec.call_id, ""), dec)
+            elif isinstance(dec, (d.Offer, d.Connect, d.CancelOffer)):
+                send(dec.agent_node, dec)
+                if dec.caller_node != dec.agent_node:
+                    send(dec.caller_node, dec)
+            elif isinstance(dec, d.CallerExit):
+                self._call_node.pop(dec.call_id, None)
+                send(dec.node_id, dec)
+            elif isinstance(dec, (d.Announce, d.PeriodicAnnounce)):
+                send(dec.node_id, dec)
+        return touched
+
+    # ---- node streams ----------------------------------------------------------------------
+    def attach(self, node_id: str, instance_id: str) -> NodeLink:
+        """Attach a node stream; a reconnect of the same instance replaces the old stream."""
+        old = self.links.get(node_id)
+        if old is not None and not old.closed:
+            if old.instance_id != instance_id:
+                raise NodeAlreadyConnected(f"node {node_id!r} is already connected (instance {old.instance_id})")
+            old.close()
+        link = NodeLink(node_id, instance_id, self.epoch)
+        self.links[node_id] = link
+        self._node_lost_at.pop(node_id, None)
+        self.apply(NodeAlive(node_id))
+        return link
+
+    def detach(self, link: NodeLink) -> None:
+        """The stream ended: the node is lost unless it re-attaches within node_ttl."""
+        link.close()
+        if self.links.get(link.node_id) is link:
+            del self.links[link.node_id]
+            self._node_lost_at[link.node_id] = self.clock() + self.node_ttl
+            self._wake.set()
+
+    def expect_node(self, node_id: str) -> None:
+        """A node known from the registry: lost unless it attaches within node_ttl."""
+        if node_id not in self.links:
+            self._node_lost_at.setdefault(node_id, self.clock() + self.node_ttl)
+
+    def register(self, link: NodeLink, reg: node_pb2.Register) -> None:
+        """Re-report a node's calls after (re)connecting: original arrival order is kept."""
+        # Callers that already had a sequence go first in sequence order; callers that joined
+        # while no leader was reachable follow in the order they joined their node.
+        known = sorted((c for c in reg.calls if c.arrival_seq), key=lambda c: c.arrival_seq)
+        fresh = sorted((c for c in reg.calls if not c.arrival_seq), key=lambda c: c.joined.node_join_order)
+        for snap in known:
+            self.seqs.bump_above(snap.arrival_seq)
+        for snap in [*known, *fresh]:
+            if snap.state == "connected" or self.engine.caller(snap.joined.call_id) is not None:
+                continue
+            self._join(link, snap.joined, snap.arrival_seq or None)
+
+    def handle_batch(self, link: NodeLink, batch: node_pb2.EventBatch) -> list[str]:
+        """Apply a node's event batch in order; returns validation errors (logged by caller)."""
+        errors: list[str] = []
+        for ev in batch.events[:MAX_EVENTS_PER_BATCH]:
+            if ev.WhichOneof("event") == "call_joined":
+                err = self._join(link, ev.call_joined, None)
+                if err:
+                    errors.append(err)
+                continue
+            conv = simple_event(ev)
+            if isinstance(conv, BadNodeEvent):
+                errors.append(conv.message)
+            elif conv is not None:
+                self.apply(conv)
+        if len(batch.events) > MAX_EVENTS_PER_BATCH:
+            errors.append(f"batch truncated to {MAX_EVENTS_PER_BATCH} events")
+        return errors
+
+    def _join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
+        now = self.clock()
+        arrival = seq if seq is not None else self.seqs.take()
+        ev = joined_event(msg, link.node_id, arrival, now - max(0.0, msg.waited))
+        if isinstance(ev, BadNodeEvent):
+            if ev.call_id:
+                self._reject_invalid(link, ev.call_id, ev.message)
+            return ev.message
+        if self.engine.caller(ev.call_id) is not None:
+            return None  # duplicate report of a caller we already hold
+        self._call_node[ev.call_id] = link.node_id
+        self.apply(ev)
+        return None
+
+    def _reject_invalid(self, link: NodeLink, call_id: str, message: str) -> None:
+        from coordinator.queue import CallerStatus
+
+        link.push(d.JoinRejected(call_id=call_id, status=CallerStatus.INVALID_ARGS, message=message))
+        link.flush()
+
+    # ---- timers ----------------------------------------------------------------------------
+    async def run_timers(self) -> None:
+        """Tick the engine at its deadlines and expire lost nodes; runs until cancelled."""
+        while True:
+            now = self.clock()
+            for node, deadline in list(self._node_lost_at.items()):
+                if deadline <= now:
+                    del self._node_lost_at[node]
+                    log.warning("node %s lost (no stream for %.1f s)", node, self.node_ttl)
+                    self.apply(NodeLost(node))
+            deadline = self.engine.next_deadline()
+            if deadline is not None and deadline <= now:
+                self.apply(Tick())
+                continue
+            waits = [x for x in [deadline, *self._node_lost_at.values()] if x is not None]
+            timeout = max(0.0, min(waits) - now) if waits else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def close(self) -> None:
+        """Leadership ended: close every node stream (nodes reconnect to the next leader)."""
+        self.closed = True
+        for link in list(self.links.values()):
+            link.close()
+        self.links.clear()
+
+
+def joined_call_ids(reg: node_pb2.Register) -> list[str]:
+    """Call ids in a Register message (for logging)."""
+    return [c.joined.call_id for c in reg.calls]
+
+
+__all__ = ["CallerJoined", "LeaderRuntime", "NodeAlreadyConnected", "SeqAllocator"]

@@ -1,0 +1,105 @@
+"""Durable state of the cluster in etcd, reached only through KvPort; every write is fenced.
+
+Key layout under the prefix (default /clusterq):
+    election/<lease>        leader election (coordinator.election)
+    queues/<name>           queue definition (JSON)
+    queues-file/<name>      hash of the queues-file text last applied for that queue
+    agents/<agent_id>       agent login, memberships, skills, pause state (JSON)
+    nodes/<node_id>         nodes that have registered (JSON); a new leader waits for them
+    seq                     arrival sequences below this value may have been handed out
+
+Runtime state (waiting callers, offers, calls, timers, statistics) is never written here: it lives
+in the leader's memory and is rebuilt from what nodes re-report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from coordinator.definitions import agent_from_json, agent_json, queue_from_json, queue_json
+from coordinator.election.election import Fence
+from coordinator.election.leader import fenced_txn
+from coordinator.queue.model import AgentConfig, QueueConfig
+from coordinator.store.kv import Delete, KvPort, Put
+
+
+@dataclass(frozen=True)
+class StoredAgent:
+    """An agent's durable state."""
+
+    config: AgentConfig
+    paused: bool
+    pause_reason: str
+
+
+class QueueStore:
+    """Reads and fenced writes of queue definitions, agents, node registry and sequence marks."""
+
+    def __init__(self, kv: KvPort, prefix: str) -> None:
+        self.kv = kv
+        self.prefix = prefix.rstrip("/")
+
+    def _k(self, *parts: str) -> bytes:
+        return "/".join((self.prefix, *parts)).encode()
+
+    @property
+    def election_prefix(self) -> bytes:
+        """Prefix under which replicas campaign."""
+        return self._k("election", "")
+
+    async def load_queues(self) -> dict[str, QueueConfig]:
+        """Every stored queue definition."""
+        kvs = (await self.kv.get_prefix(self._k("queues", ""))).kvs
+        return {c.name: c for c in (queue_from_json(kv.value) for kv in kvs)}
+
+    async def load_file_hashes(self) -> dict[str, str]:
+        """Queue name -> hash of the file text last applied."""
+        kvs = (await self.kv.get_prefix(self._k("queues-file", ""))).kvs
+        return {kv.key.decode().rsplit("/", 1)[1]: kv.value.decode() for kv in kvs}
+
+    async def put_queue(self, fence: Fence, cfg: QueueConfig, file_hash: str | None = None) -> None:
+        """Store a queue definition (and the file hash it came from, if any)."""
+        ops = [Put(self._k("queues", cfg.name), queue_json(cfg))]
+        if file_hash is not None:
+            ops.append(Put(self._k("queues-file", cfg.name), file_hash.encode()))
+        await fenced_txn(self.kv, fence, ops)
+
+    async def delete_queue(self, fence: Fence, name: str) -> None:
+        """Remove a queue definition."""
+        await fenced_txn(self.kv, fence, [Delete(self._k("queues", name)), Delete(self._k("queues-file", name))])
+
+    async def load_agents(self) -> dict[str, StoredAgent]:
+        """Every logged-in agent."""
+        out: dict[str, StoredAgent] = {}
+        for kv in (await self.kv.get_prefix(self._k("agents", ""))).kvs:
+            cfg, paused, reason = agent_from_json(kv.value)
+            out[cfg.agent_id] = StoredAgent(cfg, paused, reason)
+        return out
+
+    async def put_agent(self, fence: Fence, agent: StoredAgent) -> None:
+        """Store an agent's login / pause state."""
+        await fenced_txn(self.kv, fence, [Put(self._k("agents", agent.config.agent_id),
+                                                agent_json(agent.config, agent.paused, agent.pause_reason))])
+
+    async def delete_agent(self, fence: Fence, agent_id: str) -> None:
+        """Log an agent out durably."""
+        await fenced_txn(self.kv, fence, [Delete(self._k("agents", agent_id))])
+
+    async def load_nodes(self) -> list[str]:
+        """Node ids that have ever registered (and not been forgotten)."""
+        return [kv.key.decode().rsplit("/", 1)[1] for kv in (await self.kv.get_prefix(self._k("nodes", ""))).kvs]
+
+    async def put_node(self, fence: Fence, node_id: str, instance_id: str) -> None:
+        """Record that a node registered."""
+        await fenced_txn(self.kv, fence, [Put(self._k("nodes", node_id),
+                                                json.dumps({"instance_id": instance_id}).encode())])
+
+    async def load_seq_mark(self) -> int:
+        """Arrival sequences below this value may have been used by an earlier leader."""
+        kv = await self.kv.get(self._k("seq"))
+        return int(kv.value) if kv is not None else 1
+
+    async def put_seq_mark(self, fence: Fence, mark: int) -> None:
+        """Reserve arrival sequences below `mark` for this leader."""
+        await fenced_txn(self.kv, fence, [Put(self._k("seq"), str(mark).encode())])

@@ -1,0 +1,488 @@
+"""The real `AriPort`: aioari 0.10.2 for Swagger loading, the event websocket and every REST request,
+wrapped with what aioari lacks: reconnect with jittered backoff, resync markers, a heartbeat, error
+mapping, and a header-authenticated, pooled transport.
+
+Evidence on aioari 0.10.2 / aioswagger11 0.9.1 (read in site-packages, checked on Asterisk 22.10.1):
+
+1. No reconnect: `Client.run()` returns None when the websocket ends (EOF after `core stop now`, or
+   a close frame); nothing redials. -> `run()` below loops with `backoff_delay()`.
+2. No stall detection: aioswagger's `ws_connect` passes no heartbeat/receive timeout and
+   `ws.receive()` waits forever; a SIGSTOPped Asterisk keeps TCP open and silent. -> a heartbeat sends
+   `GET /asterisk/ping` (aioari's own Swagger operation) every `heartbeat_interval` s and treats no
+   answer within `heartbeat_timeout` s as a disconnect (bound: interval + timeout, 3 s by default).
+3. `aioari.connect()` authenticates with `api_key=user:password` in the query string of every URL
+   (`ApiKeyAuthenticator`), so the secret would sit in URLs, error texts and Asterisk's logs; its
+   `BasicAuthenticator` cannot authenticate the websocket (ws_connect applies it to query params).
+   -> we give `aioari.Client` our own HTTP client object (its documented seam, the `http_client`
+   argument) that sends an `Authorization` header from an aiohttp session default.
+4. aioswagger's `ws_connect` joins query params unencoded and aiohttp's default close handshake
+   wait is 10 s (a stalled peer would hold teardown). -> our `ws_connect` lets aiohttp encode and
+   bounds the close wait to 1 s.
+5. aioari's model layer logs INFO "No mapping for ..." for each response without a model class
+   (ping, variables). -> requests go through `client.swagger.<resource>.<operation>` (the same
+   aioari/aioswagger operation objects, minus the model promotion) and we read the JSON ourselves.
+6. aioswagger builds `aiohttp.web_exceptions` objects for HTTP errors and leaves response handling
+   to the caller. -> our transport raises a private `_HttpStatus`, mapped here to the `port.py`
+   error tree; no aioari/aiohttp exception leaks. The heartbeat uses its own one-connection session so that a
+   busy command pool (10 connections: Asterisk listens with backlog 10) cannot fake a stall.
+No request bypasses aioari's operations; aiohttp is used only as the transport aioari already uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import aioari
+import aiohttp
+
+from stasis_app.ari.events import (
+    ApplicationReplaced,
+    AriConnected,
+    AriDisconnected,
+    AriEvent,
+    ChannelInfo,
+    channel_info,
+    decode,
+    in_stasis_app,
+)
+from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone
+
+__all__ = ["AioAriAdapter", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+
+_POOL_SIZE = 10  # Asterisk's HTTP listen backlog is 10: never open more connections at once
+_KEEPALIVE = 10.0  # below Asterisk's session_keep_alive (15 s) so we never reuse a closing socket
+_WS_CLOSE_WAIT = 1.0
+
+
+def backoff_delay(
+    attempt: int, initial: float, maximum: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before reconnect `attempt` (0-based): d = min(maximum, initial * 2**attempt), jittered
+    uniformly into [d/2, d] so that many nodes restarting together do not redial in lockstep."""
+    ceiling = min(maximum, initial * 2.0 ** min(attempt, 64))
+    return ceiling * (0.5 + 0.5 * rand())
+
+
+class _HttpClient:
+    """The transport object aioari's Swagger client calls (`request`, `ws_connect`, `close`)."""
+
+    def __init__(self, settings: AriSettings) -> None:
+        headers = {"Authorization": aiohttp.encode_basic_auth(settings.username, settings.password)}
+        timeout = aiohttp.ClientTimeout(total=None, connect=settings.request_timeout)
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=_POOL_SIZE, keepalive_timeout=_KEEPALIVE),
+        )
+        self._ping_session = aiohttp.ClientSession(
+            headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=1)
+        )
+        self.on_ws_open: Callable[[], None] = lambda: None
+        self.websockets: set[aiohttp.ClientWebSocketResponse] = set()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send one request; raise `_HttpStatus` for status >= 400 (the body is read, the socket reused)."""
+        session = self._ping_session if url.endswith("/asterisk/ping") else self._session
+        response = await session.request(method, url, params=params, data=data, headers=headers)
+        if response.status >= 400:
+            raise _HttpStatus(response.status, response.reason or "", await response.text())
+        return response
+
+    async def ws_connect(
+        self, url: str, params: dict[str, Any] | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open the event websocket and report it open before aioari reads its first message."""
+        ws = await self._session.ws_connect(
+            url, params=params, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_WS_CLOSE_WAIT)
+        )
+        self.websockets.add(ws)
+        self.on_ws_open()
+        return ws
+
+    async def close(self) -> None:
+        """Drop every connection without waiting for a (possibly stalled) peer."""
+        await self._session.close()
+        await self._ping_session.close()
+
+
+class _HttpStatus(Exception):
+    """Asterisk answered with an HTTP error status; `message` is ARI's `{"message": ...}` text."""
+
+    def __init__(self, status: int, reason: str, body: str) -> None:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        # ARI errors are {"message": ...}; anything else (e.g. the HTML 503 during shutdown) -> reason
+        message = str(parsed.get("message", reason)) if isinstance(parsed, dict) else reason
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class AioAriAdapter:
+    """`AriPort` over aioari: one websocket reader, a heartbeat, reconnect with backoff, typed events."""
+
+    def __init__(self, settings: AriSettings, *, rand: Callable[[], float] = random.random) -> None:
+        self.node_id = settings.node_id
+        self._s = settings
+        self._rand = rand
+        self._queue: asyncio.Queue[AriEvent | None] = asyncio.Queue()
+        self._client: Any = None  # aioari.Client while connected, else None
+        self._generation = 0  # bumps on every teardown; a stale reader's events are dropped
+        self._closing = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._running = False
+        self._stood_down = False
+        self._ever_connected = False
+        self._replaced = asyncio.Event()  # set by the reader on ApplicationReplaced; new per connection
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[AriEvent]:
+        """The typed event stream (one consumer); ends after `close()`."""
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect with jittered backoff until `close()` or ApplicationReplaced."""
+        if self._running or self._closing.is_set() or self._stood_down:
+            return
+        self._running = True
+        attempt = 0
+        try:
+            while not self._closing.is_set():
+                try:
+                    http, reader = await self._connect()
+                except Exception as exc:  # any failure to connect (HTTP, Swagger, websocket) -> retry
+                    delay = backoff_delay(attempt, self._s.backoff_initial, self._s.backoff_max, self._rand)
+                    log.info("ARI %s: connect failed (%s); retry in %.2f s", self.node_id, _brief(exc), delay)
+                    attempt += 1
+                    await self._sleep_unless_closing(delay)
+                    continue
+                attempt = 0
+                log.info("ARI %s: connected (app %s)", self.node_id, self._s.app)
+                reason = await self._serve(http, reader)
+                if reason is None:
+                    log.warning(
+                        "ARI %s: application %s replaced by another client; standing down",
+                        self.node_id,
+                        self._s.app,
+                    )
+                    self._stood_down = True
+                    self._queue.put_nowait(ApplicationReplaced())
+                    return
+                log.warning("ARI %s: disconnected: %s", self.node_id, reason)
+                self._queue.put_nowait(AriDisconnected(reason))
+                await self._sleep_unless_closing(
+                    backoff_delay(0, self._s.backoff_initial, self._s.backoff_max, self._rand)
+                )
+        finally:
+            self._running = False
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Stop `run()` (tearing the connection down) and end `events()`."""
+        self._closing.set()
+        if self._running:
+            await self._stopped.wait()
+        self._queue.put_nowait(None)
+
+    async def _sleep_unless_closing(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _connect(self) -> tuple[_HttpClient, asyncio.Task[None]]:
+        """Load Swagger and open the websocket; return (transport, reader task) once it is open."""
+        opened = asyncio.Event()
+        http = _HttpClient(self._s)
+        reader: asyncio.Task[None] | None = None
+        self._replaced = asyncio.Event()
+        try:
+            async with asyncio.timeout(self._s.request_timeout):
+                client = aioari.Client(self._s.http_root, http)
+                await client.init()
+                generation = self._generation
+                client.on_event("*", lambda raw: self._on_raw(generation, raw))
+                http.on_ws_open = lambda: self._on_ws_open(client, opened)
+                reader = asyncio.create_task(client.run(apps=self._s.app), name=f"ari-reader-{self.node_id}")
+                opened_wait = asyncio.create_task(opened.wait())
+                await asyncio.wait({reader, opened_wait}, return_when=asyncio.FIRST_COMPLETED)
+                opened_wait.cancel()
+            if not opened.is_set():
+                await reader  # raises the connect error, if any
+                raise AriUnavailable("event websocket ended while opening")
+        except BaseException:
+            if not opened.is_set():
+                await self._teardown(http, reader)
+                raise
+        assert reader is not None
+        return http, reader
+
+    def _on_ws_open(self, client: Any, opened: asyncio.Event) -> None:
+        """Runs in the reader task right after the websocket opened and before aioari reads from it,
+        so AriConnected precedes this connection's events and commands work once it is seen."""
+        self._client = client
+        self._queue.put_nowait(AriConnected(resync=self._ever_connected))
+        self._ever_connected = True
+        opened.set()
+
+    async def _serve(self, http: _HttpClient, reader: asyncio.Task[None]) -> str | None:
+        """Run until the connection ends; the reason, or None when the application was replaced."""
+        heartbeat = asyncio.create_task(self._heartbeat(self._client), name=f"ari-heartbeat-{self.node_id}")
+        replaced = asyncio.create_task(self._replaced.wait())
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait({reader, heartbeat, replaced, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (heartbeat, replaced, closing):
+                task.cancel()
+            await self._teardown(http, reader)
+        if self._replaced.is_set():
+            return None
+        if self._closing.is_set():
+            return "closed"
+        if heartbeat.done() and not heartbeat.cancelled():
+            return heartbeat.result()
+        exc = reader.exception() if reader.done() and not reader.cancelled() else None
+        return f"websocket closed ({_brief(exc)})" if exc else "websocket closed"
+
+    async def _teardown(self, http: _HttpClient, reader: asyncio.Task[None] | None) -> None:
+        """Forget the client, drop all connections, and wait (bounded) for the reader to end."""
+        self._client = None
+        self._generation += 1
+        await http.close()
+        if reader is not None and not reader.done():
+            done, _ = await asyncio.wait({reader}, timeout=_WS_CLOSE_WAIT + 1.0)
+            if not done:
+                reader.cancel()
+                await asyncio.wait({reader})
+        if reader is not None and not reader.cancelled():
+            with contextlib.suppress(BaseException):
+                reader.exception()  # mark retrieved; the reason is reported by _serve
+
+    async def _heartbeat(self, client: Any) -> str:
+        """Ping Asterisk forever; return why it stopped answering."""
+        while True:
+            await asyncio.sleep(self._s.heartbeat_interval)
+            try:
+                async with asyncio.timeout(self._s.heartbeat_timeout):
+                    response = await client.swagger.asterisk.ping()
+                    await response.read()
+            except TimeoutError:
+                return f"heartbeat: GET /asterisk/ping unanswered for {self._s.heartbeat_timeout} s"
+            except (aiohttp.ClientError, OSError, _HttpStatus) as exc:
+                return f"heartbeat: GET /asterisk/ping failed ({_brief(exc)})"
+
+    def _on_raw(self, generation: int, raw: Mapping[str, Any]) -> None:
+        """aioari listener (runs inside the reader task, must not block): decode and enqueue."""
+        if generation != self._generation:
+            return
+        event = decode(raw)
+        if isinstance(event, ApplicationReplaced):
+            self._replaced.set()  # the marker is emitted by run() after teardown
+        elif event is not None:
+            self._queue.put_nowait(event)
+
+    # ---- commands --------------------------------------------------------------------------------
+
+    async def _call(
+        self, resource: str, operation: str, *, channel_id: str | None = None, **params: Any
+    ) -> Any:
+        """Run one aioari Swagger operation; return its JSON (None when empty); map every failure."""
+        params = {
+            name: value for name, value in params.items() if value is not None
+        }  # aioswagger rejects None
+        client = self._client
+        if client is None:
+            why = "application replaced; stood down" if self._stood_down else "not connected"
+            raise AriUnavailable(f"{operation}: {why}")
+        try:
+            async with asyncio.timeout(self._s.request_timeout):
+                response = await getattr(getattr(client.swagger, resource), operation)(**params)
+                text = await response.text()
+        except _HttpStatus as exc:
+            status, message = exc.status, exc.message
+            gone = status == 404 or (status in (409, 422) and "not in stasis" in message.lower())
+            if channel_id is not None and gone:
+                raise ChannelGone(channel_id, status, message) from exc
+            raise AriError(status, message) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise AriUnavailable(f"{operation}: {_brief(exc)}") from exc
+        return json.loads(text) if text else None
+
+    async def answer(self, channel_id: str) -> None:
+        """Answer a channel in our app."""
+        await self._call("channels", "answer", channel_id=channel_id, channelId=channel_id)
+
+    async def ring(self, channel_id: str) -> None:
+        """Indicate ringing to the channel."""
+        await self._call("channels", "ring", channel_id=channel_id, channelId=channel_id)
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        """Hang the channel up with an ARI reason."""
+        await self._call("channels", "hangup", channel_id=channel_id, channelId=channel_id, reason=reason)
+
+    async def start_moh(self, channel_id: str, moh_class: str) -> None:
+        """Start music on hold."""
+        await self._call(
+            "channels", "startMoh", channel_id=channel_id, channelId=channel_id, mohClass=moh_class
+        )
+
+    async def stop_moh(self, channel_id: str) -> None:
+        """Stop music on hold."""
+        await self._call("channels", "stopMoh", channel_id=channel_id, channelId=channel_id)
+
+    async def play(self, channel_id: str, media: Sequence[str], playback_id: str) -> None:
+        """Play media URIs in order as one playback with our id."""
+        await self._call(
+            "channels",
+            "playWithId",
+            channel_id=channel_id,
+            channelId=channel_id,
+            playbackId=playback_id,
+            media=list(media),
+        )
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Stop a playback; one that already finished (404) is fine."""
+        try:
+            await self._call("playbacks", "stop", playbackId=playback_id)
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+
+    async def set_var(self, channel_id: str, name: str, value: str) -> None:
+        """Set a channel variable."""
+        await self._call(
+            "channels",
+            "setChannelVar",
+            channel_id=channel_id,
+            channelId=channel_id,
+            variable=name,
+            value=value,
+        )
+
+    async def get_var(self, channel_id: str, name: str) -> str | None:
+        """Read a channel variable; None when unset (404 "Provided variable was not found") or empty."""
+        try:
+            body = await self._call(
+                "channels", "getChannelVar", channel_id=channel_id, channelId=channel_id, variable=name
+            )
+        except ChannelGone as exc:
+            if "variable" in exc.message.lower():
+                return None
+            raise
+        value = str(body.get("value", "")) if isinstance(body, dict) else ""
+        return value or None
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Let the channel continue in the dialplan."""
+        await self._call(
+            "channels",
+            "continueInDialplan",
+            channel_id=channel_id,
+            channelId=channel_id,
+            context=context,
+            extension=extension,
+            priority=priority,
+        )
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app_args: Sequence[str],
+        caller_id: str = "",
+        timeout: int = 30,  # noqa: ASYNC109 - the ARI dial timeout in seconds, not an asyncio one
+        variables: Mapping[str, str] | None = None,
+        formats: str | None = None,
+        other_channel_id: str | None = None,
+    ) -> None:
+        """Dial into our app; Asterisk subscribes us to the new channel itself (see events.py)."""
+        if any("," in arg for arg in app_args):
+            raise ValueError("app_args must not contain commas (ARI splits appArgs on them)")
+        await self._call(
+            "channels",
+            "originateWithId",
+            channelId=channel_id,
+            endpoint=endpoint,
+            app=self._s.app,
+            appArgs=",".join(app_args),
+            callerId=caller_id or None,
+            timeout=timeout,
+            variables=dict(variables) if variables else None,
+            formats=formats,
+            otherChannelId=other_channel_id,
+        )
+
+    async def create_bridge(self, bridge_id: str, name: str = "") -> None:
+        """Create a mixing bridge with our id."""
+        await self._call("bridges", "createWithId", bridgeId=bridge_id, type="mixing", name=name or None)
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        """Add channels to a bridge: 400 "Channel not found" / 422 map to ChannelGone, 404 is the bridge."""
+        ids = ",".join(channel_ids)
+        try:
+            await self._call("bridges", "addChannel", bridgeId=bridge_id, channel=list(channel_ids))
+        except AriUnavailable:
+            raise
+        except AriError as exc:
+            if exc.status == 422 or (exc.status == 400 and "channel" in exc.message.lower()):
+                raise ChannelGone(ids, exc.status, exc.message) from exc
+            raise
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        """Destroy a bridge; a missing one (404) is fine."""
+        try:
+            await self._call("bridges", "destroy", bridgeId=bridge_id)
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+
+    async def list_channels(self) -> list[ChannelInfo]:
+        """Channels whose dialplan application is Stasis(<our app>[,...]) (see `in_stasis_app`)."""
+        body = await self._call("channels", "list")
+        return [
+            channel_info(raw)
+            for raw in body or ()
+            if in_stasis_app(
+                str(raw.get("dialplan", {}).get("app_name", "")),
+                str(raw.get("dialplan", {}).get("app_data", "")),
+                self._s.app,
+            )
+        ]
+
+    async def send_dtmf(self, channel_id: str, digits: str) -> None:
+        """Send DTMF digits to the channel."""
+        await self._call("channels", "sendDTMF", channel_id=channel_id, channelId=channel_id, dtmf=digits)
+
+
+def _brief(exc: BaseException | None) -> str:
+    """A short, secret-free description of an exception (type and message, no URLs with queries)."""
+    if exc is None:
+        return "no error"
+    text = str(exc).split("?", 1)[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,210 @@
+"""The one narrow seam between the stasis app and Asterisk's ARI: `AriPort`, its settings and its errors.
+
+Two implementations exist: `aioari_adapter.AioAriAdapter` (real Asterisk) and `fake.FakeAri` (in memory).
+Callers never see aioari, aiohttp or HTTP details; they see typed events (`events.py`) and these errors:
+
+    AriError(status, message)      a request Asterisk refused (status = HTTP status, 0 if none came back)
+     ├── ChannelGone(channel_id)   the channel no longer exists or has left our Stasis app
+     │                             (ARI 404 on a channel operation; also 409/422 "not in Stasis application")
+     └── AriUnavailable            not connected, Asterisk down or stalled, transport error or timeout
+
+Guarantees of every `AriPort`:
+  * `events()` has one consumer. Markers frame each connection: `AriConnected(resync)` first, then that
+    connection's events, then exactly one of `AriDisconnected(reason)` (a reconnect follows, until
+    `close()`) or `ApplicationReplaced()` (terminal: another client took the app; the port stands down).
+  * `AriConnected.resync` is True after a reconnect: events may have been missed, so the consumer lists
+    its channels (`list_channels()`) and re-reports them. Channels survive websocket drops in Asterisk.
+  * Idempotent teardown: `stop_playback` of a finished playback and `destroy_bridge` of a missing bridge
+    succeed (the wanted end state holds); every other 404 is an error.
+Non-guarantees: no event is replayed after a disconnect; commands are not retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from stasis_app.ari.events import AriEvent, ChannelInfo
+
+__all__ = [
+    "AriError",
+    "AriPort",
+    "AriSettings",
+    "AriUnavailable",
+    "ChannelGone",
+]
+
+
+class AriError(Exception):
+    """Asterisk refused or could not answer a request; `status` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"ARI {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class ChannelGone(AriError):
+    """The channel is gone or no longer in our Stasis app (ARI 404, or 409/422 "not in Stasis")."""
+
+    def __init__(self, channel_id: str, status: int = 404, message: str = "Channel not found") -> None:
+        super().__init__(status, message)
+        self.channel_id = channel_id
+
+
+class AriUnavailable(AriError):
+    """No usable connection to Asterisk: not connected yet, disconnected, stalled, or stood down."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+@dataclass(frozen=True, repr=False)
+class AriSettings:
+    """Connection settings of one node's ARI. The password comes from env/file via the caller.
+
+    `url` is Asterisk's HTTP root (`http://127.0.0.1:8088`); a trailing `/ari` is accepted and ignored.
+    Timing: a stalled Asterisk is detected within `heartbeat_interval + heartbeat_timeout` seconds
+    (one `GET /asterisk/ping` every `heartbeat_interval` s; one missed answer is a disconnect).
+    Reconnect delays grow from `backoff_initial` doubling up to `backoff_max`, each jittered to [d/2, d].
+    """
+
+    url: str
+    username: str
+    password: str
+    node_id: str
+    app: str = "clusterq"
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 2.0
+    request_timeout: float = 5.0
+    """Upper bound for one REST command (aiohttp's default of 300 s would hang a call flow)."""
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("AriSettings.url must be an http(s) URL")
+        if not self.app or "," in self.app:
+            raise ValueError("AriSettings.app must be a non-empty name without commas")
+        if not 0 < self.backoff_initial <= self.backoff_max:
+            raise ValueError("need 0 < backoff_initial <= backoff_max")
+        if self.heartbeat_interval <= 0 or self.heartbeat_timeout <= 0 or self.request_timeout <= 0:
+            raise ValueError("heartbeat_interval, heartbeat_timeout and request_timeout must be > 0")
+
+    @property
+    def http_root(self) -> str:
+        """Asterisk's HTTP root with a trailing slash, e.g. `http://127.0.0.1:8088/`."""
+        root = self.url.rstrip("/")
+        if root.endswith("/ari"):
+            root = root[: -len("/ari")]
+        return root + "/"
+
+    def __repr__(self) -> str:
+        # The password is a secret: never printed, whatever logs a settings object.
+        return (
+            f"AriSettings(url={self.url!r}, username={self.username!r}, password='***', "
+            f"node_id={self.node_id!r}, app={self.app!r}, backoff_initial={self.backoff_initial}, "
+            f"backoff_max={self.backoff_max}, heartbeat_interval={self.heartbeat_interval}, "
+            f"heartbeat_timeout={self.heartbeat_timeout}, request_timeout={self.request_timeout})"
+        )
+
+
+class AriPort(Protocol):
+    """What the stasis app may ask of one Asterisk node (see the module docstring for guarantees)."""
+
+    node_id: str
+
+    def events(self) -> AsyncIterator[AriEvent]:
+        """The typed event stream (one consumer), markers included; ends after `close()`."""
+        ...
+
+    async def run(self) -> None:
+        """Connect, read events and heartbeat; reconnect with backoff until `close()` or stand-down."""
+        ...
+
+    async def close(self) -> None:
+        """Stop `run()`, drop the connection and end `events()`."""
+        ...
+
+    async def answer(self, channel_id: str) -> None:
+        """Answer a channel in our app."""
+        ...
+
+    async def ring(self, channel_id: str) -> None:
+        """Indicate ringing to the channel instead of answering it."""
+        ...
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        """Hang a channel up; `reason` is an ARI reason (normal, busy, congestion, no_answer, ...)."""
+        ...
+
+    async def start_moh(self, channel_id: str, moh_class: str) -> None:
+        """Start music on hold of `moh_class` on the channel (no event follows)."""
+        ...
+
+    async def stop_moh(self, channel_id: str) -> None:
+        """Stop music on hold on the channel (no event follows)."""
+        ...
+
+    async def play(self, channel_id: str, media: Sequence[str], playback_id: str) -> None:
+        """Play media URIs in order (e.g. `["sound:queue-youarenext", "number:3"]`) as one playback."""
+        ...
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Stop a playback; a playback that already finished is not an error."""
+        ...
+
+    async def set_var(self, channel_id: str, name: str, value: str) -> None:
+        """Set a channel variable (or writable function such as `PJSIP_HEADER(add,X)`)."""
+        ...
+
+    async def get_var(self, channel_id: str, name: str) -> str | None:
+        """Read a channel variable or function; None when unset or empty."""
+        ...
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Let the channel leave Stasis and continue in the dialplan (StasisEnd follows)."""
+        ...
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app_args: Sequence[str],
+        caller_id: str = "",
+        timeout: int = 30,  # noqa: ASYNC109 - the ARI dial timeout in seconds, not an asyncio one
+        variables: Mapping[str, str] | None = None,
+        formats: str | None = None,
+        other_channel_id: str | None = None,
+    ) -> None:
+        """Dial `endpoint` into our own app; events of the new channel (Dial, ChannelDestroyed on
+        failure, StasisStart once answered) are delivered without any extra subscription."""
+        ...
+
+    async def create_bridge(self, bridge_id: str, name: str = "") -> None:
+        """Create a mixing bridge."""
+        ...
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        """Move channels (all in our app) into the bridge."""
+        ...
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        """Destroy a bridge; its channels stay in Stasis. A missing bridge is not an error."""
+        ...
+
+    async def list_channels(self) -> list[ChannelInfo]:
+        """The channels currently in OUR Stasis app (dialplan app `Stasis`, data `<app>` / `<app>,...`)."""
+        ...
+
+    async def send_dtmf(self, channel_id: str, digits: str) -> None:
+        """Send DTMF digits to the channel."""
+        ...

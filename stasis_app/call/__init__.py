@@ -1,0 +1,1 @@
+"""Per-call logic of the stasis app."""

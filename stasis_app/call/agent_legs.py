@@ -1,0 +1,205 @@
+"""Agent legs rung from this node (agents homed here), and cross-node trunk legs.
+
+Cross-node path (caller on node A, agent homed on node B):
+  1. the leader sends Offer to B (rings the agent) and to A (marks the caller ringing);
+  2. the agent answers on B: B reports AgentLegAnswered and waits;
+  3. the leader sends Connect to both: B originates PJSIP/cq-<offer>@A over the inter-node trunk
+     into its own app (args trunk,<offer>) and, once A answers it, bridges it with the agent leg;
+     A receives the leg in Stasis(clusterq,inbound,cq-<offer>), answers it and bridges it with
+     the caller. The offer id is the correlation token (it is the dialled extension).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from clusterq_proto.v1 import node_pb2
+from stasis_app.ari.port import AriError
+from stasis_app.call.records import AgentLeg
+
+if TYPE_CHECKING:
+    from stasis_app.node import NodeApp
+
+log = logging.getLogger(__name__)
+
+
+def failure_reason(cause: int) -> str:
+    """Map a Q.850 hangup cause of an unanswered leg to an AgentLegFailed reason."""
+    if cause in (17, 21):
+        return "busy"
+    if cause in (0, 16, 18, 19, 102, -1):
+        return "noanswer"
+    return "unavailable"
+
+
+def _caller_id(name: str, number: str) -> str:
+    name = name.replace('"', "")
+    return f'"{name}" <{number}>' if name else number
+
+
+class AgentLegs:
+    """Agent-side behaviour of a NodeApp."""
+
+    def __init__(self, app: NodeApp) -> None:
+        self.app = app
+        self.ari = app.ari
+        self.legs: dict[str, AgentLeg] = {}
+        self._by_channel: dict[str, str] = {}
+
+    def owns(self, channel_id: str) -> bool:
+        """Whether a channel is one of our agent or trunk legs."""
+        return channel_id in self._by_channel
+
+    def _report_failed(self, leg: AgentLeg, reason: str) -> None:
+        self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=leg.offer_id,
+                                                                                  reason=reason)))
+
+    def _forget(self, leg: AgentLeg) -> None:
+        self.legs.pop(leg.offer_id, None)
+        self._by_channel.pop(leg.channel_id, None)
+        self._by_channel.pop(leg.trunk_channel, None)
+
+    def _hangup(self, leg: AgentLeg, *channels: str) -> None:
+        async def down() -> None:
+            for ch in channels:
+                if ch:
+                    try:
+                        await self.ari.hangup(ch)
+                    except AriError:
+                        pass
+            if leg.bridge_id:
+                try:
+                    await self.ari.destroy_bridge(leg.bridge_id)
+                except AriError:
+                    pass
+
+        self.app.serial.run(leg.offer_id, down, "hangup-leg")
+
+    def offer(self, m: node_pb2.Offer, epoch: int) -> None:
+        """Ring the agent if it is homed on this node."""
+        if m.agent_node != self.app.node_id or m.offer_id in self.legs:
+            return
+        leg = AgentLeg(offer_id=m.offer_id, call_id=m.call_id, agent_id=m.agent_id,
+                       channel_id=f"{self.app.node_id}-ag-{m.offer_id}", caller_node=m.caller_node, epoch=epoch)
+        self.legs[leg.offer_id] = leg
+        self._by_channel[leg.channel_id] = leg.offer_id
+        local = m.endpoint.lower().startswith("local/")
+
+        async def ring() -> None:
+            try:
+                await self.ari.originate(
+                    endpoint=m.endpoint, channel_id=leg.channel_id, app_args=["agentleg", m.offer_id],
+                    caller_id=_caller_id(m.caller_name, m.caller_number), timeout=max(1, math.ceil(m.ring_timeout)),
+                    formats="ulaw" if local else None)
+            except AriError as exc:
+                log.info("originate %s for offer %s failed: %s", m.endpoint, m.offer_id, exc)
+                if self.legs.get(leg.offer_id) is leg and leg.state == "ringing":
+                    self._forget(leg)
+                    self._report_failed(leg, "unavailable")
+
+        self.app.serial.run(leg.offer_id, ring, "ring")
+
+    def answered(self, channel_id: str, offer_id: str) -> None:
+        """The agent picked up (its leg entered our app): report it and wait for Connect."""
+        leg = self.legs.get(offer_id)
+        if leg is None or leg.state != "ringing":
+            self.app.serial.run(channel_id, lambda: self._quiet(channel_id), "hangup-stray")
+            return
+        leg.state = "answered"
+        self.app.send(node_pb2.NodeEvent(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id)))
+
+    async def _quiet(self, channel_id: str) -> None:
+        try:
+            await self.ari.hangup(channel_id)
+        except AriError:
+            pass
+
+    def connect(self, m: node_pb2.Connect) -> None:
+        """The leader picked this offer: bridge locally, or start the cross-node path."""
+        me = self.app.node_id
+        leg = self.legs.get(m.offer_id)
+        if m.agent_node == me and leg is None:
+            log.warning("connect for unknown offer %s", m.offer_id)
+            return
+        if m.agent_node == me and m.caller_node == me:
+            assert leg is not None
+            if self.app.actions.bridge_local(m.call_id, m.offer_id, m.agent_id, leg.channel_id):
+                leg.state = "connected"
+            else:
+                self._forget(leg)
+                self._hangup(leg, leg.channel_id)
+        elif m.agent_node == me:
+            assert leg is not None
+            leg.state = "connected"
+            leg.trunk_channel = f"{me}-tr-{m.offer_id}"
+            self._by_channel[leg.trunk_channel] = leg.offer_id
+
+            async def trunk() -> None:
+                await self.ari.originate(
+                    endpoint=f"{self.app.settings.trunk_tech}/cq-{m.offer_id}@{m.caller_node}",
+                    channel_id=leg.trunk_channel, app_args=["trunk", m.offer_id], timeout=10)
+
+            self.app.serial.run(leg.offer_id, trunk, "trunk")
+        elif m.caller_node == me:
+            self.app.actions.expect_remote(m.call_id, m.offer_id, m.agent_id)
+
+    def trunk_up(self, channel_id: str, offer_id: str) -> None:
+        """Our trunk leg to the caller's node answered: bridge it with the agent leg here."""
+        leg = self.legs.get(offer_id)
+        if leg is None or leg.trunk_channel != channel_id:
+            self.app.serial.run(channel_id, lambda: self._quiet(channel_id), "hangup-stray")
+            return
+        leg.bridge_id = f"{self.app.node_id}-br-{offer_id}"
+
+        async def bridge() -> None:
+            await self.ari.create_bridge(leg.bridge_id, name=f"clusterq-agent-{leg.agent_id}")
+            await self.ari.add_to_bridge(leg.bridge_id, [leg.channel_id, channel_id])
+
+        self.app.serial.run(leg.offer_id, bridge, "bridge-trunk")
+
+    def cancel(self, m: node_pb2.CancelOffer) -> None:
+        """Stop ringing an agent (another agent won, the caller left, or the ring timed out)."""
+        leg = self.legs.get(m.offer_id)
+        if leg is None or leg.state == "connected":
+            return
+        self._forget(leg)
+        leg.state = "cancelled"
+        self._hangup(leg, leg.channel_id)
+
+    def caller_left(self, call_id: str) -> None:
+        """The caller hung up while its agent rang here: stop ringing (the leader cancels too)."""
+        for leg in [x for x in self.legs.values() if x.call_id == call_id and x.state != "connected"]:
+            self._forget(leg)
+            leg.state = "cancelled"
+            self._hangup(leg, leg.channel_id)
+
+    def channel_gone(self, channel_id: str, cause: int) -> None:
+        """One of our legs hung up or failed."""
+        offer_id = self._by_channel.get(channel_id)
+        leg = self.legs.get(offer_id or "")
+        if leg is None:
+            return
+        self._forget(leg)
+        if leg.state == "ringing":
+            self._report_failed(leg, failure_reason(cause))
+        elif leg.state == "answered":
+            self._report_failed(leg, "failed")
+        elif leg.state == "connected":
+            # Either end of a cross-node call hung up: take down the other half on this node.
+            other = leg.trunk_channel if channel_id == leg.channel_id else leg.channel_id
+            self._hangup(leg, other)
+
+    def drop_stale(self, epoch: int) -> None:
+        """A new leader: unanswered legs of older leaders are void (the new leader re-offers)."""
+        for leg in [x for x in self.legs.values() if x.epoch < epoch and x.state in ("ringing", "answered")]:
+            self._forget(leg)
+            leg.state = "cancelled"
+            self._hangup(leg, leg.channel_id)
+
+    def forget_missing(self, present: set[str]) -> None:
+        """After an ARI resync: legs whose channels vanished while we were away."""
+        for leg in list(self.legs.values()):
+            if leg.channel_id not in present:
+                self.channel_gone(leg.channel_id, -1)

@@ -1,0 +1,64 @@
+"""What a node knows about the calls it holds (mutable records owned by NodeApp)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clusterq_proto.v1 import common_pb2, node_pb2
+from stasis_app.call.args import QueueArgs
+
+# Channel variables clusterq keeps ON the caller's channel, so a restarted stasis app can
+# re-adopt the caller with its place: the leader's arrival sequence and the join time.
+VAR_SEQ = "CLUSTERQ_SEQ"
+VAR_JOINED = "CLUSTERQ_JOINED"
+VAR_ORDER = "CLUSTERQ_ORDER"
+
+# Caller states.
+WAITING, RINGING, CONNECTING, CONNECTED, LEAVING = "waiting", "ringing", "connecting", "connected", "leaving"
+
+
+@dataclass(eq=False)
+class Caller:
+    """A caller in Stasis on this node."""
+
+    call_id: str
+    args: QueueArgs
+    caller_number: str
+    caller_name: str
+    join_order: int
+    joined_wall: float
+    arrival_seq: int = 0
+    state: str = WAITING
+    music_class: str = "default"
+    moh_on: bool = False
+    exit_context: str = ""
+    playback_id: str = ""
+    offer_id: str = ""
+    agent_id: str = ""
+    peer_channel: str = ""  # agent leg (same node) or trunk leg (agent on another node)
+    bridge_id: str = ""
+    position: int = 0
+
+    def joined_pb(self, waited: float) -> node_pb2.CallJoined:
+        """The CallJoined message for this caller (also used in Register snapshots)."""
+        a = self.args
+        return node_pb2.CallJoined(
+            call_id=self.call_id, queue=a.queue, priority=a.priority, position=a.position,
+            requirements=[common_pb2.Requirement(key=k, value=v) for k, v in a.requirements],
+            caller_number=self.caller_number, caller_name=self.caller_name, timeout=a.timeout,
+            node_join_order=self.join_order, waited=max(0.0, waited))
+
+
+@dataclass(eq=False)
+class AgentLeg:
+    """An agent leg rung from this node (the agent is homed here)."""
+
+    offer_id: str
+    call_id: str
+    agent_id: str
+    channel_id: str
+    caller_node: str
+    epoch: int
+    state: str = "ringing"  # ringing -> answered -> connected; "cancelled" once we hang it up
+    trunk_channel: str = ""  # agent on this node, caller elsewhere: our trunk leg to the caller's node
+    bridge_id: str = ""

@@ -1,0 +1,62 @@
+"""Stasis-app settings, read once from the environment.
+
+The ARI password comes from CLUSTERQ_ARI_PASSWORD or the file named by CLUSTERQ_ARI_PASSWORD_FILE;
+it is never logged (repr masks it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class StasisSettings:
+    """Everything one stasis app (one per Asterisk node) needs."""
+
+    node_id: str
+    ari_url: str
+    ari_user: str
+    ari_password: str = field(repr=False)
+    coordinators: tuple[str, ...]
+    app: str = "clusterq"
+    # Callers keep their music this long while no coordinator is reachable, then leave with
+    # UNAVAILABLE. Must exceed the coordinator's node_ttl (leader failover < node_ttl < grace).
+    grace: float = 20.0
+    # Event batching towards the coordinator: flush when idle, at most this late.
+    flush_interval: float = 0.002
+    # Channel name prefix of the trunk endpoints to other nodes: PJSIP/<token>@<node>.
+    trunk_tech: str = "PJSIP"
+
+    def __post_init__(self) -> None:
+        if not NODE_RE.match(self.node_id):
+            raise ValueError(f"node id {self.node_id!r} must match {NODE_RE.pattern}")
+        if not self.coordinators:
+            raise ValueError("at least one coordinator address is required")
+        if self.grace <= 0:
+            raise ValueError("grace must be > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StasisSettings:
+        """Read CLUSTERQ_* variables (README "Configuration")."""
+        e = os.environ if env is None else env
+        password = e.get("CLUSTERQ_ARI_PASSWORD", "")
+        if not password and (path := e.get("CLUSTERQ_ARI_PASSWORD_FILE")):
+            password = Path(path).read_text().strip()
+        if not password:
+            raise ValueError("set CLUSTERQ_ARI_PASSWORD or CLUSTERQ_ARI_PASSWORD_FILE")
+        return cls(
+            node_id=e.get("CLUSTERQ_NODE_ID", ""),
+            ari_url=e.get("CLUSTERQ_ARI_URL", "http://127.0.0.1:8088/"),
+            ari_user=e.get("CLUSTERQ_ARI_USER", "clusterq"),
+            ari_password=password,
+            coordinators=tuple(x.strip() for x in e.get("CLUSTERQ_COORDINATOR", "127.0.0.1:50051").split(",")
+                               if x.strip()),
+            app=e.get("CLUSTERQ_ARI_APP", "clusterq"),
+            grace=float(e.get("CLUSTERQ_GRACE", "20")),
+        )

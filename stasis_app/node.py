@@ -1,0 +1,253 @@
+"""NodeApp: ARI events and coordinator decisions in, ARI actions and node events out.
+
+State changes happen synchronously in one consumer loop (ARI events) and in the decision callback
+(same asyncio loop), so they never interleave; the ARI requests they cause run per call in order
+(KeyedSerializer) and concurrently across calls. Asterisk is the source of truth after a restart:
+the caller's arrival sequence and join time live in channel variables (records.VAR_*), so a
+restarted app re-adopts its callers with their place (see resync()).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from clusterq_proto.v1 import node_pb2
+from stasis_app.ari import events as ev
+from stasis_app.ari.port import AriError, AriPort
+from stasis_app.call import records as r
+from stasis_app.call.agent_legs import AgentLegs
+from stasis_app.call.args import BadArgs, parse_args
+from stasis_app.call.callers import CallerActions
+from stasis_app.call.serial import KeyedSerializer
+from stasis_app.config import StasisSettings
+from stasis_app.coordinator_client import CoordinatorClient
+
+log = logging.getLogger(__name__)
+
+RESERVED_FIRST_ARGS = {"agentleg", "inbound", "trunk"}
+
+
+class NodeApp:
+    """The stasis app of one Asterisk node."""
+
+    def __init__(self, settings: StasisSettings, ari: AriPort) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.ari = ari
+        self.serial = KeyedSerializer()
+        self.callers: dict[str, r.Caller] = {}
+        self.coord = CoordinatorClient(settings.node_id, settings.coordinators, self.snapshot, self.on_decision,
+                                       self.on_coordinator)
+        self.actions = CallerActions(self)
+        self.legs = AgentLegs(self)
+        self._join_order = 0
+        self._grace_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self._stopped = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run the ARI adapter, the coordinator stream and the event loop until cancelled or replaced."""
+        tasks = [asyncio.ensure_future(self.ari.run()), asyncio.ensure_future(self.coord.run()),
+                 asyncio.ensure_future(self._consume()), asyncio.ensure_future(self._stopped.wait())]
+        self._start_grace()
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("node app task failed", exc_info=t.exception())
+        finally:
+            self.coord.close()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.serial.cancel_all()
+
+    async def _consume(self) -> None:
+        async for event in self.ari.events():
+            try:
+                await self.on_ari_event(event)
+            except Exception:
+                log.exception("handling %s failed", type(event).__name__)
+
+    def send(self, event: node_pb2.NodeEvent) -> None:
+        """Report one event to the leader."""
+        self.coord.send(event)
+
+    # ---- coordinator side ------------------------------------------------------------------
+    def snapshot(self) -> node_pb2.Register:
+        """Everything this node holds, for a Register after (re)connecting."""
+        now = time.time()
+        reg = node_pb2.Register()
+        for c in sorted(self.callers.values(), key=lambda c: c.join_order):
+            if c.state == r.LEAVING:
+                continue
+            state = "connected" if c.state in (r.CONNECTED, r.CONNECTING) else "waiting"
+            reg.calls.append(node_pb2.CallSnapshot(joined=c.joined_pb(now - c.joined_wall),
+                                                   arrival_seq=c.arrival_seq, state=state,
+                                                   offer_id=c.offer_id, agent_id=c.agent_id))
+        for leg in self.legs.legs.values():
+            reg.agent_legs.append(node_pb2.AgentLegSnapshot(offer_id=leg.offer_id, agent_id=leg.agent_id,
+                                                            call_id=leg.call_id, state=leg.state))
+        return reg
+
+    def on_coordinator(self, connected: bool) -> None:
+        """Stream up or down: unanswered offers of an old leader are void; start/stop the grace timer."""
+        if connected:
+            if self._grace_task is not None:
+                self._grace_task.cancel()
+                self._grace_task = None
+            self.legs.drop_stale(self.coord.highest_epoch)
+            for c in self.callers.values():
+                if c.state == r.RINGING:  # offers of an older stream are void; the leader re-offers
+                    c.state, c.offer_id = r.WAITING, ""
+            self.ready.set()
+        else:
+            self._start_grace()
+
+    def _start_grace(self) -> None:
+        if self._grace_task is None and not self.coord.connected:
+            self._grace_task = asyncio.ensure_future(self._grace())
+
+    async def _grace(self) -> None:
+        await asyncio.sleep(self.settings.grace)
+        log.warning("no coordinator for %.0f s: giving %d callers back to the dialplan", self.settings.grace,
+                    len(self.callers))
+        for c in list(self.callers.values()):
+            if c.state in (r.WAITING, r.RINGING):
+                self.actions.leave(c, "UNAVAILABLE")
+        self._grace_task = None
+
+    def on_decision(self, dec: node_pb2.Decision) -> None:
+        """Execute one decision of the leader (already checked against the highest epoch)."""
+        kind = dec.WhichOneof("decision")
+        epoch = dec.stamp.epoch
+        if kind == "join_ack":
+            self.actions.join_ack(dec.join_ack)
+        elif kind == "queue_media":
+            self.actions.queue_media(dec.queue_media)
+        elif kind == "join_reject":
+            self.actions.rejected(dec.join_reject)
+        elif kind == "offer":
+            self.legs.offer(dec.offer, epoch)
+            if dec.offer.caller_node == self.node_id:
+                self.actions.offered(dec.offer)
+        elif kind == "connect":
+            self.legs.connect(dec.connect)
+        elif kind == "cancel_offer":
+            self.legs.cancel(dec.cancel_offer)
+            self.actions.offer_cancelled(dec.cancel_offer)
+        elif kind == "continue_in_dialplan":
+            self.actions.continue_decision(dec.continue_in_dialplan)
+        elif kind == "announce":
+            self.actions.announce(dec.announce)
+        elif kind == "periodic_announce":
+            self.actions.periodic(dec.periodic_announce)
+
+    # ---- ARI side --------------------------------------------------------------------------
+    async def on_ari_event(self, event: ev.AriEvent) -> None:
+        """Route one typed ARI event."""
+        if isinstance(event, ev.StasisStart):
+            self._stasis_start(event)
+        elif isinstance(event, (ev.StasisEnd, ev.ChannelDestroyed)):
+            cause = event.cause if isinstance(event, ev.ChannelDestroyed) else -1
+            self._channel_gone(event.channel_id, cause)
+        elif isinstance(event, ev.DtmfReceived):
+            c = self.callers.get(event.channel_id)
+            if c is not None:
+                self.actions.digit(c, event.digit)
+        elif isinstance(event, ev.PlaybackFinished):
+            self.actions.playback_finished(event.playback_id, event.target_channel_id)
+        elif isinstance(event, ev.AriConnected):
+            await self.resync()
+        elif isinstance(event, ev.ApplicationReplaced):
+            # A newer instance (rolling update) owns the app now: stand down, never fight.
+            log.warning("another instance took over app %s on this node: standing down", self.settings.app)
+            self._stopped.set()
+
+    def _stasis_start(self, e: ev.StasisStart) -> None:
+        first = e.args[0] if e.args else ""
+        if first == "agentleg" and len(e.args) >= 2:
+            self.legs.answered(e.channel.id, e.args[1])
+        elif first == "trunk" and len(e.args) >= 2:
+            self.legs.trunk_up(e.channel.id, e.args[1])
+        elif first == "inbound":
+            token = e.args[1] if len(e.args) >= 2 else e.channel.dialplan_exten
+            self.actions.inbound(e.channel.id, token.removeprefix("cq-"))
+        else:
+            self._new_caller(e.channel, e.args, adopted_seq=0, joined_wall=time.time(), order=None, adopted=False)
+
+    def _new_caller(self, ch: ev.ChannelInfo, args: tuple[str, ...], adopted_seq: int, joined_wall: float,
+                    order: int | None, adopted: bool) -> None:
+        parsed = parse_args(args)
+        if isinstance(parsed, BadArgs) or (args and args[0] in RESERVED_FIRST_ARGS):
+            msg = parsed.message if isinstance(parsed, BadArgs) else f"{args[0]} is a reserved name"
+            log.info("caller %s: invalid Stasis args %r: %s", ch.id, args, msg)
+            self.actions.reject_early(ch.id, "INVALID_ARGS", msg)
+            return
+        if order is None:
+            self._join_order += 1
+            order = self._join_order
+        else:
+            self._join_order = max(self._join_order, order)
+        c = r.Caller(call_id=ch.id, args=parsed, caller_number=ch.caller_number, caller_name=ch.caller_name,
+                     join_order=order, joined_wall=joined_wall, arrival_seq=adopted_seq)
+        self.callers[c.call_id] = c
+        self.actions.start(c, adopted=adopted)
+
+    def _channel_gone(self, channel_id: str, cause: int) -> None:
+        c = self.callers.get(channel_id)
+        if c is not None:
+            self.actions.caller_gone(c)
+            return
+        self.legs.channel_gone(channel_id, cause)
+        self.actions.peer_gone(channel_id)
+
+    async def resync(self) -> None:
+        """After (re)connecting to ARI: adopt channels we do not know, forget the vanished ones."""
+        try:
+            channels = await self.ari.list_channels()
+        except AriError as exc:
+            log.warning("resync: cannot list channels: %s", exc)
+            return
+        present = {ch.id for ch in channels}
+        for call_id in [cid for cid in self.callers if cid not in present]:
+            self.actions.caller_gone(self.callers[call_id])
+        self.legs.forget_missing(present)
+        for ch in channels:
+            if ch.id in self.callers or self.legs.owns(ch.id):
+                continue
+            await self._adopt(ch)
+
+    async def _adopt(self, ch: ev.ChannelInfo) -> None:
+        parts = ch.app_data.split(",")
+        if not parts or parts[0] != self.settings.app:
+            return
+        args = tuple(parts[1:])
+        if args and args[0] in RESERVED_FIRST_ARGS:
+            # A leg of a call this process no longer tracks: the leader re-offers its caller.
+            await self._quiet_hangup(ch.id)
+            return
+        seq_s = await self._var(ch.id, r.VAR_SEQ)
+        joined_s = await self._var(ch.id, r.VAR_JOINED)
+        order_s = await self._var(ch.id, r.VAR_ORDER)
+        try:
+            seq, joined, order = int(seq_s or 0), float(joined_s or time.time()), int(order_s or 0)
+        except ValueError:
+            seq, joined, order = 0, time.time(), 0
+        log.info("adopting caller %s (seq %d)", ch.id, seq)
+        self._new_caller(ch, args, adopted_seq=seq, joined_wall=joined, order=order or None, adopted=True)
+
+    async def _var(self, channel_id: str, name: str) -> str | None:
+        try:
+            return await self.ari.get_var(channel_id, name)
+        except AriError:
+            return None
+
+    async def _quiet_hangup(self, channel_id: str) -> None:
+        try:
+            await self.ari.hangup(channel_id)
+        except AriError:
+            pass

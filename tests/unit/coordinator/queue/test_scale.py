@@ -1,0 +1,62 @@
+"""10,000 callers in one queue: positions stay exact and the hot path does not scan the line."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import coordinator.queue.dispatch as dispatch_module
+from coordinator.queue import AgentLoggedIn, CallEnded, CallerLeft, OfferAnswered, QueueConfig, Strategy
+
+from .helpers import agent, engine, join, offered
+
+N = 10_000
+
+
+def test_positions_at_scale_match_a_list_reference() -> None:
+    rng = random.Random(42)
+    e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT))
+    ref: list[str] = []
+    count_by_prio = dict.fromkeys(range(5), 0)
+    prio_of: dict[str, int] = {}
+    for i in range(N):
+        call, prio = f"c{i}", rng.randrange(5)
+        higher = sum(n for p, n in count_by_prio.items() if p > prio)
+        override = rng.randrange(1, 30) if rng.random() < 0.02 else 0
+        if override and override - 1 < count_by_prio[prio]:
+            index = higher + override - 1
+        else:
+            index = higher + count_by_prio[prio]
+        ref.insert(index, call)
+        count_by_prio[prio] += 1
+        prio_of[call] = prio
+        e.apply(join(call, priority=prio, position=override), float(i))
+    assert all(e.position(c) == i + 1 for i, c in enumerate(ref))
+    for call in rng.sample(ref, 1000):
+        e.apply(CallerLeft(call, "hangup"), float(N))
+        ref.remove(call)
+    assert all(e.position(c) == i + 1 for i, c in enumerate(ref))
+    assert e.snapshot(float(N))[0].waiting == N - 1000
+
+
+def test_joins_with_all_agents_busy_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    original = dispatch_module.eligible
+
+    def counting(*args: object) -> bool:
+        nonlocal calls
+        calls += 1
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_module, "eligible", counting)
+    e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT))
+    e.apply(AgentLoggedIn(agent("a")), 0.0)
+    e.apply(join("first"), 0.0)
+    e.apply(OfferAnswered("o1"), 0.0)
+    calls = 0
+    for i in range(N):
+        e.apply(join(f"c{i}"), 1.0 + i)
+    assert calls == 0  # no free agent: dispatch returns at once
+    out = e.apply(CallEnded("first", False), 2.0 * N)
+    assert offered(out) == [("c0", "a")] and calls == 1

@@ -1,0 +1,166 @@
+"""Each strategy picks the documented agent; penalties, tiers, autopause."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from coordinator.queue import (
+    AgentPaused,
+    AgentStateChanged,
+    AgentUnpaused,
+    CallEnded,
+    Offer,
+    OfferAnswered,
+    OfferFailed,
+    PenaltyRule,
+    QueueConfig,
+    QueueEngine,
+    Strategy,
+    Tick,
+)
+
+from .helpers import agent, engine, join, offered, only
+
+
+def serve_one(e: QueueEngine, call_id: str, t: float, talk: float = 1.0) -> str:
+    """Join a caller, answer its (single) offer, end the call; return the agent that got it."""
+    offers = only(e.apply(join(call_id), t), Offer)
+    assert len(offers) == 1, offers
+    e.apply(OfferAnswered(offers[0].offer_id), t + 0.5)
+    e.apply(CallEnded(call_id, agent_hung_up=False), t + 0.5 + talk)
+    return offers[0].agent_id
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (Strategy.LINEAR, ["a", "a", "a", "a"]),
+        (Strategy.RRMEMORY, ["a", "b", "c", "a"]),
+        (Strategy.RRORDERED, ["a", "b", "c", "a"]),
+        (Strategy.LEASTRECENT, ["a", "b", "c", "a"]),
+        (Strategy.FEWESTCALLS, ["a", "b", "c", "a"]),
+        (Strategy.LONGEST_IDLE, ["a", "b", "c", "a"]),
+    ],
+)
+def test_sequential_calls(strategy: Strategy, expected: list[str]) -> None:
+    e = engine(QueueConfig("q", strategy=strategy), agents=(agent("a"), agent("b"), agent("c")))
+    assert [serve_one(e, f"x{i}", 10.0 * i) for i in range(4)] == expected
+
+
+def test_ringall_rings_all_free_agents_of_the_lowest_tier() -> None:
+    e = engine(
+        QueueConfig("q", strategy=Strategy.RINGALL),
+        agents=(agent("a", penalty=1), agent("b"), agent("c"), agent("d", penalty=2)),
+    )
+    assert sorted(a for _, a in offered(e.apply(join("x"), 1.0))) == ["b", "c"]
+    # The next caller gets the next tier that is still free.
+    assert offered(e.apply(join("y"), 2.0)) == [("y", "a")]
+
+
+def test_rrmemory_skips_busy_agents_and_remembers() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.RRMEMORY), agents=(agent("a"), agent("b"), agent("c")))
+    assert serve_one(e, "x1", 0.0) == "a"
+    e.apply(AgentPaused("b"), 5.0)
+    assert serve_one(e, "x2", 10.0) == "c"
+    e.apply(AgentUnpaused("b"), 15.0)
+    assert serve_one(e, "x3", 20.0) == "a"
+    assert serve_one(e, "x4", 30.0) == "b"
+
+
+def test_leastrecent_fewestcalls_longest_idle_differ() -> None:
+    results = {}
+    for strategy in (Strategy.LEASTRECENT, Strategy.FEWESTCALLS, Strategy.LONGEST_IDLE):
+        e = engine(QueueConfig("q", strategy=strategy), agents=(agent("a"), agent("b"), agent("c")))
+        e.apply(AgentPaused("b"), 0.0)
+        e.apply(AgentPaused("c"), 0.0)
+        serve_one(e, "x1", 1.0)  # a: 1 call, ends at 2.5
+        serve_one(e, "x2", 3.0)  # a: 2 calls, ends at 4.5
+        e.apply(AgentUnpaused("b"), 5.0)
+        e.apply(AgentPaused("a"), 5.0)
+        serve_one(e, "x3", 6.0, talk=20.0)  # b: 1 call, ends at 26.5
+        e.apply(AgentUnpaused("a"), 7.0)  # a idle since 7
+        e.apply(AgentUnpaused("c"), 8.0)  # c idle since 8, never called
+        # Now: a last call 4.5 / 2 calls / idle since 7; b 26.5 / 1 / 26.5; c never / 0 / 8.
+        e.apply(AgentPaused("c"), 30.0)
+        results[strategy] = serve_one(e, "x4", 40.0)
+    assert results == {Strategy.LEASTRECENT: "a", Strategy.FEWESTCALLS: "b", Strategy.LONGEST_IDLE: "a"}
+
+
+def test_longest_idle_uses_time_since_free_not_last_call() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.LONGEST_IDLE), agents=(agent("a"), agent("b"), agent("c")))
+    serve_one(e, "x1", 1.0)  # a ends at 2.5
+    e.apply(AgentPaused("b"), 3.0)
+    e.apply(AgentUnpaused("b"), 4.0)  # b free since 4, c since 0
+    assert serve_one(e, "x2", 5.0) == "c"
+    assert serve_one(e, "x3", 10.0) == "a"
+
+
+@pytest.mark.parametrize("strategy", [Strategy.RANDOM, Strategy.WRANDOM])
+def test_random_strategies_are_seeded_and_spread(strategy: Strategy) -> None:
+    def picks(seed: int) -> list[str]:
+        e = engine(
+            QueueConfig("q", strategy=strategy),
+            agents=(agent("a"), agent("b"), agent("c", penalty=1)),
+            seed=seed,
+        )
+        return [serve_one(e, f"x{i}", 10.0 * i) for i in range(300)]
+
+    first = picks(7)
+    assert first == picks(7)
+    counts = Counter(first)
+    if strategy is Strategy.RANDOM:
+        # c has a higher penalty: random only picks within the lowest tier.
+        assert set(counts) == {"a", "b"} and min(counts.values()) > 100
+    else:
+        # wrandom: penalty is a weight; c (metric range 0..2000) wins less often than a or b (0..1000).
+        assert set(counts) == {"a", "b", "c"} and counts["c"] < counts["a"] and counts["c"] < counts["b"]
+
+
+def test_higher_penalty_only_when_lower_tier_busy() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR), agents=(agent("hi", penalty=2), agent("lo")))
+    assert offered(e.apply(join("x"), 0.0)) == [("x", "lo")]
+    assert offered(e.apply(join("y"), 1.0)) == [("y", "hi")]
+
+
+def test_penalty_rules_widen_over_time() -> None:
+    rules = (PenaltyRule(0, max_penalty=0), PenaltyRule(30, max_penalty=5), PenaltyRule(60, 9, min_penalty=6))
+    e = engine(
+        QueueConfig("q", strategy=Strategy.LINEAR, penalty_rules=rules), agents=(agent("p3", penalty=3),)
+    )
+    assert offered(e.apply(join("x"), 0.0)) == []
+    assert e.next_deadline() == 30.0
+    assert offered(e.apply(Tick(), 29.0)) == []
+    out = e.apply(Tick(), 30.0)
+    assert offered(out) == [("x", "p3")]
+    # The band also narrows: after 60 s only penalties 6..9 may ring this caller.
+    assert offered(e.apply(OfferFailed(only(out, Offer)[0].offer_id, "busy"), 61.0)) == []
+    view = e.caller("x")
+    assert view is not None and view.state == "waiting"
+
+
+def test_autopause_after_consecutive_no_answers() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, autopause_after=2), agents=(agent("a"),))
+    e.apply(join("x"), 0.0)
+    out = e.apply(OfferFailed("o1", "busy"), 1.0)  # busy does not count
+    assert offered(out) == [("x", "a")]
+    out = e.apply(OfferFailed("o2", "noanswer"), 2.0)
+    assert offered(out) == [("x", "a")]
+    out = e.apply(Tick(), 2.0 + 15.0)  # ring timeout = second consecutive no answer
+    assert only(out, AgentStateChanged) == [AgentStateChanged("a", "paused", "autopause")]
+    assert offered(out) == []
+    view = e.agent_states()[0]
+    assert (view.state, view.pause_reason) == ("paused", "autopause")
+    assert offered(e.apply(AgentUnpaused("a"), 20.0)) == [("x", "a")]
+
+
+def test_answer_resets_autopause_counter() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, autopause_after=2), agents=(agent("a"),))
+    e.apply(join("x"), 0.0)
+    e.apply(OfferFailed("o1", "noanswer"), 1.0)
+    e.apply(OfferAnswered("o2"), 2.0)
+    e.apply(CallEnded("x", False), 3.0)
+    e.apply(join("y"), 4.0)
+    out = e.apply(OfferFailed("o3", "noanswer"), 5.0)
+    assert only(out, AgentStateChanged) == [] and offered(out) == [("y", "a")]
