@@ -257,7 +257,7 @@ class AsteriskNode:
         for stale in ("asterisk.pid", "asterisk.ctl"):
             (self.host_dir / "run" / stale).unlink(missing_ok=True)
         flags = ["-f", "-n"] + ([f"-{'v' * self.verbose}"] if self.verbose > 0 else [])
-        self._stdout = open(self.stdout_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._stdout = open(self.stdout_path, "ab")  # closed in _reap()
         # start_new_session = setsid: terminal/job-control signals of the test run do not reach it
         self._proc = subprocess.Popen(
             self._chroot_cmd(*flags, "-C", f"{self.instance_dir}/etc/asterisk.conf"),
@@ -329,7 +329,9 @@ class AsteriskNode:
             self._stdout.close()
             self._stdout = None
 
-    def stop(self, timeout: float = 10.0, *, save_logs_to: Path | None = None, remove: bool | None = None) -> None:
+    def stop(
+        self, timeout: float = 10.0, *, save_logs_to: Path | None = None, remove: bool | None = None
+    ) -> None:
         """Stop gracefully (`core stop now`), then SIGTERM/SIGKILL our PID if needed.
 
         Copies the logs to `save_logs_to` if given, then removes the instance directory unless
@@ -374,7 +376,7 @@ class AsteriskNode:
             time.sleep(0.1)
         return found[0]
 
-    async def async_wait_registered(self, phone: str, timeout: float = 15.0) -> str:
+    async def async_wait_registered(self, phone: str, timeout: float = 15.0) -> str:  # noqa: ASYNC109
         """`wait_registered` in a worker thread."""
         return await asyncio.to_thread(self.wait_registered, phone, timeout)
 
@@ -383,19 +385,19 @@ class AsteriskNode:
         self.stop(remove=False)
         self.start(timeout)
 
-    async def async_start(self, timeout: float = 30.0) -> None:
+    async def async_start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """`start` in a worker thread."""
         await asyncio.to_thread(self.start, timeout)
 
-    async def async_stop(self, timeout: float = 10.0, *, save_logs_to: Path | None = None) -> None:
+    async def async_stop(self, timeout: float = 10.0, *, save_logs_to: Path | None = None) -> None:  # noqa: ASYNC109
         """`stop` in a worker thread."""
         await asyncio.to_thread(lambda: self.stop(timeout, save_logs_to=save_logs_to))
 
-    async def async_restart(self, timeout: float = 30.0) -> None:
+    async def async_restart(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """`restart` in a worker thread."""
         await asyncio.to_thread(self.restart, timeout)
 
-    async def async_cli(self, command: str, timeout: float = 10.0) -> str:
+    async def async_cli(self, command: str, timeout: float = 10.0) -> str:  # noqa: ASYNC109
         """`cli` in a worker thread."""
         return await asyncio.to_thread(self.cli, command, timeout)
 
@@ -455,11 +457,12 @@ class AsteriskCluster:
         """
         regs = []
         for phone in phones:
-            account = server.phone(phone) if phone in {p.name for p in server.phones} else server.add_phone(phone)
+            known = phone in {p.name for p in server.phones}
+            account = server.phone(phone) if known else server.add_phone(phone)
             regs.append(PhoneRegistration(phone, account.password, server.name, server.sip_port))
         return self._new_node(name, registrations=tuple(regs))
 
-    async def start(self, nodes: Sequence[AsteriskNode] | None = None, timeout: float = 30.0) -> None:
+    async def start(self, nodes: Sequence[AsteriskNode] | None = None, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Start `nodes` (default: every node not running) in parallel; on any failure stop the
         ones that started and raise the first error."""
         todo = [n for n in (nodes if nodes is not None else self.nodes.values()) if n.pid is None]
@@ -492,7 +495,7 @@ async def start_nodes(
     root: Path | None = None,
     run_id: str | None = None,
     keep: bool = False,
-    timeout: float = 30.0,
+    timeout: float = 30.0,  # noqa: ASYNC109 - passed on to each node's start()
 ) -> list[AsteriskNode]:
     """Create full-mesh nodes `names` and start them in parallel (the caller stops them)."""
     cluster = AsteriskCluster(root=root, run_id=run_id, stasis_app=stasis_app, test_app=test_app, keep=keep)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MODULES",
+    "REQUIRED_MODULES",
     "ConfigFile",
     "NodeConfig",
     "PhoneAccount",
@@ -120,6 +121,14 @@ MODULES: tuple[str, ...] = (
     "res_pjsip_logger.so",
     "func_pjsip_endpoint.so",
 )
+
+# Loaded with "require": if one fails Asterisk exits at once (a clear start error with the reason in
+# the log) instead of running without ARI/SIP and failing tests in confusing ways later.
+REQUIRED_MODULES: frozenset[str] = frozenset({
+    "pbx_config.so", "app_stasis.so", "res_stasis.so", "res_http_websocket.so", "res_ari.so",
+    "res_ari_channels.so", "res_ari_bridges.so", "res_ari_events.so", "res_pjsip.so",
+    "res_pjsip_session.so", "chan_pjsip.so",
+})
 
 # Config files the core or a module reads at start; empty ones silence "Unable to open" noise.
 _EMPTY_FILES: tuple[str, ...] = (
@@ -242,7 +251,8 @@ hideconnect = yes
 
 def modules_conf(modules: tuple[str, ...] = MODULES) -> str:
     """modules.conf: autoload=no plus the explicit list."""
-    lines = ["[modules]", "autoload = no", *(f"load = {m}" for m in modules)]
+    lines = ["[modules]", "autoload = no",
+             *(f"{'require' if m in REQUIRED_MODULES else 'load'} = {m}" for m in modules)]
     return "\n".join(lines) + "\n"
 
 

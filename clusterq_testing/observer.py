@@ -138,7 +138,7 @@ class AriObserver:
         self.reconnect = reconnect
         self.events: list[ObservedEvent] = []
         self.errors: list[str] = []  # failures of background behaviour tasks
-        self._auth = aiohttp.BasicAuth(node.ari_user, node.ari_password)
+        self._auth_header = {"Authorization": aiohttp.encode_basic_auth(node.ari_user, node.ari_password)}
         self._base = node.ari_url.rstrip("/") + "/ari"
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -166,7 +166,7 @@ class AriObserver:
     async def connect(self) -> None:
         """Open the websocket; raises if the node does not accept it."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(auth=self._auth)
+            self._session = aiohttp.ClientSession(headers=self._auth_header)
         self._ws = await self._ws_connect()
         self._reader = asyncio.create_task(self._read_loop(), name=f"observer-{self.node.name}-{self.app}")
 
@@ -174,7 +174,7 @@ class AriObserver:
         assert self._session is not None
         url = f"{self._base}/events"
         return await self._session.ws_connect(
-            url, params={"app": self.app, "subscribeAll": "true"}, auth=self._auth, heartbeat=None
+            url, params={"app": self.app, "subscribeAll": "true"}, heartbeat=None
         )
 
     async def _read_loop(self) -> None:
@@ -315,7 +315,8 @@ class AriObserver:
         await self.ari("POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value})
 
     # ---------------------------------------------------------------- agents
-    def set_agent_behaviour(self, agent: str, kind: AgentKind, delay: float = 0.2, after: float = 1.0) -> None:
+    def set_agent_behaviour(self, agent: str, kind: AgentKind, delay: float = 0.2, after: float = 1.0
+                            ) -> None:
         """How legs for `agent` are treated: "answer" after `delay`; "noanswer" (ring forever);
         "busy" (hang up with reason busy, cause 17); "answer_then_hangup" (answer after `delay`,
         hang up `after` seconds later)."""
@@ -352,7 +353,8 @@ class AriObserver:
         """Current number of recorded events: pass as `since` to wait only for newer events."""
         return len(self.events)
 
-    async def wait_for(self, predicate: Callable[[ObservedEvent], bool], timeout: float = 10.0,
+    async def wait_for(self, predicate: Callable[[ObservedEvent], bool],
+                       timeout: float = 10.0,  # noqa: ASYNC109 - a deadline over many awaits
                        since: int = 0) -> ObservedEvent:
         """First event from index `since` on (default: all, past ones included) matching `predicate`;
         raises TimeoutError listing the last event types when none arrives in time."""
@@ -372,7 +374,8 @@ class AriObserver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), remaining)
 
-    async def wait_for_type(self, type_: str, channel_id: str | None = None, timeout: float = 10.0,
+    async def wait_for_type(self, type_: str, channel_id: str | None = None,
+                            timeout: float = 10.0,  # noqa: ASYNC109
                             since: int = 0) -> ObservedEvent:
         """`wait_for` an event of `type_` (and of `channel_id` if given)."""
         return await self.wait_for(

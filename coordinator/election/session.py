@@ -1,13 +1,13 @@
 """Session: one etcd lease kept alive in the background, and the `lost` signal.
 
-Guarantee: `lost` is set no later than `ttl` after the send time of the last keepalive etcd
-acknowledged, measured on the local monotonic clock, and at once when etcd says the lease is
-gone. The server extends a lease only when it processes a refresh, which is after we sent it,
-so the lease cannot expire before our deadline: whoever acts on `lost` stops before another
-candidate can take the lease's keys over (etcd adds 0 to 0.5 s on top of the TTL).
-Non-guarantees: a clock running faster on the etcd side than here (rate skew) shortens this
-margin; a process paused (GC, SIGSTOP) longer than the TTL learns of the loss only when it runs
-again, so leader writes must still be fenced (see election.Fence).
+Guarantee: `lost` is set at once when etcd says the lease is gone, and otherwise no later than
+90 % of the TTL after the send time of the last keepalive etcd acknowledged (local monotonic
+clock). The server extends a lease only when it processes a refresh, which is after we sent
+it, so the lease cannot expire before send time + TTL: whoever acts on `lost` has the last
+10 % of the TTL (0.2 s at TTL 2 s; etcd adds 0 to 0.5 s more) to stop its work before another
+candidate can take the lease's keys over. The margin also covers a clock rate skew < 10 %.
+Non-guarantees: a process paused (GC, SIGSTOP) past the TTL learns of the loss only when it
+runs again, so leader writes must still be fenced (see election.Fence).
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from typing import Protocol
 
 from coordinator.store.kv import KvError, KvPort, LeaseNotFound
 
-__all__ = ["MIN_TTL", "Clock", "MonotonicClock", "Session", "SessionLost"]
+__all__ = ["LOST_AFTER", "MIN_TTL", "Clock", "MonotonicClock", "Session", "SessionLost"]
 
 log = logging.getLogger(__name__)
 
 # etcd never grants less than 2 s with default raft timings (a 1 s request gets 2 s).
 MIN_TTL = 2.0
+# `lost` fires this fraction of the TTL after the last acknowledged send (see module doc).
+LOST_AFTER = 0.9
 
 
 class SessionLost(Exception):
@@ -95,7 +97,7 @@ class Session:
 
     @property
     def deadline(self) -> float:
-        """Clock time after which the lease must be assumed expired (unless refreshed)."""
+        """Clock time at which `lost` fires unless a keepalive is acknowledged before."""
         return self._deadline
 
     async def start(self) -> None:
@@ -106,7 +108,7 @@ class Session:
         lease_id, granted = await self._kv.lease_grant(math.ceil(self.ttl))
         self._lease_id = lease_id
         # Trust the smaller of what we asked and what etcd granted: never assume a longer life.
-        self._effective_ttl = min(self.ttl, float(granted))
+        self._effective_ttl = min(self.ttl, float(granted)) * LOST_AFTER
         self._deadline = sent + self._effective_ttl
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -130,7 +132,7 @@ class Session:
         while True:
             wait = self._deadline - self._clock.now()
             if wait <= 0:
-                self._mark_lost(f"no keepalive acknowledged for {self._effective_ttl:g} s")
+                self._mark_lost(f"no keepalive acknowledged for {self._effective_ttl:.2f} s")
                 return
             await self._clock.sleep(wait)
 
@@ -154,9 +156,7 @@ class Session:
                     continue
                 self._deadline = max(self._deadline, sent + self._effective_ttl)
                 pause = self.keepalive_interval
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:  # a bug must not silently stop the refreshes: give the lease up loudly
             log.exception("keepalive loop crashed")
             self._mark_lost("keepalive loop crashed")
 

@@ -35,8 +35,8 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 import aioari
 import aiohttp
@@ -56,6 +56,7 @@ from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGo
 __all__ = ["AioAriAdapter", "backoff_delay"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _POOL_SIZE = 10  # Asterisk's HTTP listen backlog is 10: never open more connections at once
 _KEEPALIVE = 10.0  # below Asterisk's session_keep_alive (15 s) so we never reuse a closing socket
@@ -168,30 +169,31 @@ class AioAriAdapter:
         try:
             while not self._closing.is_set():
                 try:
-                    http, reader = await self._connect()
+                    connection = await self._unless_closing(self._connect())
                 except Exception as exc:  # any failure to connect (HTTP, Swagger, websocket) -> retry
                     delay = backoff_delay(attempt, self._s.backoff_initial, self._s.backoff_max, self._rand)
-                    log.info("ARI %s: connect failed (%s); retry in %.2f s", self.node_id, _brief(exc), delay)
+                    log.warning(
+                        "ARI %s: connect failed (%s); retry in %.2f s", self.node_id, _brief(exc), delay
+                    )
                     attempt += 1
-                    await self._sleep_unless_closing(delay)
+                    await self._unless_closing(asyncio.sleep(delay))
                     continue
+                if connection is None:  # closing
+                    break
                 attempt = 0
                 log.info("ARI %s: connected (app %s)", self.node_id, self._s.app)
-                reason = await self._serve(http, reader)
+                reason = await self._serve(*connection)
                 if reason is None:
                     log.warning(
-                        "ARI %s: application %s replaced by another client; standing down",
-                        self.node_id,
-                        self._s.app,
+                        "ARI %s: app %s replaced by another client; standing down", self.node_id, self._s.app
                     )
                     self._stood_down = True
                     self._queue.put_nowait(ApplicationReplaced())
                     return
                 log.warning("ARI %s: disconnected: %s", self.node_id, reason)
                 self._queue.put_nowait(AriDisconnected(reason))
-                await self._sleep_unless_closing(
-                    backoff_delay(0, self._s.backoff_initial, self._s.backoff_max, self._rand)
-                )
+                first_delay = backoff_delay(0, self._s.backoff_initial, self._s.backoff_max, self._rand)
+                await self._unless_closing(asyncio.sleep(first_delay))
         finally:
             self._running = False
             self._stopped.set()
@@ -203,9 +205,18 @@ class AioAriAdapter:
             await self._stopped.wait()
         self._queue.put_nowait(None)
 
-    async def _sleep_unless_closing(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), delay)
+    async def _unless_closing(self, work: Coroutine[Any, Any, _T]) -> _T | None:
+        """Await `work` unless `close()` comes first; then cancel it, let it clean up, return None."""
+        task = asyncio.ensure_future(work)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})  # its own cleanup (e.g. teardown) runs before we go on
+        return None if task.cancelled() else task.result()
 
     async def _connect(self) -> tuple[_HttpClient, asyncio.Task[None]]:
         """Load Swagger and open the websocket; return (transport, reader task) once it is open."""
@@ -228,9 +239,10 @@ class AioAriAdapter:
                 await reader  # raises the connect error, if any
                 raise AriUnavailable("event websocket ended while opening")
         except BaseException:
-            if not opened.is_set():
-                await self._teardown(http, reader)
-                raise
+            await self._teardown(http, reader)
+            if opened.is_set():  # keep markers paired: AriConnected was already emitted
+                self._queue.put_nowait(AriDisconnected("connect aborted"))
+            raise
         assert reader is not None
         return http, reader
 
@@ -301,63 +313,53 @@ class AioAriAdapter:
 
     # ---- commands --------------------------------------------------------------------------------
 
-    async def _call(
-        self, resource: str, operation: str, *, channel_id: str | None = None, **params: Any
-    ) -> Any:
-        """Run one aioari Swagger operation; return its JSON (None when empty); map every failure."""
-        params = {
-            name: value for name, value in params.items() if value is not None
-        }  # aioswagger rejects None
+    async def _call(self, resource: str, operation: str, gone_id: str | None = None, /, **params: Any) -> Any:
+        """Run one aioari Swagger operation; return its JSON (None when empty); map every failure.
+        With `gone_id`, a 404 or "not in Stasis" (409/422) answer becomes ChannelGone(gone_id)."""
         client = self._client
         if client is None:
-            why = "application replaced; stood down" if self._stood_down else "not connected"
-            raise AriUnavailable(f"{operation}: {why}")
+            raise AriUnavailable(f"{operation}: {'stood down' if self._stood_down else 'not connected'}")
+        params = {name: value for name, value in params.items() if value is not None}  # aioswagger: no None
         try:
             async with asyncio.timeout(self._s.request_timeout):
                 response = await getattr(getattr(client.swagger, resource), operation)(**params)
                 text = await response.text()
         except _HttpStatus as exc:
-            status, message = exc.status, exc.message
-            gone = status == 404 or (status in (409, 422) and "not in stasis" in message.lower())
-            if channel_id is not None and gone:
-                raise ChannelGone(channel_id, status, message) from exc
-            raise AriError(status, message) from exc
+            not_in_stasis = exc.status in (409, 422) and "not in stasis" in exc.message.lower()
+            if gone_id is not None and (exc.status == 404 or not_in_stasis):
+                raise ChannelGone(gone_id, exc.status, exc.message) from exc
+            raise AriError(exc.status, exc.message) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise AriUnavailable(f"{operation}: {_brief(exc)}") from exc
         return json.loads(text) if text else None
 
+    async def _channel(self, operation: str, channel_id: str, **params: Any) -> Any:
+        """A channel operation (`channelId` in the path); a vanished channel raises ChannelGone."""
+        return await self._call("channels", operation, channel_id, channelId=channel_id, **params)
+
     async def answer(self, channel_id: str) -> None:
         """Answer a channel in our app."""
-        await self._call("channels", "answer", channel_id=channel_id, channelId=channel_id)
+        await self._channel("answer", channel_id)
 
     async def ring(self, channel_id: str) -> None:
         """Indicate ringing to the channel."""
-        await self._call("channels", "ring", channel_id=channel_id, channelId=channel_id)
+        await self._channel("ring", channel_id)
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         """Hang the channel up with an ARI reason."""
-        await self._call("channels", "hangup", channel_id=channel_id, channelId=channel_id, reason=reason)
+        await self._channel("hangup", channel_id, reason=reason)
 
     async def start_moh(self, channel_id: str, moh_class: str) -> None:
         """Start music on hold."""
-        await self._call(
-            "channels", "startMoh", channel_id=channel_id, channelId=channel_id, mohClass=moh_class
-        )
+        await self._channel("startMoh", channel_id, mohClass=moh_class)
 
     async def stop_moh(self, channel_id: str) -> None:
         """Stop music on hold."""
-        await self._call("channels", "stopMoh", channel_id=channel_id, channelId=channel_id)
+        await self._channel("stopMoh", channel_id)
 
     async def play(self, channel_id: str, media: Sequence[str], playback_id: str) -> None:
         """Play media URIs in order as one playback with our id."""
-        await self._call(
-            "channels",
-            "playWithId",
-            channel_id=channel_id,
-            channelId=channel_id,
-            playbackId=playback_id,
-            media=list(media),
-        )
+        await self._channel("playWithId", channel_id, playbackId=playback_id, media=list(media))
 
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a playback; one that already finished (404) is fine."""
@@ -369,21 +371,12 @@ class AioAriAdapter:
 
     async def set_var(self, channel_id: str, name: str, value: str) -> None:
         """Set a channel variable."""
-        await self._call(
-            "channels",
-            "setChannelVar",
-            channel_id=channel_id,
-            channelId=channel_id,
-            variable=name,
-            value=value,
-        )
+        await self._channel("setChannelVar", channel_id, variable=name, value=value)
 
     async def get_var(self, channel_id: str, name: str) -> str | None:
         """Read a channel variable; None when unset (404 "Provided variable was not found") or empty."""
         try:
-            body = await self._call(
-                "channels", "getChannelVar", channel_id=channel_id, channelId=channel_id, variable=name
-            )
+            body = await self._channel("getChannelVar", channel_id, variable=name)
         except ChannelGone as exc:
             if "variable" in exc.message.lower():
                 return None
@@ -399,14 +392,8 @@ class AioAriAdapter:
         priority: int | None = None,
     ) -> None:
         """Let the channel continue in the dialplan."""
-        await self._call(
-            "channels",
-            "continueInDialplan",
-            channel_id=channel_id,
-            channelId=channel_id,
-            context=context,
-            extension=extension,
-            priority=priority,
+        await self._channel(
+            "continueInDialplan", channel_id, context=context, extension=extension, priority=priority
         )
 
     async def originate(
@@ -425,18 +412,10 @@ class AioAriAdapter:
         if any("," in arg for arg in app_args):
             raise ValueError("app_args must not contain commas (ARI splits appArgs on them)")
         await self._call(
-            "channels",
-            "originateWithId",
-            channelId=channel_id,
-            endpoint=endpoint,
-            app=self._s.app,
-            appArgs=",".join(app_args),
-            callerId=caller_id or None,
-            timeout=timeout,
-            variables=dict(variables) if variables else None,
-            formats=formats,
-            otherChannelId=other_channel_id,
-        )
+            "channels", "originateWithId", channelId=channel_id, endpoint=endpoint, app=self._s.app,
+            appArgs=",".join(app_args), callerId=caller_id or None, timeout=timeout, formats=formats,
+            variables=dict(variables) if variables else None, otherChannelId=other_channel_id,
+        )  # fmt: skip
 
     async def create_bridge(self, bridge_id: str, name: str = "") -> None:
         """Create a mixing bridge with our id."""
@@ -444,14 +423,13 @@ class AioAriAdapter:
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
         """Add channels to a bridge: 400 "Channel not found" / 422 map to ChannelGone, 404 is the bridge."""
-        ids = ",".join(channel_ids)
         try:
             await self._call("bridges", "addChannel", bridgeId=bridge_id, channel=list(channel_ids))
         except AriUnavailable:
             raise
         except AriError as exc:
             if exc.status == 422 or (exc.status == 400 and "channel" in exc.message.lower()):
-                raise ChannelGone(ids, exc.status, exc.message) from exc
+                raise ChannelGone(",".join(channel_ids), exc.status, exc.message) from exc
             raise
 
     async def destroy_bridge(self, bridge_id: str) -> None:
@@ -464,20 +442,18 @@ class AioAriAdapter:
 
     async def list_channels(self) -> list[ChannelInfo]:
         """Channels whose dialplan application is Stasis(<our app>[,...]) (see `in_stasis_app`)."""
-        body = await self._call("channels", "list")
-        return [
-            channel_info(raw)
-            for raw in body or ()
+        found = []
+        for raw in await self._call("channels", "list") or ():
+            dialplan = raw.get("dialplan") or {}
             if in_stasis_app(
-                str(raw.get("dialplan", {}).get("app_name", "")),
-                str(raw.get("dialplan", {}).get("app_data", "")),
-                self._s.app,
-            )
-        ]
+                str(dialplan.get("app_name", "")), str(dialplan.get("app_data", "")), self._s.app
+            ):
+                found.append(channel_info(raw))
+        return found
 
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         """Send DTMF digits to the channel."""
-        await self._call("channels", "sendDTMF", channel_id=channel_id, channelId=channel_id, dtmf=digits)
+        await self._channel("sendDTMF", channel_id, dtmf=digits)
 
 
 def _brief(exc: BaseException | None) -> str:

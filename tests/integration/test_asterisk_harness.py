@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from clusterq_testing import asterisk_conf
 from clusterq_testing.asterisk import AsteriskNode
+from clusterq_testing.asterisk_conf import ConfigFile, NodeConfig
 from clusterq_testing.observer import AriObserver
 from tests.conftest import AsteriskFactory, ObserverFactory
 
@@ -29,6 +31,10 @@ def _pid_alive(pid: int) -> bool:
     # A zombie is gone for our purposes only once reaped; we reap in stop(), so a live /proc entry
     # here means a real process.
     return Path(f"/proc/{pid}").exists()
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
 
 
 async def _caller_in_queue(obs: AriObserver, clusterq: AriObserver, args: str = "support") -> tuple[str, str]:
@@ -48,7 +54,7 @@ async def test_two_nodes_start_mesh_and_answer_ari(asterisk_factory: AsteriskFac
     for node, peer in ((a, b), (b, a)):
         assert node.ping()
         assert node.pid is not None
-        assert Path(f"/proc/{node.pid}/comm").read_text().strip() == "asterisk"
+        assert _comm(node.pid) == "asterisk"
         assert node.peers == {peer.name: peer.sip_port}
         endpoints = node.cli("pjsip show endpoints")
         assert f"Endpoint:  {peer.name} " in endpoints
@@ -83,8 +89,8 @@ async def test_cross_node_pjsip_call(asterisk_factory: AsteriskFactory, observer
 
 async def test_stop_and_kill_leave_no_process(asterisk_factory: AsteriskFactory) -> None:
     a, b, c = await asterisk_factory(["a", "b", "c"])
-    pids = [n.pid for n in (a, b, c)]
-    assert all(p is not None for p in pids)
+    pids = [n.pid or 0 for n in (a, b, c)]
+    assert all(pids)
 
     t0 = time.monotonic()
     a.stop()
@@ -115,23 +121,39 @@ async def test_restart_keeps_ports_and_password(asterisk_factory: AsteriskFactor
     assert (a.http_port, a.ari_password) == (port, password) and a.ping()
 
 
-async def test_node_that_cannot_start_raises(asterisk_factory: AsteriskFactory) -> None:
-    (a,) = await asterisk_factory(["a"])
-    # Same name and run id = same control socket: Asterisk refuses to run twice and exits.
-    twin = AsteriskNode("a", run_id=a.run_id)
-    with pytest.raises(RuntimeError, match="exited"):
-        twin.start(timeout=10)
-    assert twin.pid is None
-    twin.stop(remove=False)  # the directory is a's
-    assert a.ping()
+async def test_node_that_exits_during_start_raises_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_render = asterisk_conf.render_config
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        blocked = AsteriskNode("x", http_port=busy.getsockname()[1])
+    def render_with_missing_required_module(cfg: NodeConfig) -> tuple[ConfigFile, ...]:
+        return tuple(ConfigFile(f.name, f.text + "require = res_no_such_module.so\n")
+                     if f.name == "modules.conf" else f for f in real_render(cfg))
+
+    monkeypatch.setattr("clusterq_testing.asterisk.render_config", render_with_missing_required_module)
+    node = AsteriskNode("x")
+    try:
+        with pytest.raises(RuntimeError, match="exited") as err:
+            node.start(timeout=20)
+        assert "res_no_such_module.so" in str(err.value)  # the log tail explains why
+        assert node.ari_password not in str(err.value)
+        assert node.pid is None
+    finally:
+        node.stop()
+
+
+async def test_node_whose_ari_never_answers_times_out() -> None:
+    with socket.socket() as squatter:  # bound, not listening: Asterisk cannot bind its HTTP port
+        squatter.bind(("127.0.0.1", 0))
+        node = AsteriskNode("y", http_port=squatter.getsockname()[1])
+        try:
+            with pytest.raises(RuntimeError, match="not up after"):
+                node.start(timeout=3)
+            assert node.pid is None
+        finally:
+            node.stop()
+
+        squatter.listen()  # now something answers on the port: refuse before starting anything
         with pytest.raises(RuntimeError, match="already listens"):
-            blocked.start(timeout=5)
-        blocked.stop()
+            node.start(timeout=3)
 
 
 async def test_caller_enters_clusterq_and_phone_half_lands_in_test_app(
@@ -184,7 +206,8 @@ async def test_dtmf_crosses_a_bridge_both_ways(asterisk_factory: AsteriskFactory
     assert obs.dtmf_received(phone_id) == "9"
 
 
-async def test_user_event_after_continue(asterisk_factory: AsteriskFactory, observers: ObserverFactory) -> None:
+async def test_user_event_after_continue(asterisk_factory: AsteriskFactory, observers: ObserverFactory
+                                         ) -> None:
     (a,) = await asterisk_factory(["a"])
     obs, clusterq = await observers(a), await observers(a, "clusterq")
     phone_id, queue_id = await _caller_in_queue(obs, clusterq)
