@@ -277,7 +277,11 @@ class AsteriskNode:
                                    f"{timeout:.0f}s\n{self._logs()}")
             time.sleep(0.05)
         # ARI can answer while modules are still loading: wait for "fully booted" too.
-        self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            self._terminate(grace=2.0)
+            raise RuntimeError(f"asterisk {self.name}: not fully booted: {e}\n{self._logs()}") from e
 
     def _logs(self) -> str:
         return _tail(self.stdout_path) + "\n" + _tail(self.log_path)
@@ -376,7 +380,7 @@ class AsteriskNode:
             time.sleep(0.1)
         return found[0]
 
-    async def async_wait_registered(self, phone: str, timeout: float = 15.0) -> str:  # noqa: ASYNC109
+    async def async_wait_registered(self, phone: str, timeout: float = 15.0) -> str:
         """`wait_registered` in a worker thread."""
         return await asyncio.to_thread(self.wait_registered, phone, timeout)
 
@@ -385,19 +389,19 @@ class AsteriskNode:
         self.stop(remove=False)
         self.start(timeout)
 
-    async def async_start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    async def async_start(self, timeout: float = 30.0) -> None:
         """`start` in a worker thread."""
         await asyncio.to_thread(self.start, timeout)
 
-    async def async_stop(self, timeout: float = 10.0, *, save_logs_to: Path | None = None) -> None:  # noqa: ASYNC109
+    async def async_stop(self, timeout: float = 10.0, *, save_logs_to: Path | None = None) -> None:
         """`stop` in a worker thread."""
         await asyncio.to_thread(lambda: self.stop(timeout, save_logs_to=save_logs_to))
 
-    async def async_restart(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    async def async_restart(self, timeout: float = 30.0) -> None:
         """`restart` in a worker thread."""
         await asyncio.to_thread(self.restart, timeout)
 
-    async def async_cli(self, command: str, timeout: float = 10.0) -> str:  # noqa: ASYNC109
+    async def async_cli(self, command: str, timeout: float = 10.0) -> str:
         """`cli` in a worker thread."""
         return await asyncio.to_thread(self.cli, command, timeout)
 
@@ -462,7 +466,7 @@ class AsteriskCluster:
             regs.append(PhoneRegistration(phone, account.password, server.name, server.sip_port))
         return self._new_node(name, registrations=tuple(regs))
 
-    async def start(self, nodes: Sequence[AsteriskNode] | None = None, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    async def start(self, nodes: Sequence[AsteriskNode] | None = None, timeout: float = 30.0) -> None:
         """Start `nodes` (default: every node not running) in parallel; on any failure stop the
         ones that started and raise the first error."""
         todo = [n for n in (nodes if nodes is not None else self.nodes.values()) if n.pid is None]
@@ -495,7 +499,7 @@ async def start_nodes(
     root: Path | None = None,
     run_id: str | None = None,
     keep: bool = False,
-    timeout: float = 30.0,  # noqa: ASYNC109 - passed on to each node's start()
+    timeout: float = 30.0,
 ) -> list[AsteriskNode]:
     """Create full-mesh nodes `names` and start them in parallel (the caller stops them)."""
     cluster = AsteriskCluster(root=root, run_id=run_id, stasis_app=stasis_app, test_app=test_app, keep=keep)

@@ -181,9 +181,13 @@ class AriObserver:
         while True:
             ws = self._ws
             if ws is not None:
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        self._on_raw(json.loads(msg.data))
+                try:
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            self._on_raw(json.loads(msg.data))
+                except (aiohttp.ClientError, OSError, ValueError) as e:
+                    self.errors.append(f"websocket: {e!r}")
+                # Asterisk closes without a close frame on `core stop now` (seen as a plain EOF).
                 self._on_raw({"type": DISCONNECTED})
             self._ws = None
             if self._closing or not self.reconnect:
@@ -192,7 +196,7 @@ class AriObserver:
             try:
                 self._ws = await self._ws_connect()
                 self._on_raw({"type": CONNECTED})
-            except (aiohttp.ClientError, OSError):
+            except (aiohttp.ClientError, OSError, TimeoutError):
                 continue
 
     def _on_raw(self, raw: dict[str, Any]) -> None:
@@ -354,7 +358,7 @@ class AriObserver:
         return len(self.events)
 
     async def wait_for(self, predicate: Callable[[ObservedEvent], bool],
-                       timeout: float = 10.0,  # noqa: ASYNC109 - a deadline over many awaits
+                       timeout: float = 10.0,
                        since: int = 0) -> ObservedEvent:
         """First event from index `since` on (default: all, past ones included) matching `predicate`;
         raises TimeoutError listing the last event types when none arrives in time."""
@@ -375,7 +379,7 @@ class AriObserver:
                 await asyncio.wait_for(signal.wait(), remaining)
 
     async def wait_for_type(self, type_: str, channel_id: str | None = None,
-                            timeout: float = 10.0,  # noqa: ASYNC109
+                            timeout: float = 10.0,
                             since: int = 0) -> ObservedEvent:
         """`wait_for` an event of `type_` (and of `channel_id` if given)."""
         return await self.wait_for(

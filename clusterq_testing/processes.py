@@ -45,7 +45,7 @@ class ManagedProcess:
     def start(self) -> None:
         """Start the process (its output goes to log_path)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
 

@@ -60,6 +60,9 @@ class CoordinatorClient:
         # True from the instant a Register snapshot is taken until that stream ends: events
         # raised after the snapshot must reach the leader after it.
         self._accepting = False
+        # Incremented per stream; the request generator of an older (dead) stream may still be
+        # waiting for events and must never consume the current stream's events.
+        self._generation = 0
 
     def send(self, event: node_pb2.NodeEvent) -> None:
         """Queue one event for the current stream (dropped if none: the next Register covers it)."""
@@ -89,10 +92,12 @@ class CoordinatorClient:
                     log.info("%s is not the leader; following %s", addr, hint)
                     continue
                 log.info("coordinator %s: %s %s", addr, exc.code().name, exc.details())
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 log.info("coordinator %s unreachable: %s", addr, exc)
             finally:
                 self._accepting = False
+                self._generation += 1
+                self._wake.set()
                 self._pending.clear()
                 if self.connected:
                     self.connected = False
@@ -112,11 +117,16 @@ class CoordinatorClient:
             register.node_id, register.instance_id = self.node_id, self.instance_id
             register.highest_epoch = self.highest_epoch
 
+            self._generation += 1
+            generation = self._generation
+
             async def outgoing() -> AsyncIterator[node_pb2.NodeMessage]:
                 yield node_pb2.NodeMessage(register=register)
                 await registered.wait()
                 while True:
-                    while not self._pending:
+                    while not self._pending or generation != self._generation:
+                        if generation != self._generation:
+                            return  # a newer stream exists: never take its events
                         self._wake.clear()
                         await self._wake.wait()
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]

@@ -79,7 +79,7 @@ class AsteriskFactory:
         self.cluster = cluster
 
     async def __call__(self, names: Sequence[str], phones: Mapping[str, Sequence[str]] | None = None,
-                       timeout: float = 30.0) -> list[AsteriskNode]:  # noqa: ASYNC109
+                       timeout: float = 30.0) -> list[AsteriskNode]:
         """Create and start nodes `names`, meshed with each other and with nodes made earlier in the
         test; `phones` maps a node name to phone endpoints it hosts."""
         nodes = self.cluster.add_nodes(names, phones=phones)
@@ -87,7 +87,7 @@ class AsteriskFactory:
         return nodes
 
     async def phone_host(self, name: str, server: AsteriskNode, phones: Sequence[str],
-                         timeout: float = 30.0) -> AsteriskNode:  # noqa: ASYNC109
+                         timeout: float = 30.0) -> AsteriskNode:
         """Start a node that REGISTERs at `server` as each phone in `phones`; returns once the server
         lists the contacts (Asterisk delays a first REGISTER by a random 1-10 s)."""
         node = self.cluster.add_phone_host(name, server, phones)

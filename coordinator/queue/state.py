@@ -157,7 +157,7 @@ class EngineState:
 
     def can_take(self, agent: AgentRec, queue: QueueConfig, now: float) -> bool:
         """The agent could be offered a caller of `queue` now (ignores skills and penalties)."""
-        if agent.paused or not agent.node_up or agent.offer_id is not None:
+        if agent.paused or not agent.node_up or agent.offer_id is not None or agent.wrapup_until > now:
             return False
         return not agent.calls or self.ringinuse(agent, queue)
 

@@ -51,7 +51,7 @@ from stasis_app.ari.events import (
     decode,
     in_stasis_app,
 )
-from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone
+from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone, EventStream
 
 __all__ = ["AioAriAdapter", "backoff_delay"]
 
@@ -143,7 +143,7 @@ class AioAriAdapter:
         self.node_id = settings.node_id
         self._s = settings
         self._rand = rand
-        self._queue: asyncio.Queue[AriEvent | None] = asyncio.Queue()
+        self._events = EventStream()
         self._client: Any = None  # aioari.Client while connected, else None
         self._generation = 0  # bumps on every teardown; a stale reader's events are dropped
         self._closing = asyncio.Event()
@@ -155,10 +155,9 @@ class AioAriAdapter:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[AriEvent]:
+    def events(self) -> AsyncIterator[AriEvent]:
         """The typed event stream (one consumer); ends after `close()`."""
-        while (item := await self._queue.get()) is not None:
-            yield item
+        return self._events
 
     async def run(self) -> None:
         """Connect, serve, and reconnect with jittered backoff until `close()` or ApplicationReplaced."""
@@ -188,10 +187,10 @@ class AioAriAdapter:
                         "ARI %s: app %s replaced by another client; standing down", self.node_id, self._s.app
                     )
                     self._stood_down = True
-                    self._queue.put_nowait(ApplicationReplaced())
+                    self._events.put(ApplicationReplaced())
                     return
                 log.warning("ARI %s: disconnected: %s", self.node_id, reason)
-                self._queue.put_nowait(AriDisconnected(reason))
+                self._events.put(AriDisconnected(reason))
                 first_delay = backoff_delay(0, self._s.backoff_initial, self._s.backoff_max, self._rand)
                 await self._unless_closing(asyncio.sleep(first_delay))
         finally:
@@ -203,7 +202,7 @@ class AioAriAdapter:
         self._closing.set()
         if self._running:
             await self._stopped.wait()
-        self._queue.put_nowait(None)
+        self._events.end()
 
     async def _unless_closing(self, work: Coroutine[Any, Any, _T]) -> _T | None:
         """Await `work` unless `close()` comes first; then cancel it, let it clean up, return None."""
@@ -241,7 +240,7 @@ class AioAriAdapter:
         except BaseException:
             await self._teardown(http, reader)
             if opened.is_set():  # keep markers paired: AriConnected was already emitted
-                self._queue.put_nowait(AriDisconnected("connect aborted"))
+                self._events.put(AriDisconnected("connect aborted"))
             raise
         assert reader is not None
         return http, reader
@@ -250,7 +249,7 @@ class AioAriAdapter:
         """Runs in the reader task right after the websocket opened and before aioari reads from it,
         so AriConnected precedes this connection's events and commands work once it is seen."""
         self._client = client
-        self._queue.put_nowait(AriConnected(resync=self._ever_connected))
+        self._events.put(AriConnected(resync=self._ever_connected))
         self._ever_connected = True
         opened.set()
 
@@ -309,7 +308,7 @@ class AioAriAdapter:
         if isinstance(event, ApplicationReplaced):
             self._replaced.set()  # the marker is emitted by run() after teardown
         elif event is not None:
-            self._queue.put_nowait(event)
+            self._events.put(event)
 
     # ---- commands --------------------------------------------------------------------------------
 
@@ -403,7 +402,7 @@ class AioAriAdapter:
         channel_id: str,
         app_args: Sequence[str],
         caller_id: str = "",
-        timeout: int = 30,  # noqa: ASYNC109 - the ARI dial timeout in seconds, not an asyncio one
+        timeout: int = 30,  # the ARI dial timeout in seconds
         variables: Mapping[str, str] | None = None,
         formats: str | None = None,
         other_channel_id: str | None = None,

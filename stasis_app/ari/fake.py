@@ -24,9 +24,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from stasis_app.ari import events as ev
-from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone
+from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, EventStream
 
-__all__ = ["Continued", "FakeAri", "FakeBridge", "FakeChannel", "FakePlayback", "Originated", "OriginateOutcome"]
+__all__ = [
+    "Continued", "FakeAri", "FakeBridge", "FakeChannel", "FakePlayback", "OriginateOutcome", "Originated",
+]
 
 _NOT_IN_STASIS = "Channel not in Stasis application"
 
@@ -68,7 +70,7 @@ class FakeChannel:
         return ev.ChannelInfo(
             self.id, self.name, self.state, self.caller_number, self.caller_name,
             self.context, self.exten, self.app_data, self.creation_time,
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -117,12 +119,12 @@ class FakeAri:
     """In-memory `AriPort`; see the module docstring."""
 
     def __init__(self, node_id: str = "fake", app: str = "clusterq", *,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:  # fmt: skip
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node_id = node_id
         self.app = app
         self._now = now
         self._ids = itertools.count(1)
-        self._queue: asyncio.Queue[ev.AriEvent | None] = asyncio.Queue()
+        self._events = EventStream()
         self._done = asyncio.Event()
         self.connected = False
         self.stood_down = False
@@ -136,10 +138,9 @@ class FakeAri:
 
     # ---- lifecycle (AriPort) ---------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[ev.AriEvent]:
+    def events(self) -> AsyncIterator[ev.AriEvent]:
         """Typed events, one consumer; ends after `close()`."""
-        while (item := await self._queue.get()) is not None:
-            yield item
+        return self._events
 
     async def run(self) -> None:
         """Connect (AriConnected) and stay until `close()` or a stand-down."""
@@ -153,7 +154,7 @@ class FakeAri:
         if self.connected:
             self.drop_connection("closed")
         self._done.set()
-        self._queue.put_nowait(None)
+        self._events.end()
 
     # ---- driver API: the outside world -----------------------------------------------------------
 
@@ -186,20 +187,20 @@ class FakeAri:
         self.playbacks.clear()
 
     def caller_enters(self, args: Sequence[str], *, caller_number: str = "", caller_name: str = "",
-                      channel_id: str | None = None, context: str = "clusterq-callers") -> str:  # fmt: skip
+                      channel_id: str | None = None, context: str = "clusterq-callers") -> str:
         """A channel runs `Stasis(<app>,<args>)` from the dialplan: StasisStart (state Ring)."""
         cid = channel_id or self._new_id()
         exten = args[0] if args else "s"
         chan = FakeChannel(
             cid, f"Local/{exten}@{context}-{len(self.channels):08x};2", "Ring", caller_number, caller_name,
             context, exten, ",".join((self.app, *args)), self._now(), in_stasis=True,
-        )  # fmt: skip
+        )
         self.channels[cid] = chan
         self._emit(ev.StasisStart(chan.info(), tuple(args), None))
         return cid
 
     def caller_hangs_up(self, channel_id: str, cause: int = 16) -> None:
-        """The far end hangs up with a Q.850 cause."""
+        """The far end hangs up (or rejects a ringing leg) with a Q.850 cause."""
         self._hangup(self._get(channel_id), cause, cause)
 
     def press_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
@@ -230,7 +231,7 @@ class FakeAri:
             busy = outcome is OriginateOutcome.BUSY
             self._emit(ev.Dial(chan.id, "BUSY" if busy else "CONGESTION", chan.exten, None))
             cause = 0 if local else (17 if busy else 34)
-            self._emit(ev.ChannelDestroyed(chan.id, cause, "Unknown" if local else "User busy"))
+            self._emit(ev.ChannelDestroyed(chan.id, cause, _CAUSE_TEXT.get(cause, "Unknown")))
         elif outcome is OriginateOutcome.NOANSWER:
             self._emit(ev.ChannelDestroyed(chan.id, 19, "User alerting, no answer"))
         elif outcome is OriginateOutcome.UNREACHABLE:
@@ -253,10 +254,7 @@ class FakeAri:
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         """Hang up any channel (in Stasis or still dialing)."""
-        chan = self._get(channel_id)
-        if not chan.in_stasis and chan.originated:  # a leg still ringing: the dial is cancelled
-            self._emit(ev.Dial(chan.id, "NOANSWER", chan.exten, None))
-        self._hangup(chan, 32, _REASON_CAUSES.get(reason, 16))
+        self._hangup(self._get(channel_id), 32, _REASON_CAUSES.get(reason, 16))
 
     async def start_moh(self, channel_id: str, moh_class: str) -> None:
         """Music on hold on (no event)."""
@@ -287,7 +285,7 @@ class FakeAri:
         return self._get(channel_id).variables.get(name) or None
 
     async def continue_in_dialplan(self, channel_id: str, context: str | None = None,
-                                   extension: str | None = None, priority: int | None = None) -> None:  # fmt: skip
+                                   extension: str | None = None, priority: int | None = None) -> None:
         """Leave Stasis for the dialplan: [ChannelLeftBridge], StasisEnd; the channel lives on."""
         chan = self._stasis(channel_id)
         self.continued.append(Continued(chan.id, context, extension, priority))
@@ -297,9 +295,9 @@ class FakeAri:
         self._emit(ev.StasisEnd(chan.id))
 
     async def originate(self, *, endpoint: str, channel_id: str, app_args: Sequence[str], caller_id: str = "",
-                        timeout: int = 30,  # noqa: ASYNC109 - the ARI dial timeout in seconds
+                        timeout: int = 30,  # the ARI dial timeout in seconds
                         variables: Mapping[str, str] | None = None, formats: str | None = None,
-                        other_channel_id: str | None = None) -> None:  # fmt: skip
+                        other_channel_id: str | None = None) -> None:
         """Create a dialing leg (Dial "") and apply `outcomes[endpoint]` (default PENDING)."""
         self._check_connected("originate")
         if any("," in arg for arg in app_args):
@@ -307,13 +305,14 @@ class FakeAri:
         if channel_id in self.channels:
             raise AriError(409, "Channel with given unique ID already exists")
         request = Originated(endpoint, channel_id, tuple(app_args), caller_id, timeout,
-                             dict(variables or {}), formats, other_channel_id)  # fmt: skip
+                             dict(variables or {}), formats, other_channel_id)
         self.originations.append(request)
         tech, _, resource = endpoint.partition("/")
         exten = resource.split("@")[0]
-        name = f"{tech}/{resource.rstrip('/n')}-{len(self.channels):08x}" + (";1" if tech == "Local" else "")
+        half = ";1" if tech == "Local" else ""
+        name = f"{tech}/{resource.removesuffix('/n')}-{len(self.channels):08x}{half}"
         chan = FakeChannel(channel_id, name, "Down", exten=exten, creation_time=self._now(), originated=True,
-                           variables=dict(variables or {}))  # fmt: skip
+                           variables=dict(variables or {}))
         self.channels[channel_id] = chan
         outcome = self.outcomes.get(endpoint, OriginateOutcome.PENDING)
         if outcome is not OriginateOutcome.UNREACHABLE:
@@ -369,7 +368,7 @@ class FakeAri:
 
     def _emit(self, event: ev.AriEvent) -> None:
         if self.connected:  # a dropped websocket loses events; Asterisk does not replay them
-            self._queue.put_nowait(event)
+            self._events.put(event)
 
     def _new_id(self) -> str:
         return f"{self.node_id}-1700000000.{next(self._ids)}"
@@ -401,6 +400,8 @@ class FakeAri:
     def _hangup(self, chan: FakeChannel, request_cause: int, cause: int) -> None:
         del self.channels[chan.id]
         self._emit(ev.ChannelHangupRequested(chan.id, request_cause))
+        if chan.originated and not chan.in_stasis:  # a leg still ringing: its dial ends unanswered
+            self._emit(ev.Dial(chan.id, "NOANSWER", chan.exten, None))
         for playback in [p for p in self.playbacks.values() if p.channel_id == chan.id]:
             self.finish_playback(playback.id)
         self._leave_bridge(chan)
@@ -412,4 +413,4 @@ class FakeAri:
 
 _REASON_CAUSES = {"normal": 16, "busy": 17, "congestion": 34, "no_answer": 19, "rejected": 21}
 _CAUSE_TEXT = {16: "Normal Clearing", 17: "User busy", 19: "User alerting, no answer", 21: "Call Rejected",
-               34: "Circuit/channel congestion"}  # fmt: skip
+               34: "Circuit/channel congestion"}

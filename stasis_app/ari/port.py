@@ -21,6 +21,7 @@ Non-guarantees: no event is replayed after a disconnect; commands are not retrie
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,6 +34,7 @@ __all__ = [
     "AriSettings",
     "AriUnavailable",
     "ChannelGone",
+    "EventStream",
 ]
 
 
@@ -110,6 +112,36 @@ class AriSettings:
         )
 
 
+class EventStream:
+    """The one-consumer event stream behind `AriPort.events()`, shared by both implementations.
+
+    Unlike an async generator, cancelling a pending read (e.g. `asyncio.wait_for(anext(s), t)`) loses
+    nothing and does not end the stream; `end()` ends it once the queued events are read. Unbounded on
+    purpose: blocking the websocket reader would make Asterisk drop the connection (write timeout).
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[AriEvent | None] = asyncio.Queue()
+
+    def put(self, event: AriEvent) -> None:
+        """Queue one event (never blocks)."""
+        self._queue.put_nowait(event)
+
+    def end(self) -> None:
+        """End the stream after the events already queued."""
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> AriEvent:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # stays ended for every later read
+            raise StopAsyncIteration
+        return item
+
+
 class AriPort(Protocol):
     """What the stasis app may ask of one Asterisk node (see the module docstring for guarantees)."""
 
@@ -180,7 +212,7 @@ class AriPort(Protocol):
         channel_id: str,
         app_args: Sequence[str],
         caller_id: str = "",
-        timeout: int = 30,  # noqa: ASYNC109 - the ARI dial timeout in seconds, not an asyncio one
+        timeout: int = 30,  # the ARI dial timeout in seconds
         variables: Mapping[str, str] | None = None,
         formats: str | None = None,
         other_channel_id: str | None = None,

@@ -53,6 +53,7 @@ class AgentLegs:
         return channel_id in self._by_channel
 
     def _report_failed(self, leg: AgentLeg, reason: str) -> None:
+        log.info("agent leg of offer %s (agent %s) failed: %s", leg.offer_id, leg.agent_id, reason)
         self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=leg.offer_id,
                                                                                   reason=reason)))
 
@@ -108,6 +109,7 @@ class AgentLegs:
             self.app.serial.run(channel_id, lambda: self._quiet(channel_id), "hangup-stray")
             return
         leg.state = "answered"
+        log.info("agent %s answered offer %s", leg.agent_id, offer_id)
         self.app.send(node_pb2.NodeEvent(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id)))
 
     async def _quiet(self, channel_id: str) -> None:

@@ -123,9 +123,7 @@ def test_leavewhenempty_unavail_then_empty() -> None:
     e.apply(join("y"), 2.0)  # rings b
     e.apply(join("z"), 3.0)
     out = e.apply(AgentPaused("b"), 4.0)  # a in use, b paused (still ringing y): z must leave, y not
-    assert [(x.call_id, x.status, x.position) for x in only(out, CallerExit)] == [
-        ("z", CallerStatus.LEAVEUNAVAIL, 2)
-    ]
+    assert [(x.call_id, x.status, x.position) for x in only(out, CallerExit)] == [("z", CallerStatus.LEAVEUNAVAIL, 2)]
     out = e.apply(AgentLoggedOut("b"), 5.0)  # y back to waiting with a in use -> LEAVEUNAVAIL
     assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("y", CallerStatus.LEAVEUNAVAIL)]
 
@@ -158,9 +156,7 @@ def test_max_wait_times_out_waiting_and_ringing_callers() -> None:
     assert e.next_deadline() == 30.0
     out = e.apply(Tick(), 30.0)
     assert [(c.call_id, c.reason) for c in only(out, CancelOffer)] == [("x", "timeout")]
-    assert [(x.call_id, x.status, x.wait_time) for x in only(out, CallerExit)] == [
-        ("x", CallerStatus.TIMEOUT, 30.0)
-    ]
+    assert [(x.call_id, x.status, x.wait_time) for x in only(out, CallerExit)] == [("x", CallerStatus.TIMEOUT, 30.0)]
     out = e.apply(Tick(), 40.0)
     assert [x.call_id for x in only(out, CallerExit)] == ["y"]
     assert e.snapshot(40.0)[0].timed_out == 2

@@ -55,9 +55,7 @@ def test_connected_call_survives_queue_deletion() -> None:
     e.apply(join("x"), 0.0)
     e.apply(OfferAnswered("o1"), 1.0)
     e.apply(QueueDeleted("q"), 2.0)
-    assert e.apply(CallEnded("x", agent_hung_up=True), 3.0) == [
-        CallerExit("x", "n1", CallerStatus.CONTINUE, 1.0, 0)
-    ]
+    assert e.apply(CallEnded("x", agent_hung_up=True), 3.0) == [CallerExit("x", "n1", CallerStatus.CONTINUE, 1.0, 0)]
 
 
 def test_queue_update_keeps_callers_and_applies_new_rules() -> None:
@@ -106,9 +104,7 @@ def test_node_lost_cancels_offers_to_its_agents_and_requeues() -> None:
 
 
 def test_node_lost_ends_connected_calls() -> None:
-    e = engine(
-        QueueConfig("q", strategy=Strategy.LEASTRECENT, wrapup_time=5.0), agents=(agent("a", node="n2"),)
-    )
+    e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT, wrapup_time=5.0), agents=(agent("a", node="n2"),))
     e.apply(join("x", node="n1"), 0.0)
     e.apply(OfferAnswered("o1"), 1.0)
     out = e.apply(NodeLost("n2"), 3.0)  # agent's node died; caller's node is alive
@@ -131,9 +127,7 @@ def test_announcements_follow_frequency_and_position_changes() -> None:
     assert out == [Announce("b", "n1", 1, 0.0, True, False)]
 
 
-@pytest.mark.parametrize(
-    ("mode", "position", "say"), [("limit", 2, True), ("limit", 3, False), ("no", 1, False)]
-)
+@pytest.mark.parametrize(("mode", "position", "say"), [("limit", 2, True), ("limit", 3, False), ("no", 1, False)])
 def test_announce_position_modes(mode: str, position: int, say: bool) -> None:
     cfg = QueueConfig(
         "q",
@@ -193,9 +187,7 @@ def test_erlang_c_formulas() -> None:
 
 
 def test_erlang_c_method_in_engine() -> None:
-    e = engine(
-        QueueConfig("q", strategy=Strategy.LINEAR, ewt_method="erlang_c"), agents=(agent("a"), agent("b"))
-    )
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, ewt_method="erlang_c"), agents=(agent("a"), agent("b")))
     e.apply(join("x"), 0.0)
     e.apply(OfferAnswered("o1"), 1.0)
     e.apply(CallEnded("x", False), 101.0)  # AHT = 100

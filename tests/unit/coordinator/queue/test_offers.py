@@ -175,9 +175,7 @@ def test_multi_queue_agent_prefers_weight_then_priority_then_age() -> None:
 
 
 def test_membership_weight_steers_one_agent() -> None:
-    e = engine(
-        QueueConfig("a", strategy=Strategy.LEASTRECENT), QueueConfig("b", strategy=Strategy.LEASTRECENT)
-    )
+    e = engine(QueueConfig("a", strategy=Strategy.LEASTRECENT), QueueConfig("b", strategy=Strategy.LEASTRECENT))
     e.apply(join("xa", "a"), 0.0)
     e.apply(join("xb", "b"), 1.0)
     cfg = AgentConfig("m", "PJSIP/m", "n1", (Membership("a"), Membership("b", penalty=0, weight=3)))

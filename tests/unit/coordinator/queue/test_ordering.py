@@ -23,9 +23,7 @@ LR = QueueConfig("q", strategy=Strategy.LEASTRECENT)
     ("joins", "expected_order"),
     [
         pytest.param([join("a"), join("b"), join("c")], ["a", "b", "c"], id="fifo"),
-        pytest.param(
-            [join("a"), join("b", priority=5), join("c", priority=1)], ["b", "c", "a"], id="priority"
-        ),
+        pytest.param([join("a"), join("b", priority=5), join("c", priority=1)], ["b", "c", "a"], id="priority"),
         pytest.param([join("a"), join("b"), join("c", position=1)], ["c", "a", "b"], id="position-1"),
         pytest.param([join("a"), join("b"), join("c", position=2)], ["a", "c", "b"], id="position-2"),
         pytest.param([join("a"), join("b"), join("c", position=9)], ["a", "b", "c"], id="position-past-end"),
@@ -100,9 +98,7 @@ def test_re_report_after_leader_change_keeps_order_and_bumps_counter() -> None:
     new = engine(LR)
     for v in reversed(views):
         assert v is not None
-        out = new.apply(
-            join(v.call_id, priority=v.priority, arrival_seq=v.arrival_seq, joined_at=v.joined_at), 20.0
-        )
+        out = new.apply(join(v.call_id, priority=v.priority, arrival_seq=v.arrival_seq, joined_at=v.joined_at), 20.0)
         assert only(out, JoinAccepted)[0].arrival_seq == v.arrival_seq
     assert [new.position(c) for c in "cabd"] == [1, 2, 3, 4]
     fresh = only(new.apply(join("e"), 21.0), JoinAccepted)[0]

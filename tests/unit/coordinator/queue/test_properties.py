@@ -55,8 +55,19 @@ from coordinator.queue import (
 QUEUES = ("q1", "q2")
 AGENT_IDS = ("a0", "a1", "a2", "a3")
 NODES = ("n1", "n2")
-SKILL_SETS: tuple[tuple[tuple[str, str], ...], ...] = ((), (("lang", "en"),), (("lang", "fr"),))
+# Repeats bias the draws towards overlap, so that agents and callers actually meet.
+SKILL_SETS: tuple[tuple[tuple[str, str], ...], ...] = ((), (), (("lang", "en"),), (("lang", "fr"),))
+MEMBERSHIPS: tuple[tuple[tuple[str, int], ...], ...] = (
+    (("q1", 0), ("q2", 0)),
+    (("q1", 0), ("q2", 0)),
+    (("q1", 0),),
+    (("q1", 1), ("q2", 0)),
+    (("q2", 1),),
+    (),
+)
 REQUIREMENTS: tuple[tuple[Requirement, ...], ...] = (
+    (),
+    (),
     (),
     (Requirement("lang", "en"),),
     (Requirement("lang", "fr"),),
@@ -94,6 +105,8 @@ def skilled(cfg: AgentConfig, reqs: tuple[Requirement, ...]) -> bool:
 class EngineVsReference(RuleBasedStateMachine):
     """Drives QueueEngine with random events and replays its decisions on the reference."""
 
+    force_strategy: Strategy | None = None
+
     def __init__(self) -> None:
         super().__init__()
         self.engine = QueueEngine(random.Random(0))
@@ -118,12 +131,11 @@ class EngineVsReference(RuleBasedStateMachine):
         seed=st.integers(0, 1000),
     )
     def setup(self, strategy: Strategy, q2_weight: int, wrapup: float, autopause: int, seed: int) -> None:
+        strategy = self.force_strategy or strategy
         self.engine = QueueEngine(random.Random(seed), offer_id_prefix="e1-")
         self.wrapup, self.ringall = wrapup, strategy is Strategy.RINGALL
         for name, weight in (("q1", 0), ("q2", q2_weight)):
-            cfg = QueueConfig(
-                name, strategy=strategy, wrapup_time=wrapup, autopause_after=autopause, weight=weight
-            )
+            cfg = QueueConfig(name, strategy=strategy, wrapup_time=wrapup, autopause_after=autopause, weight=weight)
             self.qweight[name] = weight
             assert self.step(QueueDefined(cfg)) == []
 
@@ -223,9 +235,7 @@ class EngineVsReference(RuleBasedStateMachine):
     def process(self, event: Event, d: Decision) -> None:
         if isinstance(d, JoinAccepted):
             assert isinstance(event, CallerJoined) and d.call_id == event.call_id
-            c = RCaller(
-                event.call_id, event.queue, event.node_id, event.priority, d.arrival_seq, event.requirements
-            )
+            c = RCaller(event.call_id, event.queue, event.node_id, event.priority, d.arrival_seq, event.requirements)
             self.callers[c.call_id] = c
             self.joined += 1
             assert d.position == self.rank(c)
@@ -279,9 +289,7 @@ class EngineVsReference(RuleBasedStateMachine):
             assert c.state == "waiting"
         assert self.free(agent), (d, agent)
         assert any(m.queue == c.queue for m in agent.cfg.memberships) and skilled(agent.cfg, c.reqs)
-        best = min(
-            (self.key_for(agent, o) for o in self.callers.values() if self.may_take(agent, o)), default=None
-        )
+        best = min((self.key_for(agent, o) for o in self.callers.values() if self.may_take(agent, o)), default=None)
         if c.state == "waiting":
             assert best is not None and self.key_for(agent, c) == best, (d, best)
         else:
@@ -340,9 +348,7 @@ class EngineVsReference(RuleBasedStateMachine):
 
     @rule(
         agent_id=st.sampled_from(AGENT_IDS),
-        queues=st.lists(
-            st.tuples(st.sampled_from(QUEUES), st.integers(0, 1)), max_size=2, unique_by=lambda t: t[0]
-        ),
+        queues=st.lists(st.tuples(st.sampled_from(QUEUES), st.integers(0, 1)), max_size=2, unique_by=lambda t: t[0]),
         skills=st.sampled_from(SKILL_SETS),
         node=st.sampled_from(NODES),
     )
@@ -385,7 +391,16 @@ class EngineVsReference(RuleBasedStateMachine):
             assert view.offer_id == self.agents[view.agent_id].offer
 
 
-EngineVsReference.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+class RingallVsReference(EngineVsReference):
+    """The same checks with ringall only: several legs per caller, first answer wins."""
+
+    force_strategy = Strategy.RINGALL
+
+
+_SETTINGS = settings(
+    max_examples=200, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+EngineVsReference.TestCase.settings = _SETTINGS
+RingallVsReference.TestCase.settings = _SETTINGS
 TestEngineVsReference = EngineVsReference.TestCase
+TestRingallVsReference = RingallVsReference.TestCase

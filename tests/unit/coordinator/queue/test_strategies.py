@@ -126,9 +126,7 @@ def test_higher_penalty_only_when_lower_tier_busy() -> None:
 
 def test_penalty_rules_widen_over_time() -> None:
     rules = (PenaltyRule(0, max_penalty=0), PenaltyRule(30, max_penalty=5), PenaltyRule(60, 9, min_penalty=6))
-    e = engine(
-        QueueConfig("q", strategy=Strategy.LINEAR, penalty_rules=rules), agents=(agent("p3", penalty=3),)
-    )
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, penalty_rules=rules), agents=(agent("p3", penalty=3),))
     assert offered(e.apply(join("x"), 0.0)) == []
     assert e.next_deadline() == 30.0
     assert offered(e.apply(Tick(), 29.0)) == []

@@ -1,0 +1,1 @@
+"""Integration tests of stasis_app against real Asterisk."""
