@@ -182,10 +182,10 @@ async def test_caller_answer_moh_play_bridge_hangup(rec: Recorder, phones: AriOb
     await rec.wait(lambda e: e == ev.PlaybackFinished("pb-1", caller))
     await port.stop_playback("pb-1")  # finished already: fine
 
-    await port.originate(endpoint="Local/7@clusterq-agents-test/n", channel_id="a-leg-7", app_args=["agent", "7"],
+    await port.originate(endpoint="Local/ag7@clusterq-agents-test/n", channel_id="a-leg-7", app_args=["agent", "ag7"],
                          caller_id='"Queue" <100>', timeout=10, variables={"CQ_AGENT": "7"}, formats="ulaw")
     _, leg_start = await rec.wait(_is(ev.StasisStart, "a-leg-7"))
-    assert isinstance(leg_start, ev.StasisStart) and leg_start.args == ("agent", "7")
+    assert isinstance(leg_start, ev.StasisStart) and leg_start.args == ("agent", "ag7")
     assert await port.get_var("a-leg-7", "CQ_AGENT") == "7"
     await port.create_bridge("br-1", "clusterq-q1")
     with pytest.raises(AriError) as dup:
@@ -224,20 +224,25 @@ async def test_continue_in_dialplan_and_dtmf(rec: Recorder, phones: AriObserver)
     await rec.adapter.send_dtmf(caller, "7")
     await phones.wait_for(lambda e: e.type == "ChannelDtmfReceived" and e.channel_id == legs.phone_id)
     assert phones.dtmf_received(legs.phone_id) == "7"
+    await rec.adapter.set_var(caller, "CLUSTERQ_STATUS", "CONTINUED")
     await rec.adapter.continue_in_dialplan(caller)
     await rec.wait(_is(ev.StasisEnd, caller))
-    with pytest.raises(ChannelGone) as gone:
-        await rec.adapter.answer(caller)  # left our app (Asterisk: 409 "not in Stasis")
-    assert gone.value.status == 409
+    # the dialplan after Stasis() ran: it reports CLUSTERQ_STATUS in a UserEvent, then hangs up
+    await phones.wait_for(lambda e: e.type == "ChannelUserevent" and e.channel_id == caller)
+    assert [u.fields.get("status") for u in phones.user_events("ClusterqResult") if u.channel_id == caller] == [
+        "CONTINUED"
+    ]
+    with pytest.raises(ChannelGone):  # 409 "not in Stasis" while in the dialplan, 404 once hung up
+        await rec.adapter.answer(caller)
 
 
 async def test_failed_originates_produce_channel_destroyed_without_stasis_start(
     rec: Recorder, phones: AriObserver
 ) -> None:
     port = rec.adapter
-    phones.set_agent_behaviour("8", "busy")
+    phones.set_agent_behaviour("ag8", "busy")
     cases = {  # channel id -> (endpoint, dial timeout, expected failure_reason)
-        "f-busy": ("Local/8@clusterq-agents-test/n", 10, "BUSY"),
+        "f-busy": ("Local/ag8@clusterq-agents-test/n", 10, "BUSY"),
         "f-noanswer": ("Local/s@clusterq-hold/n", 1, "NOANSWER"),
         "f-unreachable": ("Local/nothere@clusterq-hold/n", 10, "CHANUNAVAIL"),
     }
