@@ -6,7 +6,7 @@ one log file per member under base_dir, and only our own PIDs are ever signalled
 does not become healthy makes start() raise RuntimeError with its log tail: a real part that
 cannot start is a test error, never a skip.
 
-`timeout` arguments bound whole polling loops (hence the ASYNC109 waivers).
+`timeout` arguments bound whole polling loops.
 Processes are plain `subprocess.Popen` children (not asyncio ones), so one cluster can outlive
 the event loop of the test that started it.
 """
@@ -142,7 +142,7 @@ class EtcdCluster:
                 start_new_session=True,  # our own process group: a terminal ^C does not reach it
             )
 
-    async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    async def start(self, timeout: float = 15.0) -> None:
         """Start every member and wait until each answers /health; RuntimeError otherwise."""
         t0 = time.monotonic()
         for i in range(len(self._members)):
@@ -154,7 +154,7 @@ class EtcdCluster:
             raise
         self.start_seconds = time.monotonic() - t0
 
-    async def _wait_healthy(self, i: int, timeout: float) -> None:  # noqa: ASYNC109
+    async def _wait_healthy(self, i: int, timeout: float) -> None:
         url = f"http://127.0.0.1:{self._members[i].client_port}/health"
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -185,7 +185,7 @@ class EtcdCluster:
             except subprocess.TimeoutExpired:
                 pass
 
-    async def restart_member(self, i: int, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    async def restart_member(self, i: int, timeout: float = 15.0) -> None:
         """Start member i again with the same command and data dir; wait for /health."""
         proc = self._procs[i]
         if proc is not None and proc.poll() is None:
@@ -193,7 +193,7 @@ class EtcdCluster:
         self._spawn(i)
         await self._wait_healthy(i, timeout)
 
-    async def wait_healthy(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    async def wait_healthy(self, timeout: float = 15.0) -> None:
         """Wait until every running member answers /health."""
         running = [i for i, pid in enumerate(self.member_pids) if pid is not None]
         await asyncio.gather(*(self._wait_healthy(i, timeout) for i in running))

@@ -156,9 +156,14 @@ def queue_from_pb(q: admin_pb2.QueueDefinition) -> QueueConfig:
     for name in ("wrapup_time", "max_wait", "announce_frequency", "periodic_announce_frequency", "retry",
                  "maxlen", "autopause_after", "weight", "ringinuse"):
         raw[name] = getattr(q, name)
-    for name in ("ring_timeout", "service_level", "min_announce_frequency", "announce_position_limit"):
-        if q.HasField(name):
-            raw[name] = getattr(q, name)
+    if q.HasField("ring_timeout"):
+        raw["ring_timeout"] = q.ring_timeout
+    if q.HasField("service_level"):
+        raw["service_level"] = q.service_level
+    if q.HasField("min_announce_frequency"):
+        raw["min_announce_frequency"] = q.min_announce_frequency
+    if q.HasField("announce_position_limit"):
+        raw["announce_position_limit"] = q.announce_position_limit
     raw["joinempty"] = list(q.joinempty)
     raw["leavewhenempty"] = list(q.leavewhenempty)
     raw["periodic_announce"] = list(q.periodic_announce)

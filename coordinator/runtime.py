@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
-    CallerJoined,
     Decision,
     Event,
     NodeAlive,
@@ -228,16 +227,16 @@ class LeaderRuntime:
         """Tick the engine at its deadlines and expire lost nodes; runs until cancelled."""
         while True:
             now = self.clock()
-            for node, deadline in list(self._node_lost_at.items()):
-                if deadline <= now:
+            for node, lost_at in list(self._node_lost_at.items()):
+                if lost_at <= now:
                     del self._node_lost_at[node]
                     log.warning("node %s lost (no stream for %.1f s)", node, self.node_ttl)
                     self.apply(NodeLost(node))
-            deadline = self.engine.next_deadline()
-            if deadline is not None and deadline <= now:
+            tick_at = self.engine.next_deadline()
+            if tick_at is not None and tick_at <= now:
                 self.apply(Tick())
                 continue
-            waits = [x for x in [deadline, *self._node_lost_at.values()] if x is not None]
+            waits: list[float] = [x for x in [tick_at, *self._node_lost_at.values()] if x is not None]
             timeout = max(0.0, min(waits) - now) if waits else None
             self._wake.clear()
             try:
@@ -253,9 +252,4 @@ class LeaderRuntime:
         self.links.clear()
 
 
-def joined_call_ids(reg: node_pb2.Register) -> list[str]:
-    """Call ids in a Register message (for logging)."""
-    return [c.joined.call_id for c in reg.calls]
-
-
-__all__ = ["CallerJoined", "LeaderRuntime", "NodeAlreadyConnected", "SeqAllocator"]
+__all__ = ["LeaderRuntime", "NodeAlreadyConnected", "SeqAllocator"]

@@ -90,12 +90,12 @@ class SimNode:
         self._connected = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109 - bounds the wait below
+    async def start(self, timeout: float = 15.0) -> None:
         """Run the stream and wait until the leader answered Registered."""
         self._task = asyncio.ensure_future(self.client.run())
         await asyncio.wait_for(self._connected.wait(), timeout)
 
-    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109 - bounds the wait below
+    async def wait_connected(self, timeout: float) -> None:
         """Wait until a stream to a leader is up."""
         await asyncio.wait_for(self._connected.wait(), timeout)
 

@@ -128,7 +128,7 @@ def answer_offer(st: EngineState, offer: OfferRec, now: float, out: list[Decisio
     for other_id in list(caller.offers):
         other = st.offers.get(other_id)
         if other is not None:
-            pass
+            cancel_offer(st, other, "answered_elsewhere", now, out)
 
 
 def end_call(

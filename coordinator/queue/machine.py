@@ -74,6 +74,11 @@ class QueueEngine:
     # ----------------------------------------------------------------- apply
     def apply(self, event: Event, now: float) -> list[Decision]:
         """Apply one event at time `now`; return the decisions to carry out, in order."""
+        # Validate first: a bad config must not lose the decisions of timers that already fired.
+        if isinstance(event, QueueDefined):
+            event.config.validate()
+        elif isinstance(event, AgentLoggedIn):
+            event.agent.validate()
         self._now = now
         st = self._st
         out: list[Decision] = []
@@ -121,7 +126,6 @@ class QueueEngine:
     # ------------------------------------------------------------ handlers
     def _queue_defined(self, event: QueueDefined, now: float) -> None:
         cfg = event.config
-        cfg.validate()
         st = self._st
         q = st.queues.get(cfg.name)
         if q is None:
@@ -150,7 +154,6 @@ class QueueEngine:
 
     def _agent_logged_in(self, event: AgentLoggedIn, now: float, out: list[Decision]) -> None:
         cfg = event.agent
-        cfg.validate()
         st = self._st
         agent = st.agents.get(cfg.agent_id)
         new_queues = {m.queue for m in cfg.memberships}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -27,7 +28,8 @@ from coordinator.rpc.stats_view import agent_state_pb, snapshot_pb
 from coordinator.runtime import LeaderRuntime
 from coordinator.store.queue_store import StoredAgent
 
-Ctx = grpc.aio.ServicerContext[object, object]
+# grpc ships no type information: servicer contexts are untyped here.
+Ctx: TypeAlias = Any
 
 
 async def _leader(state: ReplicaState, context: Ctx) -> LeaderRuntime:
@@ -56,7 +58,7 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         except DefinitionError as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-    async def CreateQueue(self, request: admin_pb2.CreateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:  # type: ignore[override]
+    async def CreateQueue(self, request: admin_pb2.CreateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:
         """Create a queue; ALREADY_EXISTS if the name is taken."""
         rt = await _leader(self.state, context)
         cfg = await self._convert(request.queue, context)
@@ -70,7 +72,7 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         rt.apply(QueueDefined(cfg))
         return queue_to_pb(cfg)
 
-    async def UpdateQueue(self, request: admin_pb2.UpdateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:  # type: ignore[override]
+    async def UpdateQueue(self, request: admin_pb2.UpdateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:
         """Replace a queue's definition; waiting callers stay and the new rules apply."""
         rt = await _leader(self.state, context)
         cfg = await self._convert(request.queue, context)
@@ -84,7 +86,7 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         rt.apply(QueueDefined(cfg))
         return queue_to_pb(cfg)
 
-    async def DeleteQueue(self, request: admin_pb2.DeleteQueueRequest, context: Ctx) -> admin_pb2.DeleteQueueResponse:  # type: ignore[override]
+    async def DeleteQueue(self, request: admin_pb2.DeleteQueueRequest, context: Ctx) -> admin_pb2.DeleteQueueResponse:
         """Delete a queue; its waiting callers continue in the dialplan with QUEUE_DELETED."""
         rt = await _leader(self.state, context)
         if request.name not in rt.queues:
@@ -94,7 +96,7 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         rt.apply(QueueDeleted(request.name))
         return admin_pb2.DeleteQueueResponse()
 
-    async def ListQueues(self, request: admin_pb2.ListQueuesRequest, context: Ctx) -> admin_pb2.ListQueuesResponse:  # type: ignore[override]
+    async def ListQueues(self, request: admin_pb2.ListQueuesRequest, context: Ctx) -> admin_pb2.ListQueuesResponse:
         """Every queue definition, by name."""
         rt = await _leader(self.state, context)
         return admin_pb2.ListQueuesResponse(queues=[queue_to_pb(rt.queues[n]) for n in sorted(rt.queues)])
@@ -123,7 +125,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         view = _find_agent(rt, agent_id)
         return agent_state_pb(view, rt, agent_id)
 
-    async def Login(self, request: admin_pb2.LoginRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+    async def Login(self, request: admin_pb2.LoginRequest, context: Ctx) -> admin_pb2.AgentState:
         """Log an agent in (or replace its memberships/skills); unknown queues are NOT_FOUND."""
         rt = await _leader(self.state, context)
         try:
@@ -141,7 +143,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
             rt.apply(AgentPaused(agent.agent_id, "login"))
         return self._state(rt, agent.agent_id)
 
-    async def Logout(self, request: admin_pb2.LogoutRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+    async def Logout(self, request: admin_pb2.LogoutRequest, context: Ctx) -> admin_pb2.AgentState:
         """Log an agent out (a call in progress continues; no new offers)."""
         rt = await _leader(self.state, context)
         await self._known(rt, request.agent_id, context)
@@ -150,7 +152,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         rt.apply(AgentLoggedOut(request.agent_id))
         return admin_pb2.AgentState(agent_id=request.agent_id, state="logged_out")
 
-    async def Pause(self, request: admin_pb2.PauseRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+    async def Pause(self, request: admin_pb2.PauseRequest, context: Ctx) -> admin_pb2.AgentState:
         """Pause an agent with a reason (at most 128 characters)."""
         rt = await _leader(self.state, context)
         if len(request.reason) > 128:
@@ -162,7 +164,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         rt.apply(AgentPaused(request.agent_id, request.reason))
         return self._state(rt, request.agent_id)
 
-    async def Unpause(self, request: admin_pb2.UnpauseRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+    async def Unpause(self, request: admin_pb2.UnpauseRequest, context: Ctx) -> admin_pb2.AgentState:
         """Make a paused agent available again."""
         rt = await _leader(self.state, context)
         stored = await self._known(rt, request.agent_id, context)
@@ -171,7 +173,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         rt.apply(AgentUnpaused(request.agent_id))
         return self._state(rt, request.agent_id)
 
-    async def GetState(self, request: admin_pb2.AgentStateRequest, context: Ctx) -> admin_pb2.AgentState:  # type: ignore[override]
+    async def GetState(self, request: admin_pb2.AgentStateRequest, context: Ctx) -> admin_pb2.AgentState:
         """The agent's current state as the leader sees it."""
         rt = await _leader(self.state, context)
         if _find_agent(rt, request.agent_id) is None:
@@ -185,14 +187,14 @@ class StatsServicer(admin_pb2_grpc.StatsServicer):
     def __init__(self, state: ReplicaState) -> None:
         self.state = state
 
-    async def Snapshot(self, request: admin_pb2.StatsRequest, context: Ctx) -> admin_pb2.StatsSnapshot:  # type: ignore[override]
+    async def Snapshot(self, request: admin_pb2.StatsRequest, context: Ctx) -> admin_pb2.StatsSnapshot:
         """Statistics now (optionally for one queue, optionally with its waiting callers)."""
         rt = await _leader(self.state, context)
         if request.queue and request.queue not in rt.queues:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.queue[:70]!r} does not exist")
         return snapshot_pb(rt, request.queue, request.include_callers, time.monotonic())
 
-    async def Watch(self, request: admin_pb2.WatchRequest,  # type: ignore[override]
+    async def Watch(self, request: admin_pb2.WatchRequest,
                     context: Ctx) -> AsyncIterator[admin_pb2.StatsSnapshot]:
         """A snapshot every interval (>= 0.2 s) until the client cancels or leadership moves."""
         interval = request.interval or 1.0

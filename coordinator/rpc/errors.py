@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
 LEADER_TRAILER = "clusterq-leader"
 
 
-async def abort_not_leader(context: grpc.aio.ServicerContext[object, object], leader: str) -> NoReturn:
+async def abort_not_leader(context: Any, leader: str) -> NoReturn:
     """Refuse a leader-only call on a follower; the trailer tells the client where to go."""
     context.set_trailing_metadata(((LEADER_TRAILER, leader),))
     await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -17,7 +17,7 @@ async def abort_not_leader(context: grpc.aio.ServicerContext[object, object], le
     raise AssertionError("unreachable")  # context.abort raises
 
 
-async def abort(context: grpc.aio.ServicerContext[object, object], code: grpc.StatusCode, message: str) -> NoReturn:
+async def abort(context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
     """Abort with a status code and a human-readable message."""
     await context.abort(code, message)
     raise AssertionError("unreachable")

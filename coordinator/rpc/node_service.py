@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -16,7 +17,8 @@ from coordinator.runtime import LeaderRuntime, NodeAlreadyConnected
 
 log = logging.getLogger(__name__)
 
-Ctx = grpc.aio.ServicerContext[node_pb2.NodeMessage, node_pb2.CoordinatorMessage]
+# grpc ships no type information: servicer contexts are untyped here.
+Ctx: TypeAlias = Any
 MAX_RESYNC_CALLS = 100_000
 
 

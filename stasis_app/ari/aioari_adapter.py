@@ -87,7 +87,6 @@ class _HttpClient:
             headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=1)
         )
         self.on_ws_open: Callable[[], None] = lambda: None
-        self.websockets: set[aiohttp.ClientWebSocketResponse] = set()
 
     async def request(
         self,
@@ -111,7 +110,6 @@ class _HttpClient:
         ws = await self._session.ws_connect(
             url, params=params, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_WS_CLOSE_WAIT)
         )
-        self.websockets.add(ws)
         self.on_ws_open()
         return ws
 
@@ -171,9 +169,8 @@ class AioAriAdapter:
                     connection = await self._unless_closing(self._connect())
                 except Exception as exc:  # any failure to connect (HTTP, Swagger, websocket) -> retry
                     delay = backoff_delay(attempt, self._s.backoff_initial, self._s.backoff_max, self._rand)
-                    log.warning(
-                        "ARI %s: connect failed (%s); retry in %.2f s", self.node_id, _brief(exc), delay
-                    )
+                    level = logging.WARNING if attempt == 0 else logging.INFO  # one warning per outage
+                    log.log(level, "ARI %s: connect failed (%s); retry in %.2f s", self.node_id, _brief(exc), delay)
                     attempt += 1
                     await self._unless_closing(asyncio.sleep(delay))
                     continue

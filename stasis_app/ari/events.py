@@ -17,6 +17,8 @@ Sequences observed on Asterisk 22.10.1 (`subscribeAll=false`, one app), the cont
     busy      Dial(""), Dial("BUSY"), ChannelDestroyed(cause 0 for Local / 17 for SIP)
     congested Dial(""), Dial("CONGESTION"), ChannelDestroyed(cause 0 for Local / 34 for SIP)
     rejected  Dial(""), ChannelHangupRequested(21), Dial("NOANSWER"), ChannelDestroyed(21)
+    far end hangs up busy (e.g. the agent phone rejects with cause 17):
+              Dial(""), ChannelHangupRequested(17), Dial("BUSY"), ChannelDestroyed(17)
     no answer Dial(""), ChannelDestroyed(cause 19) after `timeout` s, with no final Dial status
     no exten  ChannelDestroyed(cause 0) for `<id>;2` and `<id>`, no Dial at all
   i.e. a failed leg is a ChannelDestroyed for an originated id that never had StasisStart; its reason is

@@ -48,7 +48,8 @@ class AriError(Exception):
 
 
 class ChannelGone(AriError):
-    """The channel is gone or no longer in our Stasis app (ARI 404, or 409/422 "not in Stasis")."""
+    """The channel is gone or no longer in our Stasis app (ARI 404, or 409/422 "not in Stasis").
+    For `add_to_bridge` (several channels, Asterisk does not say which) `channel_id` is "id1,id2"."""
 
     def __init__(self, channel_id: str, status: int = 404, message: str = "Channel not found") -> None:
         super().__init__(status, message)

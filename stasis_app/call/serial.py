@@ -31,7 +31,11 @@ class KeyedSerializer:
 
         task = asyncio.ensure_future(chained())
         self._tails[key] = task
-        task.add_done_callback(lambda t, k=key: self._tails.pop(k, None) if self._tails.get(k) is t else None)
+        def forget(t: asyncio.Task[None], k: str = key) -> None:
+            if self._tails.get(k) is t:
+                del self._tails[k]
+
+        task.add_done_callback(forget)
 
     async def drain(self) -> None:
         """Wait for every scheduled action (tests, shutdown)."""

@@ -75,7 +75,7 @@ async def test_killing_the_member_the_client_uses_fails_over_to_another(etcd3: E
     # The observer's watch was on the dead member too: it must resume elsewhere.
     await election.proclaim(fence, b"addr-2")
     async with asyncio.timeout(5):
-        while seen[-1] != LeaderInfo(b"addr-2", fence.epoch):
+        while seen[-1] != LeaderInfo(b"addr-2", fence.epoch):  # noqa: ASYNC110 (polls a plain list)
             await asyncio.sleep(0.05)
     observer.cancel()
     await asyncio.gather(observer, return_exceptions=True)
@@ -91,7 +91,14 @@ class Write:
     outcome: str  # "ok" | "fence" | "error"
 
 
-async def test_killing_the_raft_leader_keeps_fenced_writes_going(etcd3: EtcdCluster) -> None:
+@pytest.mark.parametrize("ttl", [2.0, 3.0])
+async def test_killing_the_raft_leader_keeps_fenced_writes_going(etcd3: EtcdCluster, ttl: float) -> None:
+    """A healthy app leader keeps leadership or a standby takes over; fenced writes resume.
+
+    At ttl=2 the session's conservative deadline (90 % of the TTL after the last acknowledged
+    keepalive) is often shorter than etcd's raft failover (about 1 to 1.5 s), so leadership
+    usually moves to the standby; at ttl=3 it is usually kept. Both are correct.
+    """
     raft_leader = await _raft_leader(etcd3)
     # Replica A talks to the raft leader (client and raft failover at once); B to a follower.
     kv_a = EtcdKv(EtcdConfig(_ordered(etcd3, raft_leader)))
@@ -117,7 +124,7 @@ async def test_killing_the_raft_leader_keeps_fenced_writes_going(etcd3: EtcdClus
         def on_state(leading: bool, epoch: int) -> None:
             states.append((name, leading, epoch, time.monotonic()))
 
-        return run_elected(kv, PREFIX, name.encode(), TTL, lead, on_state)
+        return run_elected(kv, PREFIX, name.encode(), ttl, lead, on_state)
 
     ta = asyncio.create_task(make("a", kv_a))
     await asyncio.sleep(0.5)
@@ -128,11 +135,11 @@ async def test_killing_the_raft_leader_keeps_fenced_writes_going(etcd3: EtcdClus
     etcd3.kill_member(raft_leader)
     t_kill = time.monotonic()
     async with asyncio.timeout(15):
-        while not any(w.outcome == "ok" and w.at > t_kill + 0.5 for w in writes):
+        while not any(w.outcome == "ok" and w.at > t_kill + 0.5 for w in writes):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     resumed = min(w.at for w in writes if w.outcome == "ok" and w.at > t_kill) - t_kill
     await asyncio.sleep(2.0)  # and they keep going
-    print(f"\nraft leader killed: first fenced write after {resumed:.3f} s; "
+    print(f"\nttl={ttl:g}: raft leader killed: first fenced write after {resumed:.3f} s; "
           f"leaders: {[(s[0], s[1], s[2]) for s in states]}")
     assert any(w.outcome == "ok" and w.at > time.monotonic() - 1.0 for w in writes)
 

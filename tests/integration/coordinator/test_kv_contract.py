@@ -152,7 +152,7 @@ async def test_leases_grant_keepalive_revoke(kv: KvPort, ns: bytes) -> None:
 
 
 async def test_an_unrefreshed_lease_expires_and_its_keys_are_deleted(kv: KvPort, ns: bytes) -> None:
-    lease, ttl = await kv.lease_grant(2)
+    lease, _ = await kv.lease_grant(2)
     rev = await kv.put(ns + b"ephemeral", b"x", lease)
     t0 = time.monotonic()
     events = await _collect(kv, ns, rev + 1, 1, timeout=2 + 3.0)

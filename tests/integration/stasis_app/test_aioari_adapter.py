@@ -225,9 +225,9 @@ async def test_continue_in_dialplan_and_dtmf(rec: Recorder, phones: AriObserver)
     await phones.wait_for(lambda e: e.type == "ChannelDtmfReceived" and e.channel_id == legs.phone_id)
     assert phones.dtmf_received(legs.phone_id) == "7"
     await rec.adapter.set_var(caller, "CLUSTERQ_STATUS", "CONTINUED")
-    await rec.adapter.continue_in_dialplan(caller)
+    # priority 3 of [clusterq-callers] reports CLUSTERQ_STATUS in a UserEvent, then the call hangs up
+    await rec.adapter.continue_in_dialplan(caller, context="clusterq-callers", extension="q2", priority=3)
     await rec.wait(_is(ev.StasisEnd, caller))
-    # the dialplan after Stasis() ran: it reports CLUSTERQ_STATUS in a UserEvent, then hangs up
     await phones.wait_for(lambda e: e.type == "ChannelUserevent" and e.channel_id == caller)
     assert [u.fields.get("status") for u in phones.user_events("ClusterqResult") if u.channel_id == caller] == [
         "CONTINUED"
@@ -256,7 +256,7 @@ async def test_failed_originates_produce_channel_destroyed_without_stasis_start(
         seen = rec.of(channel_id, since=mark)
         assert not any(isinstance(e, ev.StasisStart) for e in seen)
         statuses = [e.dialstatus for e in seen if isinstance(e, ev.Dial) and e.dialstatus]
-        assert ev.failure_reason(statuses[-1] if statuses else None, destroyed.cause) == reason, seen
+        assert ev.failure_reason(statuses[-1] if statuses else None, destroyed.cause) == reason, _shape_for_log(seen)
     with pytest.raises(AriError) as refused:
         await port.originate(endpoint="PJSIP/nobody", channel_id="f-alloc", app_args=["agent"])
     assert refused.value.status == 500
@@ -276,6 +276,7 @@ async def test_websocket_drop_reconnects_and_channels_survive(
         cut_at = time.monotonic()
         proxy.cut()
         down_at, down = await rec.wait(_is(ev.AriDisconnected), since=mark)
+        assert down == ev.AriDisconnected("websocket closed")
         up_at, up = await rec.wait(_is(ev.AriConnected), since=mark)
         assert up == ev.AriConnected(resync=True)
         assert down_at - cut_at < 0.5
@@ -336,3 +337,7 @@ async def test_second_adapter_replaces_the_first_which_stands_down(node: Asteris
         assert await second.adapter.list_channels() == []
     finally:
         await second.stop()
+
+
+def _shape_for_log(events: list[ev.AriEvent]) -> list[str]:
+    return [f"{type(e).__name__}({getattr(e, 'dialstatus', getattr(e, 'cause', ''))})" for e in events]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
@@ -18,7 +18,9 @@ def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 
 UNSENT = rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
 RESET = rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed")
-RAFT_HICCUP = rpc_error(grpc.StatusCode.UNKNOWN, "etcdserver: request timed out, possibly due to previous leader failure")
+RAFT_HICCUP = rpc_error(
+    grpc.StatusCode.UNKNOWN, "etcdserver: request timed out, possibly due to previous leader failure"
+)
 DEADLINE = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
 
@@ -38,9 +40,9 @@ class Script:
 
 
 @pytest.fixture
-async def kv() -> EtcdKv:
+async def kv() -> AsyncIterator[EtcdKv]:
     adapter = EtcdKv(EtcdConfig(("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), retry_budget=1.0))
-    yield adapter  # type: ignore[misc]
+    yield adapter
     await adapter.close()
 
 

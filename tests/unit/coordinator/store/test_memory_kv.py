@@ -12,11 +12,14 @@ import pytest
 
 from coordinator.store.kv import KvError, KvPort, KvUnavailable, Put, WatchEvent
 from coordinator.store.memory_kv import MemoryKv
-from tests.integration.coordinator.test_kv_contract import *  # noqa: F403  (the contract, MemoryKv half)
+from tests.integration.coordinator import test_kv_contract as _contract
 
-pytestmark: list[pytest.MarkDecorator] = []  # the imported module marks itself `integration`
+# The contract suite's tests, collected here too against the MemoryKv `kv` fixture below.
 # Real-time lease expiry (2 s) stays in the integration run; the fake-clock version is below.
-del test_an_unrefreshed_lease_expires_and_its_keys_are_deleted  # noqa: F821
+_REAL_TIME_ONLY = {"test_an_unrefreshed_lease_expires_and_its_keys_are_deleted"}
+globals().update(
+    {name: fn for name, fn in vars(_contract).items() if name.startswith("test_") and name not in _REAL_TIME_ONLY}
+)
 
 
 @pytest.fixture
