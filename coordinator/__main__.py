@@ -31,7 +31,7 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
     kv = EtcdKv(EtcdConfig(endpoints=settings.etcd_endpoints))
     store = QueueStore(kv, settings.etcd_prefix)
     state = ReplicaState(settings, store, new_health())
-    server, port = await build_server(state, settings.listen)
+    server, _port = await build_server(state, settings.listen)
     log.info("replica %s serving gRPC on %s (advertised %s)", settings.replica_id, settings.listen,
              settings.advertise_address)
     if ready is not None:
