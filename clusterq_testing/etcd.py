@@ -220,20 +220,31 @@ class EtcdCluster:
         return None if leader is None else ids.get(leader)
 
     async def stop(self) -> None:
-        """SIGTERM every member, SIGKILL the ones still alive after 5 s, remove /dev/shm data."""
-        for proc in self._procs:
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 5.0
-        for proc in self._procs:
+        """SIGTERM the members (raft leader last), SIGKILL any still alive after 5 s, drop the data."""
+        # A raft leader on SIGTERM first hands leadership to a connected follower and waits for
+        # that (seconds if the followers are stopping too); stopped last, it has nobody to wait for.
+        running = sum(pid is not None for pid in self.member_pids)
+        leader = await self.raft_leader_index() if running > 1 else None
+        waves = [[i for i in range(len(self._procs)) if i != leader], [] if leader is None else [leader]]
+        for wave in waves:
+            for i in wave:
+                proc = self._procs[i]
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+            await self._reap([self._procs[i] for i in wave], 5.0)
+        self._procs = [None] * len(self._members)
+        shutil.rmtree(self._data_root, ignore_errors=True)
+
+    @staticmethod
+    async def _reap(procs: list[subprocess.Popen[bytes] | None], grace: float) -> None:
+        deadline = time.monotonic() + grace
+        for proc in procs:
             # Popen has no awaitable exit; poll (children are not asyncio subprocesses on purpose).
             while proc is not None and proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        self._procs = [None] * len(self._members)
-        shutil.rmtree(self._data_root, ignore_errors=True)
 
     async def __aenter__(self) -> EtcdCluster:
         await self.start()

@@ -72,23 +72,24 @@ async def run_paced(nodes: list[SimNode], rate: float, duration: float, waiting_
 
 async def run_saturated(nodes: list[SimNode], duration: float, window: int, waiting_per_node: int) -> None:
     """Keep up to `window` unconfirmed events per node in flight for `duration` s (as fast as acked)."""
+    acked = asyncio.Event()  # one event shared by all nodes: no task per node per wake-up
+    for node in nodes:
+        node.acked = acked
     stop = time.perf_counter() + duration
     while time.perf_counter() < stop:
+        acked.clear()
         progressed = False
         for node in nodes:
             room = window - node.unconfirmed
             if room >= 64:
-                node.acked.clear()
                 fill(node, room, waiting_per_node)
                 progressed = True
         if progressed:
             await asyncio.sleep(0)
             continue
-        waits = [asyncio.ensure_future(n.acked.wait()) for n in nodes]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait(waits, timeout=0.01, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
-            w.cancel()
+            async with asyncio.timeout(0.01):
+                await acked.wait()
 
 
 async def drain(nodes: list[SimNode], timeout: float) -> int:

@@ -33,13 +33,13 @@ NODES = ("n1", "n2", "n3", "n4")
 class LoadSettings:
     """Shape and length of the load scenarios."""
 
-    agents_per_node: int = 25
+    agents_per_node: int = 5
     answer_delay: float = 0.01
     talk_time: float = 0.1
     waiting_per_node: int = 250
     warmup: float = 1.0
     duration: float = 5.0
-    window: int = 2048
+    window: int = 512
     drain_timeout: float = 15.0
 
 
@@ -124,8 +124,8 @@ async def throughput(lc: LoadCluster, s: LoadSettings) -> ThroughputResult:
         events=c1 - c0, seconds=wall, leader_cpu_seconds=leader1.cpu_seconds - leader0.cpu_seconds,
         client_cpu_share=client1.cpu_share_since(client0), decisions_per_second=(d1 - d0) / wall,
         latency_p50_ms=percentile(lat, 0.5),
-        engine_events_per_second=await asyncio.to_thread(inproc.engine_events_per_second),
-        runtime_events_per_second=await asyncio.to_thread(inproc.runtime_events_per_second))
+        engine_events_per_second=await asyncio.to_thread(inproc.engine_events_per_second, 100_000),
+        runtime_events_per_second=await asyncio.to_thread(inproc.runtime_events_per_second, 800))
 
 
 async def _join_all(nodes: list[SimNode], per_node: int, timeout: float) -> None:

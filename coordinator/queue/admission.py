@@ -13,11 +13,12 @@ import math
 from collections.abc import Set
 
 from coordinator.queue.decisions import Decision
+from coordinator.queue.events import CallerJoined
 from coordinator.queue.lifecycle import exit_caller
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.state import WAITING, AgentRec, CallerRec, EngineState, MemberRec, QueueRec
 
-__all__ = ["EMPTY", "UNAVAIL", "leave_when_empty", "member_status"]
+__all__ = ["EMPTY", "UNAVAIL", "initial_band", "join_args_problem", "leave_when_empty", "member_status"]
 
 EMPTY = "empty"
 UNAVAIL = "unavail"
@@ -90,3 +91,24 @@ def leave_when_empty(st: EngineState, now: float, out: list[Decision]) -> None:
                     leaving.append((caller, code))
         for caller, code in leaving:
             exit_caller(st, caller, code, now, out)
+
+
+def join_args_problem(ev: CallerJoined) -> str:
+    """Why a CallerJoined is malformed (INVALID_ARGS), or "" when it is fine."""
+    if not ev.call_id:
+        return "call_id must be non-empty"
+    if not ev.node_id:
+        return "node_id must be non-empty"
+    if ev.position < 0:
+        return "position must be >= 0"
+    if ev.arrival_seq is not None and ev.arrival_seq < 0:
+        return "arrival_seq must be >= 0"
+    if any(not r.key or not r.value for r in ev.requirements):
+        return "requirements need a key and a value"
+    return ""
+
+
+def initial_band(q: QueueRec) -> tuple[int, int] | None:
+    """The penalty band of a caller at join time (rules with after_seconds <= 0)."""
+    rules = [r for r in q.config.penalty_rules if r.after_seconds <= 0]
+    return (rules[-1].min_penalty, rules[-1].max_penalty) if rules else None

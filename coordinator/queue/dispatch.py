@@ -122,9 +122,7 @@ def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list
     return [by_id[c.agent_id] for c in picked]
 
 
-def _offer(
-    st: EngineState, prefix: str, caller: CallerRec, agent: AgentRec, now: float, out: list[Decision]
-) -> None:
+def _offer(st: EngineState, prefix: str, caller: CallerRec, agent: AgentRec, now: float, out: list[Decision]) -> None:
     q = st.queues[caller.queue].config
     st.offer_counter += 1
     offer_id = f"{prefix}{st.offer_counter}"

@@ -45,11 +45,7 @@ def drop_offer(st: EngineState, offer: OfferRec, now: float) -> CallerRec | None
 def cancel_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: list[Decision]) -> None:
     """Stop ringing an agent leg for a reason that is not the agent's fault (no autopause count)."""
     drop_offer(st, offer, now)
-    out.append(
-        CancelOffer(
-            offer.offer_id, offer.call_id, offer.agent_id, offer.agent_node, offer.caller_node, reason
-        )
-    )
+    out.append(CancelOffer(offer.offer_id, offer.call_id, offer.agent_id, offer.agent_node, offer.caller_node, reason))
 
 
 def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: list[Decision]) -> None:
@@ -71,9 +67,7 @@ def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: l
             st.add_timer(caller.retry_until, "wake", caller.call_id, caller.uid)
 
 
-def remove_waiting_caller(
-    st: EngineState, caller: CallerRec, reason: str, now: float, out: list[Decision]
-) -> int:
+def remove_waiting_caller(st: EngineState, caller: CallerRec, reason: str, now: float, out: list[Decision]) -> int:
     """Take a waiting/ringing caller out of its queue, cancelling its offers; returns its last position."""
     q = st.queues.get(caller.queue)
     position = 0
@@ -89,9 +83,7 @@ def remove_waiting_caller(
     return position
 
 
-def exit_caller(
-    st: EngineState, caller: CallerRec, status: CallerStatus, now: float, out: list[Decision]
-) -> None:
+def exit_caller(st: EngineState, caller: CallerRec, status: CallerStatus, now: float, out: list[Decision]) -> None:
     """The engine sends a waiting caller back to its dialplan with `status`."""
     position = remove_waiting_caller(st, caller, status.value.lower(), now, out)
     if status is CallerStatus.TIMEOUT and (q := st.queues.get(caller.queue)) is not None:
@@ -122,18 +114,14 @@ def answer_offer(st: EngineState, offer: OfferRec, now: float, out: list[Decisio
         member.calls_taken += 1
     q.counters.on_answer(now - caller.joined_at, q.config.service_level)
     st.refresh_idle(agent.config.agent_id, now)
-    out.append(
-        Connect(offer.offer_id, caller.call_id, agent.config.agent_id, caller.node_id, offer.agent_node)
-    )
+    out.append(Connect(offer.offer_id, caller.call_id, agent.config.agent_id, caller.node_id, offer.agent_node))
     for other_id in list(caller.offers):
         other = st.offers.get(other_id)
         if other is not None:
             cancel_offer(st, other, "answered_elsewhere", now, out)
 
 
-def end_call(
-    st: EngineState, caller: CallerRec, agent_hung_up: bool, now: float, out: list[Decision]
-) -> None:
+def end_call(st: EngineState, caller: CallerRec, agent_hung_up: bool, now: float, out: list[Decision]) -> None:
     """A connected call ended: talk time, agent wrap-up, and CONTINUE when the agent hung up first."""
     st.callers.pop(caller.call_id, None)
     st.by_uid.pop(caller.uid, None)

@@ -13,9 +13,10 @@ agents are stale and ignored (they return no decisions).
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 
-from coordinator.queue.admission import EMPTY, leave_when_empty, member_status
+from coordinator.queue.admission import EMPTY, initial_band, join_args_problem, leave_when_empty, member_status
 from coordinator.queue.decisions import (
     AgentStateChanged,
     AgentView,
@@ -82,7 +83,7 @@ class QueueEngine:
         self._now = now
         st = self._st
         out: list[Decision] = []
-        run_due(st, now, self.estimated_wait_of, out)
+        run_due(st, now, self._ewt, out)
         match event:
             case QueueDefined():
                 self._queue_defined(event, now)
@@ -118,7 +119,7 @@ class QueueEngine:
                 self._node_alive(event.node_id, now, out)
             case Tick():
                 pass
-        run_due(st, now, self.estimated_wait_of, out)
+        run_due(st, now, self._ewt, out)
         leave_when_empty(st, now, out)
         dispatch(st, self._rng, self._prefix, now, out)
         return out
@@ -192,9 +193,7 @@ class QueueEngine:
         st.idle.pop(event.agent_id, None)
         out.append(AgentStateChanged(event.agent_id, "logged_out", ""))
 
-    def _agent_paused(
-        self, agent_id: str, paused: bool, reason: str, now: float, out: list[Decision]
-    ) -> None:
+    def _agent_paused(self, agent_id: str, paused: bool, reason: str, now: float, out: list[Decision]) -> None:
         agent = self._st.agents.get(agent_id)
         if agent is None:
             return
@@ -211,17 +210,11 @@ class QueueEngine:
             if existing.queue == ev.queue and existing.state != CONNECTED:
                 # Idempotent re-report of a caller this engine already holds.
                 pos = st.queues[existing.queue].line.position(existing.key)
-                out.append(
-                    JoinAccepted(
-                        ev.call_id, ev.queue, existing.arrival_seq, pos, self.estimated_wait_of(existing, now)
-                    )
-                )
+                out.append(JoinAccepted(ev.call_id, ev.queue, existing.arrival_seq, pos, self._ewt(existing, now)))
             else:
-                out.append(
-                    JoinRejected(ev.call_id, CallerStatus.INVALID_ARGS, "call_id already in a queue or call")
-                )
+                out.append(JoinRejected(ev.call_id, CallerStatus.INVALID_ARGS, "call_id already in a queue or call"))
             return
-        problem = _join_args_problem(ev)
+        problem = join_args_problem(ev)
         if problem:
             out.append(JoinRejected(ev.call_id, CallerStatus.INVALID_ARGS, problem))
             return
@@ -230,16 +223,14 @@ class QueueEngine:
             out.append(JoinRejected(ev.call_id, CallerStatus.UNKNOWN_QUEUE, f"no queue named {ev.queue!r}"))
             return
         if ev.node_id in st.lost_nodes:
-            out.append(
-                JoinRejected(ev.call_id, CallerStatus.UNAVAILABLE, f"node {ev.node_id} is marked lost")
-            )
+            out.append(JoinRejected(ev.call_id, CallerStatus.UNAVAILABLE, f"node {ev.node_id} is marked lost"))
             return
         re_report = ev.arrival_seq is not None
         if not re_report:
             if q.config.maxlen and len(q.line) >= q.config.maxlen:
                 out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
                 return
-            band = _initial_band(q)
+            band = initial_band(q)
             status = member_status(st, q, q.config.joinempty, band, now)
             if status is not None:
                 code = CallerStatus.JOINEMPTY if status == EMPTY else CallerStatus.JOINUNAVAIL
@@ -275,7 +266,7 @@ class QueueEngine:
         position = q.line.position(caller.key)
         caller.last_announce, caller.last_pos_said = now, position
         schedule_caller_timers(st, caller, now)
-        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, self.estimated_wait_of(caller, now)))
+        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, self._ewt(caller, now)))
 
     def _caller_left(self, event: CallerLeft, now: float, out: list[Decision]) -> None:
         st = self._st
@@ -335,10 +326,10 @@ class QueueEngine:
         caller = self._st.callers.get(call_id)
         if caller is None or caller.state == CONNECTED:
             return None
-        return self.estimated_wait_of(caller, now)
+        return self._ewt(caller, now)
 
-    def estimated_wait_of(self, caller: CallerRec, now: float) -> float:
-        """EWT of a queued caller record (internal helper shared with the timers)."""
+    def _ewt(self, caller: CallerRec, now: float) -> float:
+        """EWT of a queued caller record (shared with the timers for announcements)."""
         q = self._st.queues[caller.queue]
         counters = q.counters
         if q.config.ewt_method == "erlang_c":
@@ -375,6 +366,19 @@ class QueueEngine:
             self.position(call_id),
         )
 
+    def waiting_callers(self, queue: str, limit: int | None = None) -> list[CallerView]:
+        """Waiting and ringing callers of a queue in position order (the first `limit`; O(limit))."""
+        q = self._st.queues.get(queue)
+        if q is None:
+            return []
+        views = []
+        for i, key in enumerate(itertools.islice(q.line, limit)):
+            c = self._st.by_uid[key[2]]
+            views.append(
+                CallerView(c.call_id, c.queue, c.node_id, c.arrival_seq, c.priority, c.state, c.joined_at, i + 1)
+            )
+        return views
+
     def snapshot(self, now: float) -> list[QueueStats]:
         """Statistics of every queue, sorted by name."""
         return [queue_stats(self._st, q, now) for _, q in sorted(self._st.queues.items())]
@@ -382,22 +386,3 @@ class QueueEngine:
     def agent_states(self) -> list[AgentView]:
         """Every logged-in agent, sorted by id (wrap-up judged at the last applied `now`)."""
         return [agent_view(a, self._now) for _, a in sorted(self._st.agents.items())]
-
-
-def _join_args_problem(ev: CallerJoined) -> str:
-    if not ev.call_id:
-        return "call_id must be non-empty"
-    if not ev.node_id:
-        return "node_id must be non-empty"
-    if ev.position < 0:
-        return "position must be >= 0"
-    if ev.arrival_seq is not None and ev.arrival_seq < 0:
-        return "arrival_seq must be >= 0"
-    if any(not r.key or not r.value for r in ev.requirements):
-        return "requirements need a key and a value"
-    return ""
-
-
-def _initial_band(q: QueueRec) -> tuple[int, int] | None:
-    rules = [r for r in q.config.penalty_rules if r.after_seconds <= 0]
-    return (rules[-1].min_penalty, rules[-1].max_penalty) if rules else None

@@ -29,9 +29,7 @@ __all__ = [
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """Queue names: safe as etcd key segments, channel variables and metric labels."""
 
-EMPTY_CONDITIONS = frozenset(
-    {"paused", "penalty", "inuse", "ringing", "unavailable", "invalid", "unknown", "wrapup"}
-)
+EMPTY_CONDITIONS = frozenset({"paused", "penalty", "inuse", "ringing", "unavailable", "invalid", "unknown", "wrapup"})
 """Member conditions accepted by joinempty / leavewhenempty (app_queue's list)."""
 
 ANNOUNCE_POSITION_VALUES = frozenset({"yes", "no", "limit", "more"})
@@ -185,9 +183,7 @@ class QueueConfig:
             if not math.isfinite(rule.after_seconds) or rule.after_seconds < 0:
                 raise ValueError(f"queue {self.name}: penalty rule after_seconds must be >= 0: {rule!r}")
             if rule.after_seconds <= last:
-                raise ValueError(
-                    f"queue {self.name}: penalty rules must be sorted by after_seconds: {rule!r}"
-                )
+                raise ValueError(f"queue {self.name}: penalty rules must be sorted by after_seconds: {rule!r}")
             if rule.min_penalty < 0 or rule.max_penalty < rule.min_penalty:
                 raise ValueError(f"queue {self.name}: penalty rule needs 0 <= min <= max: {rule!r}")
             last = rule.after_seconds

@@ -73,9 +73,7 @@ class QueueLine:
 
     def uids_joined_in(self, lo: float, hi: float) -> list[int]:
         """Uids of callers with lo < joined_at <= hi (O(log n + k))."""
-        return [
-            uid for _, uid in self._joined.irange((lo, math.inf), (hi, math.inf), inclusive=(False, True))
-        ]
+        return [uid for _, uid in self._joined.irange((lo, math.inf), (hi, math.inf), inclusive=(False, True))]
 
     def oldest_joined_at(self) -> float | None:
         """Join time of the caller that has waited longest, or None when empty."""

@@ -29,9 +29,7 @@ class QueueCounters:
         """A caller joined: feed the arrival-rate estimate used by Erlang C."""
         if self.last_arrival is not None:
             gap = max(0.0, now - self.last_arrival)
-            self.interarrival_ewma = (
-                gap if self.interarrival_ewma is None else ewma_update(self.interarrival_ewma, gap)
-            )
+            self.interarrival_ewma = gap if self.interarrival_ewma is None else ewma_update(self.interarrival_ewma, gap)
         self.last_arrival = now
 
     def on_answer(self, wait: float, service_level: float) -> None:

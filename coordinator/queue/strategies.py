@@ -31,9 +31,7 @@ class Candidate:
     """Calls answered from this queue: fewestcalls."""
 
 
-def choose_agents(
-    strategy: Strategy, candidates: list[Candidate], rng: random.Random, rr_last: int
-) -> list[Candidate]:
+def choose_agents(strategy: Strategy, candidates: list[Candidate], rng: random.Random, rr_last: int) -> list[Candidate]:
     """The agent(s) to ring: all of the lowest tier for ringall, one otherwise (empty in, empty out).
 
     `rr_last` is the member order of the agent rrmemory/rrordered rang last (-1 = none).

@@ -116,16 +116,10 @@ def _announce(st: EngineState, caller: CallerRec, now: float, ewt: EwtFn, out: l
         say_position = cfg.announce_position in ("yes", "more") or (
             cfg.announce_position == "limit" and position <= cfg.announce_position_limit
         )
-        say_holdtime = cfg.announce_holdtime == "yes" or (
-            cfg.announce_holdtime == "once" and not caller.holdtime_said
-        )
+        say_holdtime = cfg.announce_holdtime == "yes" or (cfg.announce_holdtime == "once" and not caller.holdtime_said)
         if say_position or say_holdtime:
             caller.holdtime_said = caller.holdtime_said or say_holdtime
-            out.append(
-                Announce(
-                    caller.call_id, caller.node_id, position, ewt(caller, now), say_position, say_holdtime
-                )
-            )
+            out.append(Announce(caller.call_id, caller.node_id, position, ewt(caller, now), say_position, say_holdtime))
         caller.last_announce, caller.last_pos_said, last = now, position, now
     step = min(cfg.announce_frequency, cfg.min_announce_frequency) or cfg.announce_frequency
     caller.next_announce = min(now + step, last + cfg.announce_frequency)

@@ -14,13 +14,15 @@ Sequences observed on Asterisk 22.10.1 (`subscribeAll=false`, one app), the cont
   channel's `;2` peer before dialing (res/ari/resource_channels.c, ari_channels_handle_originate_with_id),
   so no explicit subscription is needed:
     answer    Dial(""), ChannelStateChanged(Up), Dial("ANSWER"), StasisStart(state Up)
-    busy      Dial(""), Dial("BUSY"), ChannelDestroyed(cause 0 for Local / 17 for SIP)
-    congested Dial(""), Dial("CONGESTION"), ChannelDestroyed(cause 0 for Local / 34 for SIP)
+    busy      Dial(""), Dial("BUSY"), ChannelDestroyed(cause 0)         (Local/ to Busy(); a SIP 486
+    congested Dial(""), Dial("CONGESTION"), ChannelDestroyed(cause 0)   should give 17 / 34: unverified)
     rejected  Dial(""), ChannelHangupRequested(21), Dial("NOANSWER"), ChannelDestroyed(21)
     far end hangs up busy (e.g. the agent phone rejects with cause 17):
               Dial(""), ChannelHangupRequested(17), Dial("BUSY"), ChannelDestroyed(17)
     no answer Dial(""), ChannelDestroyed(cause 19) after `timeout` s, with no final Dial status
     no exten  ChannelDestroyed(cause 0) for `<id>;2` and `<id>`, no Dial at all
+    SIP peer not answering (no listener): Dial(""), ChannelDestroyed(19) after `timeout` s
+    we hang up a ringing leg: ChannelHangupRequested(32), Dial("NOANSWER"), ChannelDestroyed(16)
   i.e. a failed leg is a ChannelDestroyed for an originated id that never had StasisStart; its reason is
   the last non-empty Dial.dialstatus if any, else the cause (`failure_reason`). After StasisStart an
   originated leg ends with StasisEnd then ChannelDestroyed. Events of `<id>;2` halves also arrive.

@@ -201,11 +201,11 @@ class FakeAri:
 
     def caller_hangs_up(self, channel_id: str, cause: int = 16) -> None:
         """The far end hangs up (or rejects a ringing leg) with a Q.850 cause."""
-        self._hangup(self._get(channel_id), cause, cause)
+        self._hangup(self._find(channel_id), cause, cause)
 
     def press_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
         """The caller presses a key."""
-        self._emit(ev.DtmfReceived(self._get(channel_id).id, digit, duration_ms))
+        self._emit(ev.DtmfReceived(self._find(channel_id).id, digit, duration_ms))
 
     def finish_playback(self, playback_id: str) -> None:
         """A playback reaches its end."""
@@ -214,7 +214,7 @@ class FakeAri:
 
     def answer_leg(self, channel_id: str) -> None:
         """The originated leg answers: Up, Dial(ANSWER), StasisStart with the originate's app args."""
-        chan = self._get(channel_id)
+        chan = self._find(channel_id)
         chan.state = "Up"
         self._emit(ev.ChannelStateChanged(chan.info()))
         self._emit(ev.Dial(chan.id, "ANSWER", chan.exten, None))
@@ -225,12 +225,12 @@ class FakeAri:
 
     def fail_leg(self, channel_id: str, outcome: OriginateOutcome) -> None:
         """The originated leg fails as `outcome` (the sequences in events.py)."""
-        chan = self.channels.pop(self._get(channel_id).id)
+        chan = self.channels.pop(self._find(channel_id).id)
         local = chan.name.startswith("Local/")
         if outcome in (OriginateOutcome.BUSY, OriginateOutcome.CONGESTION):
             busy = outcome is OriginateOutcome.BUSY
             self._emit(ev.Dial(chan.id, "BUSY" if busy else "CONGESTION", chan.exten, None))
-            cause = 0 if local else (17 if busy else 34)
+            cause = 0 if local else (17 if busy else 34)  # Local: seen on Asterisk 22; SIP: assumed
             self._emit(ev.ChannelDestroyed(chan.id, cause, _CAUSE_TEXT.get(cause, "Unknown")))
         elif outcome is OriginateOutcome.NOANSWER:
             self._emit(ev.ChannelDestroyed(chan.id, 19, "User alerting, no answer"))
@@ -377,6 +377,13 @@ class FakeAri:
         if not self.connected:
             raise AriUnavailable(f"{operation}: {'stood down' if self.stood_down else 'not connected'}")
 
+    def _find(self, channel_id: str) -> FakeChannel:
+        """Driver-side lookup: the world does not care about our connection."""
+        chan = self.channels.get(channel_id)
+        if chan is None:
+            raise KeyError(f"no channel {channel_id!r} in the fake")
+        return chan
+
     def _get(self, channel_id: str) -> FakeChannel:
         self._check_connected("channel operation")
         chan = self.channels.get(channel_id)
@@ -400,8 +407,8 @@ class FakeAri:
     def _hangup(self, chan: FakeChannel, request_cause: int, cause: int) -> None:
         del self.channels[chan.id]
         self._emit(ev.ChannelHangupRequested(chan.id, request_cause))
-        if chan.originated and not chan.in_stasis:  # a leg still ringing: its dial ends unanswered
-            self._emit(ev.Dial(chan.id, "NOANSWER", chan.exten, None))
+        if chan.originated and not chan.in_stasis:  # a leg still ringing: its dial ends here
+            self._emit(ev.Dial(chan.id, _DIAL_STATUS.get(cause, "NOANSWER"), chan.exten, None))
         for playback in [p for p in self.playbacks.values() if p.channel_id == chan.id]:
             self.finish_playback(playback.id)
         self._leave_bridge(chan)
@@ -411,6 +418,7 @@ class FakeAri:
             self._emit(ev.ChannelDestroyed(chan.id, cause, _CAUSE_TEXT.get(cause, "Unknown")))
 
 
+_DIAL_STATUS = {17: "BUSY", 34: "CONGESTION"}  # what Dial reports when a ringing leg ends with a cause
 _REASON_CAUSES = {"normal": 16, "busy": 17, "congestion": 34, "no_answer": 19, "rejected": 21}
 _CAUSE_TEXT = {16: "Normal Clearing", 17: "User busy", 19: "User alerting, no answer", 21: "Call Rejected",
                34: "Circuit/channel congestion"}

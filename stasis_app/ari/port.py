@@ -14,8 +14,10 @@ Guarantees of every `AriPort`:
     `close()`) or `ApplicationReplaced()` (terminal: another client took the app; the port stands down).
   * `AriConnected.resync` is True after a reconnect: events may have been missed, so the consumer lists
     its channels (`list_channels()`) and re-reports them. Channels survive websocket drops in Asterisk.
+    (resync is False on the first connection; a restarted process may still find channels it owned.)
+  * A stalled Asterisk counts as disconnected within `heartbeat_interval + heartbeat_timeout`.
   * Idempotent teardown: `stop_playback` of a finished playback and `destroy_bridge` of a missing bridge
-    succeed (the wanted end state holds); every other 404 is an error.
+    succeed (the wanted end state holds); `get_var` of an unset variable is None; other 404s are errors.
 Non-guarantees: no event is replayed after a disconnect; commands are not retried.
 """
 
@@ -63,7 +65,7 @@ class AriUnavailable(AriError):
         super().__init__(0, message)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, kw_only=True)
 class AriSettings:
     """Connection settings of one node's ARI. The password comes from env/file via the caller.
 
@@ -76,8 +78,8 @@ class AriSettings:
     url: str
     username: str
     password: str
-    node_id: str
     app: str = "clusterq"
+    node_id: str
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
     heartbeat_interval: float = 1.0
@@ -107,7 +109,7 @@ class AriSettings:
         # The password is a secret: never printed, whatever logs a settings object.
         return (
             f"AriSettings(url={self.url!r}, username={self.username!r}, password='***', "
-            f"node_id={self.node_id!r}, app={self.app!r}, backoff_initial={self.backoff_initial}, "
+            f"app={self.app!r}, node_id={self.node_id!r}, backoff_initial={self.backoff_initial}, "
             f"backoff_max={self.backoff_max}, heartbeat_interval={self.heartbeat_interval}, "
             f"heartbeat_timeout={self.heartbeat_timeout}, request_timeout={self.request_timeout})"
         )

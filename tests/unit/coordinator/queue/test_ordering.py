@@ -114,3 +114,18 @@ def test_duplicate_join_is_idempotent() -> None:
     assert [(j.arrival_seq, j.position) for j in again] == [(1, 1)]
     stats = e.snapshot(1.0)[0]
     assert stats.waiting == 1
+
+
+def test_waiting_callers_lists_queue_order() -> None:
+    e = engine(LR, agents=(agent("x"),))
+    e.apply(join("a"), 0.0)  # rings x
+    e.apply(join("b"), 1.0)
+    e.apply(join("c", priority=2), 2.0)
+    views = e.waiting_callers("q")
+    assert [(v.call_id, v.position, v.state) for v in views] == [
+        ("c", 1, "waiting"),
+        ("a", 2, "ringing"),
+        ("b", 3, "waiting"),
+    ]
+    assert [v.call_id for v in e.waiting_callers("q", limit=2)] == ["c", "a"]
+    assert e.waiting_callers("nope") == []

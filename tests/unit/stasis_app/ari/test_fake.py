@@ -206,6 +206,11 @@ async def test_unreachable_and_cancelled_legs(fake: FakeAri) -> None:
     await fake.originate(endpoint="PJSIP/8@trunk", channel_id="s1", app_args=["agent"])
     fake.fail_leg("s1", OriginateOutcome.BUSY)
     assert _shape(await events.take()) == [("Dial", ""), ("Dial", "BUSY"), ("ChannelDestroyed", 17)]
+    await fake.originate(endpoint="Local/ag8@clusterq-agents-test/n", channel_id="s3", app_args=["agent"])
+    fake.caller_hangs_up("s3", cause=17)  # the agent phone rejects busy (seen on Asterisk 22)
+    assert _shape(await events.take()) == [
+        ("Dial", ""), ("ChannelHangupRequested", 17), ("Dial", "BUSY"), ("ChannelDestroyed", 17),
+    ]
     with pytest.raises(ValueError):
         await fake.originate(endpoint="PJSIP/8@trunk", channel_id="s2", app_args=["a,b"])
     fake.caller_enters(["q1"], channel_id="taken")
@@ -245,6 +250,8 @@ async def test_drop_loses_events_and_restore_resyncs(fake: FakeAri) -> None:
     with pytest.raises(AriUnavailable):
         await fake.answer(survivor)
     newcomer = fake.caller_enters(["q1"])  # happens while disconnected: its StasisStart is lost
+    gone = fake.caller_enters(["q1"])
+    fake.caller_hangs_up(gone)  # so is this caller's whole life
     fake.restore_connection()
     assert await events.take() == [ev.AriDisconnected("websocket closed"), ev.AriConnected(resync=True)]
     assert {c.id for c in await fake.list_channels()} == {survivor, newcomer}
