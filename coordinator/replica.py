@@ -89,8 +89,8 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
             # Settle: give known nodes time to re-report their callers (with original arrival
             # sequences) before agents become available, so no lower-ranked caller is offered first.
             deadline = clock() + settings.settle_time
-            while clock() < deadline and not all(n in runtime.links for n in known_nodes):
-                await asyncio.sleep(0.02)
+            while clock() < deadline and not all(n in runtime.links for n in known_nodes):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)  # a bounded poll of a dict, at most settle_time
             agents = await state.store.load_agents()
             for stored in agents.values():
                 runtime.apply(AgentLoggedIn(stored.config))
