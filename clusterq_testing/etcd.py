@@ -46,7 +46,6 @@ class _Member:
     name: str
     client_port: int
     peer_port: int
-    data_dir: Path
     log_path: Path
 
 
@@ -65,28 +64,30 @@ class EtcdCluster:
         self._binary = etcd_binary or default_etcd_binary()
         self._base = Path(base_dir)
         self._token = f"clusterq-{secrets.token_hex(4)}"
-        shm = Path("/dev/shm")
-        self._data_root = Path(
-            tempfile.mkdtemp(prefix="clusterq-etcd-", dir=shm)
-            if shm.is_dir() and os.access(shm, os.W_OK)
-            else tempfile.mkdtemp(prefix="data-", dir=self._ensure_base())
-        )
+        self._data_root: Path | None = None  # created by start(), removed by stop()
         self._members = [
             _Member(
                 name=f"m{i}",
                 client_port=free_tcp_port(),
                 peer_port=free_tcp_port(),
-                data_dir=self._data_root / f"m{i}",
-                log_path=self._ensure_base() / f"etcd-m{i}.log",
+                log_path=self._base / f"etcd-m{i}.log",
             )
             for i in range(members)
         ]
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * members
         self.start_seconds: float | None = None
 
-    def _ensure_base(self) -> Path:
-        self._base.mkdir(parents=True, exist_ok=True)
-        return self._base
+    def _data_dir(self, m: _Member) -> Path:
+        if self._data_root is None:
+            self._base.mkdir(parents=True, exist_ok=True)
+            shm = Path("/dev/shm")
+            fast = shm.is_dir() and os.access(shm, os.W_OK)
+            self._data_root = Path(
+                tempfile.mkdtemp(prefix="clusterq-etcd-", dir=shm)
+                if fast
+                else tempfile.mkdtemp(prefix="data-", dir=self._base)
+            )
+        return self._data_root / m.name
 
     # ---------------------------------------------------------------------------- views
     @property
@@ -115,7 +116,7 @@ class EtcdCluster:
         return [
             str(self._binary),
             "--name", m.name,
-            "--data-dir", str(m.data_dir),
+            "--data-dir", str(self._data_dir(m)),
             "--listen-client-urls", client,
             "--advertise-client-urls", client,
             "--listen-peer-urls", peer,
@@ -131,10 +132,11 @@ class EtcdCluster:
         if not self._binary.is_file():
             raise RuntimeError(f"etcd binary not found at {self._binary} (run scripts/provision.sh etcd)")
         m = self._members[i]
+        command = self._command(m)  # creates base_dir and the data root on first use
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         with open(m.log_path, "ab") as log:
             self._procs[i] = subprocess.Popen(
-                self._command(m),
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -145,9 +147,9 @@ class EtcdCluster:
     async def start(self, timeout: float = 15.0) -> None:
         """Start every member and wait until each answers /health; RuntimeError otherwise."""
         t0 = time.monotonic()
-        for i in range(len(self._members)):
-            self._spawn(i)
         try:
+            for i in range(len(self._members)):
+                self._spawn(i)
             await asyncio.gather(*(self._wait_healthy(i, timeout) for i in range(len(self._members))))
         except BaseException:
             await self.stop()
@@ -233,7 +235,9 @@ class EtcdCluster:
                     proc.terminate()
             await self._reap([self._procs[i] for i in wave], 5.0)
         self._procs = [None] * len(self._members)
-        shutil.rmtree(self._data_root, ignore_errors=True)
+        if self._data_root is not None:
+            shutil.rmtree(self._data_root, ignore_errors=True)
+            self._data_root = None
 
     @staticmethod
     async def _reap(procs: list[subprocess.Popen[bytes] | None], grace: float) -> None:

@@ -28,7 +28,7 @@ SCENARIOS = ("latency", "throughput", "memory", "failover")
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m clusterq_testing.bench", description=__doc__)
     p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    p.add_argument("--rates", default="2000,5000,10000,20000", help="offered loads for latency, events/s")
+    p.add_argument("--rates", default="500,2000,5000,10000,20000", help="offered loads for latency, events/s")
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per load point")
     p.add_argument("--kills", type=int, default=10, help="leader kills in the failover scenario")
     p.add_argument("--callers", type=int, default=10_000, help="waiting callers in the memory scenario")
@@ -52,16 +52,35 @@ class Run:
         self.memory: MemoryResult | None = None
         self.failover: FailoverResult | None = None
         self.errors: list[str] = []
+        self.loop_errors: dict[str, int] = {}
 
 
 def _say(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True)
 
 
+def _count_loop_errors(run: Run) -> None:
+    """Count asyncio's unhandled-error reports (e.g. tasks of a dead stream destroyed while pending)."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        key = str(context.get("message", "unknown"))
+        exc = context.get("exception")
+        if exc is not None:
+            key += f" ({type(exc).__name__}: {exc})"
+        task = context.get("task") or context.get("future")
+        if task is not None:
+            key += f" [{re.sub(r'Task-[0-9]+', 'Task-N', repr(task))[:160]}]"
+        run.loop_errors[key] = run.loop_errors.get(key, 0) + 1
+
+    asyncio.get_running_loop().set_exception_handler(handler)
+
+
 async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
+    _count_loop_errors(run)
     only = set(args.only.split(","))
     settings = LoadSettings(duration=args.duration, warmup=0.5 if args.quick else 1.0)
     logs = work / "logs"
+    (work / "etcd").mkdir(parents=True, exist_ok=True)
     etcd = EtcdCluster(work / "etcd", members=1)
     await etcd.start()
     _say(f"etcd up at {etcd.endpoints[0]} (pid {etcd.member_pids[0]})")
@@ -132,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in info:
         print(f"  {k:<28} {v}")
     print(report.render_text(table))
+    problems += [f"bench process asyncio: {n} x {key}" for key, n in run.loop_errors.items()]
     for line in [*run.errors, *problems]:
         print(f"PROBLEM: {line}")
     if args.markdown is not None:

@@ -18,11 +18,17 @@ from clusterq_testing.bench.simnode import SimNode
 __all__ = ["PacedRun", "drain", "fill", "run_paced", "run_saturated"]
 
 
+# At most this many events in a row without a join: only a JoinAck proves that earlier events were
+# applied, so a long run of leaves could fill the in-flight window with unprovable events.
+MAX_WITHOUT_JOIN = 16
+
+
 def fill(node: SimNode, n: int, waiting_per_node: int) -> int:
     """Emit up to n join/leave events on one node; returns how many were sent."""
     done = 0
     for _ in range(n):
-        if len(node.waiting) + node.pending_joins > waiting_per_node and node.leave_oldest():
+        crowded = len(node.waiting) + node.pending_joins > waiting_per_node
+        if crowded and node.sent - node.last_join_sent < MAX_WITHOUT_JOIN and node.leave_oldest():
             done += 1
         elif node.join():
             done += 1

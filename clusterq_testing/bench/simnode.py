@@ -76,6 +76,7 @@ class SimNode:
         self.latencies: list[tuple[int, int]] = []
         """(send perf_counter_ns, send -> JoinAck ns) of every acknowledged join."""
         self.sent = 0
+        self.last_join_sent = 0
         self.confirmed = 0
         self.decisions = 0
         self.rejected = 0
@@ -135,7 +136,7 @@ class SimNode:
         self._join_sent_ns[call_id] = time.perf_counter_ns()
         self._send(node_pb2.NodeEvent(call_joined=node_pb2.CallJoined(
             call_id=call_id, queue=self.queue, caller_number="5550100", node_join_order=self._order)))
-        self._join_mark[call_id] = self.sent
+        self._join_mark[call_id] = self.last_join_sent = self.sent
         return True
 
     def leave_oldest(self) -> bool:

@@ -115,14 +115,16 @@ async def _lead_until_lost(session: Session, fence: Fence, lead: Lead) -> Litera
     except BaseExceptionGroup as eg:
         lost, rest = eg.split((_Lost, FenceLost))
         returned, rest = rest.split(_Returned) if rest is not None else (None, None)
+        if lost is not None:
+            log.warning("leadership at epoch %d lost: %s", fence.epoch, lost.exceptions[0])
+            if rest is not None:  # lead() failed while being cancelled for the loss
+                log.warning("leader work failed on step-down", exc_info=rest)
+            return "lost"
         if rest is not None:
-            # lead() failed: propagate the error itself when there is only one.
+            # lead() failed on its own: propagate the error itself when there is only one.
             if len(rest.exceptions) == 1 and not isinstance(rest.exceptions[0], BaseExceptionGroup):
                 raise rest.exceptions[0] from None
             raise rest from None
-        if lost is not None:
-            log.warning("leadership at epoch %d lost: %s", fence.epoch, lost.exceptions[0])
-            return "lost"
         assert returned is not None
         return "returned"
     raise AssertionError("leader TaskGroup ended without an outcome")  # one child always raises

@@ -65,7 +65,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _METADATA = (("hasleader", "true"),)
-_TARGETS = {"create": "CREATE", "mod": "MOD", "version": "VERSION", "value": "VALUE"}
+# Compare target -> (enum name, operand field of the Compare message)
+_TARGETS = {
+    "create": ("CREATE", "create_revision"),
+    "mod": ("MOD", "mod_revision"),
+    "version": ("VERSION", "version"),
+    "value": ("VALUE", "value"),
+}
 _RESULTS = {"=": "EQUAL", "!=": "NOT_EQUAL", ">": "GREATER", "<": "LESS"}
 
 
@@ -147,31 +153,14 @@ def _classify(err: Any) -> Exception:
 
 
 def _kv(pb: Any) -> KeyValue:
-    return KeyValue(
-        key=bytes(pb.key),
-        value=bytes(pb.value),
-        create_revision=int(pb.create_revision),
-        mod_revision=int(pb.mod_revision),
-        version=int(pb.version),
-        lease=int(pb.lease),
-    )
+    return KeyValue(bytes(pb.key), bytes(pb.value), int(pb.create_revision), int(pb.mod_revision),
+                    int(pb.version), int(pb.lease))
 
 
 def _compare_pb(c: Compare) -> Any:
-    msg = rpc.Compare(
-        key=c.key,
-        target=getattr(rpc.Compare, _TARGETS[c.target]),
-        result=getattr(rpc.Compare, _RESULTS[c.op]),
-    )
-    if c.target == "value":
-        msg.value = c.operand
-    elif c.target == "create":
-        msg.create_revision = c.operand
-    elif c.target == "mod":
-        msg.mod_revision = c.operand
-    else:
-        msg.version = c.operand
-    return msg
+    target, operand_field = _TARGETS[c.target]
+    return rpc.Compare(key=c.key, target=getattr(rpc.Compare, target), result=getattr(rpc.Compare, _RESULTS[c.op]),
+                       **{operand_field: c.operand})
 
 
 def _op_pb(op: Op) -> Any:
@@ -387,11 +376,8 @@ class EtcdKv:
             failure=[_op_pb(op) for op in failure],
         )
         resp = await self._unary("Txn", request, safe=retry_is_safe(compares, success, failure))
-        return TxnResult(
-            succeeded=bool(resp.succeeded),
-            revision=int(resp.header.revision),
-            responses=tuple(_op_response(r) for r in resp.responses),
-        )
+        responses = tuple(_op_response(r) for r in resp.responses)
+        return TxnResult(bool(resp.succeeded), int(resp.header.revision), responses)
 
     # ----------------------------------------------------------------------------- leases
     async def lease_grant(self, ttl: int) -> tuple[int, int]:
@@ -463,10 +449,9 @@ class EtcdKv:
                     if resp.canceled:
                         reason = f"watch canceled: {resp.cancel_reason}"
                         break
-                    if resp.created:
-                        if next_rev == 0:
-                            next_rev = int(resp.header.revision) + 1
-                    if not resp.events and not resp.created:
+                    if resp.created and next_rev == 0:
+                        next_rev = int(resp.header.revision) + 1  # "from now"
+                    elif not resp.events and not resp.created:
                         # progress notification: everything up to header.revision was sent
                         next_rev = max(next_rev, int(resp.header.revision) + 1)
                     for ev in resp.events:

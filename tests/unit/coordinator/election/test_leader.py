@@ -195,3 +195,25 @@ async def test_fenced_txn_always_guards_with_the_fence(tl: TimeLine) -> None:
     cfg = await tl.kv.get(b"/cfg")
     assert cfg is not None and cfg.value == b"v2"
     await s.close()
+
+
+async def test_an_error_raised_by_lead_while_stepping_down_does_not_crash_the_replica(tl: TimeLine) -> None:
+    terms: list[int] = []
+
+    async def lead(fence: Fence) -> None:
+        terms.append(fence.epoch)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    task = asyncio.create_task(run_elected(tl.kv, PREFIX, b"x", 2.0, lead, clock=tl.clock))
+    await tl.run_until(lambda: len(terms) == 1, limit=1.0)
+    tl.kv.set_partitioned(True)
+    await tl.run_for(2.5)
+    tl.kv.set_partitioned(False)
+    await tl.run_until(lambda: len(terms) == 2, limit=5.0)
+    assert not task.done()
+    assert terms[1] > terms[0]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
