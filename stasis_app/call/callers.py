@@ -80,7 +80,12 @@ class CallerActions:
         if c is None:
             return
         c.arrival_seq, c.position = m.arrival_seq, m.position
-        self.app.serial.run(c.call_id, lambda: self.ari.set_var(c.call_id, r.VAR_SEQ, str(m.arrival_seq)), "seq")
+
+        async def remember() -> None:
+            await self.ari.set_var(c.call_id, r.VAR_SEQ, str(m.arrival_seq))
+            await self.ari.set_var(c.call_id, "CLUSTERQ_POSITION", str(m.position))
+
+        self.app.serial.run(c.call_id, remember, "seq")
 
     def queue_media(self, m: node_pb2.QueueMedia) -> None:
         """Music class and exit context of the caller's queue."""
@@ -234,6 +239,9 @@ class CallerActions:
         if c is None:
             return
         c.position = m.position
+        # The position the caller was last told is also kept on its channel (CLUSTERQ_POSITION).
+        self.app.serial.run(c.call_id, lambda: self.ari.set_var(c.call_id, "CLUSTERQ_POSITION", str(m.position)),
+                            "position")
         self._play(c, announcement(m.position, m.estimated_wait, m.say_position, m.say_holdtime))
 
     def periodic(self, m: node_pb2.PeriodicAnnounce) -> None:
