@@ -97,8 +97,10 @@ async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
                         _say(f"throughput: saturating the leader for {settings.duration:.0f} s")
                         run.throughput = await throughput(lc, settings)
                     gaps = sum(n.seq_gaps for n in lc.nodes)
-                    if gaps:
-                        run.errors.append(f"load: {gaps} gaps in decision stamp sequences")
+                    refused = sum(n.client.refused for n in lc.nodes)
+                    if gaps or refused:
+                        run.errors.append(f"load: {gaps} gaps in decision stamp sequences, "
+                                          f"{refused} decisions of a stale epoch refused")
             except Exception as exc:
                 run.errors.append(f"load scenarios: {exc!r}")
                 traceback.print_exc()

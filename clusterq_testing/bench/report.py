@@ -74,8 +74,9 @@ def _latency_rows(points: list[LatencyPoint]) -> list[Row]:
         target, score = "", None
         if p.offered >= 20_000:
             target, score = "p99 <= 10 ms", _score(p.p99_ms, 10.0, False)
+        per_event = p.leader_cpu_share * 1e6 / p.achieved if p.achieved else math.inf
         detail = (f"sent {p.achieved:,.0f}/s, p50 {_ms(p.p50_ms)}, p99 {_ms(p.p99_ms)}, max {_ms(p.max_ms)}, "
-                  f"leader CPU {p.leader_cpu_share:.2f}")
+                  f"leader CPU {p.leader_cpu_share:.2f} ({per_event:,.0f} us/event)")
         if p.skipped or p.unanswered:
             detail += f", skipped {p.skipped:,} (too many in flight), unanswered {p.unanswered:,}"
         out.append(Row("2 latency", f"offered {p.offered:,.0f} events/s ({p.joins:,} joins timed)", detail,

@@ -48,7 +48,9 @@ class CallerActions:
                     await ari.answer(c.call_id)
                 await ari.set_var(c.call_id, r.VAR_JOINED, f"{c.joined_wall:.3f}")
                 await ari.set_var(c.call_id, r.VAR_ORDER, str(c.join_order))
-            if not c.args.ringing and c.state in (r.WAITING, r.RINGING):
+            # With a leader connected, music starts when its QueueMedia names the queue's class
+            # (so a queue with music off never starts any); without one, default music at once.
+            if not self.app.coord.connected and not c.args.ringing and c.state in (r.WAITING, r.RINGING):
                 await ari.start_moh(c.call_id, c.music_class)
                 c.moh_on = True
 
@@ -93,10 +95,22 @@ class CallerActions:
         if c is None:
             return
         c.exit_context = m.exit_context
-        if m.music_class and m.music_class != c.music_class:
-            c.music_class = m.music_class
-            if c.moh_on:
-                self.app.serial.run(c.call_id, lambda: self.ari.start_moh(c.call_id, c.music_class), "moh")
+        music = m.music_class if m.music_class not in ("", "none") else ""
+        changed = music != c.music_class or not c.moh_on
+        c.music_class = music
+        if c.args.ringing or c.state not in (r.WAITING, r.RINGING) or c.playback_id or not changed:
+            return
+
+        async def moh() -> None:
+            if not music:  # music off for this queue (music_class "none"): silence
+                if c.moh_on:
+                    c.moh_on = False
+                    await self.ari.stop_moh(c.call_id)
+                return
+            c.moh_on = True
+            await self.ari.start_moh(c.call_id, music)
+
+        self.app.serial.run(c.call_id, moh, "moh")
 
     def rejected(self, m: node_pb2.JoinReject) -> None:
         """The leader refused the join (unknown queue, full, joinempty...)."""
@@ -275,7 +289,7 @@ class CallerActions:
         if c is None or c.playback_id != playback_id:
             return
         c.playback_id = ""
-        if c.state in (r.WAITING, r.RINGING) and not c.args.ringing:
+        if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
             c.moh_on = True
             self.app.serial.run(c.call_id, lambda: self.ari.start_moh(c.call_id, c.music_class), "moh")
 
