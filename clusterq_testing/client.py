@@ -42,7 +42,7 @@ class AdminClient:
                 retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
                 if not retryable or asyncio.get_running_loop().time() > deadline:
                     raise
-                self._leader = hint if isinstance(hint, str) and hint and hint in self.addresses else None
+                self._leader = hint if isinstance(hint, str) and hint else None
                 i += 1
                 await asyncio.sleep(0.05 if self._leader else 0.2)
 

@@ -107,7 +107,8 @@ def _base_env() -> dict[str, str]:
 
 def coordinator_process(name: str, log_dir: Path, *, etcd_endpoints: Sequence[str], port: int,
                         queues_file: Path | None = None, lease_ttl: float = 2.0, node_ttl: float = 6.0,
-                        settle_time: float = 1.0, prefix: str = "/clusterq") -> ManagedProcess:
+                        settle_time: float = 1.0, prefix: str = "/clusterq",
+                        extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
     """A coordinator replica listening on 127.0.0.1:port."""
     env = _base_env()
     env.update({
@@ -121,6 +122,7 @@ def coordinator_process(name: str, log_dir: Path, *, etcd_endpoints: Sequence[st
     })
     if queues_file is not None:
         env["CLUSTERQ_QUEUES_FILE"] = str(queues_file)
+    env.update(extra_env or {})
     return ManagedProcess(name, [sys.executable, "-m", "coordinator"], env, log_dir / f"{name}.log")
 
 

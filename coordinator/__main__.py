@@ -20,10 +20,10 @@ log = logging.getLogger("coordinator")
 
 
 async def _follow_leader(state: ReplicaState, election: Election) -> None:
-    """Keep state.leader_address current (followers hand it to clients)."""
+    """Keep state.leader_address current (followers hand it to clients), also while leading:
+    a replica that steps down must point at its successor, not at itself."""
     async for info in election.observe():
-        if state.runtime is None:
-            state.leader_address = info.value.decode() if info is not None else ""
+        state.leader_address = info.value.decode() if info is not None else ""
 
 
 async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = None) -> None:
@@ -39,7 +39,8 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(run_elected(kv, store.election_prefix, settings.advertise_address.encode(),
-                                       settings.lease_ttl, partial(lead, state)))
+                                       settings.lease_ttl, partial(lead, state),
+                                       step_down_delay=settings.fault_step_down_delay))
             tg.create_task(_follow_leader(state, Election(kv, store.election_prefix)))
     finally:
         await server.stop(1.0)

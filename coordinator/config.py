@@ -33,6 +33,9 @@ class CoordinatorSettings:
     # Node-stream decision batching: flush when idle or after this many seconds.
     flush_interval: float = 0.002
     replica_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    # Fault injection for tests only (CLUSTERQ_FAULT_STEP_DOWN_DELAY): keep acting this long after
+    # the lease is known lost, to prove that fencing alone refuses a stale leader's work.
+    fault_step_down_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lease_ttl < 2.0:
@@ -72,4 +75,6 @@ class CoordinatorSettings:
             kw["settle_time"] = float(v)
         if v := e.get("CLUSTERQ_REPLICA_ID"):
             kw["replica_id"] = v
+        if v := e.get("CLUSTERQ_FAULT_STEP_DOWN_DELAY"):
+            kw["fault_step_down_delay"] = float(v)
         return cls(**kw)  # type: ignore[arg-type]

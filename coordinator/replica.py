@@ -80,7 +80,6 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
     for node in known_nodes:
         runtime.expect_node(node)
     state.runtime, state.fence = runtime, fence
-    state.leader_address = settings.advertise_address
     await state.set_leading(True)
     log.info("leading with epoch %d: %d queues, %d known nodes", fence.epoch, len(queues), len(known_nodes))
     try:

@@ -148,13 +148,17 @@ class CoordinatorClient:
                     log.info("connected to leader %s (epoch %d)", addr, self.highest_epoch)
                 elif kind == "decisions":
                     for dec in msg.decisions.decisions:
-                        if dec.stamp.epoch < self.highest_epoch:
-                            self.refused += 1
-                            log.warning("refused decision of stale epoch %d (highest %d)", dec.stamp.epoch,
-                                        self.highest_epoch)
-                            continue
-                        self.highest_epoch = dec.stamp.epoch
-                        self._on_decision(dec)
+                        self.deliver(dec)
+
+    def deliver(self, dec: node_pb2.Decision) -> bool:
+        """Execute a decision unless its epoch is older than the highest accepted (then refuse it)."""
+        if dec.stamp.epoch < self.highest_epoch:
+            self.refused += 1
+            log.warning("refused decision of stale epoch %d (highest %d)", dec.stamp.epoch, self.highest_epoch)
+            return False
+        self.highest_epoch = dec.stamp.epoch
+        self._on_decision(dec)
+        return True
 
     def close(self) -> None:
         """Stop reconnecting (the running stream ends when its task is cancelled)."""

@@ -99,9 +99,15 @@ class _Returned(Exception):
     """Internal: ends the leader TaskGroup when lead() returns."""
 
 
-async def _lead_until_lost(session: Session, fence: Fence, lead: Lead) -> Literal["lost", "returned"]:
+async def _lead_until_lost(session: Session, fence: Fence, lead: Lead,
+                           step_down_delay: float = 0.0) -> Literal["lost", "returned"]:
     async def watch_session() -> None:
         await session.lost.wait()
+        if step_down_delay:
+            # Fault injection (tests only): a leader that notices its loss late, as after a GC
+            # pause between a check and an action. Fencing alone must then refuse its work.
+            log.warning("fault injection: stepping down %.1f s late", step_down_delay)
+            await asyncio.sleep(step_down_delay)
         raise _Lost(session.lost_reason)
 
     async def run_lead() -> None:
@@ -144,7 +150,8 @@ async def _campaign(election: Election, session: Session, value: bytes, timing: 
 
 
 async def _term(kv: KvPort, election: Election, value: bytes, timing: ElectionTiming, lead: Lead,
-                on_state: OnState | None, clock: Clock) -> Literal["lost", "returned", "never"]:
+                on_state: OnState | None, clock: Clock,
+                step_down_delay: float = 0.0) -> Literal["lost", "returned", "never"]:
     """One session: campaign, lead until lost/returned, then resign and revoke."""
     session = Session(kv, timing.ttl, keepalive_interval=timing.keepalive_interval, clock=clock)
     fence: Fence | None = None
@@ -159,7 +166,7 @@ async def _term(kv: KvPort, election: Election, value: bytes, timing: ElectionTi
         if on_state is not None:
             on_state(True, fence.epoch)
         try:
-            return await _lead_until_lost(session, fence, lead)
+            return await _lead_until_lost(session, fence, lead, step_down_delay)
         finally:
             if on_state is not None:
                 on_state(False, fence.epoch)
@@ -185,6 +192,7 @@ async def run_elected(
     retry_backoff: float = 0.5,
     rejoin: bool = True,
     clock: Clock | None = None,
+    step_down_delay: float = 0.0,
 ) -> None:
     """Campaign forever; while leader run `lead(fence)`, cancelled the moment leadership is lost.
 
@@ -197,7 +205,7 @@ async def run_elected(
     clk = clock or MonotonicClock()
     election = Election(kv, prefix)
     while True:
-        outcome = await _term(kv, election, value, timing, lead, on_state, clk)
+        outcome = await _term(kv, election, value, timing, lead, on_state, clk, step_down_delay)
         if outcome == "returned":
             return
         if outcome == "lost" and not rejoin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
@@ -30,6 +31,7 @@ from coordinator.store.queue_store import StoredAgent
 
 # grpc ships no type information: servicer contexts are untyped here.
 Ctx: TypeAlias = Any
+log = logging.getLogger(__name__)
 
 
 async def _leader(state: ReplicaState, context: Ctx) -> LeaderRuntime:
@@ -43,6 +45,7 @@ async def _fenced(context: Ctx, write: asyncio.Future[None] | object) -> None:
     try:
         await write  # type: ignore[misc]
     except FenceLost:
+        log.warning("fenced write refused by etcd: this replica no longer holds the leader key")
         await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost during the write; retry on the new leader")
 
 
