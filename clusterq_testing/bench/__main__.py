@@ -18,6 +18,7 @@ from pathlib import Path
 
 from clusterq_testing.bench import report
 from clusterq_testing.bench.failover import failover
+from clusterq_testing.bench.floor import FloorPoint, measure_floor
 from clusterq_testing.bench.results import FailoverResult, LatencyPoint, MemoryResult, ThroughputResult
 from clusterq_testing.bench.scenarios import LoadSettings, latency_points, load_cluster, memory, throughput
 from clusterq_testing.etcd import EtcdCluster
@@ -48,6 +49,7 @@ class Run:
 
     def __init__(self) -> None:
         self.throughput: ThroughputResult | None = None
+        self.floor: list[FloorPoint] = []
         self.latency: list[LatencyPoint] = []
         self.memory: MemoryResult | None = None
         self.failover: FailoverResult | None = None
@@ -104,6 +106,13 @@ async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
             except Exception as exc:
                 run.errors.append(f"load scenarios: {exc!r}")
                 traceback.print_exc()
+        if "throughput" in only:
+            _say("gRPC floor: bare grpc.aio echo server, 1- and 64-event messages")
+            try:
+                run.floor = await measure_floor(logs)
+            except Exception as exc:
+                run.errors.append(f"gRPC floor: {exc!r}")
+                traceback.print_exc()
         if "memory" in only:
             _say(f"memory: {args.callers:,} waiting callers over 4 nodes")
             try:
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     asyncio.run(_scenarios(args, work, run))
     elapsed = time.monotonic() - started
-    table = report.rows(run.throughput, run.latency, run.memory, run.failover)
+    table = report.rows(run.throughput, run.floor, run.latency, run.memory, run.failover)
     problems = _log_problems(work / "logs") if (work / "logs").is_dir() else []
     info = [*report.machine(), ("load average before / after", f"{load_before} / {report.loadavg()}"),
             ("bench wall time", f"{elapsed:.0f} s"), ("command", "make bench  (python -m clusterq_testing.bench "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import __version__ as protobuf_version
 
+from clusterq_testing.bench.floor import FloorPoint
 from clusterq_testing.bench.results import (
     FailoverResult,
     LatencyPoint,
@@ -123,12 +124,19 @@ def _failover_rows(f: FailoverResult) -> list[Row]:
     return out
 
 
-def rows(throughput: ThroughputResult | None, latency: list[LatencyPoint], memory: MemoryResult | None,
-         failover: FailoverResult | None) -> list[Row]:
+def _floor_rows(floor: list[FloorPoint]) -> list[Row]:
+    return [Row("1 throughput", f"gRPC floor: bare grpc.aio echo, {p.events}-event messages (ping-pong)",
+                f"{p.messages_per_second:,.0f} msg/s, server CPU {p.server_cpu_us_per_message:,.0f} us/message "
+                f"= {p.server_cpu_us_per_event:,.1f} us/event") for p in floor]
+
+
+def rows(throughput: ThroughputResult | None, floor: list[FloorPoint], latency: list[LatencyPoint],
+         memory: MemoryResult | None, failover: FailoverResult | None) -> list[Row]:
     """Every row, in section order (sections that did not run are left out)."""
     out: list[Row] = []
     if throughput is not None:
         out += _throughput_rows(throughput)
+    out += _floor_rows(floor)
     out += _latency_rows(latency)
     if memory is not None:
         out += _memory_rows(memory)
