@@ -93,6 +93,8 @@ class LeaderRuntime:
         self._call_node: dict[str, str] = {}
         self._node_lost_at: dict[str, float] = {}
         self._wake = asyncio.Event()
+        self._dirty: set[NodeLink] = set()
+        self._flush_scheduled = False
         self.closed = False
         self.decisions_sent = 0
         self.events_applied = 0
@@ -107,10 +109,21 @@ class LeaderRuntime:
         elif isinstance(event, QueueDeleted):
             self.queues.pop(event.name, None)
         touched = self._route(decs)
-        for link in touched:
-            link.flush()
+        if touched:
+            # Coalesce: every decision produced in this loop iteration (a whole node batch, a
+            # timer burst) leaves in one stream message per node.
+            self._dirty |= touched
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_dirty)
         self._wake.set()
         return decs
+
+    def _flush_dirty(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for link in dirty:
+            link.flush()
 
     def _route(self, decs: list[Decision]) -> set[NodeLink]:
         touched: set[NodeLink] = set()
@@ -205,7 +218,7 @@ class LeaderRuntime:
     def _join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
         now = self.clock()
         arrival = seq if seq is not None else self.seqs.take()
-        ev = joined_event(msg, link.node_id, arrival, now - max(0.0, msg.waited))
+        ev = joined_event(msg, link.node_id, arrival, now - max(0.0, msg.waited), re_report=seq is not None)
         if isinstance(ev, BadNodeEvent):
             if ev.call_id:
                 self._reject_invalid(link, ev.call_id, ev.message)
@@ -220,7 +233,10 @@ class LeaderRuntime:
         from coordinator.queue import CallerStatus
 
         link.push(d.JoinRejected(call_id=call_id, status=CallerStatus.INVALID_ARGS, message=message))
-        link.flush()
+        self._dirty.add(link)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_dirty)
 
     # ---- timers ----------------------------------------------------------------------------
     async def run_timers(self) -> None:

@@ -82,9 +82,13 @@ class CallerJoined:
     caller_number: str = ""
     caller_name: str = ""
     arrival_seq: int | None = None
-    """None: the engine assigns one. An int: a re-report; kept, and the engine counter moves past it."""
+    """None: the engine assigns one. An int: kept, and the engine counter moves past it (the leader
+    allocates sequences itself so that they keep growing across leaders)."""
     joined_at: float | None = None
     """The original join time of a re-report; None = now."""
+    re_report: bool | None = None
+    """True: a caller re-reported to a new leader (admission checks and position overrides are not
+    applied again). None (default): a re-report exactly when arrival_seq is given."""
 
 
 @dataclass(frozen=True, slots=True)

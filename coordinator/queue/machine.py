@@ -12,6 +12,8 @@ agents are stale and ignored (they return no decisions).
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import heapq
 import itertools
 import random
@@ -225,7 +227,7 @@ class QueueEngine:
         if ev.node_id in st.lost_nodes:
             out.append(JoinRejected(ev.call_id, CallerStatus.UNAVAILABLE, f"node {ev.node_id} is marked lost"))
             return
-        re_report = ev.arrival_seq is not None
+        re_report = ev.arrival_seq is not None if ev.re_report is None else ev.re_report
         if not re_report:
             if q.config.maxlen and len(q.line) >= q.config.maxlen:
                 out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
@@ -239,12 +241,14 @@ class QueueEngine:
         if ev.arrival_seq is None:
             st.arrival_counter += 1
             seq = st.arrival_counter
-            order = q.line.order_for(ev.priority, ev.position, seq)
-            q.counters.on_arrival(now)
         else:
             seq = ev.arrival_seq
             st.arrival_counter = max(st.arrival_counter, seq)
-            order = seq  # an override is not re-applied on a re-report: the queue around it changed
+        if re_report:
+            order: int | Fraction = seq  # an override is not re-applied on a re-report: the queue around it changed
+        else:
+            order = q.line.order_for(ev.priority, ev.position, seq)
+            q.counters.on_arrival(now)
         st.uid_counter += 1
         joined_at = ev.joined_at if ev.joined_at is not None else now
         caller = CallerRec(

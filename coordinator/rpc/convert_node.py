@@ -47,7 +47,7 @@ def _check_id(value: str, what: str) -> str | None:
 
 
 def joined_event(
-    msg: node_pb2.CallJoined, node_id: str, arrival_seq: int, joined_at: float
+    msg: node_pb2.CallJoined, node_id: str, arrival_seq: int, joined_at: float, re_report: bool = False
 ) -> CallerJoined | BadNodeEvent:
     """Validate a CallJoined and build the engine event (arrival_seq assigned by the caller)."""
     if err := _check_id(msg.call_id, "call_id"):
@@ -74,6 +74,7 @@ def joined_event(
         caller_name=msg.caller_name,
         arrival_seq=arrival_seq,
         joined_at=joined_at,
+        re_report=re_report,
     )
 
 

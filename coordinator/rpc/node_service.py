@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 # grpc ships no type information: servicer contexts are untyped here.
 Ctx: TypeAlias = Any
 MAX_RESYNC_CALLS = 100_000
+MAX_MERGED = 1024
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
@@ -59,14 +60,24 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 registered=node_pb2.Registered(epoch=rt.epoch, leader=self.state.settings.advertise_address)))
             rt.register(link, reg)
             while True:
-                get = asyncio.ensure_future(link.outbox.get())
-                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
-                    break  # the node closed its side
-                msg = get.result()
+                if link.outbox.empty():
+                    get = asyncio.ensure_future(link.outbox.get())
+                    done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    if get not in done:
+                        get.cancel()
+                        break  # the node closed its side
+                    msg = get.result()
+                else:
+                    msg = link.outbox.get_nowait()
                 if msg is None:
                     break
+                # Merge whatever else is already waiting into this write (one message, fewer syscalls).
+                while not link.outbox.empty() and len(msg.decisions.decisions) < MAX_MERGED:
+                    nxt = link.outbox.get_nowait()
+                    if nxt is None:
+                        link.outbox.put_nowait(None)  # keep the end-of-stream sentinel for the next turn
+                        break
+                    msg.decisions.decisions.extend(nxt.decisions.decisions)
                 await context.write(msg)
         finally:
             reader.cancel()

@@ -35,7 +35,7 @@ def snapshot_pb(rt: LeaderRuntime, queue: str, include_callers: bool, now: float
             holdtime=s.holdtime_ewma, agents_logged_in=s.agents_logged_in, agents_available=s.agents_available,
             agents_paused=s.agents_paused, agents_busy=s.agents_busy))
         if include_callers:
-            for c in rt.engine.waiting_callers(s.queue)[:MAX_CALLERS_LISTED]:
+            for c in rt.engine.waiting_callers(s.queue, limit=MAX_CALLERS_LISTED):
                 snap.callers.append(admin_pb2.WaitingCaller(
                     call_id=c.call_id, node_id=c.node_id, position=c.position or 0, arrival_seq=c.arrival_seq,
                     priority=c.priority, waited=max(0.0, now - c.joined_at), state=c.state))
