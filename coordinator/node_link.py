@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from clusterq_proto.v1 import common_pb2, node_pb2
+from clusterq_proto.v1 import node_pb2
 from coordinator.queue import Decision
 from coordinator.rpc.convert_node import decision_pb
 
@@ -32,7 +32,7 @@ class NodeLink:
     def push(self, dec: Decision) -> None:
         """Stamp and queue one engine decision; sent at the next flush()."""
         self._seq += 1
-        msg = decision_pb(dec, common_pb2.Stamp(epoch=self.epoch, seq=self._seq))
+        msg = decision_pb(dec, self.epoch, self._seq)
         if msg is None:
             self._seq -= 1
             return
@@ -41,7 +41,8 @@ class NodeLink:
     def push_raw(self, msg: node_pb2.Decision) -> None:
         """Queue a ready-made decision (e.g. QueueMedia), stamping it."""
         self._seq += 1
-        msg.stamp.CopyFrom(common_pb2.Stamp(epoch=self.epoch, seq=self._seq))
+        msg.stamp.epoch = self.epoch
+        msg.stamp.seq = self._seq
         self._pending.append(msg)
 
     def flush(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from clusterq_proto.v1 import node_pb2
@@ -95,6 +96,8 @@ class LeaderRuntime:
         self._wake = asyncio.Event()
         self._dirty: set[NodeLink] = set()
         self._flush_scheduled = False
+        # When run_timers will wake next (inf: no deadline; -inf: it is running right now).
+        self._planned_wake = -math.inf
         self.closed = False
         self.decisions_sent = 0
         self.events_applied = 0
@@ -116,7 +119,10 @@ class LeaderRuntime:
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush_dirty)
-        self._wake.set()
+        # Wake the timer task only when this event created an earlier deadline than it sleeps to.
+        nd = self.engine.next_deadline()
+        if nd is not None and nd < self._planned_wake:
+            self._wake.set()
         return decs
 
     def _flush_dirty(self) -> None:
@@ -255,10 +261,12 @@ class LeaderRuntime:
             waits: list[float] = [x for x in [tick_at, *self._node_lost_at.values()] if x is not None]
             timeout = max(0.0, min(waits) - now) if waits else None
             self._wake.clear()
+            self._planned_wake = min(waits) if waits else math.inf
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+            self._planned_wake = -math.inf
 
     def close(self) -> None:
         """Leadership ended: close every node stream (nodes reconnect to the next leader)."""

@@ -109,38 +109,43 @@ def status_pb(status: CallerStatus) -> common_pb2.CallerStatus.ValueType:
     return common_pb2.CallerStatus.Value(f"CALLER_STATUS_{status.name}")
 
 
-def decision_pb(dec: Decision, stamp: common_pb2.Stamp) -> node_pb2.Decision | None:
-    """Convert one engine decision into the node-facing message (None: not for nodes)."""
-    out = node_pb2.Decision(stamp=stamp)
+def decision_pb(dec: Decision, epoch: int, seq: int) -> node_pb2.Decision | None:
+    """Convert one engine decision into the node-facing message (None: not for nodes).
+
+    Fields are assigned in place (no intermediate messages): this runs once per decision.
+    """
+    out = node_pb2.Decision()
+    out.stamp.epoch = epoch
+    out.stamp.seq = seq
     if isinstance(dec, d.JoinAccepted):
-        out.join_ack.CopyFrom(node_pb2.JoinAck(
-            call_id=dec.call_id, arrival_seq=dec.arrival_seq, position=dec.position,
-            estimated_wait=dec.estimated_wait))
-    elif isinstance(dec, d.JoinRejected):
-        out.join_reject.CopyFrom(node_pb2.JoinReject(
-            call_id=dec.call_id, status=status_pb(dec.status), message=dec.message))
+        m = out.join_ack
+        m.call_id, m.arrival_seq, m.position, m.estimated_wait = (
+            dec.call_id, dec.arrival_seq, dec.position, dec.estimated_wait)
     elif isinstance(dec, d.Offer):
-        out.offer.CopyFrom(node_pb2.Offer(
-            offer_id=dec.offer_id, call_id=dec.call_id, queue=dec.queue, agent_id=dec.agent_id,
-            endpoint=dec.endpoint, agent_node=dec.agent_node, caller_node=dec.caller_node,
-            ring_timeout=dec.ring_timeout, caller_number=dec.caller_number, caller_name=dec.caller_name))
+        o = out.offer
+        o.offer_id, o.call_id, o.queue, o.agent_id, o.endpoint = (
+            dec.offer_id, dec.call_id, dec.queue, dec.agent_id, dec.endpoint)
+        o.agent_node, o.caller_node, o.ring_timeout, o.caller_number, o.caller_name = (
+            dec.agent_node, dec.caller_node, dec.ring_timeout, dec.caller_number, dec.caller_name)
     elif isinstance(dec, d.Connect):
-        out.connect.CopyFrom(node_pb2.Connect(
-            offer_id=dec.offer_id, call_id=dec.call_id, agent_id=dec.agent_id,
-            caller_node=dec.caller_node, agent_node=dec.agent_node))
+        c = out.connect
+        c.offer_id, c.call_id, c.agent_id, c.caller_node, c.agent_node = (
+            dec.offer_id, dec.call_id, dec.agent_id, dec.caller_node, dec.agent_node)
     elif isinstance(dec, d.CancelOffer):
-        out.cancel_offer.CopyFrom(node_pb2.CancelOffer(
-            offer_id=dec.offer_id, call_id=dec.call_id, reason=dec.reason))
+        x = out.cancel_offer
+        x.offer_id, x.call_id, x.reason = dec.offer_id, dec.call_id, dec.reason
+    elif isinstance(dec, d.JoinRejected):
+        r = out.join_reject
+        r.call_id, r.status, r.message = dec.call_id, status_pb(dec.status), dec.message
     elif isinstance(dec, d.CallerExit):
-        out.continue_in_dialplan.CopyFrom(node_pb2.ContinueInDialplan(
-            call_id=dec.call_id, status=status_pb(dec.status), wait_time=dec.wait_time,
-            position=dec.position))
+        e = out.continue_in_dialplan
+        e.call_id, e.status, e.wait_time, e.position = dec.call_id, status_pb(dec.status), dec.wait_time, dec.position
     elif isinstance(dec, d.Announce):
-        out.announce.CopyFrom(node_pb2.Announce(
-            call_id=dec.call_id, position=dec.position, estimated_wait=dec.estimated_wait,
-            say_position=dec.say_position, say_holdtime=dec.say_holdtime))
+        a = out.announce
+        a.call_id, a.position, a.estimated_wait, a.say_position, a.say_holdtime = (
+            dec.call_id, dec.position, dec.estimated_wait, dec.say_position, dec.say_holdtime)
     elif isinstance(dec, d.PeriodicAnnounce):
-        out.periodic_announce.CopyFrom(node_pb2.PeriodicAnnounce(call_id=dec.call_id, prompt=dec.prompt))
+        out.periodic_announce.call_id, out.periodic_announce.prompt = dec.call_id, dec.prompt
     else:
         return None
     return out
