@@ -30,8 +30,11 @@ test-unit: provision
 run: provision
 	$(PY) -m clusterq_testing.demo
 
+# Benchmarks print figures and ratios (they are not tests): the coordinator alone over real gRPC with
+# simulated nodes, then clusterq beside Asterisk's own app_queue on one real Asterisk.
 bench: provision
-	$(PY) -m clusterq_testing.bench
+	$(PY) -m clusterq_testing.bench --markdown docs/benchmarks-latest.md
+	$(PY) -m clusterq_testing.bench_asterisk
 
 clean:
 	rm -rf .venv .cache .mypy_cache .ruff_cache .pytest_cache

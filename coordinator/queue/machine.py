@@ -12,11 +12,10 @@ agents are stale and ignored (they return no decisions).
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import heapq
 import itertools
 import random
+from fractions import Fraction
 
 from coordinator.queue.admission import EMPTY, initial_band, join_args_problem, leave_when_empty, member_status
 from coordinator.queue.decisions import (
