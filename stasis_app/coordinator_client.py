@@ -63,6 +63,8 @@ class CoordinatorClient:
         # Incremented per stream; the request generator of an older (dead) stream may still be
         # waiting for events and must never consume the current stream's events.
         self._generation = 0
+        # Set by request_reregister(): the current stream is closed and a fresh Register follows.
+        self._reregister = False
 
     def send(self, event: node_pb2.NodeEvent) -> None:
         """Queue one event for the current stream (dropped if none: the next Register covers it)."""
@@ -73,6 +75,13 @@ class CoordinatorClient:
         event.at = time.time()
         self._pending.append(event)
         self._wake.set()
+
+    def request_reregister(self) -> None:
+        """Close the current stream so the next one starts with a fresh Register snapshot (used when
+        a restarted node adopts callers whose arrival sequence a CallJoined event cannot carry)."""
+        if self._accepting:
+            self._reregister = True
+            self._wake.set()
 
     async def run(self) -> None:
         """Connect, stream, and reconnect with jittered backoff until close()."""
@@ -127,6 +136,10 @@ class CoordinatorClient:
                     while not self._pending or generation != self._generation:
                         if generation != self._generation:
                             return  # a newer stream exists: never take its events
+                        if self._reregister:
+                            self._reregister = False
+                            log.info("re-registering with a fresh snapshot")
+                            return  # half-close: the leader ends the stream, run() reconnects
                         self._wake.clear()
                         await self._wake.wait()
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]

@@ -4,7 +4,13 @@ State changes happen synchronously in one consumer loop (ARI events) and in the 
 (same asyncio loop), so they never interleave; the ARI requests they cause run per call in order
 (KeyedSerializer) and concurrently across calls. Asterisk is the source of truth after a restart:
 the caller's arrival sequence and join time live in channel variables (records.VAR_*), so a
-restarted app re-adopts its callers with their place (see resync()).
+restarted app re-adopts its callers with their place (call/resync.py). The coordinator stream is
+opened only after the first resync (bounded by FIRST_RESYNC_WAIT), so the first Register already
+carries every adopted caller with its arrival sequence.
+
+Without a coordinator, callers keep their music for `grace` seconds; then the waiting ones leave
+with UNAVAILABLE, unanswered agent legs are hung up, and until a coordinator is back new callers
+leave at once with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -15,18 +21,20 @@ import time
 
 from clusterq_proto.v1 import node_pb2
 from stasis_app.ari import events as ev
-from stasis_app.ari.port import AriError, AriPort
+from stasis_app.ari.port import AriPort
 from stasis_app.call import records as r
-from stasis_app.call.agent_legs import AgentLegs
+from stasis_app.call.agent_legs import UNANSWERED, AgentLegs
 from stasis_app.call.args import BadArgs, parse_args
 from stasis_app.call.callers import CallerActions
+from stasis_app.call.resync import RESERVED_FIRST_ARGS, Reconciler
 from stasis_app.call.serial import KeyedSerializer
 from stasis_app.config import StasisSettings
 from stasis_app.coordinator_client import CoordinatorClient
 
 log = logging.getLogger(__name__)
 
-RESERVED_FIRST_ARGS = {"agentleg", "inbound", "trunk"}
+# Longest wait for Asterisk before the coordinator stream opens anyway (e.g. Asterisk is down).
+FIRST_RESYNC_WAIT = 5.0
 
 
 class NodeApp:
@@ -44,13 +52,16 @@ class NodeApp:
         self.legs = AgentLegs(self)
         self._join_order = 0
         self._grace_task: asyncio.Task[None] | None = None
+        # True once no coordinator was reachable for the grace time, until one is again.
+        self.unavailable = False
         self.ready = asyncio.Event()
+        self.first_resync = asyncio.Event()
         self._stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         """Run the ARI adapter, the coordinator stream and the event loop until cancelled or replaced."""
-        tasks = [asyncio.ensure_future(self.ari.run()), asyncio.ensure_future(self.coord.run()),
+        tasks = [asyncio.ensure_future(self.ari.run()), asyncio.ensure_future(self._coordinator()),
                  asyncio.ensure_future(self._consume()), asyncio.ensure_future(self._stopped.wait())]
         self._start_grace()
         try:
@@ -64,6 +75,14 @@ class NodeApp:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.serial.cancel_all()
+
+    async def _coordinator(self) -> None:
+        try:
+            await asyncio.wait_for(self.first_resync.wait(), FIRST_RESYNC_WAIT)
+        except TimeoutError:
+            log.warning("Asterisk not reachable after %.0f s: connecting to the coordinator anyway",
+                        FIRST_RESYNC_WAIT)
+        await self.coord.run()
 
     async def _consume(self) -> None:
         async for event in self.ari.events():
@@ -96,6 +115,7 @@ class NodeApp:
     def on_coordinator(self, connected: bool) -> None:
         """Stream up or down: unanswered offers of an old leader are void; start/stop the grace timer."""
         if connected:
+            self.unavailable = False
             if self._grace_task is not None:
                 self._grace_task.cancel()
                 self._grace_task = None
@@ -113,12 +133,17 @@ class NodeApp:
 
     async def _grace(self) -> None:
         await asyncio.sleep(self.settings.grace)
-        log.warning("no coordinator for %.0f s: giving %d callers back to the dialplan", self.settings.grace,
-                    len(self.callers))
-        for c in list(self.callers.values()):
-            if c.state in (r.WAITING, r.RINGING):
-                self.actions.leave(c, "UNAVAILABLE")
         self._grace_task = None
+        if self.coord.connected:
+            return
+        self.unavailable = True
+        waiting = [c for c in self.callers.values() if c.state in (r.WAITING, r.RINGING)]
+        log.warning("no coordinator for %.1f s: giving %d waiting callers back to the dialplan (UNAVAILABLE)",
+                    self.settings.grace, len(waiting))
+        for c in waiting:
+            self.actions.leave(c, "UNAVAILABLE")
+        # Nobody can Connect an answered agent leg now: release the agents.
+        self.legs.drop_stale(UNANSWERED)
 
     def on_decision(self, dec: node_pb2.Decision) -> None:
         """Execute one decision of the leader (already checked against the highest epoch)."""
@@ -131,10 +156,19 @@ class NodeApp:
         elif kind == "join_reject":
             self.actions.rejected(dec.join_reject)
         elif kind == "offer":
+            if self._gone_caller(dec.offer.caller_node, dec.offer.call_id):
+                # The leader still holds a caller of ours that is gone (it hung up while this process
+                # was down, so nobody reported it): tell it, and ring nobody for it.
+                self.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=dec.offer.call_id, reason="hangup")))
+                return
             self.legs.offer(dec.offer, epoch)
             if dec.offer.caller_node == self.node_id:
                 self.actions.offered(dec.offer)
         elif kind == "connect":
+            if self._gone_caller(dec.connect.caller_node, dec.connect.call_id):
+                # Same for a connect: end the call at once so the leader frees the agent.
+                self.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
+                    call_id=dec.connect.call_id, offer_id=dec.connect.offer_id, agent_hung_up=False)))
             self.legs.connect(dec.connect)
         elif kind == "cancel_offer":
             self.legs.cancel(dec.cancel_offer)
@@ -145,6 +179,9 @@ class NodeApp:
             self.actions.announce(dec.announce)
         elif kind == "periodic_announce":
             self.actions.periodic(dec.periodic_announce)
+
+    def _gone_caller(self, caller_node: str, call_id: str) -> bool:
+        return caller_node == self.node_id and call_id not in self.callers
 
     # ---- ARI side --------------------------------------------------------------------------
     async def on_ari_event(self, event: ev.AriEvent) -> None:
@@ -177,25 +214,36 @@ class NodeApp:
             token = e.args[1] if len(e.args) >= 2 else e.channel.dialplan_exten
             self.actions.inbound(e.channel.id, token.removeprefix("cq-"))
         else:
-            self._new_caller(e.channel, e.args, adopted_seq=0, joined_wall=time.time(), order=None, adopted=False)
+            c = self.add_caller(e.channel, e.args)
+            if c is not None:
+                self.actions.start(c, adopted=False)
 
-    def _new_caller(self, ch: ev.ChannelInfo, args: tuple[str, ...], adopted_seq: int, joined_wall: float,
-                    order: int | None, adopted: bool) -> None:
+    def add_caller(self, ch: ev.ChannelInfo, args: tuple[str, ...], adopted: r.Adopted | None = None
+                   ) -> r.Caller | None:
+        """Record a caller (new, or adopted from its channel variables); None when it was sent
+        straight back to the dialplan (invalid arguments, or no coordinator for the grace time)."""
         parsed = parse_args(args)
         if isinstance(parsed, BadArgs) or (args and args[0] in RESERVED_FIRST_ARGS):
             msg = parsed.message if isinstance(parsed, BadArgs) else f"{args[0]} is a reserved name"
             log.info("caller %s: invalid Stasis args %r: %s", ch.id, args, msg)
             self.actions.reject_early(ch.id, "INVALID_ARGS", msg)
-            return
+            return None
+        if adopted is None and self.unavailable:
+            self.actions.reject_early(ch.id, "UNAVAILABLE", "no coordinator reachable")
+            return None
+        order = adopted.join_order if adopted is not None else None
         if order is None:
             self._join_order += 1
             order = self._join_order
         else:
             self._join_order = max(self._join_order, order)
         c = r.Caller(call_id=ch.id, args=parsed, caller_number=ch.caller_number, caller_name=ch.caller_name,
-                     join_order=order, joined_wall=joined_wall, arrival_seq=adopted_seq)
+                     join_order=order, joined_wall=adopted.joined_wall if adopted else time.time())
+        if adopted is not None:
+            c.arrival_seq, c.position, c.told_position = adopted.arrival_seq, adopted.position, adopted.position
+            c.music_class, c.exit_context = adopted.music_class, adopted.exit_context
         self.callers[c.call_id] = c
-        self.actions.start(c, adopted=adopted)
+        return c
 
     def _channel_gone(self, channel_id: str, cause: int) -> None:
         c = self.callers.get(channel_id)
@@ -206,48 +254,8 @@ class NodeApp:
         self.actions.peer_gone(channel_id)
 
     async def resync(self) -> None:
-        """After (re)connecting to ARI: adopt channels we do not know, forget the vanished ones."""
+        """After (re)connecting to ARI: reconcile with Asterisk (call/resync.py)."""
         try:
-            channels = await self.ari.list_channels()
-        except AriError as exc:
-            log.warning("resync: cannot list channels: %s", exc)
-            return
-        present = {ch.id for ch in channels}
-        for call_id in [cid for cid in self.callers if cid not in present]:
-            self.actions.caller_gone(self.callers[call_id])
-        self.legs.forget_missing(present)
-        for ch in channels:
-            if ch.id in self.callers or self.legs.owns(ch.id):
-                continue
-            await self._adopt(ch)
-
-    async def _adopt(self, ch: ev.ChannelInfo) -> None:
-        parts = ch.app_data.split(",")
-        if not parts or parts[0] != self.settings.app:
-            return
-        args = tuple(parts[1:])
-        if args and args[0] in RESERVED_FIRST_ARGS:
-            # A leg of a call this process no longer tracks: the leader re-offers its caller.
-            await self._quiet_hangup(ch.id)
-            return
-        seq_s = await self._var(ch.id, r.VAR_SEQ)
-        joined_s = await self._var(ch.id, r.VAR_JOINED)
-        order_s = await self._var(ch.id, r.VAR_ORDER)
-        try:
-            seq, joined, order = int(seq_s or 0), float(joined_s or time.time()), int(order_s or 0)
-        except ValueError:
-            seq, joined, order = 0, time.time(), 0
-        log.info("adopting caller %s (seq %d)", ch.id, seq)
-        self._new_caller(ch, args, adopted_seq=seq, joined_wall=joined, order=order or None, adopted=True)
-
-    async def _var(self, channel_id: str, name: str) -> str | None:
-        try:
-            return await self.ari.get_var(channel_id, name)
-        except AriError:
-            return None
-
-    async def _quiet_hangup(self, channel_id: str) -> None:
-        try:
-            await self.ari.hangup(channel_id)
-        except AriError:
-            pass
+            await Reconciler(self).run()
+        finally:
+            self.first_resync.set()

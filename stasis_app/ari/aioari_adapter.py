@@ -48,7 +48,9 @@ from stasis_app.ari.events import (
     AriConnected,
     AriDisconnected,
     AriEvent,
+    BridgeInfo,
     ChannelInfo,
+    bridge_info,
     channel_info,
     decode,
     in_stasis_app,
@@ -433,6 +435,10 @@ class AioAriAdapter:
             ):
                 found.append(channel_info(raw))
         return found
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        """Every bridge on the node with its member channels."""
+        return [bridge_info(raw) for raw in await self._call("bridges", "list") or ()]
 
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         """Send DTMF digits to the channel."""

@@ -41,6 +41,7 @@ __all__ = [
     "AriConnected",
     "AriDisconnected",
     "AriEvent",
+    "BridgeInfo",
     "ChannelDestroyed",
     "ChannelEnteredBridge",
     "ChannelHangupRequested",
@@ -53,6 +54,7 @@ __all__ = [
     "PlaybackStarted",
     "StasisEnd",
     "StasisStart",
+    "bridge_info",
     "channel_info",
     "decode",
     "failure_reason",
@@ -75,6 +77,15 @@ class ChannelInfo:
     dialplan_exten: str
     app_data: str
     creation_time: datetime
+
+
+@dataclass(frozen=True)
+class BridgeInfo:
+    """A snapshot of one bridge: its id, name and member channels (`GET /bridges`)."""
+
+    id: str
+    name: str
+    channel_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -241,6 +252,12 @@ def channel_info(raw: Mapping[str, Any]) -> ChannelInfo:
         app_data=str(dialplan.get("app_data", "")),
         creation_time=datetime.fromisoformat(str(raw["creationtime"])),
     )
+
+
+def bridge_info(raw: Mapping[str, Any]) -> BridgeInfo:
+    """Decode an ARI `Bridge` JSON object."""
+    return BridgeInfo(id=str(raw["id"]), name=str(raw.get("name", "")),
+                      channel_ids=tuple(str(c) for c in raw.get("channels", ())))
 
 
 def _target_channel(playback: Mapping[str, Any]) -> str | None:

@@ -2,15 +2,18 @@
 
 Two faces: the `AriPort` methods the app calls, and a driver API the test calls to play the outside
 world (`caller_enters`, `caller_hangs_up`, `press_dtmf`, `finish_playback`, `answer_leg`, `fail_leg`,
-`drop_connection`, `restore_connection`, `replace_application`, `restart_asterisk`). Tests inspect the
-state (`channels`, `bridges`, `playbacks`, `originations`, `continued`).
+`drop_connection`, `restore_connection`, `replace_application`, `restart_asterisk`, `successor`).
+Tests inspect the state (`channels`, `bridges`, `playbacks`, `originations`, `continued`).
 
 Event sequences, errors and status codes copy what Asterisk 22.10.1 did (see events.py and port.py):
 our own hangup -> ChannelHangupRequested(32), [PlaybackFinished], [ChannelLeftBridge], StasisEnd,
 [ChannelDestroyed(16) for originated channels]; a remote hangup the same with its cause; answer ->
 ChannelStateChanged(Up); ring and MOH emit nothing. Originated legs follow `OriginateOutcome`.
-Not modelled: Local `;2` halves, media timing (playbacks end when the test says so), the channel
-control queue (ARI runs a channel's commands one by one, e.g. `continue` waits behind a playback).
+The channel control queue is modelled for playbacks: ARI runs a channel's synchronous commands
+(answer, set variable, add to bridge, continue) on the channel's own thread, so while a playback plays
+on a channel they only return once it ended (seen on Asterisk 22: a variable set during a prompt is
+applied when the prompt ends). Playback, MOH, ring, hangup and stop_playback are not held back.
+Not modelled: Local `;2` halves, media timing (playbacks end when the test says so), REST timeouts.
 Events raised while disconnected are lost, like on a real websocket drop.
 """
 
@@ -19,11 +22,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from stasis_app.ari import events as ev
+from stasis_app.ari.fake_model import (
+    Continued,
+    FakeBridge,
+    FakeChannel,
+    FakePlayback,
+    Originated,
+    OriginateOutcome,
+)
 from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, EventStream
 
 __all__ = [
@@ -31,88 +40,6 @@ __all__ = [
 ]
 
 _NOT_IN_STASIS = "Channel not in Stasis application"
-
-
-class OriginateOutcome(StrEnum):
-    """What happens to an originated leg (as observed on Asterisk 22 for a Local/ or SIP endpoint)."""
-
-    PENDING = "pending"  # keeps ringing until the test calls answer_leg / fail_leg
-    ANSWER = "answer"
-    BUSY = "busy"
-    CONGESTION = "congestion"
-    NOANSWER = "noanswer"  # the originate timeout expired
-    UNREACHABLE = "unreachable"  # e.g. no such extension: ChannelDestroyed(0) without any Dial
-
-
-@dataclass
-class FakeChannel:
-    """One channel's mutable state (read it in tests; change it only through the driver API)."""
-
-    id: str
-    name: str
-    state: str
-    caller_number: str = ""
-    caller_name: str = ""
-    context: str = ""
-    exten: str = ""
-    app_data: str = ""
-    creation_time: datetime = field(default_factory=lambda: datetime.now(UTC))
-    in_stasis: bool = False
-    originated: bool = False  # subscribed by originate: ChannelDestroyed is delivered too
-    ringing: bool = False
-    moh_class: str | None = None
-    bridge_id: str | None = None
-    variables: dict[str, str] = field(default_factory=dict)
-    dtmf_sent: list[str] = field(default_factory=list)
-
-    def info(self) -> ev.ChannelInfo:
-        """This channel as the typed snapshot events carry."""
-        return ev.ChannelInfo(
-            self.id, self.name, self.state, self.caller_number, self.caller_name,
-            self.context, self.exten, self.app_data, self.creation_time,
-        )
-
-
-@dataclass
-class FakeBridge:
-    """A mixing bridge and its members in join order."""
-
-    id: str
-    name: str
-    channels: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FakePlayback:
-    """A playback in progress."""
-
-    id: str
-    channel_id: str
-    media: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Originated:
-    """One `originate` request as the app made it."""
-
-    endpoint: str
-    channel_id: str
-    app_args: tuple[str, ...]
-    caller_id: str
-    timeout: int
-    variables: Mapping[str, str]
-    formats: str | None
-    other_channel_id: str | None
-
-
-@dataclass(frozen=True)
-class Continued:
-    """One `continue_in_dialplan` request."""
-
-    channel_id: str
-    context: str | None
-    extension: str | None
-    priority: int | None
 
 
 class FakeAri:
@@ -126,6 +53,7 @@ class FakeAri:
         self._ids = itertools.count(1)
         self._events = EventStream()
         self._done = asyncio.Event()
+        self._playback_ended = asyncio.Event()  # pulsed (set, then replaced) whenever a playback ends
         self.connected = False
         self.stood_down = False
         self._ever_connected = False
@@ -211,6 +139,19 @@ class FakeAri:
         """A playback reaches its end."""
         playback = self.playbacks.pop(playback_id)
         self._emit(ev.PlaybackFinished(playback.id, playback.channel_id))
+        self._playback_ended.set()
+        self._playback_ended = asyncio.Event()
+
+    def successor(self) -> FakeAri:
+        """Another client of this same Asterisk (a restarted or replacing stasis app): it shares the
+        channels, bridges and playbacks; drive the world through it from now on. Not connected yet:
+        its `run()` connects (first AriConnected with resync=False, as for a fresh process).
+        `originations` are shared too (Asterisk keeps an originated leg's app args)."""
+        other = FakeAri(self.node_id, self.app, now=self._now)
+        other.channels, other.bridges, other.playbacks = self.channels, self.bridges, self.playbacks
+        other.originations = self.originations
+        other._ids = self._ids
+        return other
 
     def answer_leg(self, channel_id: str) -> None:
         """The originated leg answers: Up, Dial(ANSWER), StasisStart with the originate's app args."""
@@ -243,7 +184,7 @@ class FakeAri:
 
     async def answer(self, channel_id: str) -> None:
         """Answer: ChannelStateChanged(Up) unless already up."""
-        chan = self._stasis(channel_id)
+        chan = await self._control(channel_id)
         if chan.state != "Up":
             chan.state = "Up"
             self._emit(ev.ChannelStateChanged(chan.info()))
@@ -277,8 +218,8 @@ class FakeAri:
             self.finish_playback(playback_id)
 
     async def set_var(self, channel_id: str, name: str, value: str) -> None:
-        """Set a channel variable."""
-        self._stasis(channel_id).variables[name] = value
+        """Set a channel variable (waits behind a playback of the channel)."""
+        (await self._control(channel_id)).variables[name] = value
 
     async def get_var(self, channel_id: str, name: str) -> str | None:
         """Read a channel variable (any channel); None when unset or empty."""
@@ -287,7 +228,7 @@ class FakeAri:
     async def continue_in_dialplan(self, channel_id: str, context: str | None = None,
                                    extension: str | None = None, priority: int | None = None) -> None:
         """Leave Stasis for the dialplan: [ChannelLeftBridge], StasisEnd; the channel lives on."""
-        chan = self._stasis(channel_id)
+        chan = await self._control(channel_id)
         self.continued.append(Continued(chan.id, context, extension, priority))
         self._leave_bridge(chan)
         chan.in_stasis = False
@@ -336,6 +277,8 @@ class FakeAri:
         if bridge is None:
             raise AriError(404, "Bridge not found")
         ids = ",".join(channel_ids)
+        for cid in channel_ids:
+            await self._after_playbacks(cid)
         chans = [self.channels.get(cid) for cid in channel_ids]
         if any(chan is None for chan in chans):
             raise ChannelGone(ids, 400, "Channel not found")
@@ -359,6 +302,11 @@ class FakeAri:
         """Channels in our Stasis app."""
         self._check_connected("list_channels")
         return [chan.info() for chan in self.channels.values() if chan.in_stasis]
+
+    async def list_bridges(self) -> list[ev.BridgeInfo]:
+        """Every bridge with its members in join order."""
+        self._check_connected("list_bridges")
+        return [ev.BridgeInfo(b.id, b.name, tuple(b.channels)) for b in self.bridges.values()]
 
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         """Send DTMF to the channel (recorded in `dtmf_sent`)."""
@@ -390,6 +338,16 @@ class FakeAri:
         if chan is None:
             raise ChannelGone(channel_id)
         return chan
+
+    async def _after_playbacks(self, channel_id: str) -> None:
+        while any(p.channel_id == channel_id for p in self.playbacks.values()):
+            await self._playback_ended.wait()
+
+    async def _control(self, channel_id: str) -> FakeChannel:
+        """A synchronous command: it runs once no playback plays on the channel any more."""
+        self._stasis(channel_id)
+        await self._after_playbacks(channel_id)
+        return self._stasis(channel_id)
 
     def _stasis(self, channel_id: str) -> FakeChannel:
         chan = self._get(channel_id)

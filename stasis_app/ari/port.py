@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from stasis_app.ari.events import AriEvent, ChannelInfo
+from stasis_app.ari.events import AriEvent, BridgeInfo, ChannelInfo
 
 __all__ = [
     "AriError",
@@ -238,6 +238,10 @@ class AriPort(Protocol):
 
     async def list_channels(self) -> list[ChannelInfo]:
         """The channels currently in OUR Stasis app (dialplan app `Stasis`, data `<app>` / `<app>,...`)."""
+        ...
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        """Every bridge on the node with its member channels (a restarted app finds its calls)."""
         ...
 
     async def send_dtmf(self, channel_id: str, digits: str) -> None:

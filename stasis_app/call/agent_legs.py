@@ -16,13 +16,15 @@ import math
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
-from stasis_app.ari.port import AriError
+from stasis_app.ari.port import AriError, AriUnavailable
 from stasis_app.call.records import AgentLeg
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
 
 log = logging.getLogger(__name__)
+
+UNANSWERED = 2**63  # drop_stale(UNANSWERED): every unanswered leg, whatever its epoch
 
 
 def failure_reason(cause: int) -> str:
@@ -32,6 +34,10 @@ def failure_reason(cause: int) -> str:
     if cause in (0, 16, 18, 19, 102, -1):
         return "noanswer"
     return "unavailable"
+
+
+def _agent_key(leg: AgentLeg) -> str:
+    return f"agent/{leg.agent_id}"
 
 
 def _caller_id(name: str, number: str) -> str:
@@ -76,7 +82,7 @@ class AgentLegs:
                 except AriError:
                     pass
 
-        self.app.serial.run(leg.offer_id, down, "hangup-leg")
+        self.app.serial.run(_agent_key(leg), down, "hangup-leg")
 
     def offer(self, m: node_pb2.Offer, epoch: int) -> None:
         """Ring the agent if it is homed on this node."""
@@ -94,13 +100,22 @@ class AgentLegs:
                     endpoint=m.endpoint, channel_id=leg.channel_id, app_args=["agentleg", m.offer_id],
                     caller_id=_caller_id(m.caller_name, m.caller_number), timeout=max(1, math.ceil(m.ring_timeout)),
                     formats="ulaw" if local else None)
+            except AriUnavailable as exc:
+                # Asterisk is unreachable (reconnecting): do not fail the offer at once, or the leader
+                # would re-offer this agent at once and fail again, in a tight loop for the whole
+                # outage. The leg stays "ringing" without a channel until the leader's ring timeout
+                # cancels it (the agent is then offered again, by then usually with Asterisk back).
+                log.info("originate %s for offer %s: Asterisk unavailable (%s)", m.endpoint, m.offer_id, exc)
             except AriError as exc:
                 log.info("originate %s for offer %s failed: %s", m.endpoint, m.offer_id, exc)
                 if self.legs.get(leg.offer_id) is leg and leg.state == "ringing":
                     self._forget(leg)
                     self._report_failed(leg, "unavailable")
 
-        self.app.serial.run(leg.offer_id, ring, "ring")
+        # Per agent, not per offer: a new offer for this agent rings only once the hangup of its
+        # previous leg (e.g. a stale offer of an old leader) went out, so one agent never has two
+        # legs ringing at once.
+        self.app.serial.run(_agent_key(leg), ring, "ring")
 
     def answered(self, channel_id: str, offer_id: str) -> None:
         """The agent picked up (its leg entered our app): report it and wait for Connect."""
@@ -139,9 +154,14 @@ class AgentLegs:
             self._by_channel[leg.trunk_channel] = leg.offer_id
 
             async def trunk() -> None:
-                await self.ari.originate(
-                    endpoint=f"{self.app.settings.trunk_tech}/cq-{m.offer_id}@{m.caller_node}",
-                    channel_id=leg.trunk_channel, app_args=["trunk", m.offer_id], timeout=10)
+                try:
+                    await self.ari.originate(
+                        endpoint=f"{self.app.settings.trunk_tech}/cq-{m.offer_id}@{m.caller_node}",
+                        channel_id=leg.trunk_channel, app_args=["trunk", m.offer_id], timeout=10)
+                except AriError as exc:
+                    log.warning("trunk leg for offer %s to node %s failed: %s", m.offer_id, m.caller_node, exc)
+                    if self.legs.get(leg.offer_id) is leg:
+                        self.channel_gone(leg.trunk_channel, -1)
 
             self.app.serial.run(leg.offer_id, trunk, "trunk")
         elif m.caller_node == me:
@@ -192,16 +212,39 @@ class AgentLegs:
             # Either end of a cross-node call hung up: take down the other half on this node.
             other = leg.trunk_channel if channel_id == leg.channel_id else leg.channel_id
             self._hangup(leg, other)
+            if leg.trunk_channel and not leg.bridge_id:
+                # The cross-node path never came up (trunk failed, or the agent hung up while it was
+                # being dialled): the caller's node waits for a trunk leg that will not come. The
+                # leader releases the caller (CONTINUE) and starts the agent's wrap-up.
+                self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
+                    call_id=leg.call_id, offer_id=leg.offer_id, agent_hung_up=True)))
 
     def drop_stale(self, epoch: int) -> None:
-        """A new leader: unanswered legs of older leaders are void (the new leader re-offers)."""
+        """A new leader: unanswered legs of older leaders are void (the new leader re-offers).
+        `drop_stale(UNANSWERED)` voids every unanswered leg (no coordinator for the grace time)."""
         for leg in [x for x in self.legs.values() if x.epoch < epoch and x.state in ("ringing", "answered")]:
             self._forget(leg)
             leg.state = "cancelled"
             self._hangup(leg, leg.channel_id)
 
+    def adopt_connected(self, offer_id: str, channel_id: str, call_id: str, agent_id: str, trunk_channel: str,
+                        bridge_id: str) -> None:
+        """A restarted app found one of its agent legs bridged: track it so hangups tear down."""
+        leg = AgentLeg(offer_id=offer_id, call_id=call_id, agent_id=agent_id, channel_id=channel_id,
+                       caller_node="", epoch=0, state="connected", trunk_channel=trunk_channel,
+                       bridge_id=bridge_id)
+        self.legs[offer_id] = leg
+        self._by_channel[channel_id] = offer_id
+        if trunk_channel:
+            self._by_channel[trunk_channel] = offer_id
+
     def forget_missing(self, present: set[str]) -> None:
-        """After an ARI resync: legs whose channels vanished while we were away."""
+        """After an ARI resync: answered or bridged legs whose channels vanished while we were away.
+
+        `present` holds the channels in our Stasis app; a leg still ringing is not in Stasis yet (it
+        is dialling), so it is left alone: its end is reported if seen, else the leader's ring
+        timeout cancels it.
+        """
         for leg in list(self.legs.values()):
-            if leg.channel_id not in present:
+            if leg.state != "ringing" and leg.channel_id not in present:
                 self.channel_gone(leg.channel_id, -1)

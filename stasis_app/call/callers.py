@@ -6,13 +6,14 @@ exactly one of CallLeft / CallEnded is reported for it unless the leader itself 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import common_pb2, node_pb2
-from stasis_app.ari.port import AriError
+from stasis_app.ari.port import AriError, ChannelGone
 from stasis_app.call import records as r
 from stasis_app.call.prompts import announcement
 
@@ -37,17 +38,24 @@ class CallerActions:
 
     # ---- joining ---------------------------------------------------------------------------
     def start(self, c: r.Caller, adopted: bool) -> None:
-        """Answer (or ring), start music, remember join data on the channel, report the join."""
+        """Answer (or ring), start music, remember join data on the channel, report the join.
+
+        An adopted caller (found on the channel list by a restarted app) is neither answered nor
+        reported here: Asterisk kept its music playing, and NodeApp's resync reports it.
+        """
+        if adopted:
+            c.moh_on = c.state == r.WAITING and not c.args.ringing and bool(c.music_class)
+            self._arm_timeout(c)
+            return
         ari = self.ari
 
         async def setup() -> None:
-            if not adopted:
-                if c.args.ringing:
-                    await ari.ring(c.call_id)
-                else:
-                    await ari.answer(c.call_id)
-                await ari.set_var(c.call_id, r.VAR_JOINED, f"{c.joined_wall:.3f}")
-                await ari.set_var(c.call_id, r.VAR_ORDER, str(c.join_order))
+            if c.args.ringing:
+                await ari.ring(c.call_id)
+            else:
+                await ari.answer(c.call_id)
+            await ari.set_var(c.call_id, r.VAR_JOINED, f"{c.joined_wall:.3f}")
+            await ari.set_var(c.call_id, r.VAR_ORDER, str(c.join_order))
             # With a leader connected, music starts when its QueueMedia names the queue's class
             # (so a queue with music off never starts any); without one, default music at once.
             if not self.app.coord.connected and not c.args.ringing and c.state in (r.WAITING, r.RINGING):
@@ -55,47 +63,83 @@ class CallerActions:
                 c.moh_on = True
 
         self.app.serial.run(c.call_id, setup, "join")
+        self.report_join(c)
+        self._arm_timeout(c)
+
+    def report_join(self, c: r.Caller) -> None:
+        """Tell the leader about the caller (dropped while no stream is up: the Register covers it)."""
         self.app.send(node_pb2.NodeEvent(call_joined=c.joined_pb(time.time() - c.joined_wall)))
+
+    def _arm_timeout(self, c: r.Caller) -> None:
         if c.args.timeout:
             self.app.serial.run(c.call_id + "/timeout", lambda: self._timeout(c), "timeout")
 
     async def _timeout(self, c: r.Caller) -> None:
-        import asyncio
-
         await asyncio.sleep(max(0.0, c.joined_wall + c.args.timeout - time.time()))
         if self.app.callers.get(c.call_id) is c and c.state in (r.WAITING, r.RINGING):
             self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="timeout")))
             self.leave(c, "TIMEOUT")
 
     def reject_early(self, channel_id: str, status: str, message: str) -> None:
-        """A caller we never queued (bad arguments): straight back to the dialplan."""
+        """A caller we never queued (bad arguments, no coordinator): straight back to the dialplan."""
         async def back() -> None:
             await self.ari.set_var(channel_id, "CLUSTERQ_STATUS", status)
+            await self.ari.set_var(channel_id, "CLUSTERQ_WAIT", "0")
+            await self.ari.set_var(channel_id, r.VAR_POSITION, "0")
             await self.ari.set_var(channel_id, "CLUSTERQ_MESSAGE", message[:200])
             await self.ari.continue_in_dialplan(channel_id)
 
         self.app.serial.run(channel_id, back, "reject")
 
     def join_ack(self, m: node_pb2.JoinAck) -> None:
-        """The leader sequenced the caller: keep the sequence ON the channel (survives restarts)."""
+        """The leader sequenced the caller: keep the sequence ON the channel (survives restarts).
+        The position is written first, so a CLUSTERQ_SEQ seen on the channel means both are there."""
         c = self.app.callers.get(m.call_id)
         if c is None:
             return
-        c.arrival_seq, c.position = m.arrival_seq, m.position
+        self.tell_position(c, m.position)
+        if m.arrival_seq != c.arrival_seq:  # a re-join after a leader change keeps its sequence
+            c.arrival_seq = m.arrival_seq
+            self._write(c, r.VAR_SEQ, str(m.arrival_seq))
 
-        async def remember() -> None:
-            await self.ari.set_var(c.call_id, r.VAR_SEQ, str(m.arrival_seq))
-            await self.ari.set_var(c.call_id, "CLUSTERQ_POSITION", str(m.position))
+    def tell_position(self, c: r.Caller, position: int) -> None:
+        """Keep the caller's last told position on its channel (CLUSTERQ_POSITION); unchanged
+        values are not written again."""
+        c.position = position
+        if position != c.told_position:
+            c.told_position = position
+            self._write(c, r.VAR_POSITION, str(position))
 
-        self.app.serial.run(c.call_id, remember, "seq")
+    def _write(self, c: r.Caller, name: str, value: str) -> None:
+        """Set a variable on the caller's channel without ever holding its bridging back.
+
+        ARI runs a channel's synchronous commands (set variable, add to bridge...) one by one on the
+        channel's thread, so a write sent while a prompt plays returns only when the prompt ends.
+        While a prompt plays the write goes on a chain of its own (on the caller's main chain it would
+        hold the bridging back behind the prompt); otherwise on the main chain, so it lands before
+        whatever the caller's next action is (e.g. the announcement telling that position).
+        """
+        if c.playback_id:
+            self._set_aside(c, name, value)
+        else:
+            self.app.serial.run(c.call_id, lambda: _quiet(self.ari.set_var(c.call_id, name, value)), name)
+
+    def _set_aside(self, c: r.Caller, name: str, value: str) -> None:
+        self.app.serial.run(c.call_id + "/vars", lambda: _quiet(self.ari.set_var(c.call_id, name, value)), name)
 
     def queue_media(self, m: node_pb2.QueueMedia) -> None:
         """Music class and exit context of the caller's queue."""
         c = self.app.callers.get(m.call_id)
         if c is None:
             return
-        c.exit_context = m.exit_context
         music = m.music_class if m.music_class not in ("", "none") else ""
+        # Kept on the channel for a restarted app; written only when they change, so a queue with
+        # the defaults (default music, no exit context) costs no extra ARI request.
+        if m.exit_context != c.exit_context:
+            self._set_aside(c, r.VAR_EXIT_CONTEXT, m.exit_context)
+        if music != c.music_class:
+            self._set_aside(c, r.VAR_MUSIC, music or "none")
+        c.exit_context = m.exit_context
         changed = music != c.music_class or not c.moh_on
         c.music_class = music
         if c.args.ringing or c.state not in (r.WAITING, r.RINGING) or c.playback_id or not changed:
@@ -124,14 +168,15 @@ class CallerActions:
         if self.app.callers.pop(c.call_id, None) is None:
             return
         c.state = r.LEAVING
-        wait = max(0, round(time.time() - c.joined_wall))
+        # The time spent waiting in the queue: for a caller that talked to an agent, until then.
+        wait = max(0, round((c.connected_wall or time.time()) - c.joined_wall))
         ari = self.ari
 
         async def back() -> None:
             await self._silence(c)
             await ari.set_var(c.call_id, "CLUSTERQ_STATUS", status)
             await ari.set_var(c.call_id, "CLUSTERQ_WAIT", str(wait))
-            await ari.set_var(c.call_id, "CLUSTERQ_POSITION", str(c.position))
+            await ari.set_var(c.call_id, r.VAR_POSITION, str(c.position))
             if message:
                 await ari.set_var(c.call_id, "CLUSTERQ_MESSAGE", message[:200])
             if context:
@@ -149,12 +194,38 @@ class CallerActions:
             self.leave(c, status_name(m.status), context=m.context, extension=m.extension)
 
     def digit(self, c: r.Caller, digit: str) -> None:
-        """A DTMF digit from a waiting caller: exit to <digit>@<exit context> when configured."""
-        if c.state in (r.WAITING, r.RINGING) and c.exit_context:
-            self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="exitkey")))
-            self.leave(c, "EXITWITHKEY", context=c.exit_context, extension=digit)
-        else:
-            self.app.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id=c.call_id, digit=digit)))
+        """A DTMF digit from a waiting caller: exit to <digit>@<exit context> when that extension
+        exists there (like app_queue); any other digit is only reported."""
+        if c.state not in (r.WAITING, r.RINGING) or not c.exit_context:
+            self._report_digit(c, digit)
+            return
+        context = c.exit_context
+
+        async def check() -> None:
+            if not await self._exit_exists(c.call_id, context, digit):
+                self._report_digit(c, digit)
+            elif self.app.callers.get(c.call_id) is c and c.state in (r.WAITING, r.RINGING):
+                self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="exitkey")))
+                self.leave(c, "EXITWITHKEY", context=context, extension=digit)
+
+        self.app.serial.run(c.call_id + "/digit", check, "exit-digit")
+
+    def _report_digit(self, c: r.Caller, digit: str) -> None:
+        self.app.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id=c.call_id, digit=digit)))
+
+    async def _exit_exists(self, call_id: str, context: str, digit: str) -> bool:
+        """Whether <digit>@<context> exists (DIALPLAN_EXISTS, read at once even while a prompt plays).
+
+        Continuing to a missing extension would hang the caller up. Without func_dialplan loaded
+        Asterisk cannot tell: every digit exits then, as documented in docs/dialplan.md."""
+        try:
+            found = await self.ari.get_var(call_id, f"DIALPLAN_EXISTS({context},{digit},1)")
+        except ChannelGone:
+            return False
+        except AriError as exc:
+            log.info("cannot check exit digit %s@%s (%s): exiting anyway", digit, context, exc)
+            return True
+        return found != "0"
 
     def caller_gone(self, c: r.Caller) -> None:
         """The caller's channel left Stasis or hung up."""
@@ -208,7 +279,7 @@ class CallerActions:
         if c is None or c.state not in (r.WAITING, r.RINGING, r.CONNECTING):
             return False
         c.state, c.offer_id, c.agent_id, c.peer_channel = r.CONNECTED, offer_id, agent_id, peer_channel
-        c.bridge_id = f"{self.app.node_id}-br-{offer_id}"
+        c.bridge_id, c.connected_wall = f"{self.app.node_id}-br-{offer_id}", time.time()
         ari, bridge = self.ari, c.bridge_id
 
         async def connect() -> None:
@@ -216,7 +287,7 @@ class CallerActions:
             await self._silence(c)
             await ari.create_bridge(bridge, name=f"clusterq-{c.args.queue}")
             await ari.add_to_bridge(bridge, [c.call_id, peer_channel])
-            await _quiet(ari.set_var(c.call_id, "CLUSTERQ_AGENT", agent_id))
+            await _quiet(ari.set_var(c.call_id, r.VAR_AGENT, agent_id))
 
         self.app.serial.run(c.call_id, connect, "bridge")
         return True
@@ -252,10 +323,7 @@ class CallerActions:
         c = self.app.callers.get(m.call_id)
         if c is None:
             return
-        c.position = m.position
-        # The position the caller was last told is also kept on its channel (CLUSTERQ_POSITION).
-        self.app.serial.run(c.call_id, lambda: self.ari.set_var(c.call_id, "CLUSTERQ_POSITION", str(m.position)),
-                            "position")
+        self.tell_position(c, m.position)
         self._play(c, announcement(m.position, m.estimated_wait, m.say_position, m.say_holdtime))
 
     def periodic(self, m: node_pb2.PeriodicAnnounce) -> None:
@@ -281,6 +349,22 @@ class CallerActions:
             await ari.play(c.call_id, media, pid)
 
         self.app.serial.run(c.call_id, play, "announce")
+
+    def recover_media(self, c: r.Caller) -> None:
+        """After an ARI reconnect: this prompt's PlaybackFinished may have been lost with the
+        websocket, so stop it (a no-op if it ended) and give the caller its music back."""
+        if not c.playback_id:
+            return
+        pid, c.playback_id = c.playback_id, ""
+        self._playbacks.pop(pid, None)
+
+        async def recover() -> None:
+            await _quiet(self.ari.stop_playback(pid))
+            if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
+                c.moh_on = True
+                await self.ari.start_moh(c.call_id, c.music_class)
+
+        self.app.serial.run(c.call_id, recover, "recover-media")
 
     def playback_finished(self, playback_id: str, channel_id: str | None) -> None:
         """An announcement ended: music resumes if the caller still waits."""

@@ -8,13 +8,33 @@ from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.call.args import QueueArgs
 
 # Channel variables clusterq keeps ON the caller's channel, so a restarted stasis app can
-# re-adopt the caller with its place: the leader's arrival sequence and the join time.
+# re-adopt the caller with its place: the leader's arrival sequence, the join time and node join
+# order, the last position told, and the queue's media settings (only when not the defaults).
 VAR_SEQ = "CLUSTERQ_SEQ"
 VAR_JOINED = "CLUSTERQ_JOINED"
 VAR_ORDER = "CLUSTERQ_ORDER"
+VAR_POSITION = "CLUSTERQ_POSITION"
+VAR_MUSIC = "CLUSTERQ_MUSIC"
+VAR_EXIT_CONTEXT = "CLUSTERQ_EXIT_CONTEXT"
+VAR_AGENT = "CLUSTERQ_AGENT"
+ADOPT_VARS = (VAR_SEQ, VAR_JOINED, VAR_ORDER, VAR_POSITION, VAR_MUSIC, VAR_EXIT_CONTEXT, VAR_AGENT)
+DEFAULT_MUSIC = "default"
 
 # Caller states.
 WAITING, RINGING, CONNECTING, CONNECTED, LEAVING = "waiting", "ringing", "connecting", "connected", "leaving"
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """What a restarted app reads back from a caller's channel variables (see VAR_*)."""
+
+    arrival_seq: int
+    joined_wall: float
+    join_order: int | None
+    position: int
+    music_class: str
+    exit_context: str
+    agent_id: str
 
 
 @dataclass(eq=False)
@@ -29,7 +49,7 @@ class Caller:
     joined_wall: float
     arrival_seq: int = 0
     state: str = WAITING
-    music_class: str = "default"
+    music_class: str = DEFAULT_MUSIC
     moh_on: bool = False
     exit_context: str = ""
     playback_id: str = ""
@@ -38,6 +58,8 @@ class Caller:
     peer_channel: str = ""  # agent leg (same node) or trunk leg (agent on another node)
     bridge_id: str = ""
     position: int = 0
+    told_position: int = 0  # the value last written to CLUSTERQ_POSITION
+    connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
 
     def joined_pb(self, waited: float) -> node_pb2.CallJoined:
         """The CallJoined message for this caller (also used in Register snapshots)."""

@@ -1,0 +1,177 @@
+"""Reconciling a node's records with Asterisk after every ARI (re)connect.
+
+Asterisk is the source of truth: channels survive a websocket drop and a restart of this process.
+After each (re)connect the app lists the channels in its Stasis app and the bridges, then:
+- ends the records whose channels vanished (CallLeft / CallEnded / AgentLegFailed as usual);
+- stops a prompt whose PlaybackFinished may have been lost with the websocket and resumes music;
+- adopts the channels it does not know (a restarted process, or one replacing another):
+    caller alone                  -> waiting, with the arrival sequence, join time, node join order,
+                                     position and queue media read back from its channel variables
+                                     (records.VAR_*), so it keeps its place in the queue;
+    caller in our bridge          -> connected with the bridge's other channel (agent or trunk leg);
+    agent leg + trunk leg bridged -> the agent's side of a cross-node call;
+    any other leg                 -> hung up (an offer of the old process: the leader offers again).
+Our bridges are named `<node>-br-<offer id>` on both sides of a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from stasis_app.ari.events import ChannelInfo
+from stasis_app.ari.port import AriError
+from stasis_app.call import records as r
+
+if TYPE_CHECKING:
+    from stasis_app.node import NodeApp
+
+log = logging.getLogger(__name__)
+
+RESERVED_FIRST_ARGS = frozenset({"agentleg", "inbound", "trunk"})
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A channel of our app with its Stasis arguments split off."""
+
+    channel: ChannelInfo
+    args: tuple[str, ...]
+
+    @property
+    def role(self) -> str:
+        """"caller", or the reserved first argument of a leg (agentleg, trunk, inbound)."""
+        first = self.args[0] if self.args else ""
+        return first if first in RESERVED_FIRST_ARGS else "caller"
+
+
+def _parse_adopted(values: dict[str, str | None]) -> r.Adopted:
+    def num(name: str, kind: type[int] | type[float], default: float) -> float:
+        try:
+            return kind(values.get(name) or default)
+        except ValueError:
+            return default
+
+    music = values.get(r.VAR_MUSIC) or r.DEFAULT_MUSIC
+    order = int(num(r.VAR_ORDER, int, 0))
+    return r.Adopted(
+        arrival_seq=int(num(r.VAR_SEQ, int, 0)), joined_wall=num(r.VAR_JOINED, float, time.time()),
+        join_order=order or None, position=int(num(r.VAR_POSITION, int, 0)),
+        music_class="" if music == "none" else music, exit_context=values.get(r.VAR_EXIT_CONTEXT) or "",
+        agent_id=values.get(r.VAR_AGENT) or "")
+
+
+class Reconciler:
+    """Runs one resync of a NodeApp (see the module docstring)."""
+
+    def __init__(self, app: NodeApp) -> None:
+        self.app = app
+
+    async def run(self) -> None:
+        """List channels and bridges, end vanished records, adopt unknown channels."""
+        app = self.app
+        try:
+            channels = await app.ari.list_channels()
+            bridges = await app.ari.list_bridges()
+        except AriError as exc:
+            log.warning("resync: cannot list channels/bridges: %s", exc)
+            return
+        present = {ch.id for ch in channels}
+        for call_id in [cid for cid in app.callers if cid not in present]:
+            app.actions.caller_gone(app.callers[call_id])
+        app.legs.forget_missing(present)
+        for c in list(app.callers.values()):
+            app.actions.recover_media(c)
+        unknown: dict[str, _Found] = {}
+        for ch in channels:
+            parts = ch.app_data.split(",")
+            if ch.id not in app.callers and not app.legs.owns(ch.id) and parts[0] == app.settings.app:
+                unknown[ch.id] = _Found(ch, tuple(parts[1:]))
+        if not unknown:
+            return
+        prefix = f"{app.node_id}-br-"
+        pairs: list[tuple[str, str, _Found, _Found]] = []
+        for b in bridges:
+            if b.id.startswith(prefix) and len(b.channel_ids) == 2 and all(c in unknown for c in b.channel_ids):
+                x, y = (unknown[c] for c in b.channel_ids)
+                pairs.append((b.id, b.id.removeprefix(prefix), x, y))
+        waiting: list[_Found] = []
+        for bridge_id, offer_id, x, y in pairs:
+            if await self._adopt_bridged(bridge_id, offer_id, x, y):
+                unknown.pop(x.channel.id)
+                unknown.pop(y.channel.id)
+        for found in unknown.values():
+            if found.role == "caller":
+                waiting.append(found)
+            else:  # a leg of an offer this process never made or no longer tracks
+                log.info("resync: hanging up stray %s leg %s", found.role, found.channel.id)
+                app.serial.run(found.channel.id, functools.partial(self._hangup, found.channel.id), "hangup-stray")
+        await self._adopt_waiting(waiting)
+
+    async def _read(self, channel_id: str) -> r.Adopted:
+        async def var(name: str) -> str | None:
+            try:
+                return await self.app.ari.get_var(channel_id, name)
+            except AriError:
+                return None
+
+        values = await asyncio.gather(*(var(name) for name in r.ADOPT_VARS))
+        return _parse_adopted(dict(zip(r.ADOPT_VARS, values, strict=True)))
+
+    async def _adopt_bridged(self, bridge_id: str, offer_id: str, x: _Found, y: _Found) -> bool:
+        """A bridged pair: a connected caller (with its agent or trunk leg), or an agent's side."""
+        app = self.app
+        roles = {x.role: x, y.role: y}
+        caller = roles.get("caller")
+        peer = roles.get("agentleg") or roles.get("inbound")
+        if caller is not None and peer is not None and len(roles) == 2:
+            adopted = await self._read(caller.channel.id)
+            c = app.add_caller(caller.channel, caller.args, adopted)
+            if c is None:
+                return False
+            c.state, c.offer_id, c.agent_id = r.CONNECTED, offer_id, adopted.agent_id
+            c.peer_channel, c.bridge_id = peer.channel.id, bridge_id
+            if peer.role == "agentleg":
+                app.legs.adopt_connected(offer_id, peer.channel.id, c.call_id, adopted.agent_id, "", "")
+            app.actions.start(c, adopted=True)
+            log.info("adopting connected caller %s (bridge %s)", c.call_id, bridge_id)
+            return True
+        agent, trunk = roles.get("agentleg"), roles.get("trunk")
+        if agent is not None and trunk is not None:
+            app.legs.adopt_connected(offer_id, agent.channel.id, "", "", trunk.channel.id, bridge_id)
+            log.info("adopting the agent side of cross-node call %s (bridge %s)", offer_id, bridge_id)
+            return True
+        return False
+
+    async def _adopt_waiting(self, found: list[_Found]) -> None:
+        """Waiting callers, adopted in their node join order; the leader learns of them by a fresh
+        Register when any has an arrival sequence (a CallJoined event cannot carry it)."""
+        app = self.app
+        read = await asyncio.gather(*(self._read(f.channel.id) for f in found))
+        ordered = sorted(zip(found, read, strict=True), key=lambda p: (p[1].join_order or 0, p[1].joined_wall))
+        adopted: list[r.Caller] = []
+        for f, vars_ in ordered:
+            if f.channel.id in app.callers:
+                continue
+            c = app.add_caller(f.channel, f.args, vars_)
+            if c is not None:
+                log.info("adopting caller %s (seq %d, position %d)", c.call_id, c.arrival_seq, c.position)
+                app.actions.start(c, adopted=True)
+                adopted.append(c)
+        if not adopted or not app.coord.connected:
+            return  # the Register sent on connecting carries them, sequences included
+        if any(c.arrival_seq for c in adopted):
+            app.coord.request_reregister()
+        else:
+            for c in adopted:
+                app.actions.report_join(c)
+
+    async def _hangup(self, channel_id: str) -> None:
+        try:
+            await self.app.ari.hangup(channel_id)
+        except AriError:
+            pass

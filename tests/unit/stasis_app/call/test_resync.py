@@ -1,0 +1,132 @@
+"""A restarted (or replacing) stasis app adopts what Asterisk still holds (FakeAri.successor)."""
+
+from __future__ import annotations
+
+from clusterq_proto.v1 import common_pb2, node_pb2
+from stasis_app.ari.fake import FakeAri, OriginateOutcome
+from stasis_app.call import records as r
+from tests.unit.stasis_app.harness import Node, running
+
+
+async def _waiting_and_connected(n: Node, ari: FakeAri) -> tuple[list[str], str]:
+    """Three sequenced waiting callers (the last of queue sales with an exit context) and one caller
+    bridged with a local agent leg (offer o9)."""
+    talking = ari.caller_enters(["support"], caller_number="100")
+    waiting = [ari.caller_enters(["support"], caller_number=f"20{i}") for i in range(2)]
+    waiting.append(ari.caller_enters(["sales"], caller_number="300"))
+    await n.settle()
+    n.join(talking, position=1)
+    for i, cid in enumerate(waiting[:2]):
+        n.join(cid, position=i + 1)
+    n.join(waiting[2], position=1, queue="sales", music="jazz", exit_context="cq-exit")
+    ari.outcomes["Local/alice@agents/n"] = OriginateOutcome.ANSWER
+    n.offer("o9", talking)
+    await n.settle()
+    n.connect("o9", talking)
+    await n.settle()
+    assert ari.bridges["a-br-o9"].channels == [talking, "a-ag-o9"]
+    return waiting, talking
+
+
+async def test_a_restarted_app_readopts_waiting_callers_with_their_place_and_connected_calls() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        waiting, talking = await _waiting_and_connected(old, ari)
+        # An answered agent leg still waiting for Connect, and one still ringing, when the process dies.
+        extra = ari.caller_enters(["support"])
+        await old.settle()
+        old.join(extra, position=3)
+        ari.outcomes["Local/bob@agents/n"] = OriginateOutcome.ANSWER
+        old.offer("o10", extra, agent="bob")
+        old.offer("o11", waiting[0], agent="carol")
+        await old.settle()
+    # The process is gone (SIGKILL: nothing was cleaned up on Asterisk); a new one starts.
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        [register] = new.coord.registers
+        by_id = {c.joined.call_id: c for c in register.calls}
+        # Every caller comes back in the first Register with its arrival sequence and join order.
+        assert [c.joined.call_id for c in register.calls] == [talking, *waiting, extra]
+        assert [by_id[c].arrival_seq for c in waiting] == [2, 3, 4]
+        assert by_id[talking].state == "connected" and by_id[talking].offer_id == "o9"
+        assert by_id[talking].agent_id == "alice"
+        assert all(by_id[c].state == "waiting" for c in waiting)
+        assert "a-ag-o10" not in new_ari.channels, "the unbridged agent leg of the old process is hung up"
+        new_ari.answer_leg("a-ag-o11")  # the ringing one answers only now
+        await new.settle()
+        assert "a-ag-o11" not in new_ari.channels
+        assert not new.coord.of("agent_leg_answered")
+        assert new.app.callers[waiting[0]].position == 1
+        # The queue's media came back from the channel: the exit digit still works.
+        new_ari.press_dtmf(waiting[2], "7")
+        await new.settle()
+        assert (new_ari.continued[-1].context, new_ari.continued[-1].extension) == ("cq-exit", "7")
+        # The connected call is still tracked: the agent hangs up -> CONTINUE and CallEnded.
+        new_ari.caller_hangs_up("a-ag-o9")
+        await new.settle()
+        assert new_ari.channels[talking].variables["CLUSTERQ_STATUS"] == "CONTINUE"
+        assert [(e.call_id, e.agent_hung_up) for e in new.coord.of("call_ended")] == [(talking, True)]
+        assert "a-br-o9" not in new_ari.bridges
+
+
+async def test_adopted_waiting_callers_keep_music_and_a_new_caller_comes_after_them() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        waiting, _ = await _waiting_and_connected(old, ari)
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        assert new_ari.channels[waiting[2]].moh_class == "jazz", "Asterisk kept the music through the restart"
+        assert new.app.callers[waiting[2]].music_class == "jazz"
+        late = new_ari.caller_enters(["support"])
+        await new.settle()
+        assert new.app.callers[late].join_order > max(new.app.callers[c].join_order for c in waiting)
+        [joined] = new.coord.of("call_joined")
+        assert joined.call_id == late
+
+
+async def test_adoption_while_the_stream_is_up_reregisters_to_carry_the_sequences() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        waiting, _ = await _waiting_and_connected(old, ari)
+    new_ari = ari.successor()
+    async with running(new_ari, connect=False) as new:
+        new.coord.connect()
+        new_ari.drop_connection()
+        new.app.callers.clear()  # as if these callers had never been seen by this process
+        new.app.legs.legs.clear()
+        new_ari.restore_connection()
+        await new.settle()
+        assert new.coord.reregisters == 1
+        assert {c.joined.call_id for c in new.coord.registers[-1].calls} >= set(waiting)
+
+
+async def test_the_agent_side_of_a_cross_node_call_is_readopted() -> None:
+    ari = FakeAri("b")
+    async with running(ari, node_id="b") as old:
+        ari.outcomes["Local/bob@agents/n"] = OriginateOutcome.ANSWER
+        ari.outcomes["PJSIP/cq-o5@a"] = OriginateOutcome.ANSWER
+        old.offer("o5", "a-caller", agent="bob", agent_node="b", caller_node="a")
+        await old.settle()
+        old.connect("o5", "a-caller", agent="bob", agent_node="b", caller_node="a")
+        await old.settle()
+        assert ari.bridges["b-br-o5"].channels == ["b-ag-o5", "b-tr-o5"]
+    new_ari = ari.successor()
+    async with running(new_ari, node_id="b") as new:
+        assert {"b-ag-o5", "b-tr-o5"} <= set(new_ari.channels), "a live call is never hung up by a restart"
+        new_ari.caller_hangs_up("b-tr-o5")  # the caller's side ended
+        await new.settle()
+        assert "b-ag-o5" not in new_ari.channels
+        assert not new.coord.of("agent_leg_failed")
+
+
+async def test_adopted_position_survives_into_the_leave_variables() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        waiting, _ = await _waiting_and_connected(old, ari)
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        new.coord.decide(continue_in_dialplan=node_pb2.ContinueInDialplan(
+            call_id=waiting[1], status=common_pb2.CALLER_STATUS_TIMEOUT))
+        await new.settle()
+        assert new_ari.channels[waiting[1]].variables[r.VAR_POSITION] == "2"
+        assert new_ari.channels[waiting[1]].variables["CLUSTERQ_STATUS"] == "TIMEOUT"

@@ -1,0 +1,73 @@
+"""CoordinatorClient against an in-process NodeService: fresh Register on request_reregister()."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from clusterq_proto.v1 import node_pb2, node_pb2_grpc
+from stasis_app.coordinator_client import CoordinatorClient
+
+
+class RecordingLeader(node_pb2_grpc.NodeServiceServicer):
+    """Accepts every Connect (epoch 1) and records the Registers and events it receives."""
+
+    def __init__(self) -> None:
+        self.registers: list[node_pb2.Register] = []
+        self.events: list[node_pb2.NodeEvent] = []
+
+    async def Connect(self, request_iterator: Any, context: Any) -> AsyncIterator[node_pb2.CoordinatorMessage]:
+        """Registered, then read until the node half-closes."""
+        first = await anext(request_iterator)
+        self.registers.append(first.register)
+        yield node_pb2.CoordinatorMessage(registered=node_pb2.Registered(epoch=1, leader="here"))
+        async for msg in request_iterator:
+            self.events.extend(msg.events.events)
+
+
+@pytest.fixture
+async def leader() -> AsyncIterator[tuple[RecordingLeader, str]]:
+    server = grpc.aio.server()
+    servicer = RecordingLeader()
+    node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    await server.stop(None)
+
+
+async def _until(cond: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_reregister_sends_pending_events_then_a_fresh_register(leader: tuple[RecordingLeader, str]) -> None:
+    servicer, addr = leader
+    calls = ["first"]
+    ups: list[bool] = []
+
+    def snapshot() -> node_pb2.Register:
+        return node_pb2.Register(calls=[node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id=c)) for c in calls])
+
+    client = CoordinatorClient("n1", (addr,), snapshot, lambda d: None, ups.append)
+    task = asyncio.create_task(client.run())
+    try:
+        await _until(lambda: client.connected)
+        client.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id="first", digit="1")))
+        calls.append("adopted")
+        client.request_reregister()
+        await _until(lambda: len(servicer.registers) == 2 and client.connected)
+        assert [c.joined.call_id for c in servicer.registers[1].calls] == ["first", "adopted"]
+        assert servicer.registers[0].instance_id == servicer.registers[1].instance_id
+        assert [e.digit_pressed.digit for e in servicer.events] == ["1"], "queued events go out before"
+        assert ups == [True, False, True]
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
