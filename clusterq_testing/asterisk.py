@@ -35,7 +35,7 @@ from clusterq_testing.asterisk_conf import (
     TrunkPeer,
     render_config,
 )
-from clusterq_testing.ports import PortRange, free_tcp_port, free_udp_port, reserve_rtp_range
+from clusterq_testing.ports import PortRange, free_tcp_port, free_udp_port, release_rtp_range, reserve_rtp_range
 
 __all__ = ["AsteriskCluster", "AsteriskNode", "default_root", "start_nodes"]
 
@@ -488,6 +488,9 @@ class AsteriskCluster:
             n.async_stop(save_logs_to=save_logs_to / n.name if save_logs_to else None)
             for n in self.nodes.values()
         ))
+        # Not in AsteriskNode.stop: restart() reuses a node's range.
+        for n in self.nodes.values():
+            release_rtp_range(n.rtp)
 
 
 async def start_nodes(

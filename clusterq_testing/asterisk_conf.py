@@ -12,19 +12,24 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "APP_QUEUE_MODULES",
     "MODULES",
     "REQUIRED_MODULES",
+    "AppQueue",
+    "AppQueueConfig",
     "ConfigFile",
     "NodeConfig",
     "PhoneAccount",
     "PhoneRegistration",
     "TrunkPeer",
+    "app_queue_extensions",
     "ari_conf",
     "asterisk_conf",
     "extensions_conf",
     "http_conf",
     "modules_conf",
     "pjsip_conf",
+    "queues_conf",
     "render_config",
     "rtp_conf",
     "valid_name",
@@ -40,7 +45,7 @@ MODULES: tuple[str, ...] = (
     # sorcery (pjsip config)
     "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
     # dialplan
-    "pbx_config.so", "func_channel.so", "func_strings.so", "func_callerid.so", "func_logic.so",
+    "pbx_config.so", "func_channel.so", "func_strings.so", "func_callerid.so", "func_logic.so", "func_dialplan.so",
     "func_global.so", "func_uuid.so", "func_rand.so", "app_dial.so", "app_playback.so", "app_echo.so",
     "app_stasis.so", "app_userevent.so", "app_senddtmf.so", "app_milliwatt.so", "app_stack.so",
     # formats + codecs (sounds/moh are gsm, trunks ulaw, Local channels ulaw when asked)
@@ -75,6 +80,10 @@ REQUIRED_MODULES: frozenset[str] = frozenset({
     "res_ari_channels.so", "res_ari_bridges.so", "res_ari_events.so", "res_pjsip.so",
     "res_pjsip_session.so", "chan_pjsip.so",
 })
+
+# Only with NodeConfig.app_queue (Asterisk's own queue, for benchmarks against clusterq). Loaded after
+# pbx_config and the channel drivers above, as queues.conf.sample asks for Local-channel members.
+APP_QUEUE_MODULES: tuple[str, ...] = ("app_queue.so",)
 
 # Config files the core or a module reads at start; empty ones silence "Unable to open" noise.
 _EMPTY_FILES: tuple[str, ...] = (
@@ -131,6 +140,24 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class AppQueue:
+    """One app_queue queue: queues.conf settings (app_queue's own names, in order) and member lines
+    ("interface,penalty,name,state_interface,ringinuse,wrapuptime,paused")."""
+
+    name: str
+    settings: tuple[tuple[str, str], ...] = ()
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppQueueConfig:
+    """app_queue on a node: the [general] settings of queues.conf and its queues."""
+
+    queues: tuple[AppQueue, ...] = ()
+    general: tuple[tuple[str, str], ...] = (("persistentmembers", "no"), ("autofill", "yes"))
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything that decides one node's configuration."""
 
@@ -150,10 +177,12 @@ class NodeConfig:
     phones: tuple[PhoneAccount, ...] = ()
     registrations: tuple[PhoneRegistration, ...] = ()
     bind: str = "127.0.0.1"
+    app_queue: AppQueueConfig | None = None  # None: app_queue is not even loaded
 
     def __post_init__(self) -> None:
         names = [self.name, *(p.name for p in self.peers), *(p.name for p in self.phones)]
-        for n in [*names, self.stasis_app, self.test_app, *(r.phone for r in self.registrations)]:
+        queues = [q.name for q in self.app_queue.queues] if self.app_queue else []
+        for n in [*names, self.stasis_app, self.test_app, *(r.phone for r in self.registrations), *queues]:
             if not valid_name(n):
                 raise ValueError(f"bad name {n!r} (letters, digits, '_' and '-' only)")
         # pjsip.conf sections share one namespace per type: a phone named like a peer would clash.
@@ -300,6 +329,42 @@ exten => s,1,Wait(86400)
 """
 
 
+def app_queue_extensions() -> str:
+    """Dialplan added with app_queue: callers into Queue(), and agent phones for benchmarks."""
+    # Agent talk time is random in [MIN_MS, MAX_MS] so agents do not all free up at the same instant;
+    # the globals can be changed at run time (ARI POST /asterisk/variable).
+    return """\
+[globals]
+CQ_AGENT_RING = 0
+CQ_AGENT_TALK_MIN_MS = 500
+CQ_AGENT_TALK_MAX_MS = 1500
+
+[clusterq-appqueue-callers]
+; Callers for Asterisk's own app_queue: Local/<queue>@clusterq-appqueue-callers/n (answered first,
+; like clusterq answers its callers); option c: back here when the agent hangs up (like clusterq).
+exten => _[a-zA-Z0-9].,1,Answer()
+ same => n,Queue(${EXTEN},c)
+ same => n,UserEvent(AppQueueResult,status: ${QUEUESTATUS})
+ same => n,Hangup()
+
+[clusterq-agents-bench]
+; Agent phones without a test app (clusterq endpoints and app_queue members alike):
+; Local/<agent>@clusterq-agents-bench/n rings CQ_AGENT_RING s, answers, talks, hangs up.
+exten => _[a-zA-Z0-9].,1,Wait(${CQ_AGENT_RING})
+ same => n,Answer()
+ same => n,Wait($[${RAND(${CQ_AGENT_TALK_MIN_MS},${CQ_AGENT_TALK_MAX_MS})} / 1000])
+ same => n,Hangup()
+"""
+
+
+def queues_conf(aq: AppQueueConfig) -> str:
+    """queues.conf for app_queue (it declines to load without the file)."""
+    parts = ["[general]", *(f"{k} = {v}" for k, v in aq.general)]
+    for q in aq.queues:
+        parts += ["", f"[{q.name}]", *(f"{k} = {v}" for k, v in q.settings), *(f"member => {m}" for m in q.members)]
+    return "\n".join(parts) + "\n"
+
+
 def _media_options(bind: str) -> str:
     # RTP stays on loopback and inside this node's rtp.conf range; ulaw only (no transcoding).
     return f"""\
@@ -419,12 +484,13 @@ def render_config(cfg: NodeConfig) -> tuple[ConfigFile, ...]:
     """Every file of the node's etc directory."""
     files = [
         ConfigFile("asterisk.conf", asterisk_conf(cfg)),
-        ConfigFile("modules.conf", modules_conf()),
+        ConfigFile("modules.conf", modules_conf(MODULES + (APP_QUEUE_MODULES if cfg.app_queue else ()))),
         ConfigFile("logger.conf", logger_conf()),
         ConfigFile("http.conf", http_conf(cfg.bind, cfg.http_port)),
         ConfigFile("ari.conf", ari_conf(cfg.ari_user, cfg.ari_password)),
         ConfigFile("rtp.conf", rtp_conf(cfg.rtp_start, cfg.rtp_end)),
-        ConfigFile("extensions.conf", extensions_conf(cfg.stasis_app, cfg.test_app)),
+        ConfigFile("extensions.conf", extensions_conf(cfg.stasis_app, cfg.test_app)
+                   + ("\n" + app_queue_extensions() if cfg.app_queue else "")),
         ConfigFile("pjsip.conf", pjsip_conf(cfg)),
         ConfigFile("musiconhold.conf", "[general]\n[default]\nmode = files\ndirectory = moh\nsort = alpha\n"),
         ConfigFile("cdr.conf", "[general]\nenable = no\n"),
@@ -433,4 +499,6 @@ def render_config(cfg: NodeConfig) -> tuple[ConfigFile, ...]:
         ConfigFile("manager.conf", "[general]\nenabled = no\n"),
     ]
     files.extend(ConfigFile(name, "") for name in _EMPTY_FILES)
+    if cfg.app_queue is not None:
+        files += [ConfigFile("queues.conf", queues_conf(cfg.app_queue)), ConfigFile("queuerules.conf", "")]
     return tuple(files)

@@ -16,7 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
-__all__ = ["PortRange", "free_tcp_port", "free_udp_port", "reserve_rtp_range"]
+__all__ = ["PortRange", "free_tcp_port", "free_udp_port", "release_rtp_range", "reserve_rtp_range"]
 
 _LOOPBACK = "127.0.0.1"
 _RTP_LOW = 20000
@@ -120,3 +120,11 @@ def reserve_rtp_range(size: int = 400) -> PortRange:
             _ranges.append(cand)
         return cand
     raise RuntimeError(f"no free RTP range of {size} ports found")
+
+
+def release_rtp_range(r: PortRange) -> None:
+    """Give a node's RTP range back once the node has stopped for good (a long test session would
+    otherwise run out of ranges)."""
+    with _lock:
+        if r in _ranges:
+            _ranges.remove(r)
