@@ -143,7 +143,7 @@ async def test_waiting_callers_hear_their_position_and_music_resumes_after(
     assert (pb1["media_uri"], pb1["next_media_uri"]) == ("sound:queue-youarenext", "sound:queue-thankyou")
     await _until(lambda: len(_playbacks(obs, second.queue_id)) >= 3, 10, "the second caller's prompt")
     assert [e.raw["playback"]["media_uri"] for e in _playbacks(obs, second.queue_id)][:3] == [
-        "sound:queue-thereare", "number:2", "sound:queue-callswaiting"]
+        "sound:queue-thereare", "sound:digits/2", "sound:queue-callswaiting"]
     assert await obs.get_var(first.queue_id, "CLUSTERQ_POSITION") == "1"
     assert await obs.get_var(second.queue_id, "CLUSTERQ_POSITION") == "2"
     assert not _playbacks(obs, mute.queue_id), "a queue without announcements plays none"

@@ -50,7 +50,7 @@ async def test_a_prompt_never_delays_the_bridge_even_with_a_position_write_held_
         n.coord.decide(announce=node_pb2.Announce(call_id=cid, position=2, say_position=True))
         await n.settle()
         [pb] = ari.playbacks.values()
-        assert pb.media[:3] == ("sound:queue-thereare", "number:2", "sound:queue-callswaiting")
+        assert pb.media[:3] == ("sound:queue-thereare", "sound:digits/2", "sound:queue-callswaiting")
         assert ari.channels[cid].moh_class is None  # the prompt replaces the music
         n.coord.decide(announce=node_pb2.Announce(call_id=cid, position=1, say_position=True))
         # A new leader re-sequences the caller (same sequence, a new position) during the prompt.

@@ -11,13 +11,25 @@ def test_next_in_line() -> None:
 
 def test_position_and_minutes() -> None:
     assert announcement(4, 150, True, True) == [
-        "sound:queue-thereare", "number:4", "sound:queue-callswaiting",
-        "sound:queue-holdtime", "number:2", "sound:queue-minutes", "sound:queue-thankyou"]
+        "sound:queue-thereare", "sound:digits/4", "sound:queue-callswaiting",
+        "sound:queue-holdtime", "sound:digits/2", "sound:queue-minutes", "sound:queue-thankyou"]
 
 
 def test_less_than_a_minute() -> None:
-    assert announcement(3, 20, False, True)[:3] == ["sound:queue-holdtime", "sound:queue-less-than", "number:1"]
+    assert announcement(3, 20, False, True)[:3] == ["sound:queue-holdtime", "sound:queue-less-than", "sound:digits/1"]
 
 
 def test_nothing_to_say() -> None:
     assert announcement(0, 0, True, True) == []
+
+
+def test_numbers_are_stoppable_sound_files() -> None:
+    from stasis_app.call.prompts import say_number
+
+    assert say_number(7) == ["sound:digits/7"]
+    assert say_number(20) == ["sound:digits/20"]
+    assert say_number(42) == ["sound:digits/40", "sound:digits/2"]
+    assert say_number(305) == ["sound:digits/3", "sound:digits/hundred", "sound:digits/5"]
+    assert say_number(2000) == ["sound:digits/2", "sound:digits/thousand"]
+    assert say_number(1999) == ["sound:digits/1", "sound:digits/thousand", "sound:digits/9", "sound:digits/hundred",
+                                "sound:digits/90", "sound:digits/9"]
