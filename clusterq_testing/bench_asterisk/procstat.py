@@ -11,27 +11,12 @@ import os
 import time
 from dataclasses import dataclass
 
+from clusterq_testing.bench.procstat import cpu_seconds, rss_bytes
+
 __all__ = ["Pids", "Start", "Usage", "Window", "cpu_seconds", "finish", "measure", "rss_bytes", "start"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process `pid` so far, in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-        text = f.read()
-    # The command name (field 2) may hold spaces or ')': split after the LAST ')'.
-    rest = text[text.rindex(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / _TICKS  # rest[0] is field 3
-
-
-def rss_bytes(pid: int) -> int:
-    """VmRSS of process `pid`, in bytes."""
-    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+# cpu_seconds / rss_bytes: one /proc reader for both benches (clusterq_testing.bench.procstat).
 
 
 @dataclass(frozen=True)
