@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
+    CallAdopted,
     Decision,
     Event,
     NodeAlive,
@@ -198,6 +199,17 @@ class LeaderRuntime:
         fresh = sorted((c for c in reg.calls if not c.arrival_seq), key=lambda c: c.joined.node_join_order)
         for snap in known:
             self.seqs.bump_above(snap.arrival_seq)
+        for snap in reg.calls:
+            if snap.state == "connected" and snap.agent_id:
+                # A call connected under an earlier leader: its agent stays busy until it ends.
+                self._call_node[snap.joined.call_id] = link.node_id
+                self.apply(CallAdopted(snap.joined.call_id, snap.joined.queue, link.node_id, snap.agent_id,
+                                       snap.offer_id))
+        for leg in reg.agent_legs:
+            if leg.state == "connected" and leg.agent_id and self.engine.caller(leg.call_id) is None:
+                # The agent's node knows its agent is talking even when the caller's node re-reports
+                # later (its queue and node are filled in then).
+                self.apply(CallAdopted(leg.call_id, "", "", leg.agent_id, leg.offer_id))
         for snap in [*known, *fresh]:
             if snap.state == "connected" or self.engine.caller(snap.joined.call_id) is not None:
                 continue

@@ -11,6 +11,7 @@ __all__ = [
     "AgentLoggedOut",
     "AgentPaused",
     "AgentUnpaused",
+    "CallAdopted",
     "CallEnded",
     "CallerJoined",
     "CallerLeft",
@@ -115,6 +116,18 @@ class OfferFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CallAdopted:
+    """A call connected under an earlier leader, re-reported by a node: its agent is busy with it
+    until its CallEnded (so a new leader never offers an agent who is still talking)."""
+
+    call_id: str
+    queue: str
+    node_id: str
+    agent_id: str
+    offer_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """A connected call ended; the agent enters wrap-up."""
 
@@ -152,6 +165,7 @@ Event = (
     | CallerLeft
     | OfferAnswered
     | OfferFailed
+    | CallAdopted
     | CallEnded
     | NodeLost
     | NodeAlive

@@ -33,6 +33,7 @@ from coordinator.queue.events import (
     AgentLoggedOut,
     AgentPaused,
     AgentUnpaused,
+    CallAdopted,
     CallEnded,
     CallerJoined,
     CallerLeft,
@@ -46,6 +47,7 @@ from coordinator.queue.events import (
     Tick,
 )
 from coordinator.queue.ewt import erlang_c_wait, ewma_wait
+from coordinator.queue.handover import adopt_call, fail_connected_offer, restore_agent_calls
 from coordinator.queue.lifecycle import (
     answer_offer,
     cancel_offer,
@@ -110,6 +112,10 @@ class QueueEngine:
                 offer = st.offers.get(event.offer_id)
                 if offer is not None:
                     fail_offer(st, offer, event.reason, now, out)
+                else:
+                    fail_connected_offer(st, event.offer_id, now, out)
+            case CallAdopted():
+                adopt_call(st, event, now)
             case CallEnded():
                 caller = st.callers.get(event.call_id)
                 if caller is not None and caller.state == CONNECTED:
@@ -171,6 +177,7 @@ class QueueEngine:
                 cancel_offer(st, offer, "membership_removed", now, out)
             agent.config = cfg
         agent.node_up = cfg.home_node not in st.lost_nodes
+        restore_agent_calls(st, cfg.agent_id)
         for m in cfg.memberships:
             q = st.queues.get(m.queue)
             if q is not None:

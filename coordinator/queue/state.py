@@ -53,6 +53,8 @@ class CallerRec:
     agent_id: str = ""
     offer_id: str = ""
     connected_at: float = 0.0
+    adopted: bool = False
+    """Connected under an earlier leader (CallAdopted): only its agent and its end are known."""
 
 
 @dataclass(slots=True, eq=False)

@@ -51,6 +51,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             link = rt.attach(reg.node_id, reg.instance_id)
         except NodeAlreadyConnected as exc:
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        # Re-report the node's calls in the same step as the attach (no await in between): the
+        # settle loop treats an attached node as re-reported, and agents freed by the attach must
+        # not be offered before the node's connected calls and waiting callers are known.
+        rt.register(link, reg)
         log.info("node %s attached (instance %s, %d calls re-reported)", reg.node_id, reg.instance_id,
                  len(reg.calls))
         self._remember_node(reg.node_id, reg.instance_id)
@@ -58,7 +62,6 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         try:
             await context.write(node_pb2.CoordinatorMessage(
                 registered=node_pb2.Registered(epoch=rt.epoch, leader=self.state.settings.advertise_address)))
-            rt.register(link, reg)
             while True:
                 if link.outbox.empty():
                     get = asyncio.ensure_future(link.outbox.get())

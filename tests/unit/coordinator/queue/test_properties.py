@@ -164,7 +164,10 @@ class EngineVsReference(RuleBasedStateMachine):
         elif isinstance(event, AgentLoggedIn):
             old = self.agents.get(event.agent.agent_id)
             if old is None:
-                self.agents[event.agent.agent_id] = RAgent(event.agent)
+                # Logging in again mid-call (after a logout): still talking, so still busy.
+                talking = {c.call_id for c in self.callers.values()
+                           if c.state == "connected" and c.agent == event.agent.agent_id}
+                self.agents[event.agent.agent_id] = RAgent(event.agent, calls=talking)
             else:
                 old.cfg = event.agent
         elif isinstance(event, AgentLoggedOut):

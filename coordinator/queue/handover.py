@@ -1,0 +1,77 @@
+"""Calls whose agent is known but whose offer is not: connected under an earlier leader (adopted from a
+node's re-report) or connected and then failed before the node could bridge them."""
+
+from __future__ import annotations
+
+from coordinator.queue.decisions import CancelOffer, Decision
+from coordinator.queue.events import CallAdopted
+from coordinator.queue.ranking import rank_key
+from coordinator.queue.state import CONNECTED, WAITING, CallerRec, EngineState
+from coordinator.queue.timers import schedule_caller_timers
+
+__all__ = ["adopt_call", "fail_connected_offer", "restore_agent_calls"]
+
+
+def adopt_call(st: EngineState, ev: CallAdopted, now: float) -> None:
+    """Record a call a node reports as connected: its agent stays busy with it until its CallEnded.
+
+    Both the caller's node and the agent's node may report the same call, in either order; the agent's
+    node does not know the caller's queue or node, so those are filled in by the caller's report."""
+    existing = st.callers.get(ev.call_id)
+    if existing is not None:
+        if existing.adopted and not existing.node_id:
+            existing.node_id, existing.queue = ev.node_id, ev.queue
+        return
+    st.uid_counter += 1
+    caller = CallerRec(uid=st.uid_counter, call_id=ev.call_id, queue=ev.queue, node_id=ev.node_id, priority=0,
+                       arrival_seq=0, key=rank_key(0, 0, st.uid_counter), requirements=(), caller_number="",
+                       caller_name="", joined_at=now, state=CONNECTED, agent_id=ev.agent_id,
+                       offer_id=ev.offer_id, connected_at=now, adopted=True)
+    st.callers[ev.call_id] = caller
+    st.by_uid[caller.uid] = caller
+    agent = st.agents.get(ev.agent_id)
+    if agent is not None:
+        agent.calls[ev.call_id] = None
+        st.refresh_idle(ev.agent_id, now)
+
+
+def restore_agent_calls(st: EngineState, agent_id: str) -> None:
+    """An agent (re)logging in is busy with every call still connected to it (adopted before its login,
+    or connected before a logout): it must not be offered while it talks, unless ringinuse allows."""
+    agent = st.agents.get(agent_id)
+    if agent is None:
+        return
+    for c in st.callers.values():
+        if c.state == CONNECTED and c.agent_id == agent_id:
+            agent.calls[c.call_id] = None
+
+
+def fail_connected_offer(st: EngineState, offer_id: str, now: float, out: list[Decision]) -> None:
+    """The agent leg of an offer already answered failed before its node bridged it (the agent hung up
+    between answering and its node receiving Connect; a node reports a leg it has bridged as CallEnded,
+    never as failed). The call never started: the caller waits again in its place and the agent is free."""
+    caller = _connected_by_offer(st, offer_id)
+    q = st.queues.get(caller.queue) if caller is not None else None
+    if caller is None or q is None:
+        return
+    agent = st.agents.get(caller.agent_id)
+    agent_node = agent.config.home_node if agent is not None else caller.node_id
+    out.append(CancelOffer(offer_id, caller.call_id, caller.agent_id, agent_node, caller.node_id, "failed"))
+    caller.state = WAITING
+    caller.tried.add(caller.agent_id)
+    q.line.add(caller.key, caller.joined_at)
+    if agent is not None:
+        agent.calls.pop(caller.call_id, None)
+        st.refresh_idle(caller.agent_id, now)
+    caller.agent_id, caller.offer_id = "", ""
+    schedule_caller_timers(st, caller, now)
+
+
+def _connected_by_offer(st: EngineState, offer_id: str) -> CallerRec | None:
+    # Through the agents' calls (a handful each), not every caller: stale OfferFailed reports are common.
+    for agent in st.agents.values():
+        for call_id in agent.calls:
+            c = st.callers.get(call_id)
+            if c is not None and c.offer_id == offer_id and c.state == CONNECTED and not c.adopted:
+                return c
+    return None
