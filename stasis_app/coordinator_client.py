@@ -87,17 +87,19 @@ class CoordinatorClient:
         """Connect, stream, and reconnect with jittered backoff until close()."""
         backoff = 0.05
         idx = 0
+        follower_seen = False  # a replica answered since the last stream: an election is under way
         while not self._closing:
             addr = self._hint or self.addresses[idx % len(self.addresses)]
             self._hint = None
             idx += 1
             try:
                 await self._stream(addr)
-                backoff = 0.05
+                backoff, follower_seen = 0.05, False
             except grpc.aio.AioRpcError as exc:
                 hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and isinstance(hint, str) and hint:
                     self._hint = hint if hint != addr else None
+                    follower_seen = True
                     log.info("%s is not the leader; following %s", addr, hint)
                     continue
                 log.info("coordinator %s: %s %s", addr, exc.code().name, exc.details())
@@ -114,7 +116,9 @@ class CoordinatorClient:
             if self._closing:
                 break
             await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 1.0)
+            # While replicas answer, a new leader is elected within the lease TTL and waits only
+            # settle_time for the known nodes: keep retrying fast (at most ~0.4 s between tries).
+            backoff = min(backoff * 2, 0.25 if follower_seen else 1.0)
 
     async def _stream(self, addr: str) -> None:
         async with grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS) as channel:

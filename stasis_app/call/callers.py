@@ -15,12 +15,17 @@ from typing import TYPE_CHECKING
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.port import AriError, ChannelGone
 from stasis_app.call import records as r
+from stasis_app.call.names import bridge_id
 from stasis_app.call.prompts import announcement
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
 
 log = logging.getLogger(__name__)
+
+# A trunk leg from an agent's node may arrive before the leader's Offer / Connect for its caller reach
+# this node (the agent's node dials as soon as it gets its own Connect): it waits this long for them.
+INBOUND_WAIT = 10.0
 
 
 def status_name(status: common_pb2.CallerStatus.ValueType) -> str:
@@ -35,6 +40,7 @@ class CallerActions:
         self.app = app
         self.ari = app.ari
         self._playbacks: dict[str, str] = {}  # playback id -> call id
+        self._early_inbound: dict[str, str] = {}  # offer id -> trunk leg that arrived before its decision
 
     # ---- joining ---------------------------------------------------------------------------
     def start(self, c: r.Caller, adopted: bool) -> None:
@@ -265,13 +271,17 @@ class CallerActions:
         """An agent rings for this caller."""
         c = self.app.callers.get(m.call_id)
         if c is not None and c.state == r.WAITING:
-            c.state, c.offer_id = r.RINGING, m.offer_id
+            # The agent too: a trunk leg may be bridged before Connect arrives (see inbound), and a
+            # Register snapshot of the connected call must name its agent.
+            c.state, c.offer_id, c.agent_id = r.RINGING, m.offer_id, m.agent_id
+            self._take_early_inbound(m.offer_id)
 
     def offer_cancelled(self, m: node_pb2.CancelOffer) -> None:
         """The leader cancelled an offer: the caller waits again (keeping its place)."""
         c = self.app.callers.get(m.call_id)
-        if c is not None and c.state == r.RINGING and c.offer_id == m.offer_id:
-            c.state, c.offer_id = r.WAITING, ""
+        # CONNECTING too: the agent's leg failed before the call was bridged (Connect came too late).
+        if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
+            c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
 
     def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
         """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""
@@ -279,7 +289,7 @@ class CallerActions:
         if c is None or c.state not in (r.WAITING, r.RINGING, r.CONNECTING):
             return False
         c.state, c.offer_id, c.agent_id, c.peer_channel = r.CONNECTED, offer_id, agent_id, peer_channel
-        c.bridge_id, c.connected_wall = f"{self.app.node_id}-br-{offer_id}", time.time()
+        c.bridge_id, c.connected_wall = bridge_id(self.app.node_id, offer_id), time.time()
         ari, bridge = self.ari, c.bridge_id
 
         async def connect() -> None:
@@ -297,16 +307,30 @@ class CallerActions:
         c = self.app.callers.get(call_id)
         if c is not None and c.state in (r.WAITING, r.RINGING):
             c.state, c.offer_id, c.agent_id = r.CONNECTING, offer_id, agent_id
+            self._take_early_inbound(offer_id)
 
     def inbound(self, channel_id: str, offer_id: str) -> None:
         """A trunk leg from the agent's node arrived: answer it and bridge it with the caller."""
         c = next((x for x in self.app.callers.values() if x.offer_id == offer_id), None)
         if c is None or c.state not in (r.CONNECTING, r.RINGING):
-            log.info("inbound leg %s for unknown offer %s: hanging up", channel_id, offer_id)
-            self.app.serial.run(channel_id, lambda: _quiet(self.ari.hangup(channel_id)), "hangup")
+            # Probably ahead of the leader's decisions for its caller: keep it for INBOUND_WAIT.
+            log.info("inbound leg %s for offer %s before its decision: waiting", channel_id, offer_id)
+            self._early_inbound[offer_id] = channel_id
+            asyncio.get_running_loop().call_later(INBOUND_WAIT, self._drop_early_inbound, offer_id, channel_id)
             return
         self.app.serial.run(c.call_id, lambda: self.ari.answer(channel_id), "answer-inbound")
         self.bridge_local(c.call_id, offer_id, c.agent_id, channel_id)
+
+    def _take_early_inbound(self, offer_id: str) -> None:
+        channel_id = self._early_inbound.pop(offer_id, None)
+        if channel_id is not None:
+            self.inbound(channel_id, offer_id)
+
+    def _drop_early_inbound(self, offer_id: str, channel_id: str) -> None:
+        if self._early_inbound.get(offer_id) == channel_id:
+            del self._early_inbound[offer_id]
+            log.info("inbound leg %s for unknown offer %s: hanging up", channel_id, offer_id)
+            self.app.serial.run(channel_id, lambda: _quiet(self.ari.hangup(channel_id)), "hangup")
 
     # ---- media -----------------------------------------------------------------------------
     async def _silence(self, c: r.Caller) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.fake import FakeAri, OriginateOutcome
+from stasis_app.call import callers as callers_mod
 from stasis_app.call import records as r
 from tests.unit.stasis_app.harness import running
 
@@ -58,14 +61,14 @@ async def test_a_prompt_never_delays_the_bridge_even_with_a_position_write_held_
         await n.settle()  # these position writes now wait behind the prompt
         n.offer("o1", cid)
         await n.settle()
-        leg = "a-ag-o1"
+        leg = "a-ag-o1_"
         ari.answer_leg(leg)
         await n.settle()
         assert n.coord.kinds()[-1] == "agent_leg_answered"
         n.connect("o1", cid)
         await n.settle()
         # Bridged without anyone finishing the playback: the app stopped it.
-        assert ari.bridges["a-br-o1"].channels == [cid, leg]
+        assert ari.bridges["a-br-o1_"].channels == [cid, leg]
         assert not ari.playbacks
         assert ari.channels[cid].variables[r.VAR_AGENT] == "alice"
         assert ari.channels[cid].variables[r.VAR_POSITION] == "3"
@@ -150,10 +153,10 @@ async def test_a_caller_hanging_up_while_its_agent_rings_stops_the_ringing() -> 
         n.join(cid, position=1)
         n.offer("o1", cid)
         await n.settle()
-        assert "a-ag-o1" in ari.channels
+        assert "a-ag-o1_" in ari.channels
         ari.caller_hangs_up(cid)
         await n.settle()
-        assert "a-ag-o1" not in ari.channels
+        assert "a-ag-o1_" not in ari.channels
         assert [e.reason for e in n.coord.of("call_left")] == ["hangup"]
 
 
@@ -169,13 +172,13 @@ async def test_agent_hangup_ends_the_call_with_continue() -> None:
         n.connect("o1", cid)
         await n.settle()
         await asyncio.sleep(1.2)  # talking
-        ari.caller_hangs_up("a-ag-o1")
+        ari.caller_hangs_up("a-ag-o1_")
         await n.settle()
         assert ari.channels[cid].variables["CLUSTERQ_STATUS"] == "CONTINUE"
         assert ari.channels[cid].variables["CLUSTERQ_WAIT"] == "0", "the wait ends when the agent answers"
         [ended] = n.coord.of("call_ended")
         assert (ended.call_id, ended.offer_id, ended.agent_hung_up) == (cid, "o1", True)
-        assert "a-br-o1" not in ari.bridges
+        assert "a-br-o1_" not in ari.bridges
 
 
 async def test_busy_agent_is_reported_busy() -> None:
@@ -186,7 +189,7 @@ async def test_busy_agent_is_reported_busy() -> None:
         n.join(cid, position=1)
         n.offer("o1", cid)
         await n.settle()
-        ari.caller_hangs_up("a-ag-o1", cause=17)  # the phone rejects the call busy
+        ari.caller_hangs_up("a-ag-o1_", cause=17)  # the phone rejects the call busy
         await n.settle()
         assert [(f.offer_id, f.reason) for f in n.coord.of("agent_leg_failed")] == [("o1", "busy")]
 
@@ -209,7 +212,7 @@ async def test_no_coordinator_for_the_grace_time_gives_callers_back_unavailable(
         await n.settle()
         assert sorted(c.channel_id for c in ari.continued) == sorted([waiting, ringing])
         assert {ari.channels[c].variables["CLUSTERQ_STATUS"] for c in (waiting, ringing)} == {"UNAVAILABLE"}
-        assert "a-ag-o1" not in ari.channels, "an agent leg nobody can connect any more is hung up"
+        assert "a-ag-o1_" not in ari.channels, "an agent leg nobody can connect any more is hung up"
         # While no coordinator is back, new callers leave at once.
         late = ari.caller_enters(["support"])
         await n.settle()
@@ -252,8 +255,8 @@ async def test_a_websocket_drop_keeps_ringing_legs_and_gives_back_music_of_a_los
         ari.restore_connection()
         await n.settle()
         assert ari.channels[cid].moh_class == "default"
-        assert "a-ag-o1" in ari.channels and not n.coord.of("agent_leg_failed")
-        ari.answer_leg("a-ag-o1")
+        assert "a-ag-o1_" in ari.channels and not n.coord.of("agent_leg_failed")
+        ari.answer_leg("a-ag-o1_")
         await n.settle()
         assert n.coord.kinds()[-1] == "agent_leg_answered"
 
@@ -291,4 +294,55 @@ async def test_offers_and_connects_for_a_caller_gone_unnoticed_are_reported_back
         n.connect("o2", cid)
         await n.settle()
         assert [(e.call_id, e.offer_id, e.agent_hung_up) for e in n.coord.of("call_ended")] == [(cid, "o2", False)]
-        assert "a-ag-o2" not in ari.channels
+        assert "a-ag-o2_" not in ari.channels
+
+
+async def test_a_trunk_leg_arriving_before_its_offer_is_kept_and_bridged_once_the_decision_comes() -> None:
+    # The agent's node dials the caller's node as soon as it gets its own Connect; the caller's node
+    # may still be waiting for the leader's Offer / Connect of that caller.
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = ari.caller_enters(["support"])
+        await n.settle()
+        n.join(cid, position=1)
+        leg = ari.caller_enters(["inbound", "cq-o1"])
+        await n.settle()
+        assert leg in ari.channels, "the early trunk leg must not be hung up"
+        n.offer("o1", cid, agent_node="b")
+        n.connect("o1", cid, agent_node="b")
+        await n.settle()
+        [bridge] = ari.bridges.values()
+        assert set(bridge.channels) == {cid, leg}
+
+
+async def test_a_trunk_leg_nobody_claims_is_hung_up_after_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(callers_mod, "INBOUND_WAIT", 0.05)
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        leg = ari.caller_enters(["inbound", "cq-o9"])
+        await n.settle()
+        assert leg in ari.channels
+        await asyncio.sleep(0.1)
+        await n.settle()
+        assert leg not in ari.channels
+
+
+async def test_an_offer_cancelled_after_connect_puts_the_caller_back_to_waiting() -> None:
+    # The agent hung up between answering and the node bridging it: the leader re-queues the caller.
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = ari.caller_enters(["support"])
+        await n.settle()
+        n.join(cid, position=1)
+        n.offer("o1", cid, agent_node="b")
+        n.connect("o1", cid, agent_node="b")
+        await n.settle()
+        assert n.app.callers[cid].state == r.CONNECTING
+        n.coord.decide(cancel_offer=node_pb2.CancelOffer(offer_id="o1", call_id=cid,
+                                                         reason="failed"))
+        await n.settle()
+        c = n.app.callers[cid]
+        assert (c.state, c.offer_id, c.agent_id) == (r.WAITING, "", "")
+        n.offer("o2", cid, agent="bob", agent_node="b")
+        await n.settle()
+        assert (c.state, c.offer_id, c.agent_id) == (r.RINGING, "o2", "bob")
