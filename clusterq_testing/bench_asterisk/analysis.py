@@ -30,7 +30,7 @@ __all__ = ["Connection", "Inversions", "Latencies", "connections", "inversions",
            "percentile", "timestamp"]
 
 _AGENT_LEG = re.compile(r"^Local/(?P<agent>[^@]+)@clusterq-agents-bench-(?P<uid>[0-9a-f]+);(?P<half>[12])$")
-_OFFER_SEQ = re.compile(r"-ag-.*?(\d+)$")  # clusterq agent legs: <node>-ag-<offer id>, ids e<epoch>-<n>
+_OFFER_SEQ = re.compile(r"-ag-.*?(\d+)_?$")  # clusterq agent legs: <node>-ag-<offer id>_, ids e<epoch>-<n>
 _END_TYPES = frozenset({"ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd", "ChannelDestroyed"})
 
 
@@ -102,7 +102,7 @@ def connections(events: Iterable[Mapping[str, Any]], caller_index: Mapping[str, 
 
 
 def offer_sequence(leg_id: str) -> int | None:
-    """The leader's offer counter in a clusterq agent leg id ("a-ag-e2-17" -> 17): its decision order."""
+    """The leader's offer counter in a clusterq agent leg id ("a-ag-e2-17_" -> 17): its decision order."""
     m = _OFFER_SEQ.search(leg_id)
     return int(m[1]) if m else None
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
 from stasis_app.ari.port import AriError, AriUnavailable
+from stasis_app.call.names import agent_leg_id, bridge_id, trunk_leg_id
 from stasis_app.call.records import AgentLeg
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class AgentLegs:
         if m.agent_node != self.app.node_id or m.offer_id in self.legs:
             return
         leg = AgentLeg(offer_id=m.offer_id, call_id=m.call_id, agent_id=m.agent_id,
-                       channel_id=f"{self.app.node_id}-ag-{m.offer_id}", caller_node=m.caller_node, epoch=epoch)
+                       channel_id=agent_leg_id(self.app.node_id, m.offer_id), caller_node=m.caller_node, epoch=epoch)
         self.legs[leg.offer_id] = leg
         self._by_channel[leg.channel_id] = leg.offer_id
         local = m.endpoint.lower().startswith("local/")
@@ -150,7 +151,7 @@ class AgentLegs:
         elif m.agent_node == me:
             assert leg is not None
             leg.state = "connected"
-            leg.trunk_channel = f"{me}-tr-{m.offer_id}"
+            leg.trunk_channel = trunk_leg_id(me, m.offer_id)
             self._by_channel[leg.trunk_channel] = leg.offer_id
 
             async def trunk() -> None:
@@ -173,7 +174,7 @@ class AgentLegs:
         if leg is None or leg.trunk_channel != channel_id:
             self.app.serial.run(channel_id, lambda: self._quiet(channel_id), "hangup-stray")
             return
-        leg.bridge_id = f"{self.app.node_id}-br-{offer_id}"
+        leg.bridge_id = bridge_id(self.app.node_id, offer_id)
 
         async def bridge() -> None:
             await self.ari.create_bridge(leg.bridge_id, name=f"clusterq-agent-{leg.agent_id}")

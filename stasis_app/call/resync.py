@@ -11,7 +11,7 @@ After each (re)connect the app lists the channels in its Stasis app and the brid
     caller in our bridge          -> connected with the bridge's other channel (agent or trunk leg);
     agent leg + trunk leg bridged -> the agent's side of a cross-node call;
     any other leg                 -> hung up (an offer of the old process: the leader offers again).
-Our bridges are named `<node>-br-<offer id>` on both sides of a call.
+Our bridges are named `<node>-br-<offer id>_` on both sides of a call (see names.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
+from stasis_app.call.names import offer_of_bridge
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
@@ -93,12 +94,12 @@ class Reconciler:
                 unknown[ch.id] = _Found(ch, tuple(parts[1:]))
         if not unknown:
             return
-        prefix = f"{app.node_id}-br-"
         pairs: list[tuple[str, str, _Found, _Found]] = []
         for b in bridges:
-            if b.id.startswith(prefix) and len(b.channel_ids) == 2 and all(c in unknown for c in b.channel_ids):
+            offer_id = offer_of_bridge(app.node_id, b.id)
+            if offer_id and len(b.channel_ids) == 2 and all(c in unknown for c in b.channel_ids):
                 x, y = (unknown[c] for c in b.channel_ids)
-                pairs.append((b.id, b.id.removeprefix(prefix), x, y))
+                pairs.append((b.id, offer_id, x, y))
         waiting: list[_Found] = []
         for bridge_id, offer_id, x, y in pairs:
             if await self._adopt_bridged(bridge_id, offer_id, x, y):

@@ -127,11 +127,11 @@ async def test_many_callers_survive_a_leader_kill_each_answered_once_in_order(
     # Order kept across the kill: agents were offered callers strictly in arrival order (the caller
     # number travels on every agent leg, so the offers' order is read from Asterisk itself).
     # Legs of offers made together are originated in parallel, so they are ordered by their offer
-    # id (a-ag-e<epoch>-<n>;2: epoch, then the leader's offer counter), not by arrival on Asterisk.
+    # id (a-ag-e<epoch>-<n>_;2: epoch, then the leader's offer counter), not by arrival on Asterisk.
     numbers = [f"9{i:03d}" for i in range(len(callers))]
     offers = []
     for e in obs.events_of("StasisStart"):
-        m = re.match(r"a-ag-e(\d+)-(\d+);2$", e.channel_id or "")
+        m = re.match(r"a-ag-e(\d+)-(\d+)_;2$", e.channel_id or "")
         if e.args[:1] == ("agent",) and m:
             offers.append((int(m.group(1)), int(m.group(2)), e.raw["channel"]["caller"]["number"]))
     first_offer: list[str] = []

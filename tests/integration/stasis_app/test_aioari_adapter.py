@@ -21,6 +21,7 @@ from clusterq_testing.observer import AriObserver
 from stasis_app.ari import events as ev
 from stasis_app.ari.aioari_adapter import AioAriAdapter
 from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone
+from stasis_app.call.names import agent_leg_id, bridge_id, offer_of_bridge, trunk_leg_id
 from tests.conftest import AsteriskFactory, ObserverFactory
 
 pytestmark = pytest.mark.integration
@@ -341,3 +342,22 @@ async def test_second_adapter_replaces_the_first_which_stands_down(node: Asteris
 
 def _shape_for_log(events: list[ev.AriEvent]) -> list[str]:
     return [f"{type(e).__name__}({getattr(e, 'dialstatus', getattr(e, 'cause', ''))})" for e in events]
+
+
+async def test_offer_channel_ids_are_prefix_free_on_asterisk(rec: Recorder, phones: AriObserver) -> None:
+    # Asterisk refuses a new channel id that is a prefix of a live one: the ids names.py builds must not be.
+    port = rec.adapter
+    agent = "Local/agpfx@clusterq-agents-test/n"
+    await port.originate(endpoint=agent, channel_id="a-raw-e2-10", app_args=["agent"], timeout=10)
+    with pytest.raises(AriError) as clash:
+        await port.originate(endpoint=agent, channel_id="a-raw-e2-1", app_args=["agent"], timeout=10)
+    assert clash.value.status == 409, "the premise of names.py: a prefix of a live id is refused"
+    made = [agent_leg_id("a", "e2-10"), trunk_leg_id("a", "e2-10"), agent_leg_id("a", "e2-1"),
+            trunk_leg_id("a", "e2-1")]
+    for channel_id in made:
+        await port.originate(endpoint=agent, channel_id=channel_id, app_args=["agent"], timeout=10)
+    assert set(await phones.channel_ids()) >= set(made)
+    for channel_id in [*made, "a-raw-e2-10"]:
+        await port.hangup(channel_id)
+    assert offer_of_bridge("a", bridge_id("a", "e2-1")) == "e2-1"
+    assert offer_of_bridge("a", "a-br-e2-1") is None and offer_of_bridge("b", bridge_id("a", "e2-1")) is None

@@ -24,7 +24,7 @@ async def _waiting_and_connected(n: Node, ari: FakeAri) -> tuple[list[str], str]
     await n.settle()
     n.connect("o9", talking)
     await n.settle()
-    assert ari.bridges["a-br-o9"].channels == [talking, "a-ag-o9"]
+    assert ari.bridges["a-br-o9_"].channels == [talking, "a-ag-o9_"]
     return waiting, talking
 
 
@@ -51,10 +51,10 @@ async def test_a_restarted_app_readopts_waiting_callers_with_their_place_and_con
         assert by_id[talking].state == "connected" and by_id[talking].offer_id == "o9"
         assert by_id[talking].agent_id == "alice"
         assert all(by_id[c].state == "waiting" for c in waiting)
-        assert "a-ag-o10" not in new_ari.channels, "the unbridged agent leg of the old process is hung up"
-        new_ari.answer_leg("a-ag-o11")  # the ringing one answers only now
+        assert "a-ag-o10_" not in new_ari.channels, "the unbridged agent leg of the old process is hung up"
+        new_ari.answer_leg("a-ag-o11_")  # the ringing one answers only now
         await new.settle()
-        assert "a-ag-o11" not in new_ari.channels
+        assert "a-ag-o11_" not in new_ari.channels
         assert not new.coord.of("agent_leg_answered")
         assert new.app.callers[waiting[0]].position == 1
         # The queue's media came back from the channel: the exit digit still works.
@@ -62,11 +62,11 @@ async def test_a_restarted_app_readopts_waiting_callers_with_their_place_and_con
         await new.settle()
         assert (new_ari.continued[-1].context, new_ari.continued[-1].extension) == ("cq-exit", "7")
         # The connected call is still tracked: the agent hangs up -> CONTINUE and CallEnded.
-        new_ari.caller_hangs_up("a-ag-o9")
+        new_ari.caller_hangs_up("a-ag-o9_")
         await new.settle()
         assert new_ari.channels[talking].variables["CLUSTERQ_STATUS"] == "CONTINUE"
         assert [(e.call_id, e.agent_hung_up) for e in new.coord.of("call_ended")] == [(talking, True)]
-        assert "a-br-o9" not in new_ari.bridges
+        assert "a-br-o9_" not in new_ari.bridges
 
 
 async def test_adopted_waiting_callers_keep_music_and_a_new_caller_comes_after_them() -> None:
@@ -109,13 +109,13 @@ async def test_the_agent_side_of_a_cross_node_call_is_readopted() -> None:
         await old.settle()
         old.connect("o5", "a-caller", agent="bob", agent_node="b", caller_node="a")
         await old.settle()
-        assert ari.bridges["b-br-o5"].channels == ["b-ag-o5", "b-tr-o5"]
+        assert ari.bridges["b-br-o5_"].channels == ["b-ag-o5_", "b-tr-o5_"]
     new_ari = ari.successor()
     async with running(new_ari, node_id="b") as new:
-        assert {"b-ag-o5", "b-tr-o5"} <= set(new_ari.channels), "a live call is never hung up by a restart"
-        new_ari.caller_hangs_up("b-tr-o5")  # the caller's side ended
+        assert {"b-ag-o5_", "b-tr-o5_"} <= set(new_ari.channels), "a live call is never hung up by a restart"
+        new_ari.caller_hangs_up("b-tr-o5_")  # the caller's side ended
         await new.settle()
-        assert "b-ag-o5" not in new_ari.channels
+        assert "b-ag-o5_" not in new_ari.channels
         assert not new.coord.of("agent_leg_failed")
 
 
