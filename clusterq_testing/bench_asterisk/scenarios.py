@@ -129,13 +129,23 @@ class RunResult:
 
 async def latency_run(rig: Rig, impl: Impl, announcements: bool) -> RunResult:
     """N callers wait; the agents start; the queue drains (or drain_cap passes); analyse the events."""
-    s, obs = rig.settings, rig.observer
+    obs = rig.observer
     q = queues_of(impl)
     queue = q.announced if announcements else q.plain
     await wait_no_channels(obs)
     failures = rig.stasis_failures()
     mark = obs.mark()
     callers = await _place(rig, impl, queue, f"{impl.value}-{'ann' if announcements else 'plain'}")
+    try:
+        return await _drain(rig, impl, announcements, queue, callers, mark, failures)
+    except BaseException:
+        await hangup_everything(obs)  # the next step must start without leftovers
+        raise
+
+
+async def _drain(rig: Rig, impl: Impl, announcements: bool, queue: str, callers: tuple[Caller, ...], mark: int,
+                 failures: int) -> RunResult:
+    s, obs = rig.settings, rig.observer
     await asyncio.sleep(1.0)  # music (and the first announcements) running before any agent
     ids = {c.queue_id for c in callers}
     meter = procstat.start(rig.pids())
