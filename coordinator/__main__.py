@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from functools import partial
 
@@ -61,7 +62,20 @@ def main() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(run())
+    profile_out = os.environ.get("CLUSTERQ_PROFILE_OUT")
+    if not profile_out:
+        asyncio.run(run())
+        return
+    # Benchmarks only: cProfile of the event-loop thread, written when the replica stops (SIGTERM).
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(run())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_out)
 
 
 if __name__ == "__main__":

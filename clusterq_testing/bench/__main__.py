@@ -35,6 +35,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--callers", type=int, default=10_000, help="waiting callers in the memory scenario")
     p.add_argument("--quick", action="store_true", help="short smoke run (2 s points, 3 kills)")
     p.add_argument("--markdown", type=Path, help="also write the machine and the table as markdown here")
+    p.add_argument("--profile", type=Path, help="run the load scenarios' leader under cProfile, stats to this file "
+                                                "(slows the leader down: not for the figures)")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
@@ -89,7 +91,7 @@ async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
     try:
         if only & {"latency", "throughput"}:
             try:
-                async with load_cluster(etcd, logs, "/bench-load", settings) as lc:
+                async with load_cluster(etcd, logs, "/bench-load", settings, profile=args.profile) as lc:
                     _say(f"leader pid {lc.leader_pid}; 4 simulated nodes, {settings.agents_per_node * 4} agents")
                     if "latency" in only:
                         for rate in sorted(float(r) for r in args.rates.split(",")):

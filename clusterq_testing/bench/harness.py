@@ -60,14 +60,16 @@ class Coordinators:
     """`count` replicas sharing one etcd prefix; lease TTL 2 s (the minimum etcd allows)."""
 
     def __init__(self, etcd: EtcdCluster, log_dir: Path, prefix: str, count: int, *,
-                 lease_ttl: float = 2.0, settle_time: float = 2.0) -> None:
+                 lease_ttl: float = 2.0, settle_time: float = 2.0,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.etcd = etcd
         self.prefix = prefix
         self.replicas: list[Replica] = []
         for i in range(count):
             port = free_tcp_port()
             proc = coordinator_process(f"{prefix.strip('/')}-{i}", log_dir, etcd_endpoints=etcd.endpoints,
-                                       port=port, lease_ttl=lease_ttl, settle_time=settle_time, prefix=prefix)
+                                       port=port, lease_ttl=lease_ttl, settle_time=settle_time, prefix=prefix,
+                                       extra_env=extra_env)
             self.replicas.append(Replica(proc, f"127.0.0.1:{port}"))
         self.client = AdminClient(self.addresses)
 

@@ -54,9 +54,12 @@ class LoadCluster:
 
 @asynccontextmanager
 async def load_cluster(etcd: EtcdCluster, log_dir: Path, prefix: str, settings: LoadSettings,
-                       with_agents: bool = True) -> AsyncIterator[LoadCluster]:
-    """One replica, the benchmark queue, four connected simulated nodes and (optionally) agents."""
-    coords = Coordinators(etcd, log_dir, prefix, 1)
+                       with_agents: bool = True, profile: Path | None = None) -> AsyncIterator[LoadCluster]:
+    """One replica, the benchmark queue, four connected simulated nodes and (optionally) agents.
+
+    With `profile`, the replica runs under cProfile and writes its stats there when it stops."""
+    env = {"CLUSTERQ_PROFILE_OUT": str(profile)} if profile is not None else None
+    coords = Coordinators(etcd, log_dir, prefix, 1, extra_env=env)
     nodes: list[SimNode] = []
     try:
         await coords.start()
