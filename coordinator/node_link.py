@@ -2,18 +2,26 @@
 
 Invariant: every decision a link sends carries the leader's epoch and a sequence number that
 increases by one per decision on this stream, so a node can detect gaps and refuse stale epochs.
+
+Decisions are written straight into the protobuf message that the stream will send next (no
+intermediate messages, no copies): everything decided while the writer was busy leaves in one
+write. The first decision after a write wakes the writer; it runs after the callback that is
+applying events, so a whole node batch (and other nodes' batches read in the same loop iteration)
+goes out in one message per node.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from clusterq_proto.v1 import node_pb2
-from coordinator.queue import Decision
-from coordinator.rpc.convert_node import decision_pb
+from coordinator.queue import Decision, QueueConfig
+from coordinator.queue import decisions as d
+from coordinator.rpc.convert_node import fill_decision
 
 # Bound on decisions per stream message (keeps messages far below gRPC's 4 MB limit).
-MAX_BATCH = 256
+MAX_BATCH = 1024
 
 
 class NodeLink:
@@ -24,39 +32,93 @@ class NodeLink:
         self.instance_id = instance_id
         self.epoch = epoch
         self._seq = 0
-        self._pending: list[node_pb2.Decision] = []
-        # None is the end-of-stream sentinel (leadership lost or link replaced).
-        self.outbox: asyncio.Queue[node_pb2.CoordinatorMessage | None] = asyncio.Queue()
+        self._msg = node_pb2.CoordinatorMessage()
+        self._decs = self._msg.decisions.decisions
+        self._count = 0
+        self._full: deque[node_pb2.CoordinatorMessage] = deque()
+        self._ready = asyncio.Event()
+        self._peer_gone = False
         self.closed = False
 
+    def _add(self) -> node_pb2.Decision:
+        """A new stamped decision at the end of the next message."""
+        if self._count >= MAX_BATCH:
+            self._full.append(self._msg)
+            self._msg = node_pb2.CoordinatorMessage()
+            self._decs = self._msg.decisions.decisions
+            self._count = 0
+        if not self._count and not self._full:
+            self._ready.set()  # the first decision since the last write wakes the writer
+        self._count += 1
+        self._seq += 1
+        out = self._decs.add()
+        stamp = out.stamp
+        stamp.epoch = self.epoch
+        stamp.seq = self._seq
+        return out
+
     def push(self, dec: Decision) -> None:
-        """Stamp and queue one engine decision; sent at the next flush()."""
-        self._seq += 1
-        msg = decision_pb(dec, self.epoch, self._seq)
-        if msg is None:
-            self._seq -= 1
-            return
-        self._pending.append(msg)
-
-    def push_raw(self, msg: node_pb2.Decision) -> None:
-        """Queue a ready-made decision (e.g. QueueMedia), stamping it."""
-        self._seq += 1
-        msg.stamp.epoch = self.epoch
-        msg.stamp.seq = self._seq
-        self._pending.append(msg)
-
-    def flush(self) -> None:
-        """Move pending decisions to the outbox in batches of at most MAX_BATCH."""
+        """Stamp and queue one engine decision (ignored once the link is closed)."""
         if self.closed:
-            self._pending.clear()
             return
-        while self._pending:
-            chunk, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            self.outbox.put_nowait(
-                node_pb2.CoordinatorMessage(decisions=node_pb2.DecisionBatch(decisions=chunk)))
+        if not fill_decision(self._add(), dec):
+            raise ValueError(f"{type(dec).__name__} is not a node decision")
+
+    def push_join_accepted(self, dec: d.JoinAccepted, cfg: QueueConfig | None) -> None:
+        """JoinAck, followed by the queue's media settings when the queue is known."""
+        if self.closed:
+            return
+        j = self._add().join_ack
+        j.call_id = dec.call_id
+        j.arrival_seq = dec.arrival_seq
+        j.position = dec.position
+        j.estimated_wait = dec.estimated_wait
+        if cfg is not None:
+            m = self._add().queue_media
+            m.call_id = dec.call_id
+            m.music_class = cfg.music_class
+            m.exit_context = cfg.exit_context
+
+    @property
+    def pending(self) -> int:
+        """Decisions queued and not yet handed to the writer."""
+        return self._count + sum(len(m.decisions.decisions) for m in self._full)
+
+    def take_ready(self) -> list[node_pb2.CoordinatorMessage]:
+        """Every queued message, oldest first (what the writer would send next); empties the link."""
+        out = list(self._full)
+        self._full.clear()
+        if self._count:
+            out.append(self._take_open())
+        return out
+
+    def _take_open(self) -> node_pb2.CoordinatorMessage:
+        msg = self._msg
+        self._msg = node_pb2.CoordinatorMessage()
+        self._decs = self._msg.decisions.decisions
+        self._count = 0
+        return msg
+
+    async def next_message(self) -> node_pb2.CoordinatorMessage | None:
+        """The next message to write; None once the link is closed (or the node hung up) and
+        everything decided before that was handed out."""
+        while True:
+            if self._full:
+                return self._full.popleft()
+            if self._count:
+                return self._take_open()
+            if self.closed or self._peer_gone:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
+    def peer_gone(self) -> None:
+        """The node closed its side: the writer ends after what is already queued."""
+        self._peer_gone = True
+        self._ready.set()
 
     def close(self) -> None:
-        """End the stream: the servicer sees the sentinel and finishes the RPC."""
+        """End the stream: the writer sends what was decided before, then finishes the RPC."""
         if not self.closed:
             self.closed = True
-            self.outbox.put_nowait(None)
+            self._ready.set()

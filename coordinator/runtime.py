@@ -24,6 +24,7 @@ from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
     CallAdopted,
+    CallerJoined,
     Decision,
     Event,
     NodeAlive,
@@ -35,7 +36,7 @@ from coordinator.queue import (
     Tick,
 )
 from coordinator.queue import decisions as d
-from coordinator.rpc.convert_node import BadNodeEvent, joined_event, simple_event
+from coordinator.rpc.convert_node import BadNodeEvent, convert_event, joined_event
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ class LeaderRuntime:
         self._call_node: dict[str, str] = {}
         self._node_lost_at: dict[str, float] = {}
         self._wake = asyncio.Event()
-        self._dirty: set[NodeLink] = set()
-        self._flush_scheduled = False
         # When run_timers will wake next (inf: no deadline; -inf: it is running right now).
         self._planned_wake = -math.inf
         self.closed = False
@@ -105,64 +104,52 @@ class LeaderRuntime:
 
     # ---- engine access -------------------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
-        """Apply one event now, route its decisions, flush every touched link."""
-        decs = self.engine.apply(event, self.clock())
+        """Apply one event now and route its decisions (the links wake their writers)."""
+        decs = self._apply(event, self.clock())
+        self._check_deadline()
+        return decs
+
+    def _apply(self, event: Event, now: float) -> list[Decision]:
+        decs = self.engine.apply(event, now)
         self.events_applied += 1
-        if isinstance(event, QueueDefined):
+        if type(event) is QueueDefined:
             self.queues[event.config.name] = event.config
-        elif isinstance(event, QueueDeleted):
+        elif type(event) is QueueDeleted:
             self.queues.pop(event.name, None)
-        touched = self._route(decs)
-        if touched:
-            # Coalesce: every decision produced in this loop iteration (a whole node batch, a
-            # timer burst) leaves in one stream message per node.
-            self._dirty |= touched
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_dirty)
-        # Wake the timer task only when this event created an earlier deadline than it sleeps to.
+        if decs:
+            self._route(decs)
+        return decs
+
+    def _check_deadline(self) -> None:
+        # Wake the timer task only when the engine now has an earlier deadline than it sleeps to.
         nd = self.engine.next_deadline()
         if nd is not None and nd < self._planned_wake:
             self._wake.set()
-        return decs
 
-    def _flush_dirty(self) -> None:
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, set()
-        for link in dirty:
-            link.flush()
-
-    def _route(self, decs: list[Decision]) -> set[NodeLink]:
-        touched: set[NodeLink] = set()
-
-        def send(node: str, dec: Decision) -> None:
-            link = self.links.get(node)
-            if link is not None:
-                link.push(dec)
-                touched.add(link)
-                self.decisions_sent += 1
-
+    def _route(self, decs: list[Decision]) -> None:
+        links = self.links
         for dec in decs:
             if isinstance(dec, d.JoinAccepted):
-                node = self._call_node.get(dec.call_id, "")
-                send(node, dec)
-                cfg = self.queues.get(dec.queue)
-                link = self.links.get(node)
-                if cfg is not None and link is not None:
-                    link.push_raw(node_pb2.Decision(queue_media=node_pb2.QueueMedia(
-                        call_id=dec.call_id, music_class=cfg.music_class, exit_context=cfg.exit_context)))
-            elif isinstance(dec, d.JoinRejected):
-                send(self._call_node.pop(dec.call_id, ""), dec)
+                link = links.get(self._call_node.get(dec.call_id, ""))
+                if link is not None:
+                    link.push_join_accepted(dec, self.queues.get(dec.queue))
+                    self.decisions_sent += 1
             elif isinstance(dec, (d.Offer, d.Connect, d.CancelOffer)):
-                send(dec.agent_node, dec)
+                self._send(dec.agent_node, dec)
                 if dec.caller_node != dec.agent_node:
-                    send(dec.caller_node, dec)
+                    self._send(dec.caller_node, dec)
+            elif isinstance(dec, d.JoinRejected):
+                self._send(self._call_node.get(dec.call_id, ""), dec)
             elif isinstance(dec, d.CallerExit):
-                self._call_node.pop(dec.call_id, None)
-                send(dec.node_id, dec)
+                self._send(dec.node_id, dec)
             elif isinstance(dec, (d.Announce, d.PeriodicAnnounce)):
-                send(dec.node_id, dec)
-        return touched
+                self._send(dec.node_id, dec)
+
+    def _send(self, node: str, dec: Decision) -> None:
+        link = self.links.get(node)
+        if link is not None:
+            link.push(dec)
+            self.decisions_sent += 1
 
     # ---- node streams ----------------------------------------------------------------------
     def attach(self, node_id: str, instance_id: str) -> NodeLink:
@@ -202,7 +189,6 @@ class LeaderRuntime:
         for snap in reg.calls:
             if snap.state == "connected" and snap.agent_id:
                 # A call connected under an earlier leader: its agent stays busy until it ends.
-                self._call_node[snap.joined.call_id] = link.node_id
                 self.apply(CallAdopted(snap.joined.call_id, snap.joined.queue, link.node_id, snap.agent_id,
                                        snap.offer_id))
         for leg in reg.agent_legs:
@@ -218,18 +204,23 @@ class LeaderRuntime:
     def handle_batch(self, link: NodeLink, batch: node_pb2.EventBatch) -> list[str]:
         """Apply a node's event batch in order; returns validation errors (logged by caller)."""
         errors: list[str] = []
-        for ev in batch.events[:MAX_EVENTS_PER_BATCH]:
-            if ev.WhichOneof("event") == "call_joined":
+        events = batch.events
+        clock = self.clock
+        for ev in events[:MAX_EVENTS_PER_BATCH] if len(events) > MAX_EVENTS_PER_BATCH else events:
+            kind = ev.WhichOneof("event")
+            if kind == "call_joined":
                 err = self._join(link, ev.call_joined, None)
                 if err:
                     errors.append(err)
                 continue
-            conv = simple_event(ev)
+            conv = convert_event(ev, kind)
             if isinstance(conv, BadNodeEvent):
                 errors.append(conv.message)
             elif conv is not None:
-                self.apply(conv)
-        if len(batch.events) > MAX_EVENTS_PER_BATCH:
+                self._apply(conv, clock())
+        # Once per batch: nothing else runs on the loop while a batch is applied.
+        self._check_deadline()
+        if len(events) > MAX_EVENTS_PER_BATCH:
             errors.append(f"batch truncated to {MAX_EVENTS_PER_BATCH} events")
         return errors
 
@@ -237,24 +228,25 @@ class LeaderRuntime:
         now = self.clock()
         arrival = seq if seq is not None else self.seqs.take()
         ev = joined_event(msg, link.node_id, arrival, now - max(0.0, msg.waited), re_report=seq is not None)
-        if isinstance(ev, BadNodeEvent):
+        if type(ev) is BadNodeEvent:
             if ev.call_id:
                 self._reject_invalid(link, ev.call_id, ev.message)
             return ev.message
-        if self.engine.caller(ev.call_id) is not None:
+        assert type(ev) is CallerJoined
+        if self.engine.holds(ev.call_id):
             return None  # duplicate report of a caller we already hold
+        # Where the join's answer goes: JoinAccepted/JoinRejected only come out of this very apply.
         self._call_node[ev.call_id] = link.node_id
-        self.apply(ev)
+        try:
+            self._apply(ev, now)
+        finally:
+            self._call_node.pop(ev.call_id, None)
         return None
 
     def _reject_invalid(self, link: NodeLink, call_id: str, message: str) -> None:
         from coordinator.queue import CallerStatus
 
         link.push(d.JoinRejected(call_id=call_id, status=CallerStatus.INVALID_ARGS, message=message))
-        self._dirty.add(link)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_dirty)
 
     # ---- timers ----------------------------------------------------------------------------
     async def run_timers(self) -> None:

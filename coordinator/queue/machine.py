@@ -360,6 +360,10 @@ class QueueEngine:
             heapq.heappop(timers)
         return timers[0][0] if timers else None
 
+    def holds(self, call_id: str) -> bool:
+        """Whether a caller with this id is queued or connected (cheaper than `caller()`)."""
+        return call_id in self._st.callers
+
     def caller(self, call_id: str) -> CallerView | None:
         """A view of a queued or connected caller, None if unknown."""
         c = self._st.callers.get(call_id)

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 # grpc ships no type information: servicer contexts are untyped here.
 Ctx: TypeAlias = Any
 MAX_RESYNC_CALLS = 100_000
-MAX_MERGED = 1024
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
@@ -59,28 +58,13 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                  len(reg.calls))
         self._remember_node(reg.node_id, reg.instance_id)
         reader = asyncio.ensure_future(self._read(rt, link, context))
+        # The node closing its side ends the writer too (after what is already decided).
+        reader.add_done_callback(lambda _: link.peer_gone())
         try:
             await context.write(node_pb2.CoordinatorMessage(
                 registered=node_pb2.Registered(epoch=rt.epoch, leader=self.state.settings.advertise_address)))
-            while True:
-                if link.outbox.empty():
-                    get = asyncio.ensure_future(link.outbox.get())
-                    done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
-                    if get not in done:
-                        get.cancel()
-                        break  # the node closed its side
-                    msg = get.result()
-                else:
-                    msg = link.outbox.get_nowait()
-                if msg is None:
-                    break
-                # Merge whatever else is already waiting into this write (one message, fewer syscalls).
-                while not link.outbox.empty() and len(msg.decisions.decisions) < MAX_MERGED:
-                    nxt = link.outbox.get_nowait()
-                    if nxt is None:
-                        link.outbox.put_nowait(None)  # keep the end-of-stream sentinel for the next turn
-                        break
-                    msg.decisions.decisions.extend(nxt.decisions.decisions)
+            # One write per wake-up carries every decision made since the previous write.
+            while (msg := await link.next_message()) is not None:
                 await context.write(msg)
         finally:
             reader.cancel()
