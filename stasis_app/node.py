@@ -26,6 +26,7 @@ from stasis_app.call import records as r
 from stasis_app.call.agent_legs import UNANSWERED, AgentLegs
 from stasis_app.call.args import BadArgs, parse_args
 from stasis_app.call.callers import CallerActions
+from stasis_app.call.connections import CallerConnections
 from stasis_app.call.resync import RESERVED_FIRST_ARGS, Reconciler
 from stasis_app.call.serial import KeyedSerializer
 from stasis_app.config import StasisSettings
@@ -49,6 +50,7 @@ class NodeApp:
         self.coord = CoordinatorClient(settings.node_id, settings.coordinators, self.snapshot, self.on_decision,
                                        self.on_coordinator)
         self.actions = CallerActions(self)
+        self.connections = CallerConnections(self)
         self.legs = AgentLegs(self)
         self._join_order = 0
         self._grace_task: asyncio.Task[None] | None = None
@@ -163,7 +165,7 @@ class NodeApp:
                 return
             self.legs.offer(dec.offer, epoch)
             if dec.offer.caller_node == self.node_id:
-                self.actions.offered(dec.offer)
+                self.connections.offered(dec.offer)
         elif kind == "connect":
             if self._gone_caller(dec.connect.caller_node, dec.connect.call_id):
                 # Same for a connect: end the call at once so the leader frees the agent.
@@ -172,7 +174,7 @@ class NodeApp:
             self.legs.connect(dec.connect)
         elif kind == "cancel_offer":
             self.legs.cancel(dec.cancel_offer)
-            self.actions.offer_cancelled(dec.cancel_offer)
+            self.connections.offer_cancelled(dec.cancel_offer)
         elif kind == "continue_in_dialplan":
             self.actions.continue_decision(dec.continue_in_dialplan)
         elif kind == "announce":
@@ -212,7 +214,7 @@ class NodeApp:
             self.legs.trunk_up(e.channel.id, e.args[1])
         elif first == "inbound":
             token = e.args[1] if len(e.args) >= 2 else e.channel.dialplan_exten
-            self.actions.inbound(e.channel.id, token.removeprefix("cq-"))
+            self.connections.inbound(e.channel.id, token.removeprefix("cq-"))
         else:
             c = self.add_caller(e.channel, e.args)
             if c is not None:
@@ -251,7 +253,7 @@ class NodeApp:
             self.actions.caller_gone(c)
             return
         self.legs.channel_gone(channel_id, cause)
-        self.actions.peer_gone(channel_id)
+        self.connections.peer_gone(channel_id)
 
     async def resync(self) -> None:
         """After (re)connecting to ARI: reconcile with Asterisk (call/resync.py)."""

@@ -63,6 +63,9 @@ class FakeAri:
         self.originations: list[Originated] = []
         self.continued: list[Continued] = []
         self.outcomes: dict[str, OriginateOutcome] = {}  # endpoint -> outcome applied at originate
+        # operation name -> errors its next calls raise, in order (a request lost to a time-out, a
+        # refusal); for set_var, continue_in_dialplan, create_bridge and add_to_bridge
+        self.errors: dict[str, list[AriError]] = {}
 
     # ---- lifecycle (AriPort) ---------------------------------------------------------------------
 
@@ -219,6 +222,7 @@ class FakeAri:
 
     async def set_var(self, channel_id: str, name: str, value: str) -> None:
         """Set a channel variable (waits behind a playback of the channel)."""
+        self._injected("set_var")
         (await self._control(channel_id)).variables[name] = value
 
     async def get_var(self, channel_id: str, name: str) -> str | None:
@@ -228,6 +232,7 @@ class FakeAri:
     async def continue_in_dialplan(self, channel_id: str, context: str | None = None,
                                    extension: str | None = None, priority: int | None = None) -> None:
         """Leave Stasis for the dialplan: [ChannelLeftBridge], StasisEnd; the channel lives on."""
+        self._injected("continue_in_dialplan")
         chan = await self._control(channel_id)
         self.continued.append(Continued(chan.id, context, extension, priority))
         self._leave_bridge(chan)
@@ -265,6 +270,7 @@ class FakeAri:
 
     async def create_bridge(self, bridge_id: str, name: str = "") -> None:
         """Create a mixing bridge; an existing id is 409."""
+        self._injected("create_bridge")
         self._check_connected("create_bridge")
         if bridge_id in self.bridges:
             raise AriError(409, f"Bridge with id '{bridge_id}' already exists")
@@ -272,6 +278,7 @@ class FakeAri:
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
         """Move channels into the bridge: [ChannelLeftBridge old], ChannelEnteredBridge each."""
+        self._injected("add_to_bridge")
         self._check_connected("add_to_bridge")
         bridge = self.bridges.get(bridge_id)
         if bridge is None:
@@ -320,6 +327,11 @@ class FakeAri:
 
     def _new_id(self) -> str:
         return f"{self.node_id}-1700000000.{next(self._ids)}"
+
+    def _injected(self, operation: str) -> None:
+        pending = self.errors.get(operation)
+        if pending:
+            raise pending.pop(0)
 
     def _check_connected(self, operation: str) -> None:
         if not self.connected:

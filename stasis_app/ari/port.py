@@ -24,7 +24,7 @@ Non-guarantees: no event is replayed after a disconnect; commands are not retrie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +36,7 @@ __all__ = [
     "AriSettings",
     "AriUnavailable",
     "ChannelGone",
+    "best_effort",
     "EventStream",
 ]
 
@@ -63,6 +64,15 @@ class AriUnavailable(AriError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message)
+
+
+async def best_effort(request: Awaitable[object]) -> None:
+    """Await an ARI request whose failure changes nothing for the call (e.g. stopping music on a
+    channel about to leave): any AriError is ignored."""
+    try:
+        await request
+    except AriError:
+        pass
 
 
 @dataclass(frozen=True, repr=False, kw_only=True)

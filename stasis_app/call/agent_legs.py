@@ -11,12 +11,13 @@ Cross-node path (caller on node A, agent homed on node B):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
-from stasis_app.ari.port import AriError, AriUnavailable
+from stasis_app.ari.port import AriError, AriUnavailable, best_effort
 from stasis_app.call.names import agent_leg_id, bridge_id, trunk_leg_id
 from stasis_app.call.records import AgentLeg
 
@@ -37,6 +38,10 @@ def failure_reason(cause: int) -> str:
     return "unavailable"
 
 
+# The longest an originate waits for the previous one to be sent (see AgentLegs.offer).
+ORDER_WAIT = 2.0
+
+
 def _agent_key(leg: AgentLeg) -> str:
     return f"agent/{leg.agent_id}"
 
@@ -54,6 +59,7 @@ class AgentLegs:
         self.ari = app.ari
         self.legs: dict[str, AgentLeg] = {}
         self._by_channel: dict[str, str] = {}
+        self._last_originate: asyncio.Future[None] | None = None  # done once the last ring's originate was sent
 
     def owns(self, channel_id: str) -> bool:
         """Whether a channel is one of our agent or trunk legs."""
@@ -73,15 +79,9 @@ class AgentLegs:
         async def down() -> None:
             for ch in channels:
                 if ch:
-                    try:
-                        await self.ari.hangup(ch)
-                    except AriError:
-                        pass
+                    await best_effort(self.ari.hangup(ch))
             if leg.bridge_id:
-                try:
-                    await self.ari.destroy_bridge(leg.bridge_id)
-                except AriError:
-                    pass
+                await best_effort(self.ari.destroy_bridge(leg.bridge_id))
 
         self.app.serial.run(_agent_key(leg), down, "hangup-leg")
 
@@ -94,9 +94,15 @@ class AgentLegs:
         self.legs[leg.offer_id] = leg
         self._by_channel[leg.channel_id] = leg.offer_id
         local = m.endpoint.lower().startswith("local/")
+        # Legs are created in the order the leader made its offers (its ranking), never in the order
+        # concurrent requests happen to reach Asterisk: each originate waits for the previous one.
+        previous, mine = self._last_originate, asyncio.get_running_loop().create_future()
+        self._last_originate = mine
 
         async def ring() -> None:
             try:
+                if previous is not None:  # bounded: a ring cancelled before it started never sets it
+                    await asyncio.wait({previous}, timeout=ORDER_WAIT)
                 await self.ari.originate(
                     endpoint=m.endpoint, channel_id=leg.channel_id, app_args=["agentleg", m.offer_id],
                     caller_id=_caller_id(m.caller_name, m.caller_number), timeout=max(1, math.ceil(m.ring_timeout)),
@@ -112,6 +118,8 @@ class AgentLegs:
                 if self.legs.get(leg.offer_id) is leg and leg.state == "ringing":
                     self._forget(leg)
                     self._report_failed(leg, "unavailable")
+            finally:
+                mine.set_result(None)
 
         # Per agent, not per offer: a new offer for this agent rings only once the hangup of its
         # previous leg (e.g. a stale offer of an old leader) went out, so one agent never has two
@@ -122,17 +130,11 @@ class AgentLegs:
         """The agent picked up (its leg entered our app): report it and wait for Connect."""
         leg = self.legs.get(offer_id)
         if leg is None or leg.state != "ringing":
-            self.app.serial.run(channel_id, lambda: self._quiet(channel_id), "hangup-stray")
+            self.app.serial.run(channel_id, lambda: best_effort(self.ari.hangup(channel_id)), "hangup-stray")
             return
         leg.state = "answered"
         log.info("agent %s answered offer %s", leg.agent_id, offer_id)
         self.app.send(node_pb2.NodeEvent(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id)))
-
-    async def _quiet(self, channel_id: str) -> None:
-        try:
-            await self.ari.hangup(channel_id)
-        except AriError:
-            pass
 
     def connect(self, m: node_pb2.Connect) -> None:
         """The leader picked this offer: bridge locally, or start the cross-node path."""
@@ -143,7 +145,7 @@ class AgentLegs:
             return
         if m.agent_node == me and m.caller_node == me:
             assert leg is not None
-            if self.app.actions.bridge_local(m.call_id, m.offer_id, m.agent_id, leg.channel_id):
+            if self.app.connections.bridge_local(m.call_id, m.offer_id, m.agent_id, leg.channel_id):
                 leg.state = "connected"
             else:
                 self._forget(leg)
@@ -166,13 +168,13 @@ class AgentLegs:
 
             self.app.serial.run(leg.offer_id, trunk, "trunk")
         elif m.caller_node == me:
-            self.app.actions.expect_remote(m.call_id, m.offer_id, m.agent_id)
+            self.app.connections.expect_remote(m.call_id, m.offer_id, m.agent_id)
 
     def trunk_up(self, channel_id: str, offer_id: str) -> None:
         """Our trunk leg to the caller's node answered: bridge it with the agent leg here."""
         leg = self.legs.get(offer_id)
         if leg is None or leg.trunk_channel != channel_id:
-            self.app.serial.run(channel_id, lambda: self._quiet(channel_id), "hangup-stray")
+            self.app.serial.run(channel_id, lambda: best_effort(self.ari.hangup(channel_id)), "hangup-stray")
             return
         leg.bridge_id = bridge_id(self.app.node_id, offer_id)
 

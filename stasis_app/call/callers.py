@@ -13,9 +13,8 @@ import uuid
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import common_pb2, node_pb2
-from stasis_app.ari.port import AriError, ChannelGone
+from stasis_app.ari.port import AriError, ChannelGone, best_effort
 from stasis_app.call import records as r
-from stasis_app.call.names import bridge_id
 from stasis_app.call.prompts import announcement
 
 if TYPE_CHECKING:
@@ -23,9 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A trunk leg from an agent's node may arrive before the leader's Offer / Connect for its caller reach
-# this node (the agent's node dials as soon as it gets its own Connect): it waits this long for them.
-INBOUND_WAIT = 10.0
+# Delays between attempts to send a leaving caller back to the dialplan while Asterisk gives no answer
+# (about 10 s in all, then the caller is hung up rather than left in silence).
+LEAVE_RETRIES = (0.2, 0.5, 1.0, 2.0, 3.0, 3.0)
 
 
 def status_name(status: common_pb2.CallerStatus.ValueType) -> str:
@@ -40,7 +39,6 @@ class CallerActions:
         self.app = app
         self.ari = app.ari
         self._playbacks: dict[str, str] = {}  # playback id -> call id
-        self._early_inbound: dict[str, str] = {}  # offer id -> trunk leg that arrived before its decision
 
     # ---- joining ---------------------------------------------------------------------------
     def start(self, c: r.Caller, adopted: bool) -> None:
@@ -88,14 +86,9 @@ class CallerActions:
 
     def reject_early(self, channel_id: str, status: str, message: str) -> None:
         """A caller we never queued (bad arguments, no coordinator): straight back to the dialplan."""
-        async def back() -> None:
-            await self.ari.set_var(channel_id, "CLUSTERQ_STATUS", status)
-            await self.ari.set_var(channel_id, "CLUSTERQ_WAIT", "0")
-            await self.ari.set_var(channel_id, r.VAR_POSITION, "0")
-            await self.ari.set_var(channel_id, "CLUSTERQ_MESSAGE", message[:200])
-            await self.ari.continue_in_dialplan(channel_id)
-
-        self.app.serial.run(channel_id, back, "reject")
+        variables = {"CLUSTERQ_STATUS": status, "CLUSTERQ_WAIT": "0", r.VAR_POSITION: "0",
+                     "CLUSTERQ_MESSAGE": message[:200]}
+        self.app.serial.run(channel_id, lambda: self._continue(channel_id, variables), "reject")
 
     def join_ack(self, m: node_pb2.JoinAck) -> None:
         """The leader sequenced the caller: keep the sequence ON the channel (survives restarts).
@@ -128,10 +121,10 @@ class CallerActions:
         if c.playback_id:
             self._set_aside(c, name, value)
         else:
-            self.app.serial.run(c.call_id, lambda: _quiet(self.ari.set_var(c.call_id, name, value)), name)
+            self.app.serial.run(c.call_id, lambda: best_effort(self.ari.set_var(c.call_id, name, value)), name)
 
     def _set_aside(self, c: r.Caller, name: str, value: str) -> None:
-        self.app.serial.run(c.call_id + "/vars", lambda: _quiet(self.ari.set_var(c.call_id, name, value)), name)
+        self.app.serial.run(c.call_id + "/vars", lambda: best_effort(self.ari.set_var(c.call_id, name, value)), name)
 
     def queue_media(self, m: node_pb2.QueueMedia) -> None:
         """Music class and exit context of the caller's queue."""
@@ -176,21 +169,35 @@ class CallerActions:
         c.state = r.LEAVING
         # The time spent waiting in the queue: for a caller that talked to an agent, until then.
         wait = max(0, round((c.connected_wall or time.time()) - c.joined_wall))
-        ari = self.ari
+        variables = {"CLUSTERQ_STATUS": status, "CLUSTERQ_WAIT": str(wait), r.VAR_POSITION: str(c.position)}
+        if message:
+            variables["CLUSTERQ_MESSAGE"] = message[:200]
 
         async def back() -> None:
-            await self._silence(c)
-            await ari.set_var(c.call_id, "CLUSTERQ_STATUS", status)
-            await ari.set_var(c.call_id, "CLUSTERQ_WAIT", str(wait))
-            await ari.set_var(c.call_id, r.VAR_POSITION, str(c.position))
-            if message:
-                await ari.set_var(c.call_id, "CLUSTERQ_MESSAGE", message[:200])
-            if context:
-                await ari.continue_in_dialplan(c.call_id, context=context, extension=extension, priority=1)
-            else:
-                await ari.continue_in_dialplan(c.call_id)
+            await self.silence(c)
+            await self._continue(c.call_id, variables, context, extension)
 
         self.app.serial.run(c.call_id, back, "leave")
+
+    async def _continue(self, call_id: str, variables: dict[str, str], context: str = "", extension: str = "") -> None:
+        """Set the result variables, then continue in the dialplan. A variable that cannot be set must
+        not keep the caller in silence: the variables are best effort, the continue is tried again
+        while Asterisk gives no answer (the caller is no longer tracked, nothing else would)."""
+        await asyncio.gather(*(best_effort(self.ari.set_var(call_id, k, v)) for k, v in variables.items()))
+        for delay in LEAVE_RETRIES:
+            try:
+                if context:
+                    await self.ari.continue_in_dialplan(call_id, context=context, extension=extension, priority=1)
+                else:
+                    await self.ari.continue_in_dialplan(call_id)
+                return
+            except ChannelGone:
+                return
+            except AriError as exc:
+                log.warning("continue of %s failed (%s): again in %.1f s", call_id, exc, delay)
+            await asyncio.sleep(delay)
+        log.error("caller %s could not be sent back to the dialplan: hanging it up", call_id)
+        await best_effort(self.ari.hangup(call_id))
 
     def continue_decision(self, m: node_pb2.ContinueInDialplan) -> None:
         """The leader sends the caller back (timeout, leave-empty, queue deleted, node lost...)."""
@@ -240,107 +247,21 @@ class CallerActions:
         if c.state in (r.CONNECTED, r.CONNECTING):
             self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
                 call_id=c.call_id, offer_id=c.offer_id, agent_hung_up=False)))
-            self._teardown(c, hang_peer=True)
+            self.app.connections.teardown(c, hang_peer=True)
         elif c.state != r.LEAVING:
             self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="hangup")))
             self.app.legs.caller_left(c.call_id)
 
-    def peer_gone(self, channel_id: str) -> None:
-        """The agent's leg (or trunk leg) of a connected caller hung up: the caller continues."""
-        c = next((x for x in self.app.callers.values() if x.peer_channel == channel_id), None)
-        if c is None or c.state not in (r.CONNECTED, r.CONNECTING):
-            return
-        self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
-            call_id=c.call_id, offer_id=c.offer_id, agent_hung_up=True)))
-        self._teardown(c, hang_peer=False)
-        self.leave(c, "CONTINUE")
-
-    def _teardown(self, c: r.Caller, hang_peer: bool) -> None:
-        ari, peer, bridge = self.ari, c.peer_channel, c.bridge_id
-
-        async def down() -> None:
-            if hang_peer and peer:
-                await _quiet(ari.hangup(peer))
-            if bridge:
-                await _quiet(ari.destroy_bridge(bridge))
-
-        self.app.serial.run(c.call_id + "/teardown", down, "teardown")
-
-    # ---- offers and bridging ---------------------------------------------------------------
-    def offered(self, m: node_pb2.Offer) -> None:
-        """An agent rings for this caller."""
-        c = self.app.callers.get(m.call_id)
-        if c is not None and c.state == r.WAITING:
-            # The agent too: a trunk leg may be bridged before Connect arrives (see inbound), and a
-            # Register snapshot of the connected call must name its agent.
-            c.state, c.offer_id, c.agent_id = r.RINGING, m.offer_id, m.agent_id
-            self._take_early_inbound(m.offer_id)
-
-    def offer_cancelled(self, m: node_pb2.CancelOffer) -> None:
-        """The leader cancelled an offer: the caller waits again (keeping its place)."""
-        c = self.app.callers.get(m.call_id)
-        # CONNECTING too: the agent's leg failed before the call was bridged (Connect came too late).
-        if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
-            c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
-
-    def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
-        """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""
-        c = self.app.callers.get(call_id)
-        if c is None or c.state not in (r.WAITING, r.RINGING, r.CONNECTING):
-            return False
-        c.state, c.offer_id, c.agent_id, c.peer_channel = r.CONNECTED, offer_id, agent_id, peer_channel
-        c.bridge_id, c.connected_wall = bridge_id(self.app.node_id, offer_id), time.time()
-        ari, bridge = self.ari, c.bridge_id
-
-        async def connect() -> None:
-            # Stop any announcement first: a prompt must never delay the connection.
-            await self._silence(c)
-            await ari.create_bridge(bridge, name=f"clusterq-{c.args.queue}")
-            await ari.add_to_bridge(bridge, [c.call_id, peer_channel])
-            await _quiet(ari.set_var(c.call_id, r.VAR_AGENT, agent_id))
-
-        self.app.serial.run(c.call_id, connect, "bridge")
-        return True
-
-    def expect_remote(self, call_id: str, offer_id: str, agent_id: str) -> None:
-        """Connect for a caller here and an agent on another node: wait for its trunk leg."""
-        c = self.app.callers.get(call_id)
-        if c is not None and c.state in (r.WAITING, r.RINGING):
-            c.state, c.offer_id, c.agent_id = r.CONNECTING, offer_id, agent_id
-            self._take_early_inbound(offer_id)
-
-    def inbound(self, channel_id: str, offer_id: str) -> None:
-        """A trunk leg from the agent's node arrived: answer it and bridge it with the caller."""
-        c = next((x for x in self.app.callers.values() if x.offer_id == offer_id), None)
-        if c is None or c.state not in (r.CONNECTING, r.RINGING):
-            # Probably ahead of the leader's decisions for its caller: keep it for INBOUND_WAIT.
-            log.info("inbound leg %s for offer %s before its decision: waiting", channel_id, offer_id)
-            self._early_inbound[offer_id] = channel_id
-            asyncio.get_running_loop().call_later(INBOUND_WAIT, self._drop_early_inbound, offer_id, channel_id)
-            return
-        self.app.serial.run(c.call_id, lambda: self.ari.answer(channel_id), "answer-inbound")
-        self.bridge_local(c.call_id, offer_id, c.agent_id, channel_id)
-
-    def _take_early_inbound(self, offer_id: str) -> None:
-        channel_id = self._early_inbound.pop(offer_id, None)
-        if channel_id is not None:
-            self.inbound(channel_id, offer_id)
-
-    def _drop_early_inbound(self, offer_id: str, channel_id: str) -> None:
-        if self._early_inbound.get(offer_id) == channel_id:
-            del self._early_inbound[offer_id]
-            log.info("inbound leg %s for unknown offer %s: hanging up", channel_id, offer_id)
-            self.app.serial.run(channel_id, lambda: _quiet(self.ari.hangup(channel_id)), "hangup")
-
     # ---- media -----------------------------------------------------------------------------
-    async def _silence(self, c: r.Caller) -> None:
+    async def silence(self, c: r.Caller) -> None:
+        """Stop the caller's prompt and music (before a bridge or leaving the queue)."""
         if c.playback_id:
             pid, c.playback_id = c.playback_id, ""
             self._playbacks.pop(pid, None)
-            await _quiet(self.ari.stop_playback(pid))
+            await best_effort(self.ari.stop_playback(pid))
         if c.moh_on:
             c.moh_on = False
-            await _quiet(self.ari.stop_moh(c.call_id))
+            await best_effort(self.ari.stop_moh(c.call_id))
 
     def announce(self, m: node_pb2.Announce) -> None:
         """Play position / hold time (interrupting the music, which resumes afterwards)."""
@@ -383,7 +304,7 @@ class CallerActions:
         self._playbacks.pop(pid, None)
 
         async def recover() -> None:
-            await _quiet(self.ari.stop_playback(pid))
+            await best_effort(self.ari.stop_playback(pid))
             if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
                 c.moh_on = True
                 await self.ari.start_moh(c.call_id, c.music_class)
@@ -397,13 +318,11 @@ class CallerActions:
         if c is None or c.playback_id != playback_id:
             return
         c.playback_id = ""
-        if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
+        self.resume_music(c)
+
+    def resume_music(self, c: r.Caller) -> None:
+        """Give a waiting caller its queue's music back (unless a prompt plays or it hears ringing)."""
+        if (c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class and not c.moh_on
+                and not c.playback_id):
             c.moh_on = True
             self.app.serial.run(c.call_id, lambda: self.ari.start_moh(c.call_id, c.music_class), "moh")
-
-
-async def _quiet(aw: object) -> None:
-    try:
-        await aw  # type: ignore[misc]
-    except AriError:
-        pass

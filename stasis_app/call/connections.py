@@ -1,0 +1,169 @@
+"""Caller-side connections: offers ringing for a caller, bridging it with its agent's leg (on this node)
+or with the trunk leg from the agent's node, and tearing the connection down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from clusterq_proto.v1 import node_pb2
+from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort
+from stasis_app.call import records as r
+from stasis_app.call.names import bridge_id
+
+if TYPE_CHECKING:
+    from stasis_app.node import NodeApp
+
+__all__ = ["INBOUND_WAIT", "CallerConnections"]
+
+log = logging.getLogger(__name__)
+
+# A trunk leg from an agent's node may arrive before the leader's Offer / Connect for its caller reach
+# this node (the agent's node dials as soon as it gets its own Connect): it waits this long for them.
+INBOUND_WAIT = 10.0
+# A bridging request that got no answer (ARI busy or reconnecting) is tried again after these delays
+# before the connection is given up and the caller waits again in its place.
+BRIDGE_RETRIES = (0.2, 0.5, 1.0)
+
+
+class CallerConnections:
+    """Connects a NodeApp's callers with their agents."""
+
+    def __init__(self, app: NodeApp) -> None:
+        self.app = app
+        self.ari = app.ari
+        self._early_inbound: dict[str, str] = {}  # offer id -> trunk leg that arrived before its decision
+
+    def offered(self, m: node_pb2.Offer) -> None:
+        """An agent rings for this caller."""
+        c = self.app.callers.get(m.call_id)
+        if c is not None and c.state == r.WAITING:
+            # The agent too: a trunk leg may be bridged before Connect arrives (see inbound), and a
+            # Register snapshot of the connected call must name its agent.
+            c.state, c.offer_id, c.agent_id = r.RINGING, m.offer_id, m.agent_id
+            self._take_early_inbound(m.offer_id)
+
+    def offer_cancelled(self, m: node_pb2.CancelOffer) -> None:
+        """The leader cancelled an offer: the caller waits again (keeping its place)."""
+        c = self.app.callers.get(m.call_id)
+        # CONNECTING too: the agent's leg failed before the call was bridged (Connect came too late).
+        if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
+            c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
+
+    def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
+        """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""
+        c = self.app.callers.get(call_id)
+        if c is None or c.state not in (r.WAITING, r.RINGING, r.CONNECTING):
+            return False
+        c.state, c.offer_id, c.agent_id, c.peer_channel = r.CONNECTED, offer_id, agent_id, peer_channel
+        c.bridge_id, c.connected_wall = bridge_id(self.app.node_id, offer_id), time.time()
+        ari, bridge = self.ari, c.bridge_id
+
+        async def create() -> None:
+            try:
+                await ari.create_bridge(bridge, name=f"clusterq-{c.args.queue}")
+            except AriError as exc:
+                if exc.status != 409:  # 409: made by an attempt whose answer was lost
+                    raise
+
+        async def connect() -> None:
+            # Stop any announcement first: a prompt must never delay the connection.
+            await self.app.actions.silence(c)
+            try:
+                await _retried(create)
+                await _retried(lambda: ari.add_to_bridge(bridge, [c.call_id, peer_channel]))
+            except ChannelGone:
+                return  # a side hung up: its StasisEnd / ChannelDestroyed ends the call
+            except AriError as exc:
+                self._bridge_failed(c, offer_id, exc)
+                return
+            await best_effort(ari.set_var(c.call_id, r.VAR_AGENT, agent_id))
+
+        self.app.serial.run(c.call_id, connect, "bridge")
+        return True
+
+    def _bridge_failed(self, c: r.Caller, offer_id: str, exc: AriError) -> None:
+        """Asterisk would not bridge the pair: the call never started. The caller waits again in its
+        place (the leader re-queues it on AgentLegFailed of a connected offer) and the peer leg is hung
+        up, which on a cross-node call also ends the agent's leg on its node."""
+        if self.app.callers.get(c.call_id) is not c or c.state != r.CONNECTED or c.offer_id != offer_id:
+            return
+        log.warning("bridging caller %s (offer %s) failed: %s; it waits again", c.call_id, offer_id, exc)
+        peer, bridge = c.peer_channel, c.bridge_id
+        c.state, c.offer_id, c.agent_id, c.peer_channel, c.bridge_id = r.WAITING, "", "", "", ""
+        self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id,
+                                                                                  reason="failed")))
+
+        async def undo() -> None:
+            await best_effort(self.ari.hangup(peer))
+            await best_effort(self.ari.destroy_bridge(bridge))
+
+        self.app.serial.run(c.call_id + "/teardown", undo, "bridge-failed")
+        self.app.actions.resume_music(c)
+
+    def expect_remote(self, call_id: str, offer_id: str, agent_id: str) -> None:
+        """Connect for a caller here and an agent on another node: wait for its trunk leg."""
+        c = self.app.callers.get(call_id)
+        if c is not None and c.state in (r.WAITING, r.RINGING):
+            c.state, c.offer_id, c.agent_id = r.CONNECTING, offer_id, agent_id
+            self._take_early_inbound(offer_id)
+
+    def inbound(self, channel_id: str, offer_id: str) -> None:
+        """A trunk leg from the agent's node arrived: answer it and bridge it with the caller."""
+        c = next((x for x in self.app.callers.values() if x.offer_id == offer_id), None)
+        if c is None or c.state not in (r.CONNECTING, r.RINGING):
+            # Probably ahead of the leader's decisions for its caller: keep it for INBOUND_WAIT.
+            log.info("inbound leg %s for offer %s before its decision: waiting", channel_id, offer_id)
+            self._early_inbound[offer_id] = channel_id
+            asyncio.get_running_loop().call_later(INBOUND_WAIT, self._drop_early_inbound, offer_id, channel_id)
+            return
+        self.app.serial.run(c.call_id, lambda: self.ari.answer(channel_id), "answer-inbound")
+        self.bridge_local(c.call_id, offer_id, c.agent_id, channel_id)
+
+    def _take_early_inbound(self, offer_id: str) -> None:
+        channel_id = self._early_inbound.pop(offer_id, None)
+        if channel_id is not None:
+            self.inbound(channel_id, offer_id)
+
+    def _drop_early_inbound(self, offer_id: str, channel_id: str) -> None:
+        if self._early_inbound.get(offer_id) == channel_id:
+            del self._early_inbound[offer_id]
+            log.info("inbound leg %s for unknown offer %s: hanging up", channel_id, offer_id)
+            self.app.serial.run(channel_id, lambda: best_effort(self.ari.hangup(channel_id)), "hangup")
+
+    def peer_gone(self, channel_id: str) -> None:
+        """The agent's leg (or trunk leg) of a connected caller hung up: the caller continues."""
+        c = next((x for x in self.app.callers.values() if x.peer_channel == channel_id), None)
+        if c is None or c.state not in (r.CONNECTED, r.CONNECTING):
+            return
+        self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
+            call_id=c.call_id, offer_id=c.offer_id, agent_hung_up=True)))
+        self.teardown(c, hang_peer=False)
+        self.app.actions.leave(c, "CONTINUE")
+
+    def teardown(self, c: r.Caller, hang_peer: bool) -> None:
+        """Destroy the caller's bridge (and hang up its peer leg with `hang_peer`)."""
+        ari, peer, bridge = self.ari, c.peer_channel, c.bridge_id
+
+        async def down() -> None:
+            if hang_peer and peer:
+                await best_effort(ari.hangup(peer))
+            if bridge:
+                await best_effort(ari.destroy_bridge(bridge))
+
+        self.app.serial.run(c.call_id + "/teardown", down, "teardown")
+
+
+async def _retried(request: Callable[[], Awaitable[None]]) -> None:
+    """Run an ARI request, again after BRIDGE_RETRIES delays while Asterisk gives no answer."""
+    for delay in BRIDGE_RETRIES:
+        try:
+            await request()
+            return
+        except AriUnavailable as exc:
+            log.info("ARI request without answer (%s): again in %.1f s", exc, delay)
+        await asyncio.sleep(delay)
+    await request()
