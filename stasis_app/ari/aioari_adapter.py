@@ -20,10 +20,12 @@ Evidence on aioari 0.10.2 / aioswagger11 0.9.1 (source in site-packages, behavio
 5. aioari's model layer logs INFO "No mapping for ..." for every response without a model (ping,
    variables) and turns HTTP errors into `aiohttp.web_exceptions`. -> requests use
    `client.swagger.<resource>.<operation>` (aioari's operation objects without model promotion); our
-   transport raises a private `_HttpStatus`, mapped here to the port.py errors; nothing leaks.
-6. One pool of 10 connections (Asterisk listens with backlog 10) for commands; the heartbeat has its
-   own connection so a busy pool cannot fake a stall. aioari awaits listeners inside its reader; ours
-   only decodes and enqueues, so the reader never blocks (Asterisk drops slow websockets).
+   transport (transport.py) raises `HttpStatus`, mapped here to the port.py errors; nothing leaks.
+6. One pool of 10 connections (Asterisk listens with backlog 10) for commands, shared out by
+   `RequestSlots` (urgent requests first, background ones on at most 6; the wait for a connection is
+   not part of the time-out); the heartbeat has its own connection so a busy pool cannot fake a stall.
+   aioari awaits listeners inside its reader; ours only decodes and enqueues, so the reader never
+   blocks (Asterisk drops slow websockets).
 No request bypasses aioari's operations: aiohttp is only the transport aioari itself uses.
 Measured on the test machine: connect (13 Swagger files + websocket) 40 ms; websocket cut ->
 AriDisconnected 2 ms -> AriConnected(resync=True) 0.15-0.25 s; Asterisk restart -> reconnect 0.4-0.6 s
@@ -56,15 +58,19 @@ from stasis_app.ari.events import (
     in_stasis_app,
 )
 from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone, EventStream
+from stasis_app.ari.slots import RequestSlots
+from stasis_app.ari.transport import POOL_SIZE, WS_CLOSE_WAIT, HttpClient, HttpStatus
 
 __all__ = ["AioAriAdapter", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-_POOL_SIZE = 10  # Asterisk's HTTP listen backlog is 10: never open more connections at once
-_KEEPALIVE = 10.0  # below Asterisk's session_keep_alive (15 s) so we never reuse a closing socket
-_WS_CLOSE_WAIT = 1.0
+# Requests nobody waits for (see slots.py): they may hold at most 6 of the 10 connections, and they
+# may take longer, since a variable set during a prompt is only answered when the prompt ends.
+_BACKGROUND = frozenset({"setChannelVar", "getChannelVar", "playWithId", "startMoh"})
+_BACKGROUND_SLOTS = 6
+_BACKGROUND_PATIENCE = 4.0  # x request_timeout
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rand: Callable[[], float] = random.random) -> float:
@@ -72,55 +78,6 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rand: Callable[[
     uniformly into [d/2, d] so that many nodes restarting together do not redial in lockstep."""
     ceiling = min(maximum, initial * 2.0 ** min(attempt, 64))
     return ceiling * (0.5 + 0.5 * rand())
-
-
-class _HttpClient:
-    """The transport object aioari's Swagger client calls (`request`, `ws_connect`, `close`)."""
-
-    def __init__(self, settings: AriSettings) -> None:
-        headers = {"Authorization": aiohttp.encode_basic_auth(settings.username, settings.password)}
-        timeout = aiohttp.ClientTimeout(total=None, connect=settings.request_timeout)
-        pool = aiohttp.TCPConnector(limit=_POOL_SIZE, keepalive_timeout=_KEEPALIVE)
-        self._session = aiohttp.ClientSession(headers=headers, timeout=timeout, connector=pool)
-        ping_pool = aiohttp.TCPConnector(limit=1)
-        self._ping_session = aiohttp.ClientSession(headers=headers, timeout=timeout, connector=ping_pool)
-        self.on_ws_open: Callable[[], None] = lambda: None
-
-    async def request(self, method: str, url: str, params: dict[str, Any] | None = None, data: Any = None,
-                      headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
-        """Send one request; raise `_HttpStatus` for status >= 400 (the body is read, the socket reused)."""
-        session = self._ping_session if url.endswith("/asterisk/ping") else self._session
-        response = await session.request(method, url, params=params, data=data, headers=headers)
-        if response.status >= 400:
-            raise _HttpStatus(response.status, response.reason or "", await response.text())
-        return response
-
-    async def ws_connect(self, url: str, params: dict[str, Any] | None = None) -> aiohttp.ClientWebSocketResponse:
-        """Open the event websocket and report it open before aioari reads its first message."""
-        timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_WS_CLOSE_WAIT)
-        ws = await self._session.ws_connect(url, params=params, timeout=timeout)
-        self.on_ws_open()
-        return ws
-
-    async def close(self) -> None:
-        """Drop every connection without waiting for a (possibly stalled) peer."""
-        await self._session.close()
-        await self._ping_session.close()
-
-
-class _HttpStatus(Exception):
-    """Asterisk answered with an HTTP error status; `message` is ARI's `{"message": ...}` text."""
-
-    def __init__(self, status: int, reason: str, body: str) -> None:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        # ARI errors are {"message": ...}; anything else (e.g. the HTML 503 during shutdown) -> reason
-        message = str(parsed.get("message", reason)) if isinstance(parsed, dict) else reason
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
 
 
 class AioAriAdapter:
@@ -132,6 +89,7 @@ class AioAriAdapter:
         self._rand = rand
         self._events = EventStream()
         self._client: Any = None  # aioari.Client while connected, else None
+        self._slots = RequestSlots(POOL_SIZE, _BACKGROUND_SLOTS)  # see slots.py
         self._generation = 0  # bumps on every teardown; a stale reader's events are dropped
         self._closing = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -203,10 +161,10 @@ class AioAriAdapter:
                 await asyncio.wait({task})  # its own cleanup (e.g. teardown) runs before we go on
         return None if task.cancelled() else task.result()
 
-    async def _connect(self) -> tuple[_HttpClient, asyncio.Task[None]]:
+    async def _connect(self) -> tuple[HttpClient, asyncio.Task[None]]:
         """Load Swagger and open the websocket; return (transport, reader task) once it is open."""
         opened = asyncio.Event()
-        http = _HttpClient(self._s)
+        http = HttpClient(self._s)
         reader: asyncio.Task[None] | None = None
         self._replaced = asyncio.Event()
         try:
@@ -239,7 +197,7 @@ class AioAriAdapter:
         self._ever_connected = True
         opened.set()
 
-    async def _serve(self, http: _HttpClient, reader: asyncio.Task[None]) -> str | None:
+    async def _serve(self, http: HttpClient, reader: asyncio.Task[None]) -> str | None:
         """Run until the connection ends; the reason, or None when the application was replaced."""
         heartbeat = asyncio.create_task(self._heartbeat(self._client), name=f"ari-heartbeat-{self.node_id}")
         replaced = asyncio.create_task(self._replaced.wait())
@@ -259,13 +217,13 @@ class AioAriAdapter:
         exc = reader.exception() if reader.done() and not reader.cancelled() else None
         return f"websocket closed ({_brief(exc)})" if exc else "websocket closed"
 
-    async def _teardown(self, http: _HttpClient, reader: asyncio.Task[None] | None) -> None:
+    async def _teardown(self, http: HttpClient, reader: asyncio.Task[None] | None) -> None:
         """Forget the client, drop all connections, and wait (bounded) for the reader to end."""
         self._client = None
         self._generation += 1
         await http.close()
         if reader is not None and not reader.done():
-            done, _ = await asyncio.wait({reader}, timeout=_WS_CLOSE_WAIT + 1.0)
+            done, _ = await asyncio.wait({reader}, timeout=WS_CLOSE_WAIT + 1.0)
             if not done:
                 reader.cancel()
                 await asyncio.wait({reader})
@@ -305,11 +263,13 @@ class AioAriAdapter:
         if client is None:
             raise AriUnavailable(f"{operation}: {'stood down' if self._stood_down else 'not connected'}")
         params = {name: value for name, value in params.items() if value is not None}  # aioswagger: no None
+        urgent = operation not in _BACKGROUND
         try:
-            async with asyncio.timeout(self._s.request_timeout):
+            async with self._slots.slot(urgent), asyncio.timeout(
+                    self._s.request_timeout if urgent else self._s.request_timeout * _BACKGROUND_PATIENCE):
                 response = await getattr(getattr(client.swagger, resource), operation)(**params)
                 text = await response.text()
-        except _HttpStatus as exc:
+        except HttpStatus as exc:
             not_in_stasis = exc.status in (409, 422) and "not in stasis" in exc.message.lower()
             if gone_id is not None and (exc.status == 404 or not_in_stasis):
                 raise ChannelGone(gone_id, exc.status, exc.message) from exc
