@@ -8,10 +8,9 @@ from typing import TypeVar
 
 import grpc
 
-from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
+from clusterq_proto.v1 import LEADER_TRAILER, admin_pb2, admin_pb2_grpc
 
 T = TypeVar("T")
-LEADER_TRAILER = "clusterq-leader"
 
 
 class AdminClient:

@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from clusterq_proto.v1 import node_pb2, node_pb2_grpc
+from clusterq_proto.v1 import LEADER_TRAILER, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-LEADER_TRAILER = "clusterq-leader"
 MAX_BATCH = 64
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 2_000),
