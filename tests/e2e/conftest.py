@@ -37,13 +37,14 @@ class Clusterq:
     stasis: dict[str, ManagedProcess] = field(default_factory=dict)
     clients: list[AdminClient] = field(default_factory=list)
 
-    async def start_coordinators(self, n: int = 1, lease_ttl: float = 2.0) -> None:
-        """Start n replicas; returns once one of them leads."""
+    async def start_coordinators(self, n: int = 1, lease_ttl: float = 2.0, settle_time: float = 0.5) -> None:
+        """Start n replicas; returns once one of them leads. settle_time: how long a new leader waits
+        for the known nodes to re-report before deciding (0.5 s keeps tests fast)."""
         for i in range(n):
             name = f"coord-{len(self.coordinators)}"
             port = free_tcp_port()
             proc = coordinator_process(name, self.log_dir, etcd_endpoints=self.etcd_endpoints, port=port,
-                                       queues_file=self.queues_file, lease_ttl=lease_ttl, settle_time=0.5)
+                                       queues_file=self.queues_file, lease_ttl=lease_ttl, settle_time=settle_time)
             proc.start()
             self.coordinators[name] = proc
             self.addresses[name] = f"127.0.0.1:{port}"
