@@ -20,7 +20,6 @@ from tests.e2e.conftest import Clusterq
 from tests.e2e.scale import (
     AGENTS,
     AgentLegSeen,
-    Ledger,
     Placed,
     Talk,
     all_legs_ended,
@@ -32,6 +31,7 @@ from tests.e2e.scale import (
     refresh,
     running,
     short_talk,
+    two_node_cluster,
     unbridged,
     wait_until,
 )
@@ -54,10 +54,7 @@ def _epoch(log: str) -> int:
 
 async def test_200_callers_leader_killed_under_load(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
-    a, b = await asterisk_factory(["a", "b"])  # type: ignore[operator]
-    ledgers = {n.name: Ledger(await observers(n)) for n in (a, b)}  # type: ignore[operator]
-    await clusterq.start_coordinators(2, settle_time=SETTLE_TIME)
-    await clusterq.start_stasis([a, b])
+    _, _, ledgers = await two_node_cluster(clusterq, asterisk_factory, observers, 2, SETTLE_TIME)
     client = clusterq.client()
     homes = {agent: ("a", "b")[i % 2] for i, agent in enumerate(AGENTS)}
     talkers, ringers = AGENTS[:3], AGENTS[3:]

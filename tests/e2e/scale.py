@@ -29,8 +29,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusterq_testing.asterisk import AsteriskNode
 from clusterq_testing.observer import AriHttpError, AriObserver, CallerLegs
 from stasis_app.call.names import agent_leg_id, trunk_leg_id
+from tests.e2e.conftest import Clusterq
 
 AGENT_LEG_RE = re.compile(r"^(?P<node>[A-Za-z0-9-]+)-ag-e(?P<epoch>\d+)-(?P<n>\d+)_;2$")  # names.agent_leg_id
 SEQ_VAR, POSITION_VAR = "CLUSTERQ_SEQ", "CLUSTERQ_POSITION"
@@ -431,3 +433,11 @@ def answer_quickly(ledgers: Mapping[str, Ledger], homes: Mapping[str, str]) -> N
         ledgers[homes[agent]].obs.set_agent_behaviour(agent, "answer", delay=0.05 + 0.15 * (i % 3) / 2)
 
 
+async def two_node_cluster(clusterq: Clusterq, asterisk_factory: object, observers: object, coordinators: int = 1,
+                           settle_time: float = 0.5) -> tuple[AsteriskNode, AsteriskNode, dict[str, Ledger]]:
+    """Asterisk nodes a and b with a ledger each, `coordinators` replicas (one leads) and both stasis apps."""
+    a, b = await asterisk_factory(["a", "b"])  # type: ignore[operator]
+    ledgers = {n.name: Ledger(await observers(n)) for n in (a, b)}  # type: ignore[operator]
+    await clusterq.start_coordinators(coordinators, settle_time=settle_time)
+    await clusterq.start_stasis([a, b])
+    return a, b, ledgers

@@ -43,6 +43,7 @@ from tests.e2e.scale import (
     running,
     seq_of,
     short_talk,
+    two_node_cluster,
     unbridged,
     wait_until,
 )
@@ -54,10 +55,7 @@ T = TypeVar("T")
 
 async def test_200_callers_10_agents_two_nodes(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
-    a, b = await asterisk_factory(["a", "b"])  # type: ignore[operator]
-    ledgers = {n.name: Ledger(await observers(n)) for n in (a, b)}  # type: ignore[operator]
-    await clusterq.start_coordinators(1)
-    await clusterq.start_stasis([a, b])
+    _, _, ledgers = await two_node_cluster(clusterq, asterisk_factory, observers)
     client = clusterq.client()
     homes = {agent: ("a", "b")[i % 2] for i, agent in enumerate(AGENTS)}
     answer_quickly(ledgers, homes)
@@ -170,10 +168,7 @@ async def leave_and_mark(ledgers: Mapping[str, Ledger], leavers: Sequence[Placed
 @pytest.mark.timeout(900)
 async def test_2000_callers_one_queue_positions(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
-    a, b = await asterisk_factory(["a", "b"])  # type: ignore[operator]
-    ledgers = {n.name: Ledger(await observers(n)) for n in (a, b)}  # type: ignore[operator]
-    await clusterq.start_coordinators(1)
-    await clusterq.start_stasis([a, b])
+    a, b, ledgers = await two_node_cluster(clusterq, asterisk_factory, observers)
     client = clusterq.client()
     await client.create_queue(big_queue(ANNOUNCE_EVERY))
     t0 = time.monotonic()

@@ -89,6 +89,13 @@ class Node:
         for _ in range(60):
             await asyncio.sleep(0)
 
+    async def queued_caller(self, args: tuple[str, ...] = ("support",), position: int = 1) -> str:
+        """A caller enters Stasis with `args` and the leader sequences it at `position`; its id."""
+        cid = self.ari.caller_enters(list(args))
+        await self.settle()
+        self.join(cid, position=position)
+        return cid
+
     def join(self, call_id: str, position: int, queue: str = "support", music: str = "default",
              exit_context: str = "") -> None:
         """The leader sequences a caller (JoinAck with the next sequence, then QueueMedia)."""

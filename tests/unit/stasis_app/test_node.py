@@ -303,9 +303,7 @@ async def test_a_trunk_leg_arriving_before_its_offer_is_kept_and_bridged_once_th
     # may still be waiting for the leader's Offer / Connect of that caller.
     ari = FakeAri("a")
     async with running(ari) as n:
-        cid = ari.caller_enters(["support"])
-        await n.settle()
-        n.join(cid, position=1)
+        cid = await n.queued_caller()
         leg = ari.caller_enters(["inbound", "cq-o1"])
         await n.settle()
         assert leg in ari.channels, "the early trunk leg must not be hung up"
@@ -332,9 +330,7 @@ async def test_an_offer_cancelled_after_connect_puts_the_caller_back_to_waiting(
     # The agent hung up between answering and the node bridging it: the leader re-queues the caller.
     ari = FakeAri("a")
     async with running(ari) as n:
-        cid = ari.caller_enters(["support"])
-        await n.settle()
-        n.join(cid, position=1)
+        cid = await n.queued_caller()
         n.offer("o1", cid, agent_node="b")
         n.connect("o1", cid, agent_node="b")
         await n.settle()
@@ -352,9 +348,7 @@ async def test_an_offer_cancelled_after_connect_puts_the_caller_back_to_waiting(
 async def test_a_bridge_asterisk_does_not_answer_is_retried() -> None:
     ari = FakeAri("a")
     async with running(ari) as n:
-        cid = ari.caller_enters(["support"])
-        await n.settle()
-        n.join(cid, position=1)
+        cid = await n.queued_caller()
         ari.outcomes["Local/alice@agents/n"] = OriginateOutcome.ANSWER
         ari.errors["add_to_bridge"] = [AriUnavailable("add_to_bridge: timed out")]
         n.offer("o1", cid)
@@ -369,9 +363,7 @@ async def test_a_bridge_asterisk_does_not_answer_is_retried() -> None:
 async def test_a_bridge_that_keeps_failing_puts_the_caller_back_in_its_place_with_music() -> None:
     ari = FakeAri("a")
     async with running(ari) as n:
-        cid = ari.caller_enters(["support"])
-        await n.settle()
-        n.join(cid, position=1)
+        cid = await n.queued_caller()
         ari.outcomes["Local/alice@agents/n"] = OriginateOutcome.ANSWER
         ari.errors["add_to_bridge"] = [AriError(500, "Internal Server Error")]
         n.offer("o1", cid)
@@ -395,9 +387,7 @@ async def test_a_bridge_that_keeps_failing_puts_the_caller_back_in_its_place_wit
 async def test_a_leaving_caller_reaches_the_dialplan_even_when_variables_fail() -> None:
     ari = FakeAri("a")
     async with running(ari) as n:
-        cid = ari.caller_enters(["support", "timeout=1"])
-        await n.settle()
-        n.join(cid, position=1)
+        cid = await n.queued_caller(("support", "timeout=1"))
         ari.errors["set_var"] = [AriUnavailable("set_var: timed out")] * 2
         ari.errors["continue_in_dialplan"] = [AriUnavailable("continue: timed out")]
         await asyncio.sleep(1.5)  # the timeout, then one retried continue (0.2 s)
