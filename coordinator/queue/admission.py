@@ -103,7 +103,7 @@ def join_args_problem(ev: CallerJoined) -> str:
         return "position must be >= 0"
     if ev.arrival_seq is not None and ev.arrival_seq < 0:
         return "arrival_seq must be >= 0"
-    if any(not r.key or not r.value for r in ev.requirements):
+    if ev.requirements and any(not r.key or not r.value for r in ev.requirements):
         return "requirements need a key and a value"
     return ""
 

@@ -16,8 +16,9 @@ import random
 from collections.abc import Iterator
 
 from coordinator.queue.decisions import Decision, Offer
+from coordinator.queue.model import Strategy
 from coordinator.queue.ranking import RankKey
-from coordinator.queue.state import RINGING, WAITING, AgentRec, CallerRec, EngineState, OfferRec
+from coordinator.queue.state import RINGING, WAITING, AgentRec, CallerRec, EngineState, OfferRec, QueueRec
 from coordinator.queue.strategies import Candidate, choose_agents
 
 __all__ = ["dispatch", "eligible"]
@@ -46,15 +47,31 @@ def _stream(keys: Iterator[RankKey], weight: int) -> Iterator[tuple[int, RankKey
 
 def _best_callers(st: EngineState, agent: AgentRec, now: float) -> Iterator[CallerRec]:
     """The callers this agent may take, best first for this agent."""
-    streams: list[Iterator[tuple[int, RankKey]]] = []
+    usable: list[tuple[QueueRec, int]] = []
     for m in agent.config.memberships:
         q = st.queues.get(m.queue)
         if q is None or not q.line or not st.can_take(agent, q.config, now):
             continue
-        streams.append(_stream(iter(q.line), q.config.weight + m.weight))
+        usable.append((q, q.config.weight + m.weight))
+    if len(usable) == 1:
+        # The common case: one queue, walked directly. Eligibility is still judged when a caller is
+        # pulled (not ahead of time), so a caller another agent took meanwhile is skipped.
+        yield from _line_callers(st, agent, usable[0][0], now)
+        return
+    streams = [_stream(iter(q.line), weight) for q, weight in usable]
     # Lines are not mutated during a pass (ringing callers stay queued), so iterating them is safe.
     for _, key in heapq.merge(*streams):
         caller = st.by_uid[key[2]]
+        if eligible(st, agent, caller, now):
+            yield caller
+
+
+def _line_callers(st: EngineState, agent: AgentRec, q: QueueRec, now: float) -> Iterator[CallerRec]:
+    """The callers of one queue this agent may take, in line order (no merge needed)."""
+    by_uid = st.by_uid
+    for key in q.line:
+        caller = by_uid[key[2]]
+        # Ringing callers (usually the head of the line) fail eligible()'s first test.
         if eligible(st, agent, caller, now):
             yield caller
 
@@ -96,6 +113,10 @@ def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: 
                 advance(agent)
 
 
+_RANDOMIZED = frozenset({Strategy.RANDOM, Strategy.WRANDOM})
+_ROUND_ROBIN = frozenset({Strategy.RRMEMORY, Strategy.RRORDERED})
+
+
 def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list[AgentRec]) -> list[AgentRec]:
     """Apply the queue strategy to the agents whose best caller is `caller`."""
     q = st.queues[caller.queue]
@@ -104,6 +125,11 @@ def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list
         # Everyone free was already tried this round: start a new round (app_queue's "tried" reset).
         caller.tried.clear()
         fresh = agents
+    if len(fresh) == 1 and q.config.strategy not in _RANDOMIZED:
+        # One candidate: every deterministic strategy picks it (random ones still draw from the rng).
+        if q.config.strategy in _ROUND_ROBIN:
+            q.rr_last = q.members[fresh[0].config.agent_id].order
+        return fresh
     by_id = {a.config.agent_id: a for a in fresh}
     candidates = [
         Candidate(

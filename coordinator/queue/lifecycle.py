@@ -67,17 +67,21 @@ def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: l
             st.add_timer(caller.retry_until, "wake", caller.call_id, caller.uid)
 
 
-def remove_waiting_caller(st: EngineState, caller: CallerRec, reason: str, now: float, out: list[Decision]) -> int:
-    """Take a waiting/ringing caller out of its queue, cancelling its offers; returns its last position."""
+def remove_waiting_caller(st: EngineState, caller: CallerRec, reason: str, now: float, out: list[Decision],
+                          want_position: bool = True) -> int:
+    """Take a waiting/ringing caller out of its queue, cancelling its offers; returns its last position
+    (0 when `want_position` is False: a caller that hung up is told nothing)."""
     q = st.queues.get(caller.queue)
     position = 0
     if q is not None:
-        position = q.line.position(caller.key)
+        if want_position:
+            position = q.line.position(caller.key)
         q.line.remove(caller.key, caller.joined_at)
-    for offer_id in list(caller.offers):
-        offer = st.offers.get(offer_id)
-        if offer is not None:
-            cancel_offer(st, offer, reason, now, out)
+    if caller.offers:
+        for offer_id in list(caller.offers):
+            offer = st.offers.get(offer_id)
+            if offer is not None:
+                cancel_offer(st, offer, reason, now, out)
     st.callers.pop(caller.call_id, None)
     st.by_uid.pop(caller.uid, None)
     return position

@@ -15,7 +15,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from coordinator.queue.admission import EMPTY, initial_band, join_args_problem, leave_when_empty, member_status
 from coordinator.queue.decisions import (
@@ -57,12 +59,17 @@ from coordinator.queue.lifecycle import (
     remove_waiting_caller,
 )
 from coordinator.queue.model import CallerStatus
+from coordinator.queue.nodes import node_alive, node_lost
 from coordinator.queue.ranking import rank_key
 from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
 from coordinator.queue.views import agent_view, queue_stats
 
 __all__ = ["QueueEngine"]
+
+
+def _ignore(event: Event, now: float, out: list[Decision]) -> None:
+    """Tick (and any event type the engine does not know): only timers and dispatch run."""
 
 
 class QueueEngine:
@@ -74,6 +81,9 @@ class QueueEngine:
         self._prefix = offer_id_prefix
         self._st = EngineState()
         self._now = 0.0
+        self._handlers = self._make_handlers()
+        # Whether any queue has leavewhenempty (kept current by queue definitions and deletions).
+        self._leave_when_empty = False
 
     # ----------------------------------------------------------------- apply
     def apply(self, event: Event, now: float) -> list[Decision]:
@@ -86,50 +96,67 @@ class QueueEngine:
         self._now = now
         st = self._st
         out: list[Decision] = []
-        run_due(st, now, self._ewt, out)
-        match event:
-            case QueueDefined():
-                self._queue_defined(event, now)
-            case QueueDeleted():
-                self._queue_deleted(event, now, out)
-            case AgentLoggedIn():
-                self._agent_logged_in(event, now, out)
-            case AgentLoggedOut():
-                self._agent_logged_out(event, now, out)
-            case AgentPaused():
-                self._agent_paused(event.agent_id, True, event.reason, now, out)
-            case AgentUnpaused():
-                self._agent_paused(event.agent_id, False, "", now, out)
-            case CallerJoined():
-                self._caller_joined(event, now, out)
-            case CallerLeft():
-                self._caller_left(event, now, out)
-            case OfferAnswered():
-                offer = st.offers.get(event.offer_id)
-                if offer is not None:
-                    answer_offer(st, offer, now, out)
-            case OfferFailed():
-                offer = st.offers.get(event.offer_id)
-                if offer is not None:
-                    fail_offer(st, offer, event.reason, now, out)
-                else:
-                    fail_connected_offer(st, event.offer_id, now, out)
-            case CallAdopted():
-                adopt_call(st, event, now)
-            case CallEnded():
-                caller = st.callers.get(event.call_id)
-                if caller is not None and caller.state == CONNECTED:
-                    end_call(st, caller, event.agent_hung_up, now, out)
-            case NodeLost():
-                self._node_lost(event.node_id, now, out)
-            case NodeAlive():
-                self._node_alive(event.node_id, now, out)
-            case Tick():
-                pass
-        run_due(st, now, self._ewt, out)
-        leave_when_empty(st, now, out)
-        dispatch(st, self._rng, self._prefix, now, out)
+        timers = st.timers
+        # run_due / leave_when_empty / dispatch are called only when they can act (the checks are
+        # theirs too): this runs once per node event.
+        if timers and timers[0][0] <= now:
+            run_due(st, now, self._ewt, out)
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            handler = self._handler_for(event)
+        handler(event, now, out)
+        if timers and timers[0][0] <= now:
+            run_due(st, now, self._ewt, out)
+        if self._leave_when_empty:
+            leave_when_empty(st, now, out)
+        if st.idle:
+            dispatch(st, self._rng, self._prefix, now, out)
         return out
+
+    def _handler_for(self, event: Event) -> Callable[[Any, float, list[Decision]], None]:
+        """The handler of an event type that is a subclass of a known one (exact types are in the table)."""
+        for kind, handler in self._handlers.items():
+            if isinstance(event, kind):
+                return handler
+        return _ignore
+
+    def _make_handlers(self) -> dict[type, Callable[[Any, float, list[Decision]], None]]:
+        st = self._st
+
+        def offer_answered(event: OfferAnswered, now: float, out: list[Decision]) -> None:
+            offer = st.offers.get(event.offer_id)
+            if offer is not None:
+                answer_offer(st, offer, now, out)
+
+        def offer_failed(event: OfferFailed, now: float, out: list[Decision]) -> None:
+            offer = st.offers.get(event.offer_id)
+            if offer is not None:
+                fail_offer(st, offer, event.reason, now, out)
+            else:
+                fail_connected_offer(st, event.offer_id, now, out)
+
+        def call_ended(event: CallEnded, now: float, out: list[Decision]) -> None:
+            caller = st.callers.get(event.call_id)
+            if caller is not None and caller.state == CONNECTED:
+                end_call(st, caller, event.agent_hung_up, now, out)
+
+        return {
+            QueueDefined: lambda e, now, out: self._queue_defined(e, now),
+            QueueDeleted: self._queue_deleted,
+            AgentLoggedIn: self._agent_logged_in,
+            AgentLoggedOut: self._agent_logged_out,
+            AgentPaused: lambda e, now, out: self._agent_paused(e.agent_id, True, e.reason, now, out),
+            AgentUnpaused: lambda e, now, out: self._agent_paused(e.agent_id, False, "", now, out),
+            CallerJoined: self._caller_joined,
+            CallerLeft: self._caller_left,
+            OfferAnswered: offer_answered,
+            OfferFailed: offer_failed,
+            CallAdopted: lambda e, now, out: adopt_call(st, e, now),
+            CallEnded: call_ended,
+            NodeLost: lambda e, now, out: node_lost(st, e.node_id, now, out),
+            NodeAlive: lambda e, now, out: node_alive(st, e.node_id, now, out),
+            Tick: _ignore,
+        }
 
     # ------------------------------------------------------------ handlers
     def _queue_defined(self, event: QueueDefined, now: float) -> None:
@@ -148,6 +175,7 @@ class QueueEngine:
                 schedule_caller_timers(st, st.by_uid[key[2]], now)
         for agent_id in q.members:
             st.refresh_idle(agent_id, now)
+        self._leave_when_empty = any(x.config.leavewhenempty for x in st.queues.values())
 
     def _queue_deleted(self, event: QueueDeleted, now: float, out: list[Decision]) -> None:
         st = self._st
@@ -159,6 +187,7 @@ class QueueEngine:
         del st.queues[event.name]
         for agent_id in q.members:
             st.refresh_idle(agent_id, now)
+        self._leave_when_empty = any(x.config.leavewhenempty for x in st.queues.values())
 
     def _agent_logged_in(self, event: AgentLoggedIn, now: float, out: list[Decision]) -> None:
         cfg = event.agent
@@ -238,8 +267,8 @@ class QueueEngine:
             if q.config.maxlen and len(q.line) >= q.config.maxlen:
                 out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
                 return
-            band = initial_band(q)
-            status = member_status(st, q, q.config.joinempty, band, now)
+            joinempty = q.config.joinempty
+            status = member_status(st, q, joinempty, initial_band(q), now) if joinempty else None
             if status is not None:
                 code = CallerStatus.JOINEMPTY if status == EMPTY else CallerStatus.JOINUNAVAIL
                 out.append(JoinRejected(ev.call_id, code, f"queue {ev.queue} has no usable member"))
@@ -253,7 +282,7 @@ class QueueEngine:
         if re_report:
             order: int | Fraction = seq  # an override is not re-applied on a re-report: the queue around it changed
         else:
-            order = q.line.order_for(ev.priority, ev.position, seq)
+            order = q.line.order_for(ev.priority, ev.position, seq) if ev.position > 0 else seq
             q.counters.on_arrival(now)
         st.uid_counter += 1
         joined_at = ev.joined_at if ev.joined_at is not None else now
@@ -289,39 +318,7 @@ class QueueEngine:
         q = st.queues.get(caller.queue)
         if q is not None:
             q.counters.on_abandon(now - caller.joined_at, q.config.service_level)
-        remove_waiting_caller(st, caller, "caller_left", now, out)
-
-    def _node_lost(self, node_id: str, now: float, out: list[Decision]) -> None:
-        st = self._st
-        st.lost_nodes.add(node_id)
-        for caller in list(st.callers.values()):
-            if caller.state != CONNECTED:
-                if caller.node_id == node_id:
-                    exit_caller(st, caller, CallerStatus.NODE_LOST, now, out)
-                continue
-            agent = st.agents.get(caller.agent_id)
-            if caller.node_id == node_id:
-                end_call(st, caller, False, now, out)
-            elif agent is not None and agent.config.home_node == node_id:
-                # The caller's node is alive: send it back to its dialplan as if the agent hung up.
-                end_call(st, caller, True, now, out)
-        for offer in list(st.offers.values()):
-            if offer.agent_node == node_id:
-                cancel_offer(st, offer, "node_lost", now, out)
-        for agent in st.agents.values():
-            if agent.config.home_node == node_id and agent.node_up:
-                agent.node_up = False
-                st.refresh_idle(agent.config.agent_id, now)
-                out.append(AgentStateChanged(agent.config.agent_id, "unavailable", "node_lost"))
-
-    def _node_alive(self, node_id: str, now: float, out: list[Decision]) -> None:
-        st = self._st
-        st.lost_nodes.discard(node_id)
-        for agent in st.agents.values():
-            if agent.config.home_node == node_id and not agent.node_up:
-                agent.node_up = True
-                st.refresh_idle(agent.config.agent_id, now)
-                out.append(AgentStateChanged(agent.config.agent_id, "available", "node_alive"))
+        remove_waiting_caller(st, caller, "caller_left", now, out, want_position=False)
 
     # --------------------------------------------------------------- queries
     def position(self, call_id: str) -> int | None:
