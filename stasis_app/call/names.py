@@ -1,7 +1,8 @@
 """Ids of the channels and bridges the app creates for an offer: `<node>-<kind>-<offer id>_`.
 
 Asterisk refuses a new channel id that is a case-insensitive PREFIX of an existing one (measured on
-22.10: with `x-10` up, originating `x-1` answers 409 "already exists"), and offer ids are `e<epoch>-<n>`,
+22.10: with `x-10` up, originating `x-1` answers 409 "already exists"; after such a 409, `core stop now`
+no longer stops that Asterisk, it had to be killed), and offer ids are `e<epoch>-<n>`,
 so `a-ag-e2-1` would collide with `a-ag-e2-10`. Ending every id with a character that never occurs in
 an offer id makes the ids prefix-free: no id is a prefix of another (nor of its Local `;2` half)."""
 

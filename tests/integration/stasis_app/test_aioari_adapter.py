@@ -345,19 +345,17 @@ def _shape_for_log(events: list[ev.AriEvent]) -> list[str]:
 
 
 async def test_offer_channel_ids_are_prefix_free_on_asterisk(rec: Recorder, phones: AriObserver) -> None:
-    # Asterisk refuses a new channel id that is a prefix of a live one: the ids names.py builds must not be.
+    # Asterisk refuses a new channel id that is a prefix of a live one (409; see names.py, where the
+    # measurement is; not repeated here, since after such a 409 Asterisk 22.10 no longer stops on
+    # `core stop now`): the ids names.py builds are prefix-free, so all four can be up at once.
     port = rec.adapter
     agent = "Local/agpfx@clusterq-agents-test/n"
-    await port.originate(endpoint=agent, channel_id="a-raw-e2-10", app_args=["agent"], timeout=10)
-    with pytest.raises(AriError) as clash:
-        await port.originate(endpoint=agent, channel_id="a-raw-e2-1", app_args=["agent"], timeout=10)
-    assert clash.value.status == 409, "the premise of names.py: a prefix of a live id is refused"
     made = [agent_leg_id("a", "e2-10"), trunk_leg_id("a", "e2-10"), agent_leg_id("a", "e2-1"),
             trunk_leg_id("a", "e2-1")]
     for channel_id in made:
         await port.originate(endpoint=agent, channel_id=channel_id, app_args=["agent"], timeout=10)
     assert set(await phones.channel_ids()) >= set(made)
-    for channel_id in [*made, "a-raw-e2-10"]:
+    for channel_id in made:
         await port.hangup(channel_id)
     assert offer_of_bridge("a", bridge_id("a", "e2-1")) == "e2-1"
     assert offer_of_bridge("a", "a-br-e2-1") is None and offer_of_bridge("b", bridge_id("a", "e2-1")) is None
