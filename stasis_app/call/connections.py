@@ -70,10 +70,13 @@ class CallerConnections:
                     raise
 
         async def connect() -> None:
-            # Stop any announcement first: a prompt must never delay the connection.
-            await self.app.actions.silence(c)
+            # The prompt and music must be stopped before the caller joins the bridge (a prompt would
+            # hold the join back until it ends); the bridge is created meanwhile, one round trip less.
             try:
-                await _retried(create)
+                _, created = await asyncio.gather(self.app.actions.silence(c), _retried(create),
+                                                  return_exceptions=True)
+                if isinstance(created, BaseException):  # only once the music is surely off
+                    raise created
                 await _retried(lambda: ari.add_to_bridge(bridge, [c.call_id, peer_channel]))
             except ChannelGone:
                 return  # a side hung up: its StasisEnd / ChannelDestroyed ends the call
