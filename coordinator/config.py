@@ -28,6 +28,8 @@ class CoordinatorSettings:
     listen: str = "127.0.0.1:50051"
     advertise: str = ""
     queues_file: Path | None = None
+    # app_queue-style queue_log written by the leader (coordinator/queue_log.py); None = off.
+    queue_log: Path | None = None
     # How long a new leader waits for known nodes to re-report before it dispatches offers.
     settle_time: float = 2.0
     # Node-stream decision batching: flush when idle or after this many seconds.
@@ -71,6 +73,8 @@ class CoordinatorSettings:
             kw["advertise"] = v
         if v := e.get("CLUSTERQ_QUEUES_FILE"):
             kw["queues_file"] = Path(v)
+        if v := e.get("CLUSTERQ_QUEUE_LOG"):
+            kw["queue_log"] = Path(v)
         if v := e.get("CLUSTERQ_SETTLE_TIME"):
             kw["settle_time"] = float(v)
         if v := e.get("CLUSTERQ_REPLICA_ID"):

@@ -13,6 +13,7 @@ from coordinator.config import CoordinatorSettings
 from coordinator.definitions import load_file
 from coordinator.election.election import Fence
 from coordinator.queue import AgentLoggedIn, AgentPaused, QueueDefined, QueueEngine
+from coordinator.queue_log import QueueLogBook, QueueLogFile
 from coordinator.runtime import LeaderRuntime, SeqAllocator
 from coordinator.store.queue_store import QueueStore
 
@@ -59,6 +60,15 @@ async def apply_queues_file(state: ReplicaState, fence: Fence) -> None:
             await state.store.put_agent(fence, StoredAgent(agent, False, ""))
 
 
+QUEUE_LOG_FLUSH = 0.5  # seconds between queue_log appends (lines are buffered in between)
+
+
+async def _flush_every(queue_log: QueueLogFile, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        queue_log.flush()
+
+
 async def lead(state: ReplicaState, fence: Fence) -> None:
     """Leader-only work for one leadership term; cancelled the moment the lease is lost."""
     settings = state.settings
@@ -74,6 +84,9 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
     engine = QueueEngine(offer_id_prefix=f"e{fence.epoch}-")
     runtime = LeaderRuntime(engine, fence.epoch, clock, SeqAllocator(mark, mark + SEQ_BLOCK, SEQ_BLOCK, reserve),
                             settings.node_ttl)
+    queue_log = QueueLogFile(settings.queue_log) if settings.queue_log is not None else None
+    if queue_log is not None:
+        runtime.queue_log = QueueLogBook(queue_log.write)
     for cfg in queues.values():
         runtime.apply(QueueDefined(cfg))
     known_nodes = await state.store.load_nodes()
@@ -85,6 +98,8 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(runtime.run_timers())
+            if queue_log is not None:
+                tg.create_task(_flush_every(queue_log, QUEUE_LOG_FLUSH))
             # Settle: give known nodes time to re-report their callers (with original arrival
             # sequences) before agents become available, so no lower-ranked caller is offered first.
             deadline = clock() + settings.settle_time
@@ -98,6 +113,8 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
             log.info("settled after %.2f s: %d nodes attached, %d agents", settings.settle_time - (deadline - clock()),
                      len(runtime.links), len(agents))
     finally:
+        if queue_log is not None:
+            queue_log.flush()
         runtime.close()
         state.runtime, state.fence = None, None
         await state.set_leading(False)

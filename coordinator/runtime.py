@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 
 from clusterq_proto.v1 import node_pb2
@@ -36,6 +37,7 @@ from coordinator.queue import (
     Tick,
 )
 from coordinator.queue import decisions as d
+from coordinator.queue_log import QueueLogBook
 from coordinator.rpc.convert_node import BadNodeEvent, convert_event, joined_event
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class LeaderRuntime:
         # When run_timers will wake next (inf: no deadline; -inf: it is running right now).
         self._planned_wake = -math.inf
         self.closed = False
+        self.queue_log: QueueLogBook | None = None  # set by the replica when CLUSTERQ_QUEUE_LOG is given
         self.decisions_sent = 0
         self.events_applied = 0
 
@@ -112,6 +115,8 @@ class LeaderRuntime:
     def _apply(self, event: Event, now: float) -> list[Decision]:
         decs = self.engine.apply(event, now)
         self.events_applied += 1
+        if self.queue_log is not None:
+            self.queue_log.record(event, decs, now, time.time())
         if type(event) is QueueDefined:
             self.queues[event.config.name] = event.config
         elif type(event) is QueueDeleted:

@@ -44,12 +44,20 @@ class Clusterq:
             name = f"coord-{len(self.coordinators)}"
             port = free_tcp_port()
             proc = coordinator_process(name, self.log_dir, etcd_endpoints=self.etcd_endpoints, port=port,
-                                       queues_file=self.queues_file, lease_ttl=lease_ttl, settle_time=settle_time)
+                                       queues_file=self.queues_file, lease_ttl=lease_ttl, settle_time=settle_time,
+                                       extra_env={"CLUSTERQ_QUEUE_LOG": str(self.log_dir / f"{name}.queue_log")})
             proc.start()
             self.coordinators[name] = proc
             self.addresses[name] = f"127.0.0.1:{port}"
             del i
         await self.wait_leader()
+
+    def queue_log(self) -> list[list[str]]:
+        """Every replica's queue_log lines so far, split at "|", in time order."""
+        lines = [line.split("|") for name in self.coordinators
+                 for path in [self.log_dir / f"{name}.queue_log"] if path.exists()
+                 for line in path.read_text().splitlines()]
+        return sorted(lines, key=lambda fields: int(fields[0]))
 
     async def wait_leader(self, timeout: float = 20.0) -> str:
         """Name of the replica whose log says it leads (raises if none within timeout)."""

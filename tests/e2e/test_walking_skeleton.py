@@ -71,6 +71,22 @@ async def test_one_call_is_queued_rung_bridged_and_dtmf_flows(
         await asyncio.sleep(0.1)
     assert agent_leg not in await obs.channel_ids()
 
+    # The leader's queue_log tells the same story in app_queue's format (flushed every 0.5 s); the
+    # offer id it logs with CONNECT is the one in the agent leg's channel id on Asterisk.
+    offer = agent_leg.removeprefix("a-ag-").removesuffix("_")
+    expected = [["support", "NONE", "ENTERQUEUE", "", "5551234", "1"], ["support", "alice", "ADDMEMBER"],
+                ["support", "alice", "CONNECT"], ["support", "alice", "COMPLETECALLER"]]
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        story = [f[2:] for f in clusterq.queue_log() if f[1] in (caller.queue_id, "NONE")]
+        if len(story) >= 4 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert [s[:len(e)] for s, e in zip(story, expected, strict=False)] == expected, story
+    connect, complete = story[2], story[3]
+    assert connect[4] == offer and int(connect[3]) >= 0 and int(connect[5]) >= 300, connect  # rang >= 0.3 s
+    assert int(complete[4]) >= 0 and complete[5] == "1", complete  # call time; entered at position 1
+
 
 async def test_unknown_queue_and_bad_args_go_back_to_the_dialplan(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:

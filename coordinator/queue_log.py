@@ -1,0 +1,251 @@
+"""queue_log: app_queue's call-centre event log, written by the leader for the whole cluster.
+
+Reporting tools built on Asterisk's `/var/log/asterisk/queue_log` read the same lines here:
+`epoch|callid|queue|agent|event|data1|data2|...` (docs.asterisk.org, Operation/Logging/Queue-Logs), with
+the caller's channel id as callid, the agent id as agent ("NONE" when there is none) and times in whole
+seconds (ring times in ms, as app_queue writes them). A position is the one last told to the caller (at
+its join, or in its latest announcement):
+
+  ENTERQUEUE||callerid|position        CONNECT|holdtime|agent leg (offer id)|ringtime
+  COMPLETECALLER / COMPLETEAGENT|holdtime|calltime|origposition
+  ABANDON / EXITWITHTIMEOUT / EXITEMPTY|position|origposition|waittime
+  EXITWITHKEY|key|position|origposition|waittime (the key is not known to the leader: empty)
+  RINGNOANSWER|ringtime ms             RINGCANCELED|ringtime ms
+  FULL / JOINEMPTY / JOINUNAVAIL       ADDMEMBER / REMOVEMEMBER / PAUSE|reason / UNPAUSE
+and clusterq's own: NODELOST|position|origposition|waittime (the caller's node was lost) and
+QUEUEDELETED|position|origposition|waittime.
+
+`QueueLogBook` turns each engine step (the event, the decisions it produced, the leader's clock) into
+lines: pure and synchronous like the engine, so it runs on the leader's event path without I/O; the
+lines go to a `write` callable (a buffered file appender, see `QueueLogFile`). Each leader writes its
+own file from its term on: after a leader change the call's earlier lines are in the old leader's file
+(a re-reported caller gets no second ENTERQUEUE); merge the replicas' files sorted by time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator.queue import (
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPaused,
+    AgentUnpaused,
+    Announce,
+    CallAdopted,
+    CallEnded,
+    CallerExit,
+    CallerJoined,
+    CallerLeft,
+    CallerStatus,
+    CancelOffer,
+    Connect,
+    Decision,
+    Event,
+    JoinAccepted,
+    JoinRejected,
+    NodeLost,
+    Offer,
+    OfferFailed,
+)
+
+__all__ = ["QueueLogBook", "QueueLogFile"]
+
+log = logging.getLogger(__name__)
+
+_EXITS = {CallerStatus.TIMEOUT: "EXITWITHTIMEOUT", CallerStatus.LEAVEEMPTY: "EXITEMPTY",
+          CallerStatus.LEAVEUNAVAIL: "EXITEMPTY", CallerStatus.NODE_LOST: "NODELOST",
+          CallerStatus.QUEUE_DELETED: "QUEUEDELETED", CallerStatus.EXITWITHKEY: "EXITWITHKEY"}
+_REJECTS = {CallerStatus.FULL: "FULL", CallerStatus.JOINEMPTY: "JOINEMPTY", CallerStatus.JOINUNAVAIL: "JOINUNAVAIL"}
+_LEFT = {"hangup": "ABANDON", "timeout": "EXITWITHTIMEOUT", "exitkey": "EXITWITHKEY"}
+
+
+@dataclass(slots=True)
+class _Call:
+    queue: str
+    node: str
+    number: str
+    joined_at: float  # leader clock
+    orig_position: int = 0
+    position: int = 0
+    agent: str = ""
+    connected_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Ring:
+    call_id: str
+    queue: str
+    agent: str
+    at: float
+
+
+class QueueLogBook:
+    """Engine steps in, queue_log lines out (see the module docstring)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._calls: dict[str, _Call] = {}
+        self._rings: dict[str, _Ring] = {}  # offer id -> ring
+        self._queues_of: dict[str, tuple[str, ...]] = {}  # agent -> queues it is a member of
+
+    def record(self, event: Event, decisions: Sequence[Decision], now: float, wall: float) -> None:
+        """Log one engine step: `now` on the leader's clock (the engine's), `wall` the Unix time."""
+        stamp = f"{int(wall)}"
+        self._event(event, now, stamp)
+        for d in decisions:
+            self._decision(d, now, stamp)
+
+    def _line(self, stamp: str, call_id: str, queue: str, agent: str, kind: str, *data: object) -> None:
+        self._write("|".join((stamp, call_id or "NONE", queue or "NONE", agent or "NONE", kind,
+                              *(str(x) for x in data))) + "\n")
+
+    def _event(self, event: Event, now: float, stamp: str) -> None:
+        if isinstance(event, CallerJoined):
+            if event.call_id not in self._calls:
+                joined = now if event.joined_at is None else event.joined_at
+                re_report = event.re_report if event.re_report is not None else event.arrival_seq is not None
+                # A re-report was entered by an earlier leader: its ENTERQUEUE is in that leader's log.
+                self._calls[event.call_id] = _Call(event.queue, event.node_id, event.caller_number, joined,
+                                                   orig_position=-1 if re_report else 0)
+        elif isinstance(event, CallAdopted):
+            # Connected under an earlier leader (its CONNECT is in that leader's log): only the end is
+            # logged here, with the call time counted from now.
+            if event.call_id not in self._calls and event.queue:
+                self._calls[event.call_id] = _Call(event.queue, event.node_id, "", now, orig_position=-1,
+                                                   agent=event.agent_id, connected_at=now)
+        elif isinstance(event, CallerLeft):
+            c = self._calls.pop(event.call_id, None)
+            if c is not None and not c.connected_at:
+                kind = _LEFT.get(event.reason, "ABANDON")
+                key = ("",) if kind == "EXITWITHKEY" else ()
+                self._line(stamp, event.call_id, c.queue, "", kind, *key, c.position, _orig(c),
+                           _secs(now - c.joined_at))
+        elif isinstance(event, OfferFailed):
+            ring = self._rings.pop(event.offer_id, None)
+            if ring is not None:
+                self._line(stamp, ring.call_id, ring.queue, ring.agent, "RINGNOANSWER", _ms(now - ring.at))
+        elif isinstance(event, CallEnded):
+            c = self._calls.pop(event.call_id, None)
+            if c is not None and c.connected_at:
+                kind = "COMPLETEAGENT" if event.agent_hung_up else "COMPLETECALLER"
+                self._line(stamp, event.call_id, c.queue, c.agent, kind, _secs(c.connected_at - c.joined_at),
+                           _secs(now - c.connected_at), _orig(c))
+        elif isinstance(event, NodeLost):
+            # Connected calls of a lost node ended with it (the engine ends them without a CallEnded).
+            for call_id, c in [(k, v) for k, v in self._calls.items() if v.node == event.node_id and v.connected_at]:
+                del self._calls[call_id]
+                self._line(stamp, call_id, c.queue, c.agent, "COMPLETECALLER", _secs(c.connected_at - c.joined_at),
+                           _secs(now - c.connected_at), _orig(c))
+        elif isinstance(event, AgentLoggedIn):
+            queues = tuple(m.queue for m in event.agent.memberships)
+            old = self._queues_of.get(event.agent.agent_id, ())
+            for q in queues:
+                if q not in old:
+                    self._line(stamp, "", q, event.agent.agent_id, "ADDMEMBER", event.agent.endpoint)
+            for q in old:
+                if q not in queues:
+                    self._line(stamp, "", q, event.agent.agent_id, "REMOVEMEMBER", event.agent.endpoint)
+            self._queues_of[event.agent.agent_id] = queues
+        elif isinstance(event, AgentLoggedOut):
+            for q in self._queues_of.pop(event.agent_id, ()):
+                self._line(stamp, "", q, event.agent_id, "REMOVEMEMBER", "")
+        elif isinstance(event, AgentPaused | AgentUnpaused):
+            paused = isinstance(event, AgentPaused)
+            reason = event.reason if isinstance(event, AgentPaused) else ""
+            for q in self._queues_of.get(event.agent_id, ()):
+                self._line(stamp, "", q, event.agent_id, "PAUSE" if paused else "UNPAUSE", reason)
+
+    def _decision(self, d: Decision, now: float, stamp: str) -> None:
+        if isinstance(d, JoinAccepted):
+            c = self._calls.get(d.call_id)
+            if c is None:
+                return
+            c.position = d.position
+            if c.orig_position == 0:  # a new caller (not a re-report): it enters the queue now
+                c.orig_position = d.position
+                self._line(stamp, d.call_id, d.queue, "", "ENTERQUEUE", "", c.number, d.position)
+        elif isinstance(d, JoinRejected):
+            c = self._calls.pop(d.call_id, None)
+            kind = _REJECTS.get(d.status)
+            if c is not None and kind is not None:
+                self._line(stamp, d.call_id, c.queue, "", kind)
+        elif isinstance(d, Announce):
+            c = self._calls.get(d.call_id)
+            if c is not None:
+                c.position = d.position
+        elif isinstance(d, Offer):
+            self._rings[d.offer_id] = _Ring(d.call_id, d.queue, d.agent_id, now)
+        elif isinstance(d, Connect):
+            ring = self._rings.pop(d.offer_id, None)
+            c = self._calls.get(d.call_id)
+            if c is not None:
+                c.agent, c.connected_at = d.agent_id, now
+                ring_ms = _ms(now - ring.at) if ring is not None else 0
+                self._line(stamp, d.call_id, c.queue, d.agent_id, "CONNECT", _secs(now - c.joined_at), d.offer_id,
+                           ring_ms)
+        elif isinstance(d, CancelOffer):
+            ring = self._rings.pop(d.offer_id, None)
+            if ring is None:
+                c = self._calls.get(d.call_id)
+                if c is not None and c.connected_at and c.agent == d.agent_id:
+                    c.agent, c.connected_at = "", 0.0  # failed before the bridge: it waits again
+                return
+            if d.reason == "timeout":
+                self._line(stamp, d.call_id, ring.queue, d.agent_id, "RINGNOANSWER", _ms(now - ring.at))
+            elif d.reason != "answered_elsewhere":  # ringall's losers: app_queue logs nothing either
+                self._line(stamp, d.call_id, ring.queue, d.agent_id, "RINGCANCELED", _ms(now - ring.at))
+        elif isinstance(d, CallerExit):
+            kind = _EXITS.get(d.status)
+            c = self._calls.get(d.call_id)
+            if kind is None or c is None or c.connected_at:
+                return  # CONTINUE after a call: its COMPLETEAGENT comes with CallEnded
+            del self._calls[d.call_id]
+            key = ("",) if kind == "EXITWITHKEY" else ()
+            self._line(stamp, d.call_id, c.queue, "", kind, *key, d.position or c.position, _orig(c),
+                       _secs(now - c.joined_at))
+
+
+def _secs(seconds: float) -> int:
+    return max(0, round(seconds))
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _orig(c: _Call) -> int:
+    return c.orig_position if c.orig_position > 0 else c.position
+
+
+MAX_BUFFERED = 200_000  # lines kept while the file cannot be written; the oldest are dropped beyond
+
+
+class QueueLogFile:
+    """Appends lines to a file; `flush()` writes what was buffered (call it on a short timer)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._buffer: list[str] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, line: str) -> None:
+        """Buffer one line (no I/O on the event path)."""
+        self._buffer.append(line)
+
+    def flush(self) -> None:
+        """Append the buffered lines; an I/O error is logged and the lines are kept for the next try."""
+        if not self._buffer:
+            return
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("".join(self._buffer))
+        except OSError as exc:
+            dropped = max(0, len(self._buffer) - MAX_BUFFERED)
+            del self._buffer[:dropped]
+            log.error("queue_log %s: %s (%d lines kept, %d dropped)", self.path, exc, len(self._buffer), dropped)
+            return
+        self._buffer.clear()

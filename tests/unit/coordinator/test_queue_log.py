@@ -1,0 +1,125 @@
+"""queue_log lines produced from real engine steps, in app_queue's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coordinator.queue import (
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPaused,
+    AgentUnpaused,
+    CallEnded,
+    CallerLeft,
+    Event,
+    Offer,
+    OfferAnswered,
+    OfferFailed,
+    QueueConfig,
+    Strategy,
+    Tick,
+)
+from coordinator.queue_log import QueueLogBook, QueueLogFile
+from tests.unit.coordinator.queue.helpers import agent, engine, join, only
+
+WALL0 = 1_700_000_000
+
+
+class Run:
+    """An engine and a QueueLogBook fed the same steps; `lines` is what was logged."""
+
+    def __init__(self, *configs: QueueConfig) -> None:
+        self.engine = engine(*configs)
+        self.lines: list[str] = []
+        self.book = QueueLogBook(self.lines.append)
+        self.offers: list[Offer] = []
+
+    def step(self, event: Event, now: float) -> None:
+        decisions = self.engine.apply(event, now)
+        self.offers += only(decisions, Offer)
+        self.book.record(event, decisions, now, WALL0 + now)
+
+    def events(self) -> list[str]:
+        """Each line without its timestamp."""
+        return [line.rstrip("\n").split("|", 1)[1] for line in self.lines]
+
+
+def test_a_call_from_join_to_completion() -> None:
+    run = Run(QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=20.0))
+    run.step(join("x"), 0.0)
+    run.step(join("y"), 1.0)
+    run.step(AgentLoggedIn(agent("a")), 5.0)
+    [offer] = run.offers
+    run.step(OfferAnswered(offer.offer_id), 7.5)
+    run.step(CallerLeft("y", "hangup"), 9.0)
+    run.step(CallEnded("x", agent_hung_up=False), 67.5)
+    assert run.events() == [
+        "x|q|NONE|ENTERQUEUE|||1",
+        "y|q|NONE|ENTERQUEUE|||2",
+        "NONE|q|a|ADDMEMBER|PJSIP/a",
+        f"x|q|a|CONNECT|8|{offer.offer_id}|2500",
+        "y|q|NONE|ABANDON|2|2|8",
+        "x|q|a|COMPLETECALLER|8|60|1",
+    ]
+    assert run.lines[0].startswith(f"{WALL0}|") and all(line.endswith("\n") for line in run.lines)
+
+
+def test_ring_timeout_failure_and_agent_hangup() -> None:
+    run = Run(QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=15.0))
+    run.step(AgentLoggedIn(agent("a")), 0.0)
+    run.step(AgentLoggedIn(agent("b")), 0.0)
+    run.step(join("x"), 1.0)
+    run.step(Tick(), 16.0)  # a rang 15 s: timeout, b is offered
+    run.step(OfferFailed(run.offers[1].offer_id, "busy"), 16.2)
+    run.step(OfferAnswered(run.offers[2].offer_id), 20.0)
+    run.step(CallEnded("x", agent_hung_up=True), 30.0)
+    assert [e.split("|")[3] for e in run.events()] == [
+        "ADDMEMBER", "ADDMEMBER", "ENTERQUEUE", "RINGNOANSWER", "RINGNOANSWER", "CONNECT", "COMPLETEAGENT"]
+    assert run.events()[3] == "x|q|a|RINGNOANSWER|15000"
+    assert run.events()[4] == "x|q|b|RINGNOANSWER|200"
+    assert run.events()[-1] == "x|q|a|COMPLETEAGENT|19|10|1"
+
+
+def test_exits_rejections_and_members() -> None:
+    run = Run(QueueConfig("q", maxlen=2, max_wait=30.0))
+    run.step(join("x"), 0.0)
+    run.step(join("y"), 1.0)
+    run.step(join("z"), 2.0)  # full
+    run.step(CallerLeft("y", "exitkey"), 3.0)
+    run.step(Tick(), 30.0)  # x waited max_wait
+    run.step(AgentLoggedIn(agent("a", "q", "other")), 31.0)
+    run.step(AgentPaused("a", "lunch"), 32.0)
+    run.step(AgentUnpaused("a"), 33.0)
+    run.step(AgentLoggedOut("a"), 34.0)
+    assert run.events() == [
+        "x|q|NONE|ENTERQUEUE|||1",
+        "y|q|NONE|ENTERQUEUE|||2",
+        "z|q|NONE|FULL",
+        "y|q|NONE|EXITWITHKEY||2|2|2",
+        "x|q|NONE|EXITWITHTIMEOUT|1|1|30",
+        "NONE|q|a|ADDMEMBER|PJSIP/a",
+        "NONE|other|a|ADDMEMBER|PJSIP/a",
+        "NONE|q|a|PAUSE|lunch",
+        "NONE|other|a|PAUSE|lunch",
+        "NONE|q|a|UNPAUSE|",
+        "NONE|other|a|UNPAUSE|",
+        "NONE|q|a|REMOVEMEMBER|",
+        "NONE|other|a|REMOVEMEMBER|",
+    ]
+
+
+def test_a_re_reported_caller_does_not_enter_twice() -> None:
+    run = Run()
+    run.step(join("x", arrival_seq=7, joined_at=-20.0), 0.0)  # re-reported to a new leader
+    run.step(CallerLeft("x", "hangup"), 5.0)
+    assert run.events() == ["x|q|NONE|ABANDON|1|1|25"]
+
+
+def test_the_file_appends_buffered_lines(tmp_path: Path) -> None:
+    out = QueueLogFile(tmp_path / "log" / "queue_log")
+    out.write("1|a|q|NONE|ENTERQUEUE||1|1\n")
+    assert not out.path.exists(), "no I/O before flush"
+    out.flush()
+    out.write("2|a|q|NONE|ABANDON|1|1|1\n")
+    out.flush()
+    assert out.path.read_text().splitlines() == ["1|a|q|NONE|ENTERQUEUE||1|1", "2|a|q|NONE|ABANDON|1|1|1"]
