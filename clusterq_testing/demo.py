@@ -93,7 +93,8 @@ async def run(duration: float | None, calls_per_node: int) -> int:
         for i in range(2):
             port = free_tcp_port()
             p = coordinator_process(f"coord-{i}", work / "logs", etcd_endpoints=etcd.endpoints, port=port,
-                                    queues_file=qfile, lease_ttl=2.0)
+                                    queues_file=qfile, lease_ttl=2.0,
+                                    extra_env={"CLUSTERQ_QUEUE_LOG": str(work / "logs" / f"coord-{i}.queue_log")})
             p.start()
             procs.append(p)
             addrs.append(f"127.0.0.1:{port}")
@@ -143,7 +144,8 @@ async def run(duration: float | None, calls_per_node: int) -> int:
             await p.async_stop()
         await cluster.stop()
         await etcd.stop()
-        say("STOP", f"done: {counts['placed']} calls placed, {counts['bridged']} bridged")
+        say("STOP", f"done: {counts['placed']} calls placed, {counts['bridged']} bridged; queue_log: "
+                    f"{', '.join(str(q) for q in sorted((work / 'logs').glob('*.queue_log')))}")
     return counts["bridged"]
 
 
