@@ -97,6 +97,7 @@ class CallerConnections:
         log.warning("bridging caller %s (offer %s) failed: %s; it waits again", c.call_id, offer_id, exc)
         peer, bridge = c.peer_channel, c.bridge_id
         c.state, c.offer_id, c.agent_id, c.peer_channel, c.bridge_id = r.WAITING, "", "", "", ""
+        c.connected_wall = 0.0  # its wait goes on
         self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id,
                                                                                   reason="failed")))
 
