@@ -6,7 +6,8 @@ whose best caller is the same caller X, the queue's strategy picks who rings (al
 tier for ringall). Agents not picked move on to their next best caller. Callers only stop being
 eligible during a pass (they start ringing), never start, so each agent's scan is one forward walk
 over its queues' lines: O(agents x skipped callers); with no skills / penalty filtering the first
-waiting caller is usually taken at once.
+waiting caller is usually taken at once. A pass leaves no free agent with an eligible caller, so the
+next one runs only after something that could pair one (`EngineState.dispatch_dirty`).
 """
 
 from __future__ import annotations
@@ -71,14 +72,26 @@ def _line_callers(st: EngineState, agent: AgentRec, q: QueueRec, now: float) -> 
     by_uid = st.by_uid
     for key in q.line:
         caller = by_uid[key[2]]
-        # Ringing callers (usually the head of the line) fail eligible()'s first test.
+        # Ringing callers (usually the head of the line) are skipped without a call; eligible()
+        # repeats this test and does the rest.
+        if caller.state != WAITING or caller.retry_until > now:
+            continue
         if eligible(st, agent, caller, now):
             yield caller
 
 
 def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: list[Decision]) -> None:
     """Offer every free agent its best eligible caller; append the Offer decisions to `out`."""
-    if not st.idle:
+    if not st.idle or not st.dispatch_dirty:
+        return
+    st.dispatch_dirty = False
+    if len(st.idle) == 1:
+        # One free agent (the usual case under load): its best caller, the strategy among one.
+        only = st.agents[next(iter(st.idle))]
+        best = next(_best_callers(st, only, now), None)
+        if best is not None:
+            for picked in _choose(st, rng, best, [only]):
+                _offer(st, prefix, best, picked, now, out)
         return
     cursors: dict[str, Iterator[CallerRec]] = {}
     groups: dict[int, list[AgentRec]] = {}
@@ -166,7 +179,7 @@ def _offer(st: EngineState, prefix: str, caller: CallerRec, agent: AgentRec, now
     caller.offers[offer_id] = None
     caller.state = RINGING
     agent.offer_id = offer_id
-    st.refresh_idle(agent.config.agent_id, now)
+    st.idle.pop(agent.config.agent_id, None)  # what refresh_idle concludes for an agent with an offer
     st.add_timer(rec.expires_at, "ring", offer_id)
     out.append(
         Offer(

@@ -60,6 +60,7 @@ def fail_connected_offer(st: EngineState, offer_id: str, now: float, out: list[D
     caller.state = WAITING
     caller.tried.add(caller.agent_id)
     q.line.add(caller.key, caller.joined_at)
+    st.dispatch_dirty = True
     if agent is not None:
         agent.calls.pop(caller.call_id, None)
         st.refresh_idle(caller.agent_id, now)

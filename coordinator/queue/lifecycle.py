@@ -39,6 +39,7 @@ def drop_offer(st: EngineState, offer: OfferRec, now: float) -> CallerRec | None
         caller.offers.pop(offer.offer_id, None)
         if caller.state == RINGING and not caller.offers:
             caller.state = WAITING
+            st.dispatch_dirty = True
     return caller
 
 

@@ -109,7 +109,7 @@ class QueueEngine:
             run_due(st, now, self._ewt, out)
         if self._leave_when_empty:
             leave_when_empty(st, now, out)
-        if st.idle:
+        if st.idle and st.dispatch_dirty:
             dispatch(st, self._rng, self._prefix, now, out)
         return out
 
@@ -173,6 +173,7 @@ class QueueEngine:
             q.config = cfg
             for key in list(q.line):
                 schedule_caller_timers(st, st.by_uid[key[2]], now)
+        st.dispatch_dirty = True  # weights, penalty rules, ringinuse... may pair agents and callers now
         for agent_id in q.members:
             st.refresh_idle(agent_id, now)
         self._leave_when_empty = any(x.config.leavewhenempty for x in st.queues.values())
@@ -300,6 +301,7 @@ class QueueEngine:
             joined_at=joined_at,
         )
         q.line.add(caller.key, joined_at)
+        st.dispatch_dirty = True
         st.callers[ev.call_id] = caller
         st.by_uid[caller.uid] = caller
         position = q.line.position(caller.key)

@@ -141,6 +141,11 @@ class EngineState:
     arrival_counter: int = 0
     uid_counter: int = 0
     offer_counter: int = 0
+    dispatch_dirty: bool = True
+    """Something happened since the last dispatch pass that could pair a free agent with an eligible
+    caller (an agent became free or changed, a caller (re)entered waiting, a timer fired, a queue
+    was defined). After a pass no idle agent has an eligible caller, so without this the next
+    pass could offer nothing and is skipped."""
 
     def add_timer(self, when: float, kind: str, ident: str, token: int = 0) -> None:
         """Schedule a timer (stale ones are filtered when they fire)."""
@@ -174,6 +179,7 @@ class EngineState:
                     ok = True
                     break
         if ok:
+            self.dispatch_dirty = True
             if agent_id not in self.idle:
                 self.idle[agent_id] = None
                 assert agent is not None

@@ -76,6 +76,7 @@ def run_due(st: EngineState, now: float, ewt: EwtFn, out: list[Decision]) -> Non
         timer = heapq.heappop(st.timers)
         if not live(st, timer):
             continue
+        st.dispatch_dirty = True  # e.g. "wake": a retry pause ended or a penalty band widened
         kind, ident = timer[2], timer[3]
         if kind == "ring":
             offer = st.offers[ident]

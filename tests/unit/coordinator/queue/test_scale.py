@@ -60,3 +60,26 @@ def test_joins_with_all_agents_busy_do_not_scan(monkeypatch: pytest.MonkeyPatch)
     assert calls == 0  # no free agent: dispatch returns at once
     out = e.apply(CallEnded("first", False), 2.0 * N)
     assert offered(out) == [("c0", "a")] and calls == 1
+
+
+def test_idle_agents_are_not_rescanned_when_nothing_could_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans = 0
+    original = dispatch_module._best_callers
+
+    def counting(*args: object) -> object:
+        nonlocal scans
+        scans += 1
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_module, "_best_callers", counting)
+    # 200 free agents, all needing a skill no caller asks for: nobody can be offered.
+    e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i}", skills=(("lang", "de"),)) for i in range(200)))
+    e.apply(join("x", requires=(("lang", "fr"),)), 1.0)  # one pass: 200 agents scanned
+    scans = 0
+    for i in range(100):
+        # Events that cannot pair anyone (stale reports) leave the idle agents alone.
+        e.apply(CallerLeft(f"gone{i}", "hangup"), 2.0 + i)
+        e.apply(CallEnded(f"gone{i}", False), 2.0 + i)
+    assert scans == 0
+    out = e.apply(join("y"), 200.0)  # a caller anyone can take: a pass again
+    assert scans > 0 and {call for call, _ in offered(out)} == {"y"}
