@@ -202,9 +202,10 @@ class LeaderRuntime:
                 # later (its queue and node are filled in then).
                 self.apply(CallAdopted(leg.call_id, "", "", leg.agent_id, leg.offer_id))
         for snap in [*known, *fresh]:
-            if snap.state == "connected" or self.engine.caller(snap.joined.call_id) is not None:
+            if snap.state == "connected" or self.engine.holds(snap.joined.call_id):
                 continue
             self._join(link, snap.joined, snap.arrival_seq or None)
+        self._check_deadline()  # the re-reported callers' timers (max wait, announcements)
 
     def handle_batch(self, link: NodeLink, batch: node_pb2.EventBatch) -> list[str]:
         """Apply a node's event batch in order; returns validation errors (logged by caller)."""

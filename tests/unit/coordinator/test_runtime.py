@@ -1,0 +1,99 @@
+"""LeaderRuntime and NodeLink without gRPC: batching of decisions into stream messages, stamps,
+closing, and the timer task being woken for deadlines that node streams create."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from clusterq_proto.v1 import node_pb2
+from coordinator.node_link import NodeLink
+from coordinator.queue import QueueConfig, QueueDefined, QueueEngine
+from coordinator.runtime import LeaderRuntime, SeqAllocator
+
+
+async def _reserve(upto: int) -> None:
+    return None
+
+
+def _runtime(*queues: QueueConfig) -> LeaderRuntime:
+    rt = LeaderRuntime(QueueEngine(), 7, time.monotonic, SeqAllocator(1, 10**6, 10**5, _reserve), node_ttl=6.0)
+    for cfg in queues or (QueueConfig("q", music_class="jazz"),):
+        rt.apply(QueueDefined(cfg))
+    return rt
+
+
+def _joins(*call_ids: str, queue: str = "q") -> node_pb2.EventBatch:
+    return node_pb2.EventBatch(events=[
+        node_pb2.NodeEvent(call_joined=node_pb2.CallJoined(call_id=c, queue=queue)) for c in call_ids])
+
+
+def _decisions(link: NodeLink) -> list[node_pb2.Decision]:
+    return [d for msg in link.take_ready() for d in msg.decisions.decisions]
+
+
+async def test_a_node_batch_leaves_in_one_message_with_consecutive_stamps() -> None:
+    rt = _runtime()
+    link = rt.attach("n1", "i1")
+    assert rt.handle_batch(link, _joins("c1", "c2", "c3")) == []
+    msgs = link.take_ready()
+    assert len(msgs) == 1
+    decs = list(msgs[0].decisions.decisions)
+    assert [d.WhichOneof("decision") for d in decs] == ["join_ack", "queue_media"] * 3
+    assert [d.stamp.seq for d in decs] == list(range(1, 7)) and {d.stamp.epoch for d in decs} == {7}
+    assert [d.join_ack.position for d in decs[::2]] == [1, 2, 3]
+    assert decs[1].queue_media.music_class == "jazz" and decs[1].queue_media.call_id == "c1"
+    rt.handle_batch(link, _joins("c4"))
+    assert [d.stamp.seq for d in _decisions(link)] == [7, 8]  # the stream's sequence continues
+
+
+async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> None:
+    rt = _runtime()
+    link = rt.attach("n1", "i1")
+    rt.handle_batch(link, _joins("c1"))
+    first = await asyncio.wait_for(link.next_message(), 1)
+    assert first is not None and len(first.decisions.decisions) == 2
+    waiting = asyncio.ensure_future(link.next_message())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # nothing decided: the writer sleeps
+    rt.handle_batch(link, _joins("c2"))
+    second = await asyncio.wait_for(waiting, 1)
+    assert second is not None and second.decisions.decisions[0].join_ack.call_id == "c2"
+    rt.handle_batch(link, _joins("c3"))
+    link.close()
+    rt.handle_batch(link, _joins("c4"))  # after the close: never sent
+    last = await asyncio.wait_for(link.next_message(), 1)
+    assert last is not None and [d.join_ack.call_id for d in last.decisions.decisions[::2]] == ["c3"]
+    assert await asyncio.wait_for(link.next_message(), 1) is None
+
+
+async def test_invalid_and_duplicate_joins() -> None:
+    rt = _runtime()
+    link = rt.attach("n1", "i1")
+    errors = rt.handle_batch(link, _joins("c1", "c1"))
+    assert errors == []
+    assert [d.WhichOneof("decision") for d in _decisions(link)] == ["join_ack", "queue_media"]  # duplicate ignored
+    errors = rt.handle_batch(link, _joins("c2", queue="bad name"))
+    assert len(errors) == 1 and "invalid queue name" in errors[0]
+    rejected = _decisions(link)
+    assert [d.WhichOneof("decision") for d in rejected] == ["join_reject"]
+    assert rejected[0].join_reject.call_id == "c2"
+
+
+async def test_re_reported_callers_wake_the_timer_task_for_their_deadlines() -> None:
+    rt = _runtime(QueueConfig("q", max_wait=0.2))
+    timers = asyncio.ensure_future(rt.run_timers())
+    try:
+        link = rt.attach("n1", "i1")
+        await asyncio.sleep(0.05)  # the timer task now sleeps with no deadline at all
+        rt.register(link, node_pb2.Register(node_id="n1", instance_id="i1", calls=[node_pb2.CallSnapshot(
+            joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=5, state="waiting")]))
+        assert [d.join_ack.call_id for d in _decisions(link)[::2]] == ["c1"]
+        deadline = time.monotonic() + 2
+        exits: list[node_pb2.Decision] = []
+        while not exits and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            exits = [d for d in _decisions(link) if d.WhichOneof("decision") == "continue_in_dialplan"]
+        assert exits and exits[0].continue_in_dialplan.call_id == "c1"
+    finally:
+        timers.cancel()
