@@ -58,11 +58,10 @@ class NodeLink:
         return out
 
     def push(self, dec: Decision) -> None:
-        """Stamp and queue one engine decision (ignored once the link is closed)."""
-        if self.closed:
+        """Stamp and queue one engine decision (ignored once the link is closed, and when not for nodes)."""
+        if self.closed or isinstance(dec, d.AgentStateChanged):  # the only decision not meant for nodes
             return
-        if not fill_decision(self._add(), dec):
-            raise ValueError(f"{type(dec).__name__} is not a node decision")
+        fill_decision(self._add(), dec)
 
     def push_join_accepted(self, dec: d.JoinAccepted, cfg: QueueConfig | None) -> None:
         """JoinAck, followed by the queue's media settings when the queue is known."""

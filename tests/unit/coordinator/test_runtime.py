@@ -8,7 +8,7 @@ import time
 
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
-from coordinator.queue import QueueConfig, QueueDefined, QueueEngine
+from coordinator.queue import AgentStateChanged, QueueConfig, QueueDefined, QueueEngine
 from coordinator.runtime import LeaderRuntime, SeqAllocator
 
 
@@ -97,3 +97,9 @@ async def test_re_reported_callers_wake_the_timer_task_for_their_deadlines() -> 
         assert exits and exits[0].continue_in_dialplan.call_id == "c1"
     finally:
         timers.cancel()
+
+
+async def test_decisions_not_meant_for_nodes_are_not_sent() -> None:
+    link = NodeLink("n1", "i1", 7)
+    link.push(AgentStateChanged("a1", "paused", "bench"))
+    assert link.take_ready() == [] and link.pending == 0
