@@ -2,7 +2,7 @@
 
 - the pure engine (`QueueEngine.apply`) on the benchmark's join/leave mix;
 - the runtime (`LeaderRuntime.handle_batch`: protobuf events in, engine, decisions stamped and
-  batched into the node link's outbox) on the same mix, still without gRPC;
+  written into the node link's next stream message) on the same mix, still without gRPC;
 - `QueueEngine.position()` / `estimated_wait()` on a 10k-caller queue (timeit) and the engine's own
   memory per waiting caller (tracemalloc).
 
