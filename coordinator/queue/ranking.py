@@ -28,12 +28,18 @@ def rank_key(priority: int, order: int | Fraction, uid: int) -> RankKey:
 class QueueLine:
     """The not-yet-connected callers (waiting or ringing) of one queue, in rank order."""
 
-    __slots__ = ("_joined", "_ranks")
+    __slots__ = ("_by_arrival", "_joined", "_last_joined", "_ranks")
 
     def __init__(self) -> None:
         self._ranks = SortedList()
-        # (joined_at, uid) of the same callers: longest wait in O(1) even when priorities reorder.
-        self._joined = SortedList()
+        # Join times of the same callers, for the longest wait and leavewhenempty's penalty bands.
+        # While callers arrive in join-time order (live joins do) an insertion-ordered dict
+        # uid -> joined_at is enough: its first entry is the longest waiter, O(1) to keep. A caller
+        # out of order (a re-report, a caller put back) or a range query switches the line for good
+        # to a SortedList of (joined_at, uid), O(log n) per change.
+        self._by_arrival: dict[int, float] | None = {}
+        self._last_joined = -math.inf
+        self._joined: SortedList | None = None
 
     def __len__(self) -> int:
         return len(self._ranks)
@@ -60,23 +66,42 @@ class QueueLine:
     def add(self, key: RankKey, joined_at: float) -> None:
         """Insert a caller (O(log n))."""
         self._ranks.add(key)
-        self._joined.add((joined_at, key[2]))
+        arrivals = self._by_arrival
+        if arrivals is not None and joined_at >= self._last_joined:
+            arrivals[key[2]] = joined_at
+            self._last_joined = joined_at
+        else:
+            self._sorted_joined().add((joined_at, key[2]))
 
     def remove(self, key: RankKey, joined_at: float) -> None:
         """Remove a caller (O(log n))."""
         self._ranks.remove(key)
-        self._joined.remove((joined_at, key[2]))
+        if self._by_arrival is not None:
+            del self._by_arrival[key[2]]
+        else:
+            self._sorted_joined().remove((joined_at, key[2]))
+
+    def _sorted_joined(self) -> SortedList:
+        """The (joined_at, uid) SortedList, built from the arrival-ordered dict the first time."""
+        if self._joined is None:
+            arrivals = self._by_arrival or {}
+            self._joined = SortedList((joined_at, uid) for uid, joined_at in arrivals.items())
+            self._by_arrival = None
+        return self._joined
 
     def position(self, key: RankKey) -> int:
         """1-based position of a queued caller (O(log n))."""
         return int(self._ranks.bisect_left(key)) + 1
 
     def uids_joined_in(self, lo: float, hi: float) -> list[int]:
-        """Uids of callers with lo < joined_at <= hi (O(log n + k))."""
-        return [uid for _, uid in self._joined.irange((lo, math.inf), (hi, math.inf), inclusive=(False, True))]
+        """Uids of callers with lo < joined_at <= hi, in (joined_at, uid) order (O(log n + k))."""
+        joined = self._sorted_joined()
+        return [uid for _, uid in joined.irange((lo, math.inf), (hi, math.inf), inclusive=(False, True))]
 
     def oldest_joined_at(self) -> float | None:
         """Join time of the caller that has waited longest, or None when empty."""
+        if self._by_arrival is not None:
+            return next(iter(self._by_arrival.values()), None)
         if not self._joined:
             return None
         joined: float = self._joined[0][0]
