@@ -89,10 +89,9 @@ class QueueEngine:
     def apply(self, event: Event, now: float) -> list[Decision]:
         """Apply one event at time `now`; return the decisions to carry out, in order."""
         # Validate first: a bad config must not lose the decisions of timers that already fired.
-        if isinstance(event, QueueDefined):
-            event.config.validate()
-        elif isinstance(event, AgentLoggedIn):
-            event.agent.validate()
+        kind = type(event)
+        if kind is QueueDefined or kind is AgentLoggedIn:
+            self._validate(event)
         self._now = now
         st = self._st
         out: list[Decision] = []
@@ -101,7 +100,7 @@ class QueueEngine:
         # theirs too): this runs once per node event.
         if timers and timers[0][0] <= now:
             run_due(st, now, self._ewt, out)
-        handler = self._handlers.get(type(event))
+        handler = self._handlers.get(kind)
         if handler is None:
             handler = self._handler_for(event)
         handler(event, now, out)
@@ -112,6 +111,13 @@ class QueueEngine:
         if st.idle and st.dispatch_dirty:
             dispatch(st, self._rng, self._prefix, now, out)
         return out
+
+    @staticmethod
+    def _validate(event: Event) -> None:
+        if isinstance(event, QueueDefined):
+            event.config.validate()
+        elif isinstance(event, AgentLoggedIn):
+            event.agent.validate()
 
     def _handler_for(self, event: Event) -> Callable[[Any, float, list[Decision]], None]:
         """The handler of an event type that is a subclass of a known one (exact types are in the table)."""
@@ -286,25 +292,17 @@ class QueueEngine:
             order = q.line.order_for(ev.priority, ev.position, seq) if ev.position > 0 else seq
             q.counters.on_arrival(now)
         st.uid_counter += 1
+        uid = st.uid_counter
         joined_at = ev.joined_at if ev.joined_at is not None else now
-        caller = CallerRec(
-            uid=st.uid_counter,
-            call_id=ev.call_id,
-            queue=ev.queue,
-            node_id=ev.node_id,
-            priority=ev.priority,
-            arrival_seq=seq,
-            key=rank_key(ev.priority, order, st.uid_counter),
-            requirements=ev.requirements,
-            caller_number=ev.caller_number,
-            caller_name=ev.caller_name,
-            joined_at=joined_at,
-        )
-        q.line.add(caller.key, joined_at)
+        key = rank_key(ev.priority, order, uid)
+        caller = CallerRec(uid, ev.call_id, ev.queue, ev.node_id, ev.priority, seq, key, ev.requirements,
+                           ev.caller_number, ev.caller_name, joined_at)
+        line = q.line
+        line.add(key, joined_at)
         st.dispatch_dirty = True
         st.callers[ev.call_id] = caller
-        st.by_uid[caller.uid] = caller
-        position = q.line.position(caller.key)
+        st.by_uid[uid] = caller
+        position = line.position(key)
         caller.last_announce, caller.last_pos_said = now, position
         schedule_caller_timers(st, caller, now)
         out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, self._ewt(caller, now)))
