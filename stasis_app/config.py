@@ -28,8 +28,9 @@ class StasisSettings:
     # Callers keep their music this long while no coordinator is reachable, then leave with
     # UNAVAILABLE. Must exceed the coordinator's node_ttl (leader failover < node_ttl < grace).
     grace: float = 20.0
-    # Event batching towards the coordinator: flush when idle, at most this late.
-    flush_interval: float = 0.002
+    # Event batching towards the coordinator: while the stream is busy, an event waits at most this
+    # long for others to share its message (see coordinator_client.py).
+    flush_interval: float = 0.001
     # Channel name prefix of the trunk endpoints to other nodes: PJSIP/<token>@<node>.
     trunk_tech: str = "PJSIP"
 

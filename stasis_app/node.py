@@ -48,7 +48,7 @@ class NodeApp:
         self.serial = KeyedSerializer()
         self.callers: dict[str, r.Caller] = {}
         self.coord = CoordinatorClient(settings.node_id, settings.coordinators, self.snapshot, self.on_decision,
-                                       self.on_coordinator)
+                                       self.on_coordinator, flush_delay=settings.flush_interval)
         self.actions = CallerActions(self)
         self.connections = CallerConnections(self)
         self.legs = AgentLegs(self)
