@@ -6,7 +6,9 @@ from typing import Any, NoReturn
 
 import grpc
 
-LEADER_TRAILER = "clusterq-leader"
+from clusterq_proto.v1 import LEADER_TRAILER
+
+__all__ = ["LEADER_TRAILER", "abort", "abort_not_leader"]
 
 
 async def abort_not_leader(context: Any, leader: str) -> NoReturn:
