@@ -20,6 +20,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -160,22 +161,31 @@ class CoordinatorClient:
                     yield node_pb2.NodeMessage(events=node_pb2.EventBatch(events=batch))
 
             call = stub.Connect(outgoing())
-            async for msg in call:
-                kind = msg.WhichOneof("body")
-                if kind == "registered":
-                    if msg.registered.epoch < self.highest_epoch:
-                        log.warning("refusing stale leader %s (epoch %d < %d)", addr, msg.registered.epoch,
-                                    self.highest_epoch)
-                        call.cancel()
-                        return
-                    self.highest_epoch = msg.registered.epoch
-                    self.connected = True
-                    registered.set()
-                    self._on_connected(True)
-                    log.info("connected to leader %s (epoch %d)", addr, self.highest_epoch)
-                elif kind == "decisions":
-                    for dec in msg.decisions.decisions:
-                        self.deliver(dec)
+            try:
+                await self._read(call, addr, registered)
+            finally:
+                # Stops grpc's request poller, which would otherwise stay pending inside outgoing()
+                # (one leaked task and suspended generator per lost stream).
+                call.cancel()
+
+    async def _read(self, call: Any, addr: str, registered: asyncio.Event) -> None:
+        """Decisions (and the Registered answer) from one stream until it ends."""
+        async for msg in call:
+            kind = msg.WhichOneof("body")
+            if kind == "registered":
+                if msg.registered.epoch < self.highest_epoch:
+                    log.warning("refusing stale leader %s (epoch %d < %d)", addr, msg.registered.epoch,
+                                self.highest_epoch)
+                    call.cancel()
+                    return
+                self.highest_epoch = msg.registered.epoch
+                self.connected = True
+                registered.set()
+                self._on_connected(True)
+                log.info("connected to leader %s (epoch %d)", addr, self.highest_epoch)
+            elif kind == "decisions":
+                for dec in msg.decisions.decisions:
+                    self.deliver(dec)
 
     def deliver(self, dec: node_pb2.Decision) -> bool:
         """Execute a decision unless its epoch is older than the highest accepted (then refuse it)."""
