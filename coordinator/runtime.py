@@ -199,8 +199,9 @@ class LeaderRuntime:
         for leg in reg.agent_legs:
             if leg.state == "connected" and leg.agent_id and self.engine.caller(leg.call_id) is None:
                 # The agent's node knows its agent is talking even when the caller's node re-reports
-                # later (its queue and node are filled in then).
-                self.apply(CallAdopted(leg.call_id, "", "", leg.agent_id, leg.offer_id))
+                # later (the queue is filled in then); with the caller's node known, losing that node
+                # ends the call and frees the agent.
+                self.apply(CallAdopted(leg.call_id, "", leg.caller_node, leg.agent_id, leg.offer_id))
         for snap in [*known, *fresh]:
             if snap.state == "connected" or self.engine.holds(snap.joined.call_id):
                 continue

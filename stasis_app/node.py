@@ -111,7 +111,8 @@ class NodeApp:
                                                    offer_id=c.offer_id, agent_id=c.agent_id))
         for leg in self.legs.legs.values():
             reg.agent_legs.append(node_pb2.AgentLegSnapshot(offer_id=leg.offer_id, agent_id=leg.agent_id,
-                                                            call_id=leg.call_id, state=leg.state))
+                                                            call_id=leg.call_id, state=leg.state,
+                                                            caller_node=leg.caller_node))
         return reg
 
     def on_coordinator(self, connected: bool) -> None:

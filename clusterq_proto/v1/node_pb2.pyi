@@ -139,11 +139,16 @@ class AgentLegSnapshot(_message.Message):
     AGENT_ID_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    CALLER_NODE_FIELD_NUMBER: _builtins.int
     offer_id: _builtins.str
     agent_id: _builtins.str
     call_id: _builtins.str
     state: _builtins.str
     """"ringing" or "connected"."""
+    caller_node: _builtins.str
+    """The caller's node ("" when unknown, e.g. a leg re-adopted after a stasis app restart): a new
+    leader ends a connected call with that node if the node is lost before it re-reports the call.
+    """
     def __init__(
         self,
         *,
@@ -151,10 +156,11 @@ class AgentLegSnapshot(_message.Message):
         agent_id: _builtins.str = ...,
         call_id: _builtins.str = ...,
         state: _builtins.str = ...,
+        caller_node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "call_id", b"call_id", "offer_id", b"offer_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "call_id", b"call_id", "caller_node", b"caller_node", "offer_id", b"offer_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -16,10 +16,10 @@ def adopt_call(st: EngineState, ev: CallAdopted, now: float) -> None:
     """Record a call a node reports as connected: its agent stays busy with it until its CallEnded.
 
     Both the caller's node and the agent's node may report the same call, in either order; the agent's
-    node does not know the caller's queue or node, so those are filled in by the caller's report."""
+    node does not know the caller's queue (and not always its node), so the caller's report fills them in."""
     existing = st.callers.get(ev.call_id)
     if existing is not None:
-        if existing.adopted and not existing.node_id:
+        if existing.adopted and not existing.queue and ev.queue:
             existing.node_id, existing.queue = ev.node_id, ev.queue
         return
     st.uid_counter += 1

@@ -8,7 +8,16 @@ import time
 
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
-from coordinator.queue import AgentStateChanged, QueueConfig, QueueDefined, QueueEngine
+from coordinator.queue import (
+    AgentConfig,
+    AgentLoggedIn,
+    AgentStateChanged,
+    Membership,
+    NodeLost,
+    QueueConfig,
+    QueueDefined,
+    QueueEngine,
+)
 from coordinator.runtime import LeaderRuntime, SeqAllocator
 
 
@@ -103,3 +112,16 @@ async def test_decisions_not_meant_for_nodes_are_not_sent() -> None:
     link = NodeLink("n1", "i1", 7)
     link.push(AgentStateChanged("a1", "paused", "bench"))
     assert link.take_ready() == [] and link.pending == 0
+
+
+async def test_a_call_only_the_agents_node_re_reports_ends_when_the_callers_node_is_lost() -> None:
+    # After a leader change the agent's node b re-reports its agent talking with a caller on node a,
+    # and node a never comes back: once a is lost, the agent is free again (not busy forever).
+    rt = _runtime()
+    rt.apply(AgentLoggedIn(AgentConfig("ag", "PJSIP/ag", "b", (Membership("q", 0, 0),))))
+    link = rt.attach("b", "i1")
+    rt.register(link, node_pb2.Register(node_id="b", instance_id="i1", agent_legs=[node_pb2.AgentLegSnapshot(
+        offer_id="e1-5", agent_id="ag", call_id="a-q-1", state="connected", caller_node="a")]))
+    assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"ag": "busy"}
+    rt.apply(NodeLost("a"))
+    assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"ag": "available"}

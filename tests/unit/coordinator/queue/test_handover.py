@@ -11,6 +11,7 @@ from coordinator.queue import (
     CallEnded,
     CancelOffer,
     Connect,
+    NodeLost,
     Offer,
     OfferAnswered,
     OfferFailed,
@@ -89,3 +90,13 @@ def test_failure_of_an_unknown_or_adopted_offer_changes_nothing() -> None:
     assert e.apply(OfferFailed("o-old", "failed"), 1.0) == []
     assert e.apply(OfferFailed("nope", "failed"), 1.0) == []
     assert _states(e)["a"] == "busy"
+
+
+def test_an_adopted_call_ends_with_its_callers_node() -> None:
+    # Only the agent's node re-reported the call (the caller's node never came back): when the caller's
+    # node is declared lost, the call ends there and the agent is free again after it.
+    e = engine(LINEAR, agents=(agent("a", node="n2"),))
+    e.apply(CallAdopted("old", "", "n1", "a", "o-old"), 0.1)
+    assert _states(e)["a"] == "busy"
+    e.apply(NodeLost("n1"), 6.0)
+    assert e.caller("old") is None and _states(e)["a"] == "available"
