@@ -25,7 +25,9 @@ from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
     CallAdopted,
+    CallEnded,
     CallerJoined,
+    CallerLeft,
     Decision,
     Event,
     NodeAlive,
@@ -187,6 +189,13 @@ class LeaderRuntime:
         """Re-report a node's calls after (re)connecting: original arrival order is kept."""
         # Callers that already had a sequence go first in sequence order; callers that joined
         # while no leader was reachable follow in the order they joined their node.
+        # The snapshot is the node's whole truth: a call held for it but absent ended while its stream
+        # was down (its CallLeft / CallEnded went with the old stream). Left in place it would count in
+        # every position told until an agent was offered it.
+        present = {c.joined.call_id for c in reg.calls}
+        for call_id, connected in self.engine.calls_on_node(link.node_id):
+            if call_id not in present:
+                self.apply(CallEnded(call_id, agent_hung_up=False) if connected else CallerLeft(call_id, "gone"))
         known = sorted((c for c in reg.calls if c.arrival_seq), key=lambda c: c.arrival_seq)
         fresh = sorted((c for c in reg.calls if not c.arrival_seq), key=lambda c: c.joined.node_join_order)
         for snap in known:

@@ -377,6 +377,10 @@ class QueueEngine:
             self.position(call_id),
         )
 
+    def calls_on_node(self, node_id: str) -> list[tuple[str, bool]]:
+        """(call id, connected?) of every caller held for a node (O(callers): for re-registers only)."""
+        return [(c.call_id, c.state == CONNECTED) for c in self._st.callers.values() if c.node_id == node_id]
+
     def waiting_callers(self, queue: str, limit: int | None = None) -> list[CallerView]:
         """Waiting and ringing callers of a queue in position order (the first `limit`; O(limit))."""
         q = self._st.queues.get(queue)

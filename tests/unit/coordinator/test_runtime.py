@@ -125,3 +125,17 @@ async def test_a_call_only_the_agents_node_re_reports_ends_when_the_callers_node
     assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"ag": "busy"}
     rt.apply(NodeLost("a"))
     assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"ag": "available"}
+
+
+async def test_a_re_registering_node_drops_the_calls_its_snapshot_no_longer_has() -> None:
+    # Callers that hung up while the node's stream was down: their CallLeft went with the old stream.
+    rt = _runtime()
+    link = rt.attach("n1", "i1")
+    rt.handle_batch(link, _joins("gone", "stays", "also-gone"))
+    rt.detach(link)
+    link = rt.attach("n1", "i2")
+    stays = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="stays", queue="q"), arrival_seq=2,
+                                  state="waiting")
+    rt.register(link, node_pb2.Register(node_id="n1", instance_id="i2", calls=[stays]))
+    assert [c.call_id for c in rt.engine.waiting_callers("q")] == ["stays"]
+    assert rt.engine.position("stays") == 1
