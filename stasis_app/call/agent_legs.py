@@ -12,6 +12,7 @@ Cross-node path (caller on node A, agent homed on node B):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -40,6 +41,8 @@ def failure_reason(cause: int) -> str:
 
 # The longest an originate waits for the previous one to be sent (see AgentLegs.offer).
 ORDER_WAIT = 2.0
+# The longest an agent's next leg waits for the end of the leg hung up before it (see _hangup).
+GONE_WAIT = 1.0
 
 
 def _agent_key(leg: AgentLeg) -> str:
@@ -59,6 +62,7 @@ class AgentLegs:
         self.ari = app.ari
         self.legs: dict[str, AgentLeg] = {}
         self._by_channel: dict[str, str] = {}
+        self._gone: dict[str, asyncio.Event] = {}  # channel we hung up -> set when its end is seen
         self._last_originate: asyncio.Future[None] | None = None  # done once the last ring's originate was sent
 
     def owns(self, channel_id: str) -> bool:
@@ -79,7 +83,17 @@ class AgentLegs:
         async def down() -> None:
             for ch in channels:
                 if ch:
-                    await best_effort(self.ari.hangup(ch))
+                    # The agent's next leg (same serializer key) rings only once this one is really gone
+                    # on Asterisk, not just asked to go (bounded: a lost event must not block the agent).
+                    gone = self._gone.setdefault(ch, asyncio.Event())
+                    try:
+                        await self.ari.hangup(ch)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(gone.wait(), GONE_WAIT)
+                    except AriError:  # gone already (404), or Asterisk unreachable: nothing to wait for
+                        pass
+                    finally:
+                        self._gone.pop(ch, None)
             if leg.bridge_id:
                 await best_effort(self.ari.destroy_bridge(leg.bridge_id))
 
@@ -202,6 +216,9 @@ class AgentLegs:
 
     def channel_gone(self, channel_id: str, cause: int) -> None:
         """One of our legs hung up or failed."""
+        waiter = self._gone.get(channel_id)
+        if waiter is not None:
+            waiter.set()
         offer_id = self._by_channel.get(channel_id)
         leg = self.legs.get(offer_id or "")
         if leg is None:
