@@ -32,8 +32,6 @@ class CoordinatorSettings:
     queue_log: Path | None = None
     # How long a new leader waits for known nodes to re-report before it dispatches offers.
     settle_time: float = 2.0
-    # Node-stream decision batching: flush when idle or after this many seconds.
-    flush_interval: float = 0.002
     replica_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     # Fault injection for tests only (CLUSTERQ_FAULT_STEP_DOWN_DELAY): keep acting this long after
     # the lease is known lost, to prove that fencing alone refuses a stale leader's work.
