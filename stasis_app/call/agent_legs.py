@@ -148,6 +148,8 @@ class AgentLegs:
             return
         leg.state = "answered"
         log.info("agent %s answered offer %s", leg.agent_id, offer_id)
+        if leg.caller_node == self.app.node_id:
+            self.app.connections.agent_answered(leg.call_id, offer_id)
         self.app.send(node_pb2.NodeEvent(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id)))
 
     def connect(self, m: node_pb2.Connect) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from clusterq_proto.v1 import node_pb2
 from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort
 from stasis_app.call import records as r
+from stasis_app.call.bridge_order import BridgeOrder
 from stasis_app.call.names import bridge_id
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class CallerConnections:
         self.app = app
         self.ari = app.ari
         self._early_inbound: dict[str, str] = {}  # offer id -> trunk leg that arrived before its decision
+        self.order = BridgeOrder(app.callers)
 
     def offered(self, m: node_pb2.Offer) -> None:
         """An agent rings for this caller."""
@@ -44,7 +46,14 @@ class CallerConnections:
             # The agent too: a trunk leg may be bridged before Connect arrives (see inbound), and a
             # Register snapshot of the connected call must name its agent.
             c.state, c.offer_id, c.agent_id = r.RINGING, m.offer_id, m.agent_id
+            self.order.offered(c)
             self._take_early_inbound(m.offer_id)
+
+    def agent_answered(self, call_id: str, offer_id: str) -> None:
+        """The agent of this caller's offer, homed on this node too, answered: a bridge comes soon."""
+        c = self.app.callers.get(call_id)
+        if c is not None and c.state == r.RINGING and c.offer_id == offer_id:
+            self.order.on_the_way(c)
 
     def offer_cancelled(self, m: node_pb2.CancelOffer) -> None:
         """The leader cancelled an offer: the caller waits again (keeping its place)."""
@@ -52,6 +61,7 @@ class CallerConnections:
         # CONNECTING too: the agent's leg failed before the call was bridged (Connect came too late).
         if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
             c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
+            self.order.done(c)
 
     def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
         """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""
@@ -61,6 +71,7 @@ class CallerConnections:
         c.state, c.offer_id, c.agent_id, c.peer_channel = r.CONNECTED, offer_id, agent_id, peer_channel
         c.bridge_id, c.connected_wall = bridge_id(self.app.node_id, offer_id), time.time()
         ari, bridge = self.ari, c.bridge_id
+        self.order.on_the_way(c)
 
         async def create() -> None:
             try:
@@ -77,12 +88,15 @@ class CallerConnections:
                                                   return_exceptions=True)
                 if isinstance(created, BaseException):  # only once the music is surely off
                     raise created
+                await self.order.wait_turn(c)  # callers offered earlier are connected first
                 await _retried(lambda: ari.add_to_bridge(bridge, [c.call_id, peer_channel]))
             except ChannelGone:
                 return  # a side hung up: its StasisEnd / ChannelDestroyed ends the call
             except AriError as exc:
                 self._bridge_failed(c, offer_id, exc)
                 return
+            finally:
+                self.order.done(c)
             await best_effort(ari.set_var(c.call_id, r.VAR_AGENT, agent_id))
 
         self.app.serial.run(c.call_id, connect, "bridge")
@@ -113,6 +127,7 @@ class CallerConnections:
         c = self.app.callers.get(call_id)
         if c is not None and c.state in (r.WAITING, r.RINGING):
             c.state, c.offer_id, c.agent_id = r.CONNECTING, offer_id, agent_id
+            self.order.on_the_way(c)
             self._take_early_inbound(offer_id)
 
     def inbound(self, channel_id: str, offer_id: str) -> None:
