@@ -12,7 +12,8 @@ processing delay does not count. For one bench agent (Local/<agent>@clusterq-age
   ringinuse violation.
 
 An order inversion: a caller connected before a caller that joined earlier (each such caller counts
-once; `pairs` counts every (earlier, later) pair served in the wrong order). The same count by the
+once; `pairs` counts every (earlier, later) pair served in the wrong order); two callers whose entries
+into the queue application carry the same Asterisk timestamp are a tie. The same count by the
 moment the agent leg was created (the assignment) separates queue order from answer jitter.
 """
 
@@ -161,13 +162,19 @@ class Inversions:
     pairs: int
 
 
-def inversions(served: Sequence[tuple[float, int]], unserved: Iterable[int] = ()) -> Inversions:
+def inversions(served: Sequence[tuple[float, int]], unserved: Iterable[int] = (),
+               joined: Sequence[float] | None = None) -> Inversions:
     """Inversions among (time served, join index); `unserved` callers count as served after everyone
-    (a caller skipped for good is the worst inversion); equal times never count."""
+    (a caller skipped for good is the worst inversion); equal times never count. With `joined` (the
+    join timestamps by join index), callers that joined within the same Asterisk millisecond are a
+    tie too: their entries run on separate channel threads, and the order in which two apps' events
+    about them are published (the observer's ChannelDialplan, the queue's own StasisStart) can differ,
+    so no queue can know which of them came first."""
     order = sorted([*served, *((math.inf, idx) for idx in unserved)])
     callers = pairs = 0
     for i, (t, idx) in enumerate(order):
-        later = [j for (u, j) in order[i + 1:] if u > t and j < idx]
+        later = [j for (u, j) in order[i + 1:]
+                 if u > t and j < idx and (joined is None or joined[j] < joined[idx])]
         pairs += len(later)
         callers += bool(later)
     return Inversions(callers, pairs)

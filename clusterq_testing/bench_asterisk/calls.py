@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clusterq_testing.bench_asterisk.analysis import timestamp
 from clusterq_testing.observer import AriHttpError, AriObserver, ObservedEvent
 
 __all__ = ["Caller", "Impl", "hangup_all", "hangup_everything", "place_callers", "wait_all", "wait_no_channels"]
@@ -50,6 +51,7 @@ class Caller:
     index: int  # join order, 0 = first
     phone_id: str  # ;1, in the observer app
     queue_id: str  # ;2, in Stasis(clusterq) or Queue()
+    joined: float = 0.0  # Asterisk's timestamp (ms) of its entry into the queue application
 
 
 def _entered(impl: Impl, pending: set[str]) -> Callable[[ObservedEvent], str | None]:
@@ -107,17 +109,15 @@ async def place_callers(obs: AriObserver, impl: Impl, queue: str, count: int, ta
     if missing:
         raise TimeoutError(f"{len(missing)} of {count} callers not in {queue} after {timeout} s")
     entered = _entered(impl, qids)
-    seen: set[str] = set()
-    order: list[str] = []
+    joined: dict[str, float] = {}  # in the order seen
     for e in obs.events[mark:]:
         hit = entered(e)
-        if hit is not None and hit not in seen:
-            seen.add(hit)
-            order.append(hit)
-    if len(order) != count:
-        raise RuntimeError(f"only {len(order)} of {count} callers were seen entering {impl.queue_app}()")
+        if hit is not None and hit not in joined:
+            joined[hit] = timestamp(e.raw)
+    if len(joined) != count:
+        raise RuntimeError(f"only {len(joined)} of {count} callers were seen entering {impl.queue_app}()")
     queue_of = {q: p for p, q in phones.items()}
-    return tuple(Caller(i, queue_of[q], q) for i, q in enumerate(order))
+    return tuple(Caller(i, queue_of[q], q, t) for i, (q, t) in enumerate(joined.items()))
 
 
 def _scan(obs: AriObserver, match: Callable[[ObservedEvent], str | None], start: int, found: set[str]) -> int:

@@ -167,12 +167,13 @@ async def _drain(rig: Rig, impl: Impl, announcements: bool, queue: str, callers:
                        if u.channel_id in index)
     await hangup_all(obs, callers)  # the ones still waiting at the cap; waits until no channel is left
     decided = [(float(seq), c.caller_index) for c in conns if (seq := an.offer_sequence(c.leg_id)) is not None]
+    joined = [c.joined for c in sorted(callers, key=lambda c: c.index)]
     return RunResult(
         impl=impl, queue=queue, announcements=announcements, callers=len(callers),
         ended=len(callers) - len(left), connected=len(conns), latency=an.latencies(conns),
-        by_bridge=an.inversions([(c.bridged, c.caller_index) for c in conns], unserved),
-        by_assignment=an.inversions([(c.leg_created, c.caller_index) for c in conns], unserved),
-        by_decision=an.inversions(decided) if impl is Impl.CLUSTERQ else None,
+        by_bridge=an.inversions([(c.bridged, c.caller_index) for c in conns], unserved, joined),
+        by_assignment=an.inversions([(c.leg_created, c.caller_index) for c in conns], unserved, joined),
+        by_decision=an.inversions(decided, joined=joined) if impl is Impl.CLUSTERQ else None,
         drain_seconds=drain, capped=bool(left), cpu=cpu, statuses=tuple(sorted(statuses.items())),
         stasis_failures=rig.stasis_failures() - failures,
     )

@@ -58,6 +58,13 @@ def test_inversions_count_callers_served_before_an_earlier_caller_and_skipped_on
     assert an.inversions([(1.0, 1), (2.0, 2)], unserved=[0]) == an.Inversions(2, 2)
 
 
+def test_callers_that_joined_in_the_same_millisecond_are_a_tie() -> None:
+    joined = [10.001, 10.001, 10.002]
+    assert an.inversions([(1.0, 1), (2.0, 0), (3.0, 2)], joined=joined) == an.Inversions(0, 0)
+    assert an.inversions([(1.0, 2), (2.0, 0), (3.0, 1)], joined=joined) == an.Inversions(1, 2)
+    assert an.inversions([(1.0, 1)], unserved=[0], joined=joined) == an.Inversions(0, 0)
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert an.percentile(values, 50) == 50.0 and an.percentile(values, 99) == 99.0
