@@ -64,7 +64,7 @@ class FakeAri:
         self.continued: list[Continued] = []
         self.outcomes: dict[str, OriginateOutcome] = {}  # endpoint -> outcome applied at originate
         # operation name -> errors its next calls raise, in order (a request lost to a time-out, a
-        # refusal); for set_var, continue_in_dialplan, create_bridge and add_to_bridge
+        # refusal); for answer, start_moh, set_var, continue_in_dialplan, create_bridge and add_to_bridge
         self.errors: dict[str, list[AriError]] = {}
 
     # ---- lifecycle (AriPort) ---------------------------------------------------------------------
@@ -187,6 +187,7 @@ class FakeAri:
 
     async def answer(self, channel_id: str) -> None:
         """Answer: ChannelStateChanged(Up) unless already up."""
+        self._injected("answer")
         chan = await self._control(channel_id)
         if chan.state != "Up":
             chan.state = "Up"
@@ -202,6 +203,7 @@ class FakeAri:
 
     async def start_moh(self, channel_id: str, moh_class: str) -> None:
         """Music on hold on (no event)."""
+        self._injected("start_moh")
         self._stasis(channel_id).moh_class = moh_class
 
     async def stop_moh(self, channel_id: str) -> None:

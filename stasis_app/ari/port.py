@@ -24,7 +24,8 @@ Non-guarantees: no event is replayed after a disconnect; commands are not retrie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,9 +37,13 @@ __all__ = [
     "AriSettings",
     "AriUnavailable",
     "ChannelGone",
+    "RETRY_DELAYS",
     "best_effort",
     "EventStream",
+    "retried",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class AriError(Exception):
@@ -64,6 +69,24 @@ class AriUnavailable(AriError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message)
+
+
+# Delays before the 2nd, 3rd and 4th attempt of a request that got no answer from Asterisk (busy, or
+# its websocket reconnecting): about 1.7 s in all, before the caller's fate depends on the failure.
+RETRY_DELAYS = (0.2, 0.5, 1.0)
+
+
+async def retried(request: Callable[[], Awaitable[object]], delays: Sequence[float] = RETRY_DELAYS) -> None:
+    """Run an ARI request, again after each of `delays` while Asterisk gives no answer
+    (AriUnavailable); a refusal (any other AriError) and the last attempt's failure are raised."""
+    for delay in delays:
+        try:
+            await request()
+            return
+        except AriUnavailable as exc:
+            log.info("ARI request without answer (%s): again in %.1f s", exc, delay)
+        await asyncio.sleep(delay)
+    await request()
 
 
 async def best_effort(request: Awaitable[object]) -> None:

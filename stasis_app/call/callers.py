@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import common_pb2, node_pb2
-from stasis_app.ari.port import AriError, ChannelGone, best_effort
+from stasis_app.ari.port import AriError, ChannelGone, best_effort, retried
 from stasis_app.call import records as r
 from stasis_app.call.prompts import announcement
 
@@ -48,27 +48,59 @@ class CallerActions:
         reported here: Asterisk kept its music playing, and NodeApp's resync reports it.
         """
         if adopted:
+            c.answered = True
             c.moh_on = c.state == r.WAITING and not c.args.ringing and bool(c.music_class)
             self._arm_timeout(c)
             return
         ari = self.ari
 
         async def setup() -> None:
-            if c.args.ringing:
-                await ari.ring(c.call_id)
-            else:
-                await ari.answer(c.call_id)
-            await ari.set_var(c.call_id, r.VAR_JOINED, f"{c.joined_wall:.3f}")
-            await ari.set_var(c.call_id, r.VAR_ORDER, str(c.join_order))
+            await self._answer(c)
+            # Only for a restarted app's adoption: their loss costs the caller nothing now.
+            await best_effort(ari.set_var(c.call_id, r.VAR_JOINED, f"{c.joined_wall:.3f}"))
+            await best_effort(ari.set_var(c.call_id, r.VAR_ORDER, str(c.join_order)))
             # With a leader connected, music starts when its QueueMedia names the queue's class
             # (so a queue with music off never starts any); without one, default music at once.
             if not self.app.coord.connected and not c.args.ringing and c.state in (r.WAITING, r.RINGING):
-                await ari.start_moh(c.call_id, c.music_class)
-                c.moh_on = True
+                await self._music(c, c.music_class)
 
         self.app.serial.run(c.call_id, setup, "join")
         self.report_join(c)
         self._arm_timeout(c)
+
+    async def _answer(self, c: r.Caller) -> None:
+        """Answer the caller (or indicate ringing, per its option), retried while Asterisk gives no
+        answer; if that still fails, the next ARI resync tries again (see recover)."""
+        if c.args.ringing:
+            await retried(lambda: self.ari.ring(c.call_id))
+        else:
+            await retried(lambda: self.ari.answer(c.call_id))
+        c.answered = True
+
+    async def _music(self, c: r.Caller, music_class: str) -> None:
+        """Start the caller's music, retried while Asterisk gives no answer. If it still cannot be
+        started the caller is marked without music, so the next chance (a prompt's end, the next
+        ARI resync) starts it: a waiting caller must never be left in silence."""
+        c.moh_on = True
+        try:
+            await retried(lambda: self.ari.start_moh(c.call_id, music_class))
+        except ChannelGone:
+            pass  # its StasisEnd / ChannelDestroyed ends it
+        except AriError as exc:
+            c.moh_on = False
+            log.warning("music for caller %s could not be started: %s", c.call_id, exc)
+
+    def recover(self, c: r.Caller) -> None:
+        """After an ARI reconnect: answer a caller whose answer was lost, end a prompt whose end may
+        have been lost, and give music back to a waiting caller whose music could not be started."""
+        if c.state not in (r.WAITING, r.RINGING):
+            return
+        if not c.answered:
+            self.app.serial.run(c.call_id, lambda: self._answer(c), "answer-again")
+        if c.playback_id:
+            self.recover_media(c)  # music comes back after the prompt is stopped
+        else:
+            self.resume_music(c)
 
     def report_join(self, c: r.Caller) -> None:
         """Tell the leader about the caller (dropped while no stream is up: the Register covers it)."""
@@ -150,8 +182,7 @@ class CallerActions:
                     c.moh_on = False
                     await self.ari.stop_moh(c.call_id)
                 return
-            c.moh_on = True
-            await self.ari.start_moh(c.call_id, music)
+            await self._music(c, music)
 
         self.app.serial.run(c.call_id, moh, "moh")
 
@@ -306,8 +337,7 @@ class CallerActions:
         async def recover() -> None:
             await best_effort(self.ari.stop_playback(pid))
             if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
-                c.moh_on = True
-                await self.ari.start_moh(c.call_id, c.music_class)
+                await self._music(c, c.music_class)
 
         self.app.serial.run(c.call_id, recover, "recover-media")
 
@@ -324,5 +354,5 @@ class CallerActions:
         """Give a waiting caller its queue's music back (unless a prompt plays or it hears ringing)."""
         if (c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class and not c.moh_on
                 and not c.playback_id):
-            c.moh_on = True
-            self.app.serial.run(c.call_id, lambda: self.ari.start_moh(c.call_id, c.music_class), "moh")
+            c.moh_on = True  # at once: a second resume before the request runs must not start it twice
+            self.app.serial.run(c.call_id, lambda: self._music(c, c.music_class), "moh")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
-from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort
+from stasis_app.ari.port import AriError, ChannelGone, best_effort, retried
 from stasis_app.call import records as r
 from stasis_app.call.bridge_order import BridgeOrder
 from stasis_app.call.names import bridge_id
@@ -25,9 +24,6 @@ log = logging.getLogger(__name__)
 # A trunk leg from an agent's node may arrive before the leader's Offer / Connect for its caller reach
 # this node (the agent's node dials as soon as it gets its own Connect): it waits this long for them.
 INBOUND_WAIT = 10.0
-# A bridging request that got no answer (ARI busy or reconnecting) is tried again after these delays
-# before the connection is given up and the caller waits again in its place.
-BRIDGE_RETRIES = (0.2, 0.5, 1.0)
 
 
 class CallerConnections:
@@ -84,12 +80,12 @@ class CallerConnections:
             # The prompt and music must be stopped before the caller joins the bridge (a prompt would
             # hold the join back until it ends); the bridge is created meanwhile, one round trip less.
             try:
-                _, created = await asyncio.gather(self.app.actions.silence(c), _retried(create),
+                _, created = await asyncio.gather(self.app.actions.silence(c), retried(create),
                                                   return_exceptions=True)
                 if isinstance(created, BaseException):  # only once the music is surely off
                     raise created
                 await self.order.wait_turn(c)  # callers offered earlier are connected first
-                await _retried(lambda: ari.add_to_bridge(bridge, [c.call_id, peer_channel]))
+                await retried(lambda: ari.add_to_bridge(bridge, [c.call_id, peer_channel]))
             except ChannelGone:
                 return  # a side hung up: its StasisEnd / ChannelDestroyed ends the call
             except AriError as exc:
@@ -174,15 +170,3 @@ class CallerConnections:
                 await best_effort(ari.destroy_bridge(bridge))
 
         self.app.serial.run(c.call_id + "/teardown", down, "teardown")
-
-
-async def _retried(request: Callable[[], Awaitable[None]]) -> None:
-    """Run an ARI request, again after BRIDGE_RETRIES delays while Asterisk gives no answer."""
-    for delay in BRIDGE_RETRIES:
-        try:
-            await request()
-            return
-        except AriUnavailable as exc:
-            log.info("ARI request without answer (%s): again in %.1f s", exc, delay)
-        await asyncio.sleep(delay)
-    await request()

@@ -60,6 +60,7 @@ class Caller:
     position: int = 0
     told_position: int = 0  # the value last written to CLUSTERQ_POSITION
     connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
+    answered: bool = False  # answered (or ringing indicated) on Asterisk
     offer_rank: int = 0  # place of its latest offer in the order this node received offers (0: none)
 
     def joined_pb(self, waited: float) -> node_pb2.CallJoined:

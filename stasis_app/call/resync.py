@@ -86,7 +86,7 @@ class Reconciler:
             app.actions.caller_gone(app.callers[call_id])
         app.legs.forget_missing(present)
         for c in list(app.callers.values()):
-            app.actions.recover_media(c)
+            app.actions.recover(c)
         unknown: dict[str, _Found] = {}
         for ch in channels:
             parts = ch.app_data.split(",")
