@@ -127,7 +127,7 @@ def coordinator_process(name: str, log_dir: Path, *, etcd_endpoints: Sequence[st
 
 
 def stasis_process(node_id: str, log_dir: Path, *, ari_url: str, ari_user: str, ari_password: str,
-                   coordinators: Sequence[str], grace: float = 20.0) -> ManagedProcess:
+                   coordinators: Sequence[str], grace: float = 20.0, shared_music: bool = False) -> ManagedProcess:
     """The stasis app of one Asterisk node (password passed by environment, never argv)."""
     env = _base_env()
     env.update({
@@ -137,6 +137,7 @@ def stasis_process(node_id: str, log_dir: Path, *, ari_url: str, ari_user: str, 
         "CLUSTERQ_ARI_PASSWORD": ari_password,
         "CLUSTERQ_COORDINATOR": ",".join(coordinators),
         "CLUSTERQ_GRACE": str(grace),
+        "CLUSTERQ_SHARED_MUSIC": "1" if shared_music else "0",
     })
     return ManagedProcess(f"stasis-{node_id}", [sys.executable, "-m", "stasis_app"], env,
                           log_dir / f"stasis-{node_id}.log")

@@ -33,6 +33,10 @@ class StasisSettings:
     flush_interval: float = 0.001
     # Channel name prefix of the trunk endpoints to other nodes: PJSIP/<token>@<node>.
     trunk_tech: str = "PJSIP"
+    # Waiting callers hear ONE music stream per class (a holding bridge with bridge music, like
+    # FreeSWITCH's local_stream) instead of one music generator each (like app_queue). Cheaper per
+    # caller; every caller hears the same point of the music. See stasis_app/call/music.py.
+    shared_music: bool = False
 
     def __post_init__(self) -> None:
         if not NODE_RE.match(self.node_id):
@@ -60,4 +64,5 @@ class StasisSettings:
                                if x.strip()),
             app=e.get("CLUSTERQ_ARI_APP", "clusterq"),
             grace=float(e.get("CLUSTERQ_GRACE", "20")),
+            shared_music=e.get("CLUSTERQ_SHARED_MUSIC", "").strip().lower() in ("1", "true", "yes", "on"),
         )

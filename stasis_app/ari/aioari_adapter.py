@@ -256,14 +256,15 @@ class AioAriAdapter:
 
     # ---- commands --------------------------------------------------------------------------------
 
-    async def _call(self, resource: str, operation: str, gone_id: str | None = None, /, **params: Any) -> Any:
+    async def _call(self, resource: str, operation: str, gone_id: str | None = None, /, *,
+                    background: bool = False, **params: Any) -> Any:
         """Run one aioari Swagger operation; return its JSON (None when empty); map every failure.
         With `gone_id`, a 404 or "not in Stasis" (409/422) answer becomes ChannelGone(gone_id)."""
         client = self._client
         if client is None:
             raise AriUnavailable(f"{operation}: {'stood down' if self._stood_down else 'not connected'}")
         params = {name: value for name, value in params.items() if value is not None}  # aioswagger: no None
-        urgent = operation not in _BACKGROUND
+        urgent = operation not in _BACKGROUND and not background
         try:
             async with self._slots.slot(urgent), asyncio.timeout(
                     self._s.request_timeout if urgent else self._s.request_timeout * _BACKGROUND_PATIENCE):
@@ -362,20 +363,37 @@ class AioAriAdapter:
             variables=dict(variables) if variables else None, otherChannelId=other_channel_id,
         )  # fmt: skip
 
-    async def create_bridge(self, bridge_id: str, name: str = "") -> None:
-        """Create a mixing bridge with our id."""
-        await self._call("bridges", "createWithId", bridgeId=bridge_id, type="mixing", name=name or None)
+    async def create_bridge(self, bridge_id: str, name: str = "", kind: str = "mixing") -> None:
+        """Create a bridge of type `kind` (mixing, holding) with our id."""
+        await self._call("bridges", "createWithId", bridgeId=bridge_id, type=kind, name=name or None)
 
-    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str) -> None:
+        """Music on hold for the whole bridge (Asterisk adds an announcer channel playing it)."""
+        await self._call("bridges", "startMoh", bridgeId=bridge_id, mohClass=moh_class)
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str], *, background: bool = False) -> None:
         """Add channels to a bridge: 400 "Channel not found" / 422 map to ChannelGone, 404 is the bridge."""
         try:
-            await self._call("bridges", "addChannel", bridgeId=bridge_id, channel=list(channel_ids))
+            await self._call("bridges", "addChannel", bridgeId=bridge_id, channel=list(channel_ids),
+                             background=background)
         except AriUnavailable:
             raise
         except AriError as exc:
             if exc.status == 422 or (exc.status == 400 and "channel" in exc.message.lower()):
                 raise ChannelGone(",".join(channel_ids), exc.status, exc.message) from exc
             raise
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Take a channel out of a bridge; 422 (not in it) is fine, a vanished one is ChannelGone."""
+        try:
+            await self._call("bridges", "removeChannel", bridgeId=bridge_id, channel=[channel_id])
+        except AriUnavailable:
+            raise
+        except AriError as exc:
+            if exc.status == 400 and "channel" in exc.message.lower():
+                raise ChannelGone(channel_id, exc.status, exc.message) from exc
+            if exc.status != 422:
+                raise
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         """Destroy a bridge; a missing one (404) is fine."""

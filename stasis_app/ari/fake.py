@@ -270,15 +270,36 @@ class FakeAri:
         elif outcome is not OriginateOutcome.PENDING:
             self.fail_leg(channel_id, outcome)
 
-    async def create_bridge(self, bridge_id: str, name: str = "") -> None:
-        """Create a mixing bridge; an existing id is 409."""
+    async def create_bridge(self, bridge_id: str, name: str = "", kind: str = "mixing") -> None:
+        """Create a bridge; an existing id is 409."""
         self._injected("create_bridge")
         self._check_connected("create_bridge")
         if bridge_id in self.bridges:
             raise AriError(409, f"Bridge with id '{bridge_id}' already exists")
-        self.bridges[bridge_id] = FakeBridge(bridge_id, name)
+        self.bridges[bridge_id] = FakeBridge(bridge_id, name, kind=kind)
 
-    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str) -> None:
+        """Music for everyone in a holding bridge (what its members hear: `moh_class`)."""
+        self._check_connected("start_bridge_moh")
+        bridge = self.bridges.get(bridge_id)
+        if bridge is None:
+            raise AriError(404, "Bridge not found")
+        bridge.moh_class = moh_class
+        for cid in bridge.channels:
+            self.channels[cid].moh_class = moh_class
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Take a channel out of a bridge: ChannelLeftBridge; not in it: nothing (ARI's 422)."""
+        self._check_connected("remove_from_bridge")
+        if bridge_id not in self.bridges:
+            raise AriError(404, "Bridge not found")
+        chan = self.channels.get(channel_id)
+        if chan is None:
+            raise ChannelGone(channel_id, 400, "Channel not found")
+        if chan.bridge_id == bridge_id:
+            self._leave_bridge(chan)
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str], *, background: bool = False) -> None:
         """Move channels into the bridge: [ChannelLeftBridge old], ChannelEnteredBridge each."""
         self._injected("add_to_bridge")
         self._check_connected("add_to_bridge")
@@ -297,6 +318,8 @@ class FakeAri:
             self._leave_bridge(chan)
             chan.bridge_id = bridge_id
             bridge.channels.append(chan.id)
+            if bridge.moh_class is not None:  # it hears the holding bridge's music
+                chan.moh_class = bridge.moh_class
             self._emit(ev.ChannelEnteredBridge(bridge_id, chan.id))
 
     async def destroy_bridge(self, bridge_id: str) -> None:
@@ -373,6 +396,8 @@ class FakeAri:
         bridge = self.bridges.get(chan.bridge_id or "")
         if bridge is not None:
             bridge.channels.remove(chan.id)
+            if bridge.moh_class is not None:  # out of the holding bridge: its music is gone
+                chan.moh_class = None
             self._emit(ev.ChannelLeftBridge(bridge.id, chan.id))
         chan.bridge_id = None
 

@@ -55,11 +55,13 @@ class FakeChannel:
 
 @dataclass
 class FakeBridge:
-    """A mixing bridge and its members in join order."""
+    """A bridge and its members in join order; a holding bridge may play music to all of them."""
 
     id: str
     name: str
     channels: list[str] = field(default_factory=list)
+    kind: str = "mixing"
+    moh_class: str | None = None  # holding bridge music (its announcer channel is not listed)
 
 
 @dataclass(frozen=True)

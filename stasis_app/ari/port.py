@@ -257,12 +257,21 @@ class AriPort(Protocol):
         failure, StasisStart once answered) are delivered without any extra subscription."""
         ...
 
-    async def create_bridge(self, bridge_id: str, name: str = "") -> None:
-        """Create a mixing bridge."""
+    async def create_bridge(self, bridge_id: str, name: str = "", kind: str = "mixing") -> None:
+        """Create a bridge: "mixing" (a call) or "holding" (waiting callers hearing its music)."""
         ...
 
-    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
-        """Move channels (all in our app) into the bridge."""
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str) -> None:
+        """Music on hold for everyone in the bridge: ONE stream, played by an announcer channel."""
+        ...
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str], *, background: bool = False) -> None:
+        """Move channels (all in our app) into the bridge, out of any bridge they were in.
+        `background`: not urgent (e.g. music for a joining caller), a call's bridge goes first."""
+        ...
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Take a channel out of a bridge (it stays in Stasis); one not in it is not an error."""
         ...
 
     async def destroy_bridge(self, bridge_id: str) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.port import AriError, ChannelGone, best_effort, retried
 from stasis_app.call import records as r
+from stasis_app.call.music import Music
 from stasis_app.call.prompts import announcement
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class CallerActions:
         self.app = app
         self.ari = app.ari
         self._playbacks: dict[str, str] = {}  # playback id -> call id
+        self.music = Music(app)
 
     # ---- joining ---------------------------------------------------------------------------
     def start(self, c: r.Caller, adopted: bool) -> None:
@@ -50,6 +52,7 @@ class CallerActions:
         if adopted:
             c.answered = True
             c.moh_on = c.state == r.WAITING and not c.args.ringing and bool(c.music_class)
+            self.music.adopted(c)
             self._arm_timeout(c)
             return
         ari = self.ari
@@ -78,17 +81,7 @@ class CallerActions:
         c.answered = True
 
     async def _music(self, c: r.Caller, music_class: str) -> None:
-        """Start the caller's music, retried while Asterisk gives no answer. If it still cannot be
-        started the caller is marked without music, so the next chance (a prompt's end, the next
-        ARI resync) starts it: a waiting caller must never be left in silence."""
-        c.moh_on = True
-        try:
-            await retried(lambda: self.ari.start_moh(c.call_id, music_class))
-        except ChannelGone:
-            pass  # its StasisEnd / ChannelDestroyed ends it
-        except AriError as exc:
-            c.moh_on = False
-            log.warning("music for caller %s could not be started: %s", c.call_id, exc)
+        await self.music.start(c, music_class)
 
     def recover(self, c: r.Caller) -> None:
         """After an ARI reconnect: answer a caller whose answer was lost, end a prompt whose end may
@@ -178,9 +171,7 @@ class CallerActions:
 
         async def moh() -> None:
             if not music:  # music off for this queue (music_class "none"): silence
-                if c.moh_on:
-                    c.moh_on = False
-                    await self.ari.stop_moh(c.call_id)
+                await self.music.stop(c, moving=False)
                 return
             await self._music(c, music)
 
@@ -290,9 +281,8 @@ class CallerActions:
             pid, c.playback_id = c.playback_id, ""
             self._playbacks.pop(pid, None)
             await best_effort(self.ari.stop_playback(pid))
-        if c.moh_on:
-            c.moh_on = False
-            await best_effort(self.ari.stop_moh(c.call_id))
+        # Every caller of silence() next leaves its holding bridge anyway (a call's bridge, the dialplan).
+        await self.music.stop(c, moving=True)
 
     def announce(self, m: node_pb2.Announce) -> None:
         """Play position / hold time (interrupting the music, which resumes afterwards)."""
@@ -319,7 +309,7 @@ class CallerActions:
         async def play() -> None:
             if c.playback_id != pid:
                 return  # superseded (connected or leaving) before it started
-            if c.moh_on:
+            if self.music.stops_for_prompts(c):
                 c.moh_on = False
                 await ari.stop_moh(c.call_id)
             await ari.play(c.call_id, media, pid)

@@ -8,7 +8,7 @@ an offer id makes the ids prefix-free: no id is a prefix of another (nor of its 
 
 from __future__ import annotations
 
-__all__ = ["agent_leg_id", "bridge_id", "offer_of_bridge", "trunk_leg_id"]
+__all__ = ["agent_leg_id", "bridge_id", "holding_bridge_id", "offer_of_bridge", "trunk_leg_id"]
 
 _END = "_"
 
@@ -26,6 +26,11 @@ def trunk_leg_id(node_id: str, offer_id: str) -> str:
 def bridge_id(node_id: str, offer_id: str) -> str:
     """The bridge of an offer's call on one node (the same name on both sides of a cross-node call)."""
     return f"{node_id}-br-{offer_id}{_END}"
+
+
+def holding_bridge_id(node_id: str, music_class: str) -> str:
+    """The holding bridge whose one music stream of `music_class` this node's waiting callers hear."""
+    return f"{node_id}-hold-{music_class}{_END}"
 
 
 def offer_of_bridge(node_id: str, bridge: str) -> str | None:

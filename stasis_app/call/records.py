@@ -50,7 +50,8 @@ class Caller:
     arrival_seq: int = 0
     state: str = WAITING
     music_class: str = DEFAULT_MUSIC
-    moh_on: bool = False
+    moh_on: bool = False  # its music plays (own generator, or its holding bridge's: see hold_bridge)
+    hold_bridge: str = ""  # the holding bridge it hears music in (shared music), "" when none
     exit_context: str = ""
     playback_id: str = ""
     offer_id: str = ""

@@ -81,6 +81,7 @@ class Reconciler:
         except AriError as exc:
             log.warning("resync: cannot list channels/bridges: %s", exc)
             return
+        app.actions.music.forget_bridges()
         present = {ch.id for ch in channels}
         for call_id in [cid for cid in app.callers if cid not in present]:
             app.actions.caller_gone(app.callers[call_id])

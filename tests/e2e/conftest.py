@@ -73,12 +73,13 @@ class Clusterq:
         logs = "\n".join(f"== {n}\n{p.log_text()[-2000:]}" for n, p in self.coordinators.items())
         raise TimeoutError(f"no coordinator leads within {timeout} s\n{logs}")
 
-    async def start_stasis(self, nodes: Sequence[AsteriskNode], grace: float = 20.0) -> None:
+    async def start_stasis(self, nodes: Sequence[AsteriskNode], grace: float = 20.0,
+                           shared_music: bool = False) -> None:
         """Start one stasis app per node; returns once each is connected to the leader."""
         for node in nodes:
             proc = stasis_process(node.name, self.log_dir, ari_url=node.ari_url, ari_user=node.ari_user,
                                   ari_password=node.ari_password, coordinators=list(self.addresses.values()),
-                                  grace=grace)
+                                  grace=grace, shared_music=shared_music)
             proc.start()
             self.stasis[node.name] = proc
         for node in nodes:

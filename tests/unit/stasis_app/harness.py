@@ -119,18 +119,18 @@ class Node:
                                                    caller_node=caller_node, agent_node=agent_node))
 
 
-def settings(node_id: str = "a", grace: float = 20.0) -> StasisSettings:
+def settings(node_id: str = "a", grace: float = 20.0, shared_music: bool = False) -> StasisSettings:
     """Settings for a unit-test node (nothing is contacted)."""
     return StasisSettings(node_id=node_id, ari_url="http://127.0.0.1:1/", ari_user="u", ari_password="p",
-                          coordinators=("127.0.0.1:1",), grace=grace)
+                          coordinators=("127.0.0.1:1",), grace=grace, shared_music=shared_music)
 
 
 @contextlib.asynccontextmanager
 async def running(ari: FakeAri, *, grace: float = 20.0, connect: bool = True,
-                  node_id: str = "a") -> AsyncIterator[Node]:
+                  node_id: str = "a", shared_music: bool = False) -> AsyncIterator[Node]:
     """Run a NodeApp on `ari` until the block ends (then stop it like a SIGKILL would: no cleanup
     on Asterisk, the channels stay)."""
-    app = NodeApp(settings(node_id, grace), ari)
+    app = NodeApp(settings(node_id, grace, shared_music), ari)
     coord = FakeCoordinator(app, connect_on_run=connect)
     app.coord = coord  # type: ignore[assignment]
     node = Node(app, ari, coord)
