@@ -30,6 +30,7 @@ from clusterq_testing.bench_asterisk import report
 from clusterq_testing.bench_asterisk.calls import Impl
 from clusterq_testing.bench_asterisk.rig import BenchSettings, Rig, start_rig
 from clusterq_testing.bench_asterisk.scenarios import CpuResult, RunResult, cpu_phase, latency_run
+from clusterq_testing.bench_asterisk.side_by_side import SideBySide, side_by_side
 
 T = TypeVar("T")
 
@@ -47,6 +48,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--announce-frequency", type=float, default=d.announce_frequency)
     p.add_argument("--min-announce-frequency", type=float, default=d.min_announce_frequency)
     p.add_argument("--drain-cap", type=float, default=d.drain_cap, help="longest latency run, seconds")
+    p.add_argument("--music", choices=("shared", "channel"), default="shared",
+                   help="clusterq's waiting-caller music: one stream per class (default) or one per caller")
     p.add_argument("--markdown", type=Path, help="also write machine, command and table as markdown here")
     return p.parse_args(argv)
 
@@ -56,7 +59,7 @@ def _settings(a: argparse.Namespace) -> BenchSettings:
     return BenchSettings(callers=a.callers, agents=a.agents, cpu_window=a.cpu_window, idle_window=a.idle_window,
                          ring=a.ring, talk_min_ms=int(low), talk_max_ms=int(high or low),
                          announce_frequency=a.announce_frequency, min_announce_frequency=a.min_announce_frequency,
-                         drain_cap=a.drain_cap)
+                         drain_cap=a.drain_cap, shared_music=a.music == "shared")
 
 
 def _say(text: str) -> None:
@@ -96,6 +99,9 @@ def _brief(result: object) -> str:
     if isinstance(result, CpuResult):
         return (f": {result.cpu_ms_per_caller:.2f} ms CPU/s and "
                 f"{result.rss_kib_per_caller(result.own_processes):.0f} KiB per caller")
+    if isinstance(result, SideBySide):
+        return (f": clusterq {result.cq_ms_per_caller:.2f}, app_queue {result.aq_ms_per_caller:.2f} ms CPU/s "
+                f"per caller ({result.cq_threads} + {result.aq_threads} caller threads)")
     if isinstance(result, RunResult):
         return (f": {result.connected}/{result.callers} connected, p50 {result.latency.p(50):.0f} ms, "
                 f"p99 {result.latency.p(99):.0f} ms, {result.by_bridge.callers} inversions")
@@ -118,9 +124,10 @@ async def _run(settings: BenchSettings, work: Path) -> tuple[report.Results, str
         aq_cpu = await b.step("app_queue CPU/RSS", cpu_phase(rig, Impl.APP_QUEUE))
         aq_plain = await b.latency(Impl.APP_QUEUE, False)
         aq_ann = await b.latency(Impl.APP_QUEUE, True)
+        side = await b.step("CPU of both at once", side_by_side(rig))
     finally:
         await rig.stop()
-    results = report.Results(settings, cq_cpu, aq_cpu, cq_plain, aq_plain, cq_ann, aq_ann)
+    results = report.Results(settings, cq_cpu, aq_cpu, cq_plain, aq_plain, cq_ann, aq_ann, side)
     return results, version, b.failures
 
 

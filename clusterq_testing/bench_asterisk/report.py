@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from clusterq_testing.bench_asterisk.rig import BenchSettings
 from clusterq_testing.bench_asterisk.scenarios import CpuResult, RunResult
+from clusterq_testing.bench_asterisk.side_by_side import SideBySide
 
 __all__ = ["FOREIGN_LOAD_LIMIT", "Machine", "Results", "Row", "foreign_load", "machine", "markdown", "rows",
            "text_table", "verdicts"]
@@ -65,6 +66,7 @@ class Results:
     aq_plain: RunResult | None = None
     cq_ann: RunResult | None = None
     aq_ann: RunResult | None = None
+    side: SideBySide | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def rows(r: Results) -> list[Row]:
     """The table rows, main figures first, then diagnostics."""
     cc, ac = r.cq_cpu, r.aq_cpu
     out = [
+        Row("waiting callers' music", "shared stream per class" if r.settings.shared_music else "one per caller",
+            "one per caller", ""),
         _pair("CPU per waiting caller, ms CPU / s", _cpu_value(cc, lambda c: c.cpu_ms_per_caller),
               _cpu_value(ac, lambda c: c.cpu_ms_per_caller), 2, "cq <= aq"),
         _cpu_row("  noise (half the difference of the two halves)", cc, ac,
@@ -111,6 +115,17 @@ def rows(r: Results) -> list[Row]:
               _cpu_value(ac, lambda c: c.rss_kib_per_caller(False)), 0),
         _cpu_row("  of which Asterisk / stasis app", cc, ac, _rss_split),
     ]
+    sb = r.side
+    if sb is not None:
+        out += [
+            _pair(f"CPU per waiting caller, both at once ({sb.callers} + {sb.callers} callers), ms CPU / s",
+                  sb.cq_ms_per_caller, sb.aq_ms_per_caller, 2, "cq <= aq"),
+            Row("  of which Asterisk caller threads / stasis app",
+                f"{sb.cq_asterisk_cores * 1000 / sb.callers:.2f} / {sb.stasis_cores * 1000 / sb.callers:.2f}",
+                f"{sb.aq_asterisk_cores * 1000 / sb.callers:.2f} / -", ""),
+            Row("  caller threads (2 per caller expected); Asterisk shared threads, cores",
+                f"{sb.cq_threads}; {sb.shared_cores:.2f}", f"{sb.aq_threads}", ""),
+        ]
     for label, cq, aq, target in (("off", r.cq_plain, r.aq_plain, ""), ("on", r.cq_ann, r.aq_ann, "cq <= 100")):
         out += [
             _pair(f"free -> bridged p50, announcements {label}, ms", _run_value(cq, lambda x: x.latency.p(50)),
@@ -177,7 +192,7 @@ def _cpu_value(c: CpuResult | None, get: Callable[[CpuResult], float]) -> float 
 
 
 def verdicts(r: Results) -> list[tuple[str, bool | None]]:
-    """The three targets of the brief: (description, met?) with None when not measured."""
+    """The targets of the brief (CPU measured two ways): (description, met?), None when not measured."""
     cpu = None if r.cq_cpu is None or r.aq_cpu is None else (
         r.cq_cpu.cpu_ms_per_caller <= r.aq_cpu.cpu_ms_per_caller)
     diff = "" if r.cq_cpu is None or r.aq_cpu is None or r.aq_cpu.cpu_ms_per_caller <= 0 else (
@@ -186,7 +201,11 @@ def verdicts(r: Results) -> list[tuple[str, bool | None]]:
     p99 = None if r.cq_ann is None else r.cq_ann.latency.p(99) <= 100.0
     runs = [x for x in (r.cq_plain, r.cq_ann) if x is not None]
     order = None if not runs else all(x.by_bridge.callers == 0 and x.connected == x.callers for x in runs)
-    return [(f"clusterq CPU per waiting caller <= app_queue's{diff}", cpu),
+    both = None if r.side is None else r.side.cq_ms_per_caller <= r.side.aq_ms_per_caller
+    both_diff = "" if r.side is None or r.side.aq_ms_per_caller <= 0 else (
+        f" ({(r.side.cq_ms_per_caller / r.side.aq_ms_per_caller - 1) * 100:+.0f} %)")
+    return [(f"clusterq CPU per waiting caller <= app_queue's, one after the other{diff}", cpu),
+            (f"clusterq CPU per waiting caller <= app_queue's, both at once on one Asterisk{both_diff}", both),
             ("clusterq free-to-bridged p99 <= 100 ms with announcements on", p99),
             ("clusterq: zero order inversions, every caller connected", order)]
 
@@ -195,6 +214,7 @@ def foreign_load(r: Results) -> float:
     """The largest other load (foreign processes + steal, in cores) seen in any window of the run."""
     windows = [w for c in (r.cq_cpu, r.aq_cpu) if c is not None for w in (c.idle, *c.halves)]
     windows += [x.cpu for x in (r.cq_plain, r.aq_plain, r.cq_ann, r.aq_ann) if x is not None]
+    windows += [r.side.window] if r.side is not None else []
     return max((w.foreign_cores + w.steal_cores for w in windows), default=0.0)
 
 

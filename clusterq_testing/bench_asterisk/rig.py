@@ -58,6 +58,9 @@ class BenchSettings:
     announce_frequency: float = 15.0
     min_announce_frequency: float = 15.0
     drain_cap: float = 45.0  # a latency run stops after this long even if callers still wait
+    # clusterq's waiting callers share one music stream per class (CLUSTERQ_SHARED_MUSIC); app_queue
+    # always runs one music generator per caller
+    shared_music: bool = True
 
     def __post_init__(self) -> None:
         if self.callers < 1 or self.agents < 1 or not 0 < self.talk_min_ms <= self.talk_max_ms:
@@ -227,7 +230,8 @@ async def start_rig(settings: BenchSettings, work: Path) -> Rig:
     coord = coordinator_process("coord-0", work / "logs", etcd_endpoints=etcd.endpoints, port=port,
                                 queues_file=qfile, lease_ttl=2.0, settle_time=0.5)
     stasis = stasis_process(NODE, work / "logs", ari_url=node.ari_url, ari_user=node.ari_user,
-                            ari_password=node.ari_password, coordinators=[f"127.0.0.1:{port}"])
+                            ari_password=node.ari_password, coordinators=[f"127.0.0.1:{port}"],
+                            shared_music=settings.shared_music)
     observer: AriObserver | None = None
     try:
         await etcd.start()
