@@ -16,7 +16,7 @@ def _caller(call_id: str, queue: str = "support", state: str = r.RINGING) -> r.C
                     join_order=0, joined_wall=0.0, state=state)
 
 
-async def test_a_caller_waits_only_for_earlier_offered_callers_of_its_queue_on_their_way() -> None:
+async def test_a_caller_waits_only_for_earlier_offered_callers_of_its_queue_about_to_be_bridged() -> None:
     early, late, other, ringing = _caller("early"), _caller("late"), _caller("other", queue="sales"), _caller("ring")
     callers = {c.call_id: c for c in (early, late, other, ringing)}
     order = BridgeOrder(callers)
@@ -25,11 +25,14 @@ async def test_a_caller_waits_only_for_earlier_offered_callers_of_its_queue_on_t
     order.on_the_way(late)
     order.on_the_way(other)
     order.on_the_way(early)
-    # `ringing` was offered earlier but its agent has not answered: nobody waits for it.
-    assert len(order.earlier(late)) == 1
-    assert order.earlier(early) == [] and order.earlier(other) == []
+    now = asyncio.get_running_loop().time()
+    on_the_way, rings = order.earlier(late, now)
+    assert (len(on_the_way), len(rings)) == (1, 1)  # `early` answered; `ring` was offered just now
+    assert order.earlier(early, now) == ([], []) and order.earlier(other, now) == ([], [])
+    # An earlier offer ringing for longer than a burst is not waited for.
+    assert order.earlier(late, now + order.burst + 0.1) == (on_the_way, [])
     order.done(early)
-    assert order.earlier(late) == []
+    assert order.earlier(late, now)[0] == []
 
 
 async def test_callers_that_left_or_went_back_to_waiting_are_not_waited_for() -> None:
@@ -39,24 +42,29 @@ async def test_callers_that_left_or_went_back_to_waiting_are_not_waited_for() ->
     order.offered(early)
     order.offered(late)
     order.on_the_way(early)
+    now = asyncio.get_running_loop().time()
     early.state = r.WAITING  # its offer was cancelled without a done() (a path we did not foresee)
-    assert order.earlier(late) == []
+    assert order.earlier(late, now) == ([], [])
     early.state = r.RINGING
-    order.on_the_way(early)
-    del callers["early"]  # it hung up
-    assert order.earlier(late) == []
-
-
-async def test_the_wait_is_bounded() -> None:
-    early, late = _caller("early"), _caller("late")
-    order = BridgeOrder({"early": early, "late": late}, wait=0.05)
     order.offered(early)
     order.offered(late)
-    order.on_the_way(early)
+    del callers["early"]  # it hung up
+    assert order.earlier(late, now) == ([], [])
+
+
+async def test_the_waits_are_bounded() -> None:
+    early, late = _caller("early"), _caller("late")
+    order = BridgeOrder({"early": early, "late": late}, wait=0.2, ring_wait=0.05)
+    order.offered(early)
+    order.offered(late)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    await order.wait_turn(late)
-    assert 0.04 <= loop.time() - t0 < 1.0
+    await order.wait_turn(late)  # `early` rings: the short wait
+    assert 0.04 <= loop.time() - t0 < 0.15
+    order.on_the_way(early)
+    t0 = loop.time()
+    await order.wait_turn(late)  # `early` answered: the long wait
+    assert 0.19 <= loop.time() - t0 < 1.0
 
 
 async def test_a_later_callers_bridge_waits_for_an_earlier_caller_whose_agent_answered_first() -> None:
@@ -83,9 +91,10 @@ async def test_a_later_callers_bridge_waits_for_an_earlier_caller_whose_agent_an
         assert n.app.callers[first].state == n.app.callers[second].state == r.CONNECTED
 
 
-async def test_a_later_caller_is_bridged_at_once_when_the_earlier_agent_still_rings() -> None:
+async def test_a_later_caller_is_bridged_at_once_when_the_earlier_agent_rings_since_long() -> None:
     ari = FakeAri("a")
     async with running(ari) as n:
+        n.app.connections.order.burst = 0.0  # every ringing offer is "old"
         first = await n.queued_caller(position=1)
         second = await n.queued_caller(position=2)
         n.offer("o1", first, agent="alice")
@@ -97,3 +106,25 @@ async def test_a_later_caller_is_bridged_at_once_when_the_earlier_agent_still_ri
         await n.settle()
         assert ari.bridges["a-br-o2_"].channels == [second, "a-ag-o2_"]
         assert n.app.callers[first].state == r.RINGING
+
+
+async def test_an_earlier_agent_answering_a_moment_later_is_still_connected_first() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        n.app.connections.order.ring_wait = 5.0  # the test decides when the earlier agent answers
+        first = await n.queued_caller(position=1)
+        second = await n.queued_caller(position=2)
+        n.offer("o1", first, agent="alice")
+        n.offer("o2", second, agent="bob")
+        await n.settle()
+        ari.answer_leg("a-ag-o2_")
+        await n.settle()
+        n.connect("o2", second, agent="bob")
+        await n.settle()
+        assert ari.channels[second].bridge_id is None, "the earlier offer of the same burst still rings"
+        ari.answer_leg("a-ag-o1_")
+        await n.settle()
+        n.connect("o1", first, agent="alice")
+        await n.settle()
+        assert ari.bridges["a-br-o1_"].channels == [first, "a-ag-o1_"]
+        assert ari.bridges["a-br-o2_"].channels == [second, "a-ag-o2_"]
