@@ -29,11 +29,14 @@ from stasis_app.call import records as r
 
 __all__ = ["BURST", "ORDER_WAIT", "RING_WAIT", "BridgeOrder"]
 
-# The longest a bridge waits for earlier callers' bridges. Building one takes a few ms; a cross-node
-# agent's trunk leg can take tens of ms. Bounded, so a lost notification costs at most this much.
-ORDER_WAIT = 0.1
-# The longest it waits for an earlier caller whose agent still rings, and how recent that offer must be.
-RING_WAIT = 0.05
+# The longest a bridge waits for earlier callers' bridges. Building one takes a few ms, a cross-node
+# agent's trunk leg tens of ms; when 20 agents are freed at once (the bench's logins), the last
+# bridges of the burst end ~150 ms after the first. Bounded, so a lost notification costs at most this.
+ORDER_WAIT = 0.25
+# The longest it waits for an earlier caller whose agent still rings, and how recent that offer must
+# be: only answers within BURST of an earlier offer can wait, i.e. auto-answering agents and bursts,
+# never a human agent who picks up after seconds.
+RING_WAIT = 0.25
 BURST = 0.5
 _ON_THE_WAY = (r.CONNECTING, r.CONNECTED)
 
