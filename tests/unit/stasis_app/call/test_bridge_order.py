@@ -8,7 +8,7 @@ from stasis_app.ari.fake import FakeAri
 from stasis_app.call import records as r
 from stasis_app.call.args import QueueArgs
 from stasis_app.call.bridge_order import BridgeOrder
-from tests.unit.stasis_app.harness import running
+from tests.unit.stasis_app.harness import Node, running
 
 
 def _caller(call_id: str, queue: str = "support", state: str = r.RINGING) -> r.Caller:
@@ -95,15 +95,7 @@ async def test_a_later_caller_is_bridged_at_once_when_the_earlier_agent_rings_si
     ari = FakeAri("a")
     async with running(ari) as n:
         n.app.connections.order.burst = 0.0  # every ringing offer is "old"
-        first = await n.queued_caller(position=1)
-        second = await n.queued_caller(position=2)
-        n.offer("o1", first, agent="alice")
-        n.offer("o2", second, agent="bob")
-        await n.settle()
-        ari.answer_leg("a-ag-o2_")
-        await n.settle()
-        n.connect("o2", second, agent="bob")
-        await n.settle()
+        first, second = await _later_answered_first(n, ari)
         assert ari.bridges["a-br-o2_"].channels == [second, "a-ag-o2_"]
         assert n.app.callers[first].state == r.RINGING
 
@@ -112,15 +104,7 @@ async def test_an_earlier_agent_answering_a_moment_later_is_still_connected_firs
     ari = FakeAri("a")
     async with running(ari) as n:
         n.app.connections.order.ring_wait = 5.0  # the test decides when the earlier agent answers
-        first = await n.queued_caller(position=1)
-        second = await n.queued_caller(position=2)
-        n.offer("o1", first, agent="alice")
-        n.offer("o2", second, agent="bob")
-        await n.settle()
-        ari.answer_leg("a-ag-o2_")
-        await n.settle()
-        n.connect("o2", second, agent="bob")
-        await n.settle()
+        first, second = await _later_answered_first(n, ari)
         assert ari.channels[second].bridge_id is None, "the earlier offer of the same burst still rings"
         ari.answer_leg("a-ag-o1_")
         await n.settle()
@@ -128,3 +112,17 @@ async def test_an_earlier_agent_answering_a_moment_later_is_still_connected_firs
         await n.settle()
         assert ari.bridges["a-br-o1_"].channels == [first, "a-ag-o1_"]
         assert ari.bridges["a-br-o2_"].channels == [second, "a-ag-o2_"]
+
+
+async def _later_answered_first(n: Node, ari: FakeAri) -> tuple[str, str]:
+    """Two callers offered alice (o1) then bob (o2); only bob answers, and his Connect comes."""
+    first = await n.queued_caller(position=1)
+    second = await n.queued_caller(position=2)
+    n.offer("o1", first, agent="alice")
+    n.offer("o2", second, agent="bob")
+    await n.settle()
+    ari.answer_leg("a-ag-o2_")
+    await n.settle()
+    n.connect("o2", second, agent="bob")
+    await n.settle()
+    return first, second
