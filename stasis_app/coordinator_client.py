@@ -6,19 +6,14 @@ Guarantees:
 - after every (re)connect the node sends a full Register snapshot taken at that instant; events
   queued for an older stream are dropped because the snapshot already reflects them;
 - events are sent in batches: after a quiet spell an event goes at once; while the stream is busy
-  (the previous message left less than BUSY_GAP ago) the writer waits `flush_delay` (1 ms) for
+  (the previous message left less than BUSY_GAP ago) the writer waits up to `flush_delay` (1 ms) for
   more, up to MAX_BATCH events per message. Measured (coordinator bench): at 10,000 events/s this cut
-  the leader's JoinAck p99 from 27 to 7.3 ms, since each message costs the leader ~100 us;
-- while the leader has not yet answered the last join of the previous message, the writer waits on
-  for that answer, up to `max_flush_delay` (4 ms) after the previous message: a leader that keeps up
-  answers within a millisecond and changes nothing, a loaded one gets fewer, larger messages
-  (`clusterq_testing.bench.wirecost`: a message read plus a write cost it ~280 us of CPU, an event ~21 us).
+  the leader's JoinAck p99 from 27 to 7.3 ms, since each message costs the leader ~100 us.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -51,11 +46,9 @@ class CoordinatorClient:
     def __init__(self, node_id: str, addresses: tuple[str, ...],
                  snapshot: Callable[[], node_pb2.Register],
                  on_decision: Callable[[node_pb2.Decision], None],
-                 on_connected: Callable[[bool], None], *, flush_delay: float = 0.001,
-                 max_flush_delay: float = 0.004) -> None:
+                 on_connected: Callable[[bool], None], *, flush_delay: float = 0.001) -> None:
         self.node_id = node_id
         self.flush_delay = flush_delay
-        self.max_flush_delay = max_flush_delay
         self.instance_id = uuid.uuid4().hex[:16]
         self.addresses = list(addresses)
         self._snapshot = snapshot
@@ -70,9 +63,6 @@ class CoordinatorClient:
         self.messages_received = 0
         self._node_seq = 0
         self._pending: list[node_pb2.NodeEvent] = []
-        # The last join of the last message sent, until the leader answers it (JoinAck/JoinReject).
-        self._unanswered_join = ""
-        self._answered = asyncio.Event()
         self._wake = asyncio.Event()
         self._hint: str | None = None
         self._closing = False
@@ -151,7 +141,6 @@ class CoordinatorClient:
 
             self._generation += 1
             generation = self._generation
-            self._unanswered_join = ""
 
             async def outgoing() -> AsyncIterator[node_pb2.NodeMessage]:
                 loop, last_sent = asyncio.get_running_loop(), -math.inf
@@ -168,14 +157,11 @@ class CoordinatorClient:
                         self._wake.clear()
                         await self._wake.wait()
                     if len(self._pending) < MAX_BATCH and loop.time() - last_sent < BUSY_GAP:
-                        # Under load, wait for more events: each stream message costs the leader ~100 us
-                        # whatever it carries. An event after a quiet spell goes at once.
-                        await self._gather(last_sent)
-                        if generation != self._generation:
-                            return
+                        # Under load, wait up to flush_delay for more events: each stream message costs
+                        # the leader ~100 us whatever it carries. An event after a quiet spell goes at once.
+                        await asyncio.sleep(self.flush_delay)
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                     last_sent = loop.time()
-                    self._expect_answer(batch)
                     self.messages_sent += 1
                     yield node_pb2.NodeMessage(events=node_pb2.EventBatch(events=batch))
 
@@ -186,36 +172,6 @@ class CoordinatorClient:
                 # Stops grpc's request poller, which would otherwise stay pending inside outgoing()
                 # (one leaked task and suspended generator per lost stream).
                 call.cancel()
-
-    async def _gather(self, last_sent: float) -> None:
-        """Wait flush_delay, then (up to max_flush_delay after `last_sent`) for the leader's answer to
-        the previous message, unless a full batch is waiting."""
-        await asyncio.sleep(self.flush_delay)
-        if self._unanswered_join and len(self._pending) < MAX_BATCH:
-            # The leader is behind: one more small message would only add to its load.
-            self._answered.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(last_sent + self.max_flush_delay):
-                    await self._answered.wait()
-
-    def _expect_answer(self, batch: list[node_pb2.NodeEvent]) -> None:
-        """Remember the batch's last join: the leader answers it after applying the whole batch."""
-        self._unanswered_join = ""
-        for ev in reversed(batch):
-            if ev.HasField("call_joined"):
-                self._unanswered_join = ev.call_joined.call_id
-                return
-
-    def _note_answers(self, decisions: Any) -> None:
-        """Clear the unanswered join when this decision message answers it."""
-        awaited = self._unanswered_join
-        for dec in decisions:
-            kind = dec.WhichOneof("decision")
-            if (kind == "join_ack" and dec.join_ack.call_id == awaited) or (
-                    kind == "join_reject" and dec.join_reject.call_id == awaited):
-                self._unanswered_join = ""
-                self._answered.set()
-                return
 
     async def _read(self, call: Any, addr: str, registered: asyncio.Event) -> None:
         """Decisions (and the Registered answer) from one stream until it ends."""
@@ -234,10 +190,7 @@ class CoordinatorClient:
                 log.info("connected to leader %s (epoch %d)", addr, self.highest_epoch)
             elif kind == "decisions":
                 self.messages_received += 1
-                decisions = msg.decisions.decisions
-                if self._unanswered_join:
-                    self._note_answers(decisions)
-                for dec in decisions:
+                for dec in msg.decisions.decisions:
                     self.deliver(dec)
 
     def deliver(self, dec: node_pb2.Decision) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-from clusterq_proto.v1 import common_pb2, node_pb2, node_pb2_grpc
+from clusterq_proto.v1 import node_pb2, node_pb2_grpc
 from stasis_app.coordinator_client import CoordinatorClient
 
 
@@ -89,73 +89,3 @@ async def test_events_queued_together_leave_in_one_message_and_are_counted(
         client.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-class SlowLeader(node_pb2_grpc.NodeServiceServicer):
-    """Answers joins only when the test says so; records each EventBatch's call ids."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[str]] = []
-        self.acks: asyncio.Queue[str] = asyncio.Queue()
-
-    async def Connect(self, request_iterator: Any, context: Any) -> None:
-        """Registered, then reads batches while writing the JoinAcks the test releases."""
-        await context.read()
-        await context.write(node_pb2.CoordinatorMessage(registered=node_pb2.Registered(epoch=1, leader="here")))
-
-        async def read() -> None:
-            while (msg := await context.read()) is not grpc.aio.EOF:
-                self.batches.append([e.call_joined.call_id for e in msg.events.events])
-
-        reader = asyncio.ensure_future(read())
-        try:
-            seq = 0
-            while True:
-                call_id = await self.acks.get()
-                seq += 1
-                ack = node_pb2.Decision(stamp=common_pb2.Stamp(epoch=1, seq=seq),
-                                        join_ack=node_pb2.JoinAck(call_id=call_id, arrival_seq=seq, position=1))
-                await context.write(node_pb2.CoordinatorMessage(
-                    decisions=node_pb2.DecisionBatch(decisions=[ack])))
-        finally:
-            reader.cancel()
-
-
-async def test_a_busy_stream_waits_for_the_leaders_answer_up_to_max_flush_delay(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every message counts as sent while busy (the real gap is 5 ms, too tight for a loaded test machine).
-    monkeypatch.setattr("stasis_app.coordinator_client.BUSY_GAP", 60.0)
-    server = grpc.aio.server()
-    leader = SlowLeader()
-    node_pb2_grpc.add_NodeServiceServicer_to_server(leader, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    client = CoordinatorClient("n1", (f"127.0.0.1:{port}",), node_pb2.Register, lambda d: None, lambda up: None,
-                               max_flush_delay=1.0)
-    task = asyncio.create_task(client.run())
-
-    def join(call_id: str) -> None:
-        client.send(node_pb2.NodeEvent(call_joined=node_pb2.CallJoined(call_id=call_id, queue="q")))
-
-    try:
-        await _until(lambda: client.connected)
-        join("a")
-        await _until(lambda: leader.batches == [["a"]])
-        join("b")
-        join("c")
-        await asyncio.sleep(0.2)
-        assert leader.batches == [["a"]], "b and c wait while the leader has not answered a"
-        loop = asyncio.get_running_loop()
-        answered = loop.time()
-        leader.acks.put_nowait("a")
-        await _until(lambda: len(leader.batches) == 2)
-        assert leader.batches[1] == ["b", "c"]
-        assert loop.time() - answered < 0.5, "the answer releases the batch at once"
-        join("d")  # c is never answered: d goes max_flush_delay after the previous message
-        await _until(lambda: len(leader.batches) == 3, timeout=5.0)
-        assert leader.batches[2] == ["d"]
-    finally:
-        client.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await server.stop(None)
