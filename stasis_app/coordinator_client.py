@@ -57,6 +57,10 @@ class CoordinatorClient:
         self.highest_epoch = 0
         self.refused = 0
         self.connected = False
+        # Stream messages sent (EventBatch) and received (decisions): events per message is what
+        # each message's fixed cost on the leader is spread over.
+        self.messages_sent = 0
+        self.messages_received = 0
         self._node_seq = 0
         self._pending: list[node_pb2.NodeEvent] = []
         self._wake = asyncio.Event()
@@ -158,6 +162,7 @@ class CoordinatorClient:
                         await asyncio.sleep(self.flush_delay)
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                     last_sent = loop.time()
+                    self.messages_sent += 1
                     yield node_pb2.NodeMessage(events=node_pb2.EventBatch(events=batch))
 
             call = stub.Connect(outgoing())
@@ -184,6 +189,7 @@ class CoordinatorClient:
                 self._on_connected(True)
                 log.info("connected to leader %s (epoch %d)", addr, self.highest_epoch)
             elif kind == "decisions":
+                self.messages_received += 1
                 for dec in msg.decisions.decisions:
                     self.deliver(dec)
 

@@ -77,7 +77,10 @@ def _latency_rows(points: list[LatencyPoint]) -> list[Row]:
             target, score = "p99 <= 10 ms", _score(p.p99_ms, 10.0, False)
         per_event = p.leader_cpu_share * 1e6 / p.achieved if p.achieved else math.inf
         detail = (f"sent {p.achieved:,.0f}/s, p50 {_ms(p.p50_ms)}, p99 {_ms(p.p99_ms)}, max {_ms(p.max_ms)}, "
-                  f"leader CPU {p.leader_cpu_share:.2f} ({per_event:,.0f} us/event)")
+                  f"leader CPU {p.leader_cpu_share:.2f} ({per_event:,.0f} us/event), bench client CPU "
+                  f"{p.client_cpu_share:.2f}, "
+                  f"{p.sent / max(1, p.messages_in):.1f} events per node message, "
+                  f"{p.messages_out / p.seconds:,.0f} leader messages/s")
         if p.skipped or p.unanswered:
             detail += f", skipped {p.skipped:,} (too many in flight), unanswered {p.unanswered:,}"
         out.append(Row("2 latency", f"offered {p.offered:,.0f} events/s ({p.joins:,} joins timed)", detail,

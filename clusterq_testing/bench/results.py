@@ -70,6 +70,10 @@ class LatencyPoint:
     max_ms: float
     leader_cpu_share: float
     client_cpu_share: float
+    messages_in: int
+    """EventBatch messages the nodes sent during the measured run."""
+    messages_out: int
+    """Decision messages the nodes received during the measured run."""
 
     @property
     def achieved(self) -> float:

@@ -82,13 +82,20 @@ def _client_pid() -> int:
     return os.getpid()
 
 
+def _messages(nodes: list[SimNode]) -> tuple[int, int]:
+    """Stream messages the nodes sent and received so far."""
+    return sum(n.client.messages_sent for n in nodes), sum(n.client.messages_received for n in nodes)
+
+
 async def latency_point(lc: LoadCluster, rate: float, s: LoadSettings) -> LatencyPoint:
     """Offer `rate` events/s for warmup + duration; latency of the joins sent after the warmup."""
     max_in_flight = max(1_000, int(rate / len(lc.nodes) * 0.5))
     await run_paced(lc.nodes, rate, s.warmup, s.waiting_per_node, max_in_flight)
     t0 = time.perf_counter_ns()
     leader0, client0 = sample(lc.leader_pid), sample(_client_pid())
+    in0, out0 = _messages(lc.nodes)
     run = await run_paced(lc.nodes, rate, s.duration, s.waiting_per_node, max_in_flight)
+    in1, out1 = _messages(lc.nodes)
     leader1, client1 = sample(lc.leader_pid), sample(_client_pid())
     t1 = time.perf_counter_ns()
     unanswered = await drain(lc.nodes, s.drain_timeout)
@@ -101,7 +108,8 @@ async def latency_point(lc: LoadCluster, rate: float, s: LoadSettings) -> Latenc
                         unanswered=unanswered, p50_ms=percentile(padded, 0.5), p99_ms=percentile(padded, 0.99),
                         max_ms=max(padded, default=float("inf")),
                         leader_cpu_share=leader1.cpu_share_since(leader0),
-                        client_cpu_share=client1.cpu_share_since(client0))
+                        client_cpu_share=client1.cpu_share_since(client0),
+                        messages_in=in1 - in0, messages_out=out1 - out0)
 
 
 async def latency_points(lc: LoadCluster, rates: list[float], s: LoadSettings) -> list[LatencyPoint]:

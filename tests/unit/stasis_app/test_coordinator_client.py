@@ -71,3 +71,21 @@ async def test_reregister_sends_pending_events_then_a_fresh_register(leader: tup
         client.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_events_queued_together_leave_in_one_message_and_are_counted(
+        leader: tuple[RecordingLeader, str]) -> None:
+    servicer, addr = leader
+    client = CoordinatorClient("n1", (addr,), node_pb2.Register, lambda d: None, lambda up: None)
+    task = asyncio.create_task(client.run())
+    try:
+        await _until(lambda: client.connected)
+        for i in range(10):
+            client.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id=f"c{i}", digit="1")))
+        await _until(lambda: len(servicer.events) == 10)
+        assert client.messages_sent == 1
+        assert client.messages_received == 0, "Registered is not a decision message"
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
