@@ -29,6 +29,8 @@ def eligible(st: EngineState, agent: AgentRec, caller: CallerRec, now: float) ->
     """Whether `agent` may be offered `caller` right now (agent freedom, skills, penalty band)."""
     if caller.state != WAITING or caller.retry_until > now:
         return False
+    if st.detached_nodes and caller.node_id in st.detached_nodes:
+        return False  # its node could not receive the offer
     q = st.queues.get(caller.queue)
     if q is None:
         return False

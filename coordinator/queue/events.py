@@ -17,6 +17,7 @@ __all__ = [
     "CallerLeft",
     "Event",
     "NodeAlive",
+    "NodeDetached",
     "NodeLost",
     "OfferAnswered",
     "OfferFailed",
@@ -143,6 +144,14 @@ class NodeLost:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeDetached:
+    """A node's stream is down (it may come back within the node TTL, else NodeLost follows): no new
+    offer involves it, since it could not receive one; what it already rings goes on."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeAlive:
     """A lost node is back: agents homed there are available again."""
 
@@ -168,6 +177,7 @@ Event = (
     | CallAdopted
     | CallEnded
     | NodeLost
+    | NodeDetached
     | NodeAlive
     | Tick
 )

@@ -41,6 +41,7 @@ from coordinator.queue.events import (
     CallerLeft,
     Event,
     NodeAlive,
+    NodeDetached,
     NodeLost,
     OfferAnswered,
     OfferFailed,
@@ -59,7 +60,7 @@ from coordinator.queue.lifecycle import (
     remove_waiting_caller,
 )
 from coordinator.queue.model import CallerStatus
-from coordinator.queue.nodes import node_alive, node_lost
+from coordinator.queue.nodes import node_alive, node_detached, node_lost
 from coordinator.queue.ranking import rank_key
 from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
@@ -160,6 +161,7 @@ class QueueEngine:
             CallAdopted: lambda e, now, out: adopt_call(st, e, now),
             CallEnded: call_ended,
             NodeLost: lambda e, now, out: node_lost(st, e.node_id, now, out),
+            NodeDetached: lambda e, now, out: node_detached(st, e.node_id, now, out),
             NodeAlive: lambda e, now, out: node_alive(st, e.node_id, now, out),
             Tick: _ignore,
         }
@@ -212,7 +214,7 @@ class QueueEngine:
             if offer is not None and offer.queue not in new_queues:
                 cancel_offer(st, offer, "membership_removed", now, out)
             agent.config = cfg
-        agent.node_up = cfg.home_node not in st.lost_nodes
+        agent.node_up = cfg.home_node not in st.lost_nodes and cfg.home_node not in st.detached_nodes
         restore_agent_calls(st, cfg.agent_id)
         for m in cfg.memberships:
             q = st.queues.get(m.queue)
@@ -376,6 +378,18 @@ class QueueEngine:
             c.joined_at,
             self.position(call_id),
         )
+
+    def offer_status(self, offer_id: str, call_id: str) -> str:
+        """"ringing" (pending), "connected" (its caller talks through it) or "" (unknown here)."""
+        if offer_id in self._st.offers:
+            return "ringing"
+        c = self._st.callers.get(call_id)
+        return "connected" if c is not None and c.state == CONNECTED and c.offer_id == offer_id else ""
+
+    def agent_home(self, agent_id: str) -> str:
+        """The home node of a logged-in agent ("" if unknown)."""
+        a = self._st.agents.get(agent_id)
+        return a.config.home_node if a is not None else ""
 
     def calls_on_node(self, node_id: str) -> list[tuple[str, bool]]:
         """(call id, connected?) of every caller held for a node (O(callers): for re-registers only)."""

@@ -7,13 +7,14 @@ from coordinator.queue.lifecycle import cancel_offer, end_call, exit_caller
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.state import CONNECTED, EngineState
 
-__all__ = ["node_alive", "node_lost"]
+__all__ = ["node_alive", "node_detached", "node_lost"]
 
 
 def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
     """A node is gone: its callers leave or their calls end, its offers are cancelled, its agents
     become unavailable."""
     st.lost_nodes.add(node_id)
+    st.detached_nodes.discard(node_id)
     for caller in list(st.callers.values()):
         if caller.state != CONNECTED:
             if caller.node_id == node_id:
@@ -35,9 +36,26 @@ def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) ->
             out.append(AgentStateChanged(agent.config.agent_id, "unavailable", "node_lost"))
 
 
+def node_detached(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
+    """A node's stream is down: neither its agents nor its callers are offered until it is back
+    (NodeAlive) or lost (NodeLost). Offers already ringing there are left alone."""
+    if node_id in st.lost_nodes or node_id in st.detached_nodes:
+        return
+    st.detached_nodes.add(node_id)
+    for agent in st.agents.values():
+        if agent.config.home_node == node_id and agent.node_up:
+            agent.node_up = False
+            st.refresh_idle(agent.config.agent_id, now)
+            out.append(AgentStateChanged(agent.config.agent_id, "unavailable", "node_detached"))
+
+
 def node_alive(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
-    """A lost node is back: the agents homed there are available again."""
+    """A lost or detached node is back: the agents homed there are available again, its callers
+    can be offered again."""
     st.lost_nodes.discard(node_id)
+    if node_id in st.detached_nodes:
+        st.detached_nodes.discard(node_id)
+        st.dispatch_dirty = True
     for agent in st.agents.values():
         if agent.config.home_node == node_id and not agent.node_up:
             agent.node_up = True

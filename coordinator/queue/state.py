@@ -136,6 +136,7 @@ class EngineState:
     offers: dict[str, OfferRec] = field(default_factory=dict)
     idle: dict[str, None] = field(default_factory=dict)
     lost_nodes: set[str] = field(default_factory=set)
+    detached_nodes: set[str] = field(default_factory=set)  # streams down, not (yet) lost: no new offers
     timers: list[Timer] = field(default_factory=list)
     timer_seq: int = 0
     arrival_counter: int = 0

@@ -40,6 +40,7 @@ from coordinator.queue import (
     JoinRejected,
     Membership,
     NodeAlive,
+    NodeDetached,
     NodeLost,
     Offer,
     OfferAnswered,
@@ -118,6 +119,7 @@ class EngineVsReference(RuleBasedStateMachine):
         self.agents: dict[str, RAgent] = {}
         self.pending: dict[str, tuple[str, str]] = {}  # offer -> (call, agent)
         self.lost: set[str] = set()
+        self.detached: set[str] = set()  # streams down: nothing new offered there until alive or lost
         self.joined = 0
         self.outcomes: dict[str, str] = {}
         self.ever_connected: set[str] = set()
@@ -176,13 +178,18 @@ class EngineVsReference(RuleBasedStateMachine):
             self.agents[event.agent_id].paused = True
         elif isinstance(event, AgentUnpaused):
             self.agents[event.agent_id].paused = False
+        elif isinstance(event, NodeDetached):
+            if event.node_id not in self.lost:
+                self.detached.add(event.node_id)
         elif isinstance(event, NodeLost):
             self.lost.add(event.node_id)
+            self.detached.discard(event.node_id)
             for c in list(self.callers.values()):
                 if c.state == "connected" and c.node == event.node_id:
                     self.finish_call(self.callers.pop(c.call_id))
         elif isinstance(event, NodeAlive):
             self.lost.discard(event.node_id)
+            self.detached.discard(event.node_id)
 
     def finish_call(self, c: RCaller) -> None:
         self.set_outcome(c.call_id, "ended")
@@ -215,6 +222,7 @@ class EngineVsReference(RuleBasedStateMachine):
         return (
             not agent.paused
             and agent.cfg.home_node not in self.lost
+            and agent.cfg.home_node not in self.detached
             and agent.offer is None
             and not agent.calls
             and self.now >= agent.wrapup_until
@@ -224,6 +232,7 @@ class EngineVsReference(RuleBasedStateMachine):
         return (
             c.state == "waiting"
             and c.node not in self.lost
+            and c.node not in self.detached
             and any(m.queue == c.queue for m in agent.cfg.memberships)
             and skilled(agent.cfg, c.reqs)
         )
@@ -372,9 +381,9 @@ class EngineVsReference(RuleBasedStateMachine):
         agent_id = data.draw(st.sampled_from(sorted(self.agents)))
         self.step(AgentPaused(agent_id, "break") if pause else AgentUnpaused(agent_id))
 
-    @rule(node=st.sampled_from(NODES), alive=st.booleans())
-    def node(self, node: str, alive: bool) -> None:
-        self.step(NodeAlive(node) if alive else NodeLost(node))
+    @rule(node=st.sampled_from(NODES), kind=st.sampled_from(["alive", "lost", "detached"]))
+    def node(self, node: str, kind: str) -> None:
+        self.step(NodeAlive(node) if kind == "alive" else NodeLost(node) if kind == "lost" else NodeDetached(node))
 
     @rule(dt=st.sampled_from([0.5, 3.0, 16.0]))
     def tick(self, dt: float) -> None:
