@@ -31,7 +31,9 @@ from coordinator.queue import (
     Decision,
     Event,
     NodeAlive,
+    NodeDetached,
     NodeLost,
+    OfferAnswered,
     QueueConfig,
     QueueDefined,
     QueueDeleted,
@@ -178,12 +180,16 @@ class LeaderRuntime:
         if self.links.get(link.node_id) is link:
             del self.links[link.node_id]
             self._node_lost_at[link.node_id] = self.clock() + self.node_ttl
+            # Nothing new is offered to it meanwhile: the decision could not reach it (an Offer
+            # would ring nobody until its ring timeout, a Connect would strand the call).
+            self.apply(NodeDetached(link.node_id))
             self._wake.set()
 
     def expect_node(self, node_id: str) -> None:
         """A node known from the registry: lost unless it attaches within node_ttl."""
         if node_id not in self.links:
             self._node_lost_at.setdefault(node_id, self.clock() + self.node_ttl)
+            self.apply(NodeDetached(node_id))
 
     def register(self, link: NodeLink, reg: node_pb2.Register) -> None:
         """Re-report a node's calls after (re)connecting: original arrival order is kept."""
@@ -215,7 +221,33 @@ class LeaderRuntime:
             if snap.state == "connected" or self.engine.holds(snap.joined.call_id):
                 continue
             self._join(link, snap.joined, snap.arrival_seq or None)
+        self._resend_lost(link, reg)
         self._check_deadline()  # the re-reported callers' timers (max wait, announcements)
+
+    def _resend_lost(self, link: NodeLink, reg: node_pb2.Register) -> None:
+        """What went with a node's old stream, seen in its snapshot: an agent's answer the leader
+        never got is applied now; a Connect the node never got is sent again; a leg still ringing
+        for an offer the leader no longer has (its CancelOffer was lost) is cancelled."""
+        engine = self.engine
+        for leg in reg.agent_legs:
+            status = engine.offer_status(leg.offer_id, leg.call_id)
+            if leg.state in ("ringing", "answered") and not status:
+                self._send(link.node_id, d.CancelOffer(leg.offer_id, leg.call_id, leg.agent_id, link.node_id,
+                                                     leg.caller_node, "gone"))
+            elif leg.state == "answered" and status == "ringing":
+                self.apply(OfferAnswered(leg.offer_id))
+            elif leg.state == "answered" and status == "connected":
+                caller = engine.caller(leg.call_id)
+                if caller is not None:
+                    self._send(link.node_id, d.Connect(leg.offer_id, leg.call_id, leg.agent_id, caller.node_id,
+                                                     link.node_id))
+        for snap in reg.calls:
+            if snap.state != "connected" and snap.offer_id and \
+                    engine.offer_status(snap.offer_id, snap.joined.call_id) == "connected":
+                # The caller's node missed the Connect of its cross-node call: the trunk leg from the
+                # agent's node would wait for it in vain.
+                self._send(link.node_id, d.Connect(snap.offer_id, snap.joined.call_id, snap.agent_id, link.node_id,
+                                                 engine.agent_home(snap.agent_id)))
 
     def handle_batch(self, link: NodeLink, batch: node_pb2.EventBatch) -> list[str]:
         """Apply a node's event batch in order; returns validation errors (logged by caller)."""

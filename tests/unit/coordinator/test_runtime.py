@@ -139,3 +139,62 @@ async def test_a_re_registering_node_drops_the_calls_its_snapshot_no_longer_has(
     rt.register(link, node_pb2.Register(node_id="n1", instance_id="i2", calls=[stays]))
     assert [c.call_id for c in rt.engine.waiting_callers("q")] == ["stays"]
     assert rt.engine.position("stays") == 1
+
+
+def _agent(agent_id: str, node: str) -> AgentLoggedIn:
+    return AgentLoggedIn(AgentConfig(agent_id, f"PJSIP/{agent_id}", node, (Membership("q", 0, 0),)))
+
+
+def _kinds(link: NodeLink) -> list[tuple[str, str]]:
+    out = []
+    for dec in _decisions(link):
+        kind = str(dec.WhichOneof("decision"))
+        out.append((kind, getattr(dec, kind).offer_id if kind in ("offer", "connect", "cancel_offer") else ""))
+    return out
+
+
+async def test_nothing_is_offered_to_a_detached_node_until_it_is_back() -> None:
+    rt = _runtime()
+    a, b = rt.attach("a", "ia"), rt.attach("b", "ib")
+    rt.apply(_agent("far", "b"))
+    rt.detach(b)
+    rt.handle_batch(a, _joins("c1"))
+    assert [k for k, _ in _kinds(a)] == ["join_ack", "queue_media"], "no offer the agent's node cannot get"
+    b = rt.attach("b", "ib2")
+    assert [k for k, _ in _kinds(a)] == ["offer"] and [k for k, _ in _kinds(b)] == ["offer"]
+
+
+async def test_an_answer_lost_with_the_old_stream_is_applied_from_the_snapshot() -> None:
+    rt = _runtime()
+    n1 = rt.attach("n1", "i1")
+    rt.apply(_agent("ag", "n1"))
+    rt.handle_batch(n1, _joins("c1"))
+    [(_, offer_id)] = [k for k in _kinds(n1) if k[0] == "offer"]
+    rt.detach(n1)  # the AgentLegAnswered went with this stream
+    n1 = rt.attach("n1", "i2")
+    caller = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
+                                   state="waiting", offer_id=offer_id, agent_id="ag")
+    leg = node_pb2.AgentLegSnapshot(offer_id=offer_id, agent_id="ag", call_id="c1", state="answered",
+                                    caller_node="n1")
+    rt.register(n1, node_pb2.Register(node_id="n1", instance_id="i2", calls=[caller], agent_legs=[leg]))
+    assert ("connect", offer_id) in _kinds(n1)
+    assert rt.engine.offer_status(offer_id, "c1") == "connected"
+
+
+async def test_a_connect_and_a_cancel_lost_with_the_old_stream_are_sent_again() -> None:
+    rt = _runtime()
+    a, b = rt.attach("a", "ia"), rt.attach("b", "ib")
+    rt.apply(_agent("far", "b"))
+    rt.handle_batch(a, _joins("c1"))
+    [(_, offer_id)] = [k for k in _kinds(a) if k[0] == "offer"]
+    _kinds(b)
+    rt.detach(a)
+    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    assert ("connect", offer_id) in _kinds(b)  # node a, detached, missed its copy
+    a = rt.attach("a", "ia2")
+    caller = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
+                                   state="waiting", offer_id=offer_id, agent_id="far")
+    stale = node_pb2.AgentLegSnapshot(offer_id="e6-99", agent_id="x", call_id="old", state="ringing")
+    rt.register(a, node_pb2.Register(node_id="a", instance_id="ia2", calls=[caller], agent_legs=[stale]))
+    assert _kinds(a) == [("cancel_offer", "e6-99"), ("connect", offer_id)]
