@@ -34,10 +34,12 @@ __all__ = ["BURST", "ORDER_WAIT", "RING_WAIT", "BridgeOrder"]
 # bridges of the burst end ~150 ms after the first. Bounded, so a lost notification costs at most this.
 ORDER_WAIT = 0.25
 # The longest it waits for an earlier caller whose agent still rings, and how recent that offer must
-# be: only answers within BURST of an earlier offer can wait, i.e. auto-answering agents and bursts,
-# never a human agent who picks up after seconds.
+# be: only offers that reached this node within BURST of each other (several agents freed at once
+# get their offers in one decision batch) and answers that quick, i.e. auto-answering agents, never a
+# human agent who picks up after seconds. (Bench, quiet machine: BURST 0.5 s gave p50 29 / 35 ms,
+# 0.1 s gave 23 / 29 ms, announcements off / on; zero inversions with both.)
 RING_WAIT = 0.25
-BURST = 0.5
+BURST = 0.1
 _ON_THE_WAY = (r.CONNECTING, r.CONNECTED)
 
 
