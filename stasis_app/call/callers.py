@@ -277,12 +277,16 @@ class CallerActions:
     # ---- media -----------------------------------------------------------------------------
     async def silence(self, c: r.Caller) -> None:
         """Stop the caller's prompt and music (before a bridge or leaving the queue)."""
+        await self.stop_prompt(c)
+        # Every caller of silence() next leaves its holding bridge anyway (a call's bridge, the dialplan).
+        await self.music.stop(c, moving=True)
+
+    async def stop_prompt(self, c: r.Caller) -> None:
+        """Cut the caller's prompt short (its music, if any, is not given back here)."""
         if c.playback_id:
             pid, c.playback_id = c.playback_id, ""
             self._playbacks.pop(pid, None)
             await best_effort(self.ari.stop_playback(pid))
-        # Every caller of silence() next leaves its holding bridge anyway (a call's bridge, the dialplan).
-        await self.music.stop(c, moving=True)
 
     def announce(self, m: node_pb2.Announce) -> None:
         """Play position / hold time (interrupting the music, which resumes afterwards)."""

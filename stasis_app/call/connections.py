@@ -50,6 +50,10 @@ class CallerConnections:
         c = self.app.callers.get(call_id)
         if c is not None and c.state == r.RINGING and c.offer_id == offer_id:
             self.order.on_the_way(c)
+            if c.playback_id:
+                # Its prompt is cut now, while the leader's Connect is on its way, not after: a channel
+                # hearing a prompt takes no other command before the prompt has really stopped.
+                self.app.serial.run(c.call_id, lambda: self.app.actions.stop_prompt(c), "stop-prompt")
 
     def offer_cancelled(self, m: node_pb2.CancelOffer) -> None:
         """The leader cancelled an offer: the caller waits again (keeping its place)."""
@@ -58,6 +62,7 @@ class CallerConnections:
         if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
             c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
             self.order.done(c)
+            self.app.actions.resume_music(c)  # its prompt may have been cut when its agent answered
 
     def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
         """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from clusterq_proto.v1 import node_pb2
 from stasis_app.ari.fake import FakeAri
 from stasis_app.call import records as r
 from stasis_app.call.args import QueueArgs
@@ -126,3 +127,20 @@ async def _later_answered_first(n: Node, ari: FakeAri) -> tuple[str, str]:
     n.connect("o2", second, agent="bob")
     await n.settle()
     return first, second
+
+
+async def test_a_prompt_is_cut_when_the_agent_answers_and_music_comes_back_if_no_connect_follows() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = await n.queued_caller()
+        await n.settle()
+        n.coord.decide(periodic_announce=node_pb2.PeriodicAnnounce(call_id=cid, prompt="sound:beep"))
+        n.offer("o1", cid, agent="alice")
+        await n.settle()
+        assert len(ari.playbacks) == 1 and ari.channels[cid].moh_class is None
+        ari.answer_leg("a-ag-o1_")
+        await n.settle()
+        assert not ari.playbacks, "the prompt is cut while the leader's Connect is on its way"
+        n.coord.decide(cancel_offer=node_pb2.CancelOffer(offer_id="o1", call_id=cid, reason="caller_left"))
+        await n.settle()
+        assert ari.channels[cid].moh_class == "default" and n.app.callers[cid].state == r.WAITING
