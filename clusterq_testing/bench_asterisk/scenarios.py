@@ -29,7 +29,7 @@ from clusterq_testing.bench_asterisk.calls import (
 from clusterq_testing.bench_asterisk.rig import APP_QUEUE_QUEUES, CLUSTERQ_QUEUES, QueueNames, Rig
 from clusterq_testing.observer import ObservedEvent
 
-__all__ = ["CpuResult", "RunResult", "cpu_phase", "latency_run", "queues_of"]
+__all__ = ["CpuResult", "RunResult", "cpu_phase", "latency_run", "place_or_clean", "queues_of"]
 
 
 def queues_of(impl: Impl) -> QueueNames:
@@ -82,10 +82,12 @@ class CpuResult:
         return extra / 1024 / self.callers
 
 
-async def _place(rig: Rig, impl: Impl, queue: str, tag: str) -> tuple[Caller, ...]:
-    """place_callers; on failure hang up everything first, so the next step starts clean."""
+async def place_or_clean(rig: Rig, impl: Impl, queue: str, tag: str, count: int | None = None
+                         ) -> tuple[Caller, ...]:
+    """place_callers (`count`, default the bench's callers); on failure hang up everything first,
+    so the next step starts clean."""
     try:
-        return await place_callers(rig.observer, impl, queue, rig.settings.callers, tag)
+        return await place_callers(rig.observer, impl, queue, rig.settings.callers if count is None else count, tag)
     except BaseException:
         await hangup_everything(rig.observer)
         raise
@@ -97,7 +99,7 @@ async def cpu_phase(rig: Rig, impl: Impl) -> CpuResult:
     await wait_no_channels(rig.observer)
     failures = rig.stasis_failures()
     idle = await procstat.measure(rig.pids(), s.idle_window)
-    callers = await _place(rig, impl, queues_of(impl).hold, f"{impl.value}-cpu")
+    callers = await place_or_clean(rig, impl, queues_of(impl).hold, f"{impl.value}-cpu")
     await asyncio.sleep(s.settle)
     first = await procstat.measure(rig.pids(), s.cpu_window / 2)
     second = await procstat.measure(rig.pids(), s.cpu_window / 2)
@@ -135,7 +137,7 @@ async def latency_run(rig: Rig, impl: Impl, announcements: bool) -> RunResult:
     await wait_no_channels(obs)
     failures = rig.stasis_failures()
     mark = obs.mark()
-    callers = await _place(rig, impl, queue, f"{impl.value}-{'ann' if announcements else 'plain'}")
+    callers = await place_or_clean(rig, impl, queue, f"{impl.value}-{'ann' if announcements else 'plain'}")
     try:
         return await _drain(rig, impl, announcements, queue, callers, mark, failures)
     except BaseException:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clusterq_testing.bench_asterisk import procstat
-from clusterq_testing.bench_asterisk.calls import Impl, hangup_all, hangup_everything, place_callers, wait_no_channels
-from clusterq_testing.bench_asterisk.rig import APP_QUEUE_QUEUES, CLUSTERQ_QUEUES, Rig
+from clusterq_testing.bench_asterisk.calls import Impl, hangup_all, wait_no_channels
+from clusterq_testing.bench_asterisk.rig import Rig
+from clusterq_testing.bench_asterisk.scenarios import place_or_clean, queues_of
 
 __all__ = ["SideBySide", "side_by_side", "thread_cpu"]
 
@@ -72,15 +73,11 @@ async def side_by_side(rig: Rig) -> SideBySide:
     await wait_no_channels(obs)
     ast = rig.pids().asterisk
     idle = await procstat.measure(rig.pids(), s.idle_window)
-    try:
-        before = set(thread_cpu(ast))
-        cq = await place_callers(obs, Impl.CLUSTERQ, CLUSTERQ_QUEUES.hold, per_impl, "cq-sbs")
-        after_cq = set(thread_cpu(ast))
-        aq = await place_callers(obs, Impl.APP_QUEUE, APP_QUEUE_QUEUES.hold, per_impl, "aq-sbs")
-        after_aq = set(thread_cpu(ast))
-    except BaseException:
-        await hangup_everything(obs)
-        raise
+    before = set(thread_cpu(ast))
+    cq = await place_or_clean(rig, Impl.CLUSTERQ, queues_of(Impl.CLUSTERQ).hold, "cq-sbs", per_impl)
+    after_cq = set(thread_cpu(ast))
+    aq = await place_or_clean(rig, Impl.APP_QUEUE, queues_of(Impl.APP_QUEUE).hold, "aq-sbs", per_impl)
+    after_aq = set(thread_cpu(ast))
     cq_tids, aq_tids = after_cq - before, after_aq - after_cq
     await asyncio.sleep(s.settle)
     start, meter = thread_cpu(ast), procstat.start(rig.pids())
