@@ -65,8 +65,7 @@ class BridgeOrder:
         """The leader offered an agent to `c`: its place in offer order."""
         c.offer_rank = next(self._ranks)
         self.done(c)  # a previous offer's entry (re-offered)
-        loop = asyncio.get_running_loop()
-        self._pending[c.call_id] = _Pending(c, loop.create_future(), loop.time())
+        self._track(c)
 
     def on_the_way(self, c: r.Caller) -> None:
         """`c` will be bridged soon (its agent answered): later-offered callers of its queue wait for it."""
@@ -74,9 +73,13 @@ class BridgeOrder:
         if entry is None or entry.caller is not c:
             if c.offer_rank == 0:  # connected without an Offer seen here (e.g. adopted after a restart)
                 c.offer_rank = next(self._ranks)
-            loop = asyncio.get_running_loop()
-            entry = self._pending[c.call_id] = _Pending(c, loop.create_future(), loop.time())
+            entry = self._track(c)
         entry.answered = True
+
+    def _track(self, c: r.Caller) -> _Pending:
+        loop = asyncio.get_running_loop()
+        entry = self._pending[c.call_id] = _Pending(c, loop.create_future(), loop.time())
+        return entry
 
     def done(self, c: r.Caller) -> None:
         """`c` was bridged, or will not be (failed, cancelled, gone)."""

@@ -65,7 +65,7 @@ class CallerActions:
             # With a leader connected, music starts when its QueueMedia names the queue's class
             # (so a queue with music off never starts any); without one, default music at once.
             if not self.app.coord.connected and not c.args.ringing and c.state in (r.WAITING, r.RINGING):
-                await self._music(c, c.music_class)
+                await self.music.start(c, c.music_class)
 
         self.app.serial.run(c.call_id, setup, "join")
         self.report_join(c)
@@ -79,9 +79,6 @@ class CallerActions:
         else:
             await retried(lambda: self.ari.answer(c.call_id))
         c.answered = True
-
-    async def _music(self, c: r.Caller, music_class: str) -> None:
-        await self.music.start(c, music_class)
 
     def recover(self, c: r.Caller) -> None:
         """After an ARI reconnect: answer a caller whose answer was lost, end a prompt whose end may
@@ -173,7 +170,7 @@ class CallerActions:
             if not music:  # music off for this queue (music_class "none"): silence
                 await self.music.stop(c, moving=False)
                 return
-            await self._music(c, music)
+            await self.music.start(c, music)
 
         self.app.serial.run(c.call_id, moh, "moh")
 
@@ -331,7 +328,7 @@ class CallerActions:
         async def recover() -> None:
             await best_effort(self.ari.stop_playback(pid))
             if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
-                await self._music(c, c.music_class)
+                await self.music.start(c, c.music_class)
 
         self.app.serial.run(c.call_id, recover, "recover-media")
 
@@ -349,4 +346,4 @@ class CallerActions:
         if (c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class and not c.moh_on
                 and not c.playback_id):
             c.moh_on = True  # at once: a second resume before the request runs must not start it twice
-            self.app.serial.run(c.call_id, lambda: self._music(c, c.music_class), "moh")
+            self.app.serial.run(c.call_id, lambda: self.music.start(c, c.music_class), "moh")
