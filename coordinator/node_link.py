@@ -64,19 +64,16 @@ class NodeLink:
         fill_decision(self._add(), dec)
 
     def push_join_accepted(self, dec: d.JoinAccepted, cfg: QueueConfig | None) -> None:
-        """JoinAck, followed by the queue's media settings when the queue is known."""
+        """JoinAck, carrying the queue's media settings when the queue is known (one decision per
+        join: a decision costs the leader about as much as the fields it carries)."""
         if self.closed:
             return
         j = self._add().join_ack
-        j.call_id = dec.call_id
-        j.arrival_seq = dec.arrival_seq
-        j.position = dec.position
-        j.estimated_wait = dec.estimated_wait
+        j.call_id, j.arrival_seq, j.position, j.estimated_wait = (
+            dec.call_id, dec.arrival_seq, dec.position, dec.estimated_wait)
         if cfg is not None:
-            m = self._add().queue_media
-            m.call_id = dec.call_id
-            m.music_class = cfg.music_class
-            m.exit_context = cfg.exit_context
+            m = j.media
+            m.music_class, m.exit_context = cfg.music_class, cfg.exit_context
 
     @property
     def pending(self) -> int:

@@ -153,9 +153,12 @@ class NodeApp:
         kind = dec.WhichOneof("decision")
         epoch = dec.stamp.epoch
         if kind == "join_ack":
-            self.actions.join_ack(dec.join_ack)
-        elif kind == "queue_media":
-            self.actions.queue_media(dec.queue_media)
+            ack = dec.join_ack
+            self.actions.join_ack(ack)
+            if ack.HasField("media"):
+                self.actions.queue_media(ack.call_id, ack.media)
+        elif kind == "queue_media":  # from a leader older than JoinAck.media
+            self.actions.queue_media(dec.queue_media.call_id, dec.queue_media)
         elif kind == "join_reject":
             self.actions.rejected(dec.join_reject)
         elif kind == "offer":

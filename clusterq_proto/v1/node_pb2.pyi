@@ -554,10 +554,17 @@ class JoinAck(_message.Message):
     ARRIVAL_SEQ_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     ESTIMATED_WAIT_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     arrival_seq: _builtins.int
     position: _builtins.int
     estimated_wait: _builtins.float
+    @_builtins.property
+    def media(self) -> Global___QueueMedia:
+        """The queue's media settings (call_id left empty: it is this JoinAck's). Unset when the leader
+        does not know the queue's settings; older leaders sent a QueueMedia decision after the JoinAck.
+        """
+
     def __init__(
         self,
         *,
@@ -565,10 +572,11 @@ class JoinAck(_message.Message):
         arrival_seq: _builtins.int = ...,
         position: _builtins.int = ...,
         estimated_wait: _builtins.float = ...,
+        media: Global___QueueMedia | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrival_seq", b"arrival_seq", "call_id", b"call_id", "estimated_wait", b"estimated_wait", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrival_seq", b"arrival_seq", "call_id", b"call_id", "estimated_wait", b"estimated_wait", "media", b"media", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -806,7 +814,9 @@ Global___PeriodicAnnounce: _TypeAlias = PeriodicAnnounce  # noqa: Y015
 
 @_typing.final
 class QueueMedia(_message.Message):
-    """Media settings of the caller's queue (music class, exit digits), sent with JoinAck."""
+    """Media settings of the caller's queue (music class, exit digits). Carried inside JoinAck.media;
+    as a decision of its own (queue_media) only from leaders before that field existed.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

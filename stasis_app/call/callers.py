@@ -62,7 +62,7 @@ class CallerActions:
             # Only for a restarted app's adoption: their loss costs the caller nothing now.
             await best_effort(ari.set_var(c.call_id, r.VAR_JOINED, f"{c.joined_wall:.3f}"))
             await best_effort(ari.set_var(c.call_id, r.VAR_ORDER, str(c.join_order)))
-            # With a leader connected, music starts when its QueueMedia names the queue's class
+            # With a leader connected, music starts when its JoinAck names the queue's music class
             # (so a queue with music off never starts any); without one, default music at once.
             if not self.app.coord.connected and not c.args.ringing and c.state in (r.WAITING, r.RINGING):
                 await self.music.start(c, c.music_class)
@@ -148,9 +148,9 @@ class CallerActions:
     def _set_aside(self, c: r.Caller, name: str, value: str) -> None:
         self.app.serial.run(c.call_id + "/vars", lambda: best_effort(self.ari.set_var(c.call_id, name, value)), name)
 
-    def queue_media(self, m: node_pb2.QueueMedia) -> None:
-        """Music class and exit context of the caller's queue."""
-        c = self.app.callers.get(m.call_id)
+    def queue_media(self, call_id: str, m: node_pb2.QueueMedia) -> None:
+        """Music class and exit context of the caller's queue (from its JoinAck)."""
+        c = self.app.callers.get(call_id)
         if c is None:
             return
         music = m.music_class if m.music_class not in ("", "none") else ""

@@ -48,12 +48,12 @@ async def test_a_node_batch_leaves_in_one_message_with_consecutive_stamps() -> N
     msgs = link.take_ready()
     assert len(msgs) == 1
     decs = list(msgs[0].decisions.decisions)
-    assert [d.WhichOneof("decision") for d in decs] == ["join_ack", "queue_media"] * 3
-    assert [d.stamp.seq for d in decs] == list(range(1, 7)) and {d.stamp.epoch for d in decs} == {7}
-    assert [d.join_ack.position for d in decs[::2]] == [1, 2, 3]
-    assert decs[1].queue_media.music_class == "jazz" and decs[1].queue_media.call_id == "c1"
+    assert [d.WhichOneof("decision") for d in decs] == ["join_ack"] * 3  # the queue's media ride inside
+    assert [d.stamp.seq for d in decs] == [1, 2, 3] and {d.stamp.epoch for d in decs} == {7}
+    assert [d.join_ack.position for d in decs] == [1, 2, 3]
+    assert decs[0].join_ack.call_id == "c1" and decs[0].join_ack.media.music_class == "jazz"
     rt.handle_batch(link, _joins("c4"))
-    assert [d.stamp.seq for d in _decisions(link)] == [7, 8]  # the stream's sequence continues
+    assert [d.stamp.seq for d in _decisions(link)] == [4]  # the stream's sequence continues
 
 
 async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> None:
@@ -61,7 +61,7 @@ async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> 
     link = rt.attach("n1", "i1")
     rt.handle_batch(link, _joins("c1"))
     first = await asyncio.wait_for(link.next_message(), 1)
-    assert first is not None and len(first.decisions.decisions) == 2
+    assert first is not None and len(first.decisions.decisions) == 1
     waiting = asyncio.ensure_future(link.next_message())
     await asyncio.sleep(0)
     assert not waiting.done()  # nothing decided: the writer sleeps
@@ -72,7 +72,7 @@ async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> 
     link.close()
     rt.handle_batch(link, _joins("c4"))  # after the close: never sent
     last = await asyncio.wait_for(link.next_message(), 1)
-    assert last is not None and [d.join_ack.call_id for d in last.decisions.decisions[::2]] == ["c3"]
+    assert last is not None and [d.join_ack.call_id for d in last.decisions.decisions] == ["c3"]
     assert await asyncio.wait_for(link.next_message(), 1) is None
 
 
@@ -81,7 +81,7 @@ async def test_invalid_and_duplicate_joins() -> None:
     link = rt.attach("n1", "i1")
     errors = rt.handle_batch(link, _joins("c1", "c1"))
     assert errors == []
-    assert [d.WhichOneof("decision") for d in _decisions(link)] == ["join_ack", "queue_media"]  # duplicate ignored
+    assert [d.WhichOneof("decision") for d in _decisions(link)] == ["join_ack"]  # duplicate ignored
     errors = rt.handle_batch(link, _joins("c2", queue="bad name"))
     assert len(errors) == 1 and "invalid queue name" in errors[0]
     rejected = _decisions(link)
@@ -159,7 +159,7 @@ async def test_nothing_is_offered_to_a_detached_node_until_it_is_back() -> None:
     rt.apply(_agent("far", "b"))
     rt.detach(b)
     rt.handle_batch(a, _joins("c1"))
-    assert [k for k, _ in _kinds(a)] == ["join_ack", "queue_media"], "no offer the agent's node cannot get"
+    assert [k for k, _ in _kinds(a)] == ["join_ack"], "no offer the agent's node cannot get"
     b = rt.attach("b", "ib2")
     assert [k for k, _ in _kinds(a)] == ["offer"] and [k for k, _ in _kinds(b)] == ["offer"]
 

@@ -98,11 +98,11 @@ class Node:
 
     def join(self, call_id: str, position: int, queue: str = "support", music: str = "default",
              exit_context: str = "") -> None:
-        """The leader sequences a caller (JoinAck with the next sequence, then QueueMedia)."""
+        """The leader sequences a caller (JoinAck with the next sequence and the queue's media)."""
         self.acks += 1
-        self.coord.decide(join_ack=node_pb2.JoinAck(call_id=call_id, arrival_seq=self.acks, position=position))
-        self.coord.decide(queue_media=node_pb2.QueueMedia(call_id=call_id, music_class=music,
-                                                          exit_context=exit_context))
+        self.coord.decide(join_ack=node_pb2.JoinAck(
+            call_id=call_id, arrival_seq=self.acks, position=position,
+            media=node_pb2.QueueMedia(music_class=music, exit_context=exit_context)))
 
     def offer(self, offer_id: str, call_id: str, agent: str = "alice", agent_node: str = "a",
               caller_node: str = "a") -> None:

@@ -42,6 +42,18 @@ async def test_default_queue_media_costs_no_extra_variable() -> None:
         assert ari.channels[cid].moh_class == "default"
 
 
+async def test_an_older_leaders_separate_queue_media_decision_still_sets_the_music() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = ari.caller_enters(["support"])
+        await n.settle()
+        n.coord.decide(join_ack=node_pb2.JoinAck(call_id=cid, arrival_seq=1, position=1))  # no media inside
+        n.coord.decide(queue_media=node_pb2.QueueMedia(call_id=cid, music_class="jazz", exit_context="cq-exit"))
+        await n.settle()
+        assert ari.channels[cid].moh_class == "jazz"
+        assert ari.channels[cid].variables[r.VAR_EXIT_CONTEXT] == "cq-exit"
+
+
 async def test_a_prompt_never_delays_the_bridge_even_with_a_position_write_held_behind_it() -> None:
     # On Asterisk a variable set while a prompt plays only completes when the prompt ends (the fake
     # models that); the bridging must not queue behind such a write.
