@@ -2,6 +2,7 @@
 
 Invariant: every decision a link sends carries the leader's epoch and a sequence number that
 increases by one per decision on this stream, so a node can detect gaps and refuse stale epochs.
+They travel as one stamp per message (DecisionBatch.stamp: epoch, seq of its first decision).
 
 Decisions are written straight into the protobuf message that the stream will send next (no
 intermediate messages, no copies): everything decided while the writer was busy leaves in one
@@ -41,21 +42,21 @@ class NodeLink:
         self.closed = False
 
     def _add(self) -> node_pb2.Decision:
-        """A new stamped decision at the end of the next message."""
+        """A new decision at the end of the next message (stamped through the message's stamp)."""
         if self._count >= MAX_BATCH:
             self._full.append(self._msg)
             self._msg = node_pb2.CoordinatorMessage()
             self._decs = self._msg.decisions.decisions
             self._count = 0
-        if not self._count and not self._full:
-            self._ready.set()  # the first decision since the last write wakes the writer
+        if not self._count:
+            if not self._full:
+                self._ready.set()  # the first decision since the last write wakes the writer
+            # One stamp per message: the epoch of all its decisions and the seq of the first.
+            stamp = self._msg.decisions.stamp
+            stamp.epoch, stamp.seq = self.epoch, self._seq + 1
         self._count += 1
         self._seq += 1
-        out = self._decs.add()
-        stamp = out.stamp
-        stamp.epoch = self.epoch
-        stamp.seq = self._seq
-        return out
+        return self._decs.add()
 
     def push(self, dec: Decision) -> None:
         """Stamp and queue one engine decision (ignored once the link is closed, and when not for nodes)."""

@@ -19,7 +19,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -27,6 +27,21 @@ import grpc
 from clusterq_proto.v1 import LEADER_TRAILER, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+
+def stamped(batch: node_pb2.DecisionBatch) -> Sequence[node_pb2.Decision]:
+    """The batch's decisions, each given its own stamp from the batch's (epoch, seq of the first).
+
+    A batch without a stamp (a leader before DecisionBatch.stamp) keeps its decisions' own stamps;
+    a decision that has none has epoch 0 and is refused as stale.
+    """
+    decisions = batch.decisions
+    if batch.HasField("stamp"):
+        epoch, first = batch.stamp.epoch, batch.stamp.seq
+        for i, dec in enumerate(decisions):
+            stamp = dec.stamp
+            stamp.epoch, stamp.seq = epoch, first + i
+    return decisions
 
 MAX_BATCH = 64
 BUSY_GAP = 0.005  # an event within this long of the previous message finds the stream busy: batch it
@@ -190,7 +205,7 @@ class CoordinatorClient:
                 log.info("connected to leader %s (epoch %d)", addr, self.highest_epoch)
             elif kind == "decisions":
                 self.messages_received += 1
-                for dec in msg.decisions.decisions:
+                for dec in stamped(msg.decisions):
                     self.deliver(dec)
 
     def deliver(self, dec: node_pb2.Decision) -> bool:

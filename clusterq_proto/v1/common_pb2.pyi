@@ -137,8 +137,9 @@ Global___Skill: _TypeAlias = Skill  # noqa: Y015
 @_typing.final
 class Stamp(_message.Message):
     """Decision fencing stamp. Every decision a leader sends carries the epoch of that leader (its
-    etcd leader key's create_revision) and a per-node-stream sequence number. Nodes remember the
-    highest epoch seen and refuse decisions of an older one.
+    etcd leader key's create_revision) and a per-node-stream sequence number, through the stamp of
+    the DecisionBatch it travels in. Nodes remember the highest epoch seen and refuse decisions of an
+    older one.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -471,16 +471,25 @@ class DecisionBatch(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DECISIONS_FIELD_NUMBER: _builtins.int
+    STAMP_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Decision]: ...
+    @_builtins.property
+    def stamp(self) -> _common_pb2.Stamp:
+        """The leader's epoch for every decision in this batch, and the sequence number of the first one
+        (decision i has seq + i). One stamp per batch instead of one per decision: the leader writes a
+        few fields less per decision. Nodes fill each decision's own stamp from it on receipt.
+        """
+
     def __init__(
         self,
         *,
         decisions: _abc.Iterable[Global___Decision] | None = ...,
+        stamp: _common_pb2.Stamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stamp", b"stamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "stamp", b"stamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -501,7 +510,11 @@ class Decision(_message.Message):
     PERIODIC_ANNOUNCE_FIELD_NUMBER: _builtins.int
     QUEUE_MEDIA_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def stamp(self) -> _common_pb2.Stamp: ...
+    def stamp(self) -> _common_pb2.Stamp:
+        """Filled by the node from DecisionBatch.stamp (leaders before that field stamped every decision).
+        A decision without any stamp has epoch 0 and is refused as stale.
+        """
+
     @_builtins.property
     def join_ack(self) -> Global___JoinAck: ...
     @_builtins.property

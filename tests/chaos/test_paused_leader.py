@@ -23,7 +23,7 @@ from clusterq_testing.client import AdminClient
 from clusterq_testing.ports import free_tcp_port
 from clusterq_testing.processes import ManagedProcess, coordinator_process
 from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
-from stasis_app.coordinator_client import CoordinatorClient
+from stasis_app.coordinator_client import CoordinatorClient, stamped
 
 pytestmark = pytest.mark.chaos
 
@@ -90,7 +90,7 @@ async def test_paused_leader_resumed_is_refused_by_etcd_and_by_nodes(tmp_path: P
 
         # 1. The decision the old leader sends on the attached stream is refused by the node.
         msg = await asyncio.wait_for(stale.read(), 10)
-        decisions = list(msg.decisions.decisions)
+        decisions = list(stamped(msg.decisions))
         assert decisions, "the resumed old leader sent no decision"
         assert all(d.stamp.epoch == old_epoch for d in decisions)
         results = [node.deliver(d) for d in decisions]

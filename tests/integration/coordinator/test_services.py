@@ -21,6 +21,7 @@ from clusterq_testing.client import AdminClient
 from clusterq_testing.ports import free_tcp_port
 from coordinator.__main__ import serve
 from coordinator.config import CoordinatorSettings
+from stasis_app.coordinator_client import stamped
 
 pytestmark = pytest.mark.integration
 
@@ -184,7 +185,8 @@ async def test_node_stream_handshake_refusals_and_join_answers(replicas: Replica
         seqs: list[int] = []
         while len(got) < 4:
             msg = await asyncio.wait_for(first.read(), 5)
-            for dec in msg.decisions.decisions:
+            assert msg.decisions.stamp.epoch == reg.registered.epoch
+            for dec in stamped(msg.decisions):
                 assert dec.stamp.epoch == reg.registered.epoch
                 seqs.append(dec.stamp.seq)
                 kind = dec.WhichOneof("decision")

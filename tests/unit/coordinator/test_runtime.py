@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from clusterq_proto.v1 import node_pb2
-from coordinator.node_link import NodeLink
+from coordinator.node_link import MAX_BATCH, NodeLink
 from coordinator.queue import (
     AgentConfig,
     AgentLoggedIn,
@@ -19,6 +19,7 @@ from coordinator.queue import (
     QueueEngine,
 )
 from coordinator.runtime import LeaderRuntime, SeqAllocator
+from stasis_app.coordinator_client import stamped
 
 
 async def _reserve(upto: int) -> None:
@@ -49,11 +50,25 @@ async def test_a_node_batch_leaves_in_one_message_with_consecutive_stamps() -> N
     assert len(msgs) == 1
     decs = list(msgs[0].decisions.decisions)
     assert [d.WhichOneof("decision") for d in decs] == ["join_ack"] * 3  # the queue's media ride inside
-    assert [d.stamp.seq for d in decs] == [1, 2, 3] and {d.stamp.epoch for d in decs} == {7}
+    # One stamp per message: the leader's epoch and the seq of its first decision.
+    assert (msgs[0].decisions.stamp.epoch, msgs[0].decisions.stamp.seq) == (7, 1)
+    assert not any(d.HasField("stamp") for d in decs)
     assert [d.join_ack.position for d in decs] == [1, 2, 3]
     assert decs[0].join_ack.call_id == "c1" and decs[0].join_ack.media.music_class == "jazz"
-    rt.handle_batch(link, _joins("c4"))
-    assert [d.stamp.seq for d in _decisions(link)] == [4]  # the stream's sequence continues
+    rt.handle_batch(link, _joins("c4", "c5"))
+    assert [d.stamp.seq for m in link.take_ready() for d in stamped(m.decisions)] == [4, 5]  # the sequence goes on
+
+
+async def test_a_full_message_is_split_and_each_part_stamps_its_first_decision() -> None:
+    rt = _runtime()
+    link = rt.attach("n1", "i1")
+    rt.handle_batch(link, _joins(*(f"c{i}" for i in range(MAX_BATCH))))
+    rt.handle_batch(link, _joins("x1", "x2"))  # nothing written in between: they overflow the message
+    msgs = link.take_ready()
+    assert [len(m.decisions.decisions) for m in msgs] == [MAX_BATCH, 2]
+    assert [m.decisions.stamp.seq for m in msgs] == [1, MAX_BATCH + 1]
+    seqs = [d.stamp.seq for m in msgs for d in stamped(m.decisions)]
+    assert seqs == list(range(1, MAX_BATCH + 3))
 
 
 async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> None:

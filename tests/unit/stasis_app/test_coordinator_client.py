@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
-from clusterq_proto.v1 import node_pb2, node_pb2_grpc
-from stasis_app.coordinator_client import CoordinatorClient
+from clusterq_proto.v1 import common_pb2, node_pb2, node_pb2_grpc
+from stasis_app.coordinator_client import CoordinatorClient, stamped
 
 
 class RecordingLeader(node_pb2_grpc.NodeServiceServicer):
@@ -89,3 +89,18 @@ async def test_events_queued_together_leave_in_one_message_and_are_counted(
         client.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_a_batch_stamp_stamps_every_decision_and_an_unstamped_decision_stays_stale() -> None:
+    batch = node_pb2.DecisionBatch(stamp=common_pb2.Stamp(epoch=9, seq=41), decisions=[
+        node_pb2.Decision(join_ack=node_pb2.JoinAck(call_id="c1")),
+        node_pb2.Decision(join_ack=node_pb2.JoinAck(call_id="c2"))])
+    assert [(d.stamp.epoch, d.stamp.seq) for d in stamped(batch)] == [(9, 41), (9, 42)]
+    # A leader before DecisionBatch.stamp stamped each decision: kept as it is.
+    old = node_pb2.DecisionBatch(decisions=[node_pb2.Decision(stamp=common_pb2.Stamp(epoch=3, seq=5)),
+                                            node_pb2.Decision()])
+    assert [(d.stamp.epoch, d.stamp.seq) for d in stamped(old)] == [(3, 5), (0, 0)]
+    client = CoordinatorClient("n1", ("127.0.0.1:1",), lambda: node_pb2.Register(node_id="n1", instance_id="i"),
+                               lambda dec: None, lambda up: None)
+    client.highest_epoch = 3
+    assert client.deliver(stamped(old)[0]) and not client.deliver(stamped(old)[1])
