@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coordinator.queue.fastinit import fast_init
 from coordinator.queue.model import CallerStatus
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JoinAccepted:
     """The caller is in the queue at `position` (1-based) with this arrival sequence."""
@@ -34,6 +36,7 @@ class JoinAccepted:
     estimated_wait: float
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JoinRejected:
     """The caller was not queued; the node returns it to the dialplan with `status`."""
@@ -43,6 +46,7 @@ class JoinRejected:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Offer:
     """Ring `endpoint` (on `agent_node`) for the caller parked on `caller_node`."""
@@ -59,6 +63,7 @@ class Offer:
     caller_name: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Connect:
     """The offer was answered first: bridge the caller with the agent leg."""
@@ -70,6 +75,7 @@ class Connect:
     agent_node: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CancelOffer:
     """Stop ringing this agent leg (reasons: "answered_elsewhere", "caller_left", "timeout", ...)."""
@@ -82,6 +88,7 @@ class CancelOffer:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallerExit:
     """The caller leaves the queue without (or after) an agent; the node resumes its dialplan."""
@@ -93,6 +100,7 @@ class CallerExit:
     position: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Announce:
     """Play the position and/or estimated wait to a waiting caller."""
@@ -105,6 +113,7 @@ class Announce:
     say_holdtime: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PeriodicAnnounce:
     """Play a periodic prompt to a waiting caller."""
@@ -114,6 +123,7 @@ class PeriodicAnnounce:
     prompt: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentStateChanged:
     """An agent's administrative state changed (login, logout, pause, autopause, node lost...)."""
@@ -137,6 +147,7 @@ Decision = (
 """Every output of QueueEngine.apply."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """Per-queue statistics (app_queue QueueParams / QueueSummary equivalents).
@@ -164,6 +175,7 @@ class QueueStats:
     agents_busy: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentView:
     """An agent as the engine sees it.
@@ -184,6 +196,7 @@ class AgentView:
     call_ids: tuple[str, ...]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallerView:
     """A queued or connected caller. position is None once connected."""

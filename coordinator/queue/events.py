@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coordinator.queue.fastinit import fast_init
 from coordinator.queue.model import AgentConfig, QueueConfig, Requirement
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class QueueDefined:
     """Create or replace a queue. Waiting callers stay; the new rules apply from now on."""
@@ -34,6 +36,7 @@ class QueueDefined:
     config: QueueConfig
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class QueueDeleted:
     """Remove a queue: its callers leave with QUEUE_DELETED and ringing offers are cancelled."""
@@ -41,6 +44,7 @@ class QueueDeleted:
     name: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentLoggedIn:
     """An agent logs in; a re-login replaces its config but keeps its calls, offer and pause."""
@@ -48,6 +52,7 @@ class AgentLoggedIn:
     agent: AgentConfig
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentLoggedOut:
     """An agent logs out; a ringing offer is cancelled, a connected call continues untracked."""
@@ -55,6 +60,7 @@ class AgentLoggedOut:
     agent_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentPaused:
     """Stop offering calls to an agent (a connected call continues)."""
@@ -63,6 +69,7 @@ class AgentPaused:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentUnpaused:
     """Resume offering calls to an agent; also resets its autopause counter."""
@@ -70,6 +77,7 @@ class AgentUnpaused:
     agent_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallerJoined:
     """A caller enters a queue (or is re-reported to a new leader with its original arrival_seq)."""
@@ -93,6 +101,7 @@ class CallerJoined:
     applied again). None (default): a re-report exactly when arrival_seq is given."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallerLeft:
     """A waiting or ringing caller is gone (hangup, exit key, node gave up): counted as abandoned."""
@@ -101,6 +110,7 @@ class CallerLeft:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OfferAnswered:
     """The agent leg of an offer answered; the first answer for a caller wins."""
@@ -108,6 +118,7 @@ class OfferAnswered:
     offer_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OfferFailed:
     """The agent leg of an offer failed: "noanswer", "busy", "unavailable" or "failed"."""
@@ -116,6 +127,7 @@ class OfferFailed:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallAdopted:
     """A call connected under an earlier leader, re-reported by a node: its agent is busy with it
@@ -128,6 +140,7 @@ class CallAdopted:
     offer_id: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallEnded:
     """A connected call ended; the agent enters wrap-up."""
@@ -136,6 +149,7 @@ class CallEnded:
     agent_hung_up: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NodeLost:
     """A node is gone: its callers leave with NODE_LOST, its agents become unavailable."""
@@ -143,6 +157,7 @@ class NodeLost:
     node_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NodeDetached:
     """A node's stream is down (it may come back within the node TTL, else NodeLost follows): no new
@@ -151,6 +166,7 @@ class NodeDetached:
     node_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NodeAlive:
     """A lost node is back: agents homed there are available again."""
@@ -158,6 +174,7 @@ class NodeAlive:
     node_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Tick:
     """No news; only timers run (ring timeouts, wrap-up ends, max wait, penalty widening, announcements)."""
