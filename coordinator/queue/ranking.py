@@ -63,15 +63,23 @@ class QueueLine:
         previous: int | Fraction = self._ranks[idx - 1][1]
         return (Fraction(previous) + Fraction(target)) / 2
 
-    def add(self, key: RankKey, joined_at: float) -> None:
-        """Insert a caller (O(log n))."""
-        self._ranks.add(key)
+    def add(self, key: RankKey, joined_at: float) -> int:
+        """Insert a caller (O(log n)); returns its 1-based position."""
+        ranks = self._ranks
+        if not ranks or key > ranks[-1]:
+            # Live joins of one priority land at the end: the position is the length, no bisection.
+            ranks.add(key)
+            position = len(ranks)
+        else:
+            ranks.add(key)
+            position = int(ranks.bisect_left(key)) + 1
         arrivals = self._by_arrival
         if arrivals is not None and joined_at >= self._last_joined:
             arrivals[key[2]] = joined_at
             self._last_joined = joined_at
         else:
             self._sorted_joined().add((joined_at, key[2]))
+        return position
 
     def remove(self, key: RankKey, joined_at: float) -> None:
         """Remove a caller (O(log n))."""
