@@ -88,12 +88,7 @@ def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: 
         return
     st.dispatch_dirty = False
     if len(st.idle) == 1:
-        # One free agent (the usual case under load): its best caller, the strategy among one.
-        only = st.agents[next(iter(st.idle))]
-        best = next(_best_callers(st, only, now), None)
-        if best is not None:
-            for picked in _choose(st, rng, best, [only]):
-                _offer(st, prefix, best, picked, now, out)
+        _dispatch_one(st, rng, prefix, st.agents[next(iter(st.idle))], now, out)
         return
     cursors: dict[str, Iterator[CallerRec]] = {}
     groups: dict[int, list[AgentRec]] = {}
@@ -126,6 +121,64 @@ def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: 
         for agent in agents:
             if agent.config.agent_id not in chosen_ids:
                 advance(agent)
+
+
+def _dispatch_one(st: EngineState, rng: random.Random, prefix: str, agent: AgentRec, now: float,
+                  out: list[Decision]) -> None:
+    """One free agent (the usual case under load): its best caller, the strategy among one."""
+    memberships = agent.config.memberships
+    if len(memberships) != 1:
+        best = next(_best_callers(st, agent, now), None)
+        if best is not None:
+            for picked in _choose(st, rng, best, [agent]):
+                _offer(st, prefix, best, picked, now, out)
+        return
+    # One queue: what _best_callers + _choose do for it, without generators or candidate lists.
+    q = st.queues.get(memberships[0].queue)
+    if q is None or not q.line or not st.can_take(agent, q.config, now):
+        return
+    best = _first_eligible(st, agent, q, now)
+    if best is None:
+        return
+    strategy = q.config.strategy
+    if strategy in _RANDOMIZED:
+        for picked in _choose(st, rng, best, [agent]):
+            _offer(st, prefix, best, picked, now, out)
+        return
+    aid = agent.config.agent_id
+    if aid in best.tried:
+        best.tried.clear()  # _choose's new round: the only candidate was already tried
+    if strategy in _ROUND_ROBIN:
+        q.rr_last = q.members[aid].order
+    _offer(st, prefix, best, agent, now, out)
+
+
+def _first_eligible(st: EngineState, agent: AgentRec, q: QueueRec, now: float) -> CallerRec | None:
+    """The first caller of `q`'s line that `eligible` accepts for `agent`, which can_take `q` now.
+
+    The queue- and agent-level tests of `eligible` (the queue exists, membership, can_take) hold for the
+    whole line, so only the per-caller ones are made here, in the same order.
+    """
+    member = q.members.get(agent.config.agent_id)
+    if member is None:
+        return None
+    by_uid = st.by_uid
+    detached = st.detached_nodes
+    rules = q.config.penalty_rules
+    for key in q.line:
+        caller = by_uid[key[2]]
+        if caller.state != WAITING or caller.retry_until > now:
+            continue
+        if detached and caller.node_id in detached:
+            continue
+        if caller.requirements and not agent.config.has_skills(caller.requirements):
+            continue
+        if rules:
+            band = st.band(caller, now)
+            if band is not None and not band[0] <= member.penalty <= band[1]:
+                continue
+        return caller
+    return None
 
 
 _RANDOMIZED = frozenset({Strategy.RANDOM, Strategy.WRANDOM})
@@ -164,36 +217,19 @@ def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list
 
 
 def _offer(st: EngineState, prefix: str, caller: CallerRec, agent: AgentRec, now: float, out: list[Decision]) -> None:
-    q = st.queues[caller.queue].config
-    st.offer_counter += 1
-    offer_id = f"{prefix}{st.offer_counter}"
-    rec = OfferRec(
-        offer_id=offer_id,
-        caller_uid=caller.uid,
-        call_id=caller.call_id,
-        queue=caller.queue,
-        agent_id=agent.config.agent_id,
-        agent_node=agent.config.home_node,
-        caller_node=caller.node_id,
-        expires_at=now + q.ring_timeout,
-    )
-    st.offers[offer_id] = rec
+    ring_timeout = st.queues[caller.queue].config.ring_timeout
+    st.offer_counter = counter = st.offer_counter + 1
+    offer_id = f"{prefix}{counter}"
+    cfg = agent.config
+    agent_id, call_id, queue, caller_node = cfg.agent_id, caller.call_id, caller.queue, caller.node_id
+    expires_at = now + ring_timeout
+    # Positional arguments (cheaper than keywords): the field order of OfferRec and of Offer.
+    st.offers[offer_id] = OfferRec(offer_id, caller.uid, call_id, queue, agent_id, cfg.home_node, caller_node,
+                                   expires_at)
     caller.offers[offer_id] = None
     caller.state = RINGING
     agent.offer_id = offer_id
-    st.idle.pop(agent.config.agent_id, None)  # what refresh_idle concludes for an agent with an offer
-    st.add_timer(rec.expires_at, "ring", offer_id)
-    out.append(
-        Offer(
-            offer_id=offer_id,
-            call_id=caller.call_id,
-            queue=caller.queue,
-            agent_id=agent.config.agent_id,
-            endpoint=agent.config.endpoint,
-            agent_node=agent.config.home_node,
-            caller_node=caller.node_id,
-            ring_timeout=q.ring_timeout,
-            caller_number=caller.caller_number,
-            caller_name=caller.caller_name,
-        )
-    )
+    st.idle.pop(agent_id, None)  # what refresh_idle concludes for an agent with an offer
+    st.add_timer(expires_at, "ring", offer_id)
+    out.append(Offer(offer_id, call_id, queue, agent_id, cfg.endpoint, cfg.home_node, caller_node, ring_timeout,
+                     caller.caller_number, caller.caller_name))

@@ -61,7 +61,6 @@ from coordinator.queue.lifecycle import (
 )
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.nodes import node_alive, node_detached, node_lost
-from coordinator.queue.ranking import rank_key
 from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
 from coordinator.queue.views import agent_view, queue_stats
@@ -178,7 +177,7 @@ class QueueEngine:
                     if m.queue == cfg.name:
                         q.add_member(agent.config.agent_id, m.penalty, m.weight)
         else:
-            q.config = cfg
+            q.set_config(cfg)
             for key in list(q.line):
                 schedule_caller_timers(st, st.by_uid[key[2]], now)
         st.dispatch_dirty = True  # weights, penalty rules, ringinuse... may pair agents and callers now
@@ -271,12 +270,14 @@ class QueueEngine:
         if ev.node_id in st.lost_nodes:
             out.append(JoinRejected(ev.call_id, CallerStatus.UNAVAILABLE, f"node {ev.node_id} is marked lost"))
             return
+        cfg = q.config
+        line = q.line
         re_report = ev.arrival_seq is not None if ev.re_report is None else ev.re_report
         if not re_report:
-            if q.config.maxlen and len(q.line) >= q.config.maxlen:
+            if cfg.maxlen and len(line) >= cfg.maxlen:
                 out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
                 return
-            joinempty = q.config.joinempty
+            joinempty = cfg.joinempty
             status = member_status(st, q, joinempty, initial_band(q), now) if joinempty else None
             if status is not None:
                 code = CallerStatus.JOINEMPTY if status == EMPTY else CallerStatus.JOINUNAVAIL
@@ -288,26 +289,29 @@ class QueueEngine:
         else:
             seq = ev.arrival_seq
             st.arrival_counter = max(st.arrival_counter, seq)
+        counters = q.counters
         if re_report:
             order: int | Fraction = seq  # an override is not re-applied on a re-report: the queue around it changed
         else:
-            order = q.line.order_for(ev.priority, ev.position, seq) if ev.position > 0 else seq
-            q.counters.on_arrival(now)
-        st.uid_counter += 1
-        uid = st.uid_counter
+            order = line.order_for(ev.priority, ev.position, seq) if ev.position > 0 else seq
+            counters.on_arrival(now)
+        uid = st.uid_counter = st.uid_counter + 1
         joined_at = ev.joined_at if ev.joined_at is not None else now
-        key = rank_key(ev.priority, order, uid)
+        key = (-ev.priority, order, uid)  # rank_key(), inlined on this hot path
         caller = CallerRec(uid, ev.call_id, ev.queue, ev.node_id, ev.priority, seq, key, ev.requirements,
                            ev.caller_number, ev.caller_name, joined_at)
-        line = q.line
-        line.add(key, joined_at)
+        position = line.add(key, joined_at)
         st.dispatch_dirty = True
         st.callers[ev.call_id] = caller
         st.by_uid[uid] = caller
-        position = line.position(key)
         caller.last_announce, caller.last_pos_said = now, position
-        schedule_caller_timers(st, caller, now)
-        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, self._ewt(caller, now)))
+        if q.caller_timers:  # a fresh record already holds what schedule_caller_timers sets when none apply
+            schedule_caller_timers(st, caller, now)
+        if cfg.ewt_method == "erlang_c":
+            ewt = self._ewt(caller, now)
+        else:  # what _ewt gives for "ewma", without its lookups
+            ewt = ewma_wait(counters.holdtime_ewma, now - joined_at)
+        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, ewt))
 
     def _caller_left(self, event: CallerLeft, now: float, out: list[Decision]) -> None:
         st = self._st

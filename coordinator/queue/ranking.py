@@ -3,18 +3,22 @@
 A caller's rank key is `(-priority, order, uid)`: higher priority first, then `order` (the arrival
 sequence, or a fraction between two neighbours for a position override), then a unique id as a
 tie-break. Keys never change while a caller is queued, so an override stays stable as others come and
-go, and positions are O(log n) bisections of a SortedList.
+go, and positions are O(log n) bisections (of a plain list while the line is short, else a SortedList).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterator
 from fractions import Fraction
 
 from sortedcontainers import SortedList
 
 __all__ = ["QueueLine", "RankKey", "rank_key"]
+
+_SMALL = 4096
+"""Longest line kept as a plain list (see QueueLine.__init__)."""
 
 RankKey = tuple[int, int | Fraction, int]
 """(-priority, order, uid); compares across queues too (orders are global arrival sequences)."""
@@ -31,7 +35,11 @@ class QueueLine:
     __slots__ = ("_by_arrival", "_joined", "_last_joined", "_ranks")
 
     def __init__(self) -> None:
-        self._ranks = SortedList()
+        # The rank keys in order: a plain list while the line is short, a SortedList once it outgrows
+        # _SMALL (for good). Bisection, append and iteration of a plain list have no Python-level
+        # overhead; its insert/delete move up to _SMALL pointers (32 KB, a memmove), which measured
+        # no dearer than SortedList's bookkeeping up to ~10,000 keys even for removals at the head.
+        self._ranks: list[RankKey] | SortedList = []
         # Join times of the same callers, for the longest wait and leavewhenempty's penalty bands.
         # While callers arrive in join-time order (live joins do) an insertion-ordered dict
         # uid -> joined_at is enough: its first entry is the longest waiter, O(1) to keep. A caller
@@ -47,35 +55,67 @@ class QueueLine:
     def __iter__(self) -> Iterator[RankKey]:
         return iter(self._ranks)
 
+    def _bisect(self, key: tuple[int | Fraction, ...]) -> int:
+        ranks = self._ranks
+        return bisect_left(ranks, key) if isinstance(ranks, list) else int(ranks.bisect_left(key))
+
+    def _at(self, index: int) -> RankKey:
+        key: RankKey = self._ranks[index]
+        return key
+
     def order_for(self, priority: int, position: int, arrival_seq: int) -> int | Fraction:
         """The `order` for a new caller: its arrival sequence, or just before the caller now at
         `position` (1-based) among callers of the same priority when such a caller exists."""
         if position <= 0:
             return arrival_seq
-        lo = self._ranks.bisect_left((-priority,))
-        hi = self._ranks.bisect_left((-priority + 1,))
+        lo = self._bisect((-priority,))
+        hi = self._bisect((-priority + 1,))
         idx = lo + position - 1
         if idx >= hi:
             return arrival_seq
-        target: int | Fraction = self._ranks[idx][1]
+        target: int | Fraction = self._at(idx)[1]
         if idx == lo:
             return Fraction(target) - 1
-        previous: int | Fraction = self._ranks[idx - 1][1]
+        previous: int | Fraction = self._at(idx - 1)[1]
         return (Fraction(previous) + Fraction(target)) / 2
 
-    def add(self, key: RankKey, joined_at: float) -> None:
-        """Insert a caller (O(log n))."""
-        self._ranks.add(key)
+    def add(self, key: RankKey, joined_at: float) -> int:
+        """Insert a caller (O(log n)); returns its 1-based position."""
+        keys = self._ranks
+        if not keys or key > keys[-1]:
+            # Live joins of one priority land at the end: the position is the length, no bisection.
+            if isinstance(keys, list):
+                keys.append(key)
+            else:
+                keys.add(key)
+            position = len(keys)
+        elif isinstance(keys, list):
+            index = bisect_left(keys, key)
+            keys.insert(index, key)
+            position = index + 1
+        else:
+            keys.add(key)
+            position = int(keys.bisect_left(key)) + 1
+        if len(keys) > _SMALL and isinstance(keys, list):
+            self._ranks = SortedList(keys)
         arrivals = self._by_arrival
         if arrivals is not None and joined_at >= self._last_joined:
             arrivals[key[2]] = joined_at
             self._last_joined = joined_at
         else:
             self._sorted_joined().add((joined_at, key[2]))
+        return position
 
     def remove(self, key: RankKey, joined_at: float) -> None:
-        """Remove a caller (O(log n))."""
-        self._ranks.remove(key)
+        """Remove a caller (O(log n)); ValueError if it is not in the line."""
+        keys = self._ranks
+        if not isinstance(keys, list):
+            keys.remove(key)
+        else:
+            index = bisect_left(keys, key)
+            if index == len(keys) or keys[index] != key:
+                raise ValueError(f"{key!r} not in line")
+            del keys[index]
         if self._by_arrival is not None:
             del self._by_arrival[key[2]]
         else:
@@ -91,7 +131,8 @@ class QueueLine:
 
     def position(self, key: RankKey) -> int:
         """1-based position of a queued caller (O(log n))."""
-        return int(self._ranks.bisect_left(key)) + 1
+        keys = self._ranks
+        return (bisect_left(keys, key) if isinstance(keys, list) else int(keys.bisect_left(key))) + 1
 
     def uids_joined_in(self, lo: float, hi: float) -> list[int]:
         """Uids of callers with lo < joined_at <= hi, in (joined_at, uid) order (O(log n + k))."""

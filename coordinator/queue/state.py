@@ -109,6 +109,21 @@ class QueueRec:
     member_counter: int = 0
     rr_last: int = -1
     counters: QueueCounters = field(default_factory=QueueCounters)
+    caller_timers: bool = field(init=False)
+    """Whether the config arms any per-caller timer (see timers.schedule_caller_timers); kept by set_config."""
+
+    def __post_init__(self) -> None:
+        self.set_config(self.config)
+
+    def set_config(self, config: QueueConfig) -> None:
+        """Replace the config (and what is derived from it)."""
+        self.config = config
+        self.caller_timers = bool(
+            config.max_wait > 0
+            or config.penalty_rules
+            or config.announce_frequency > 0
+            or (config.periodic_announce and config.periodic_announce_frequency > 0)
+        )
 
     def add_member(self, agent_id: str, penalty: int, weight: int) -> None:
         """Add or update a member, keeping its original order when it is already there."""

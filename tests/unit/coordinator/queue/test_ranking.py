@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
+from coordinator.queue import ranking
 from coordinator.queue.ranking import QueueLine, rank_key
 
 
@@ -44,3 +47,21 @@ def test_empty_line() -> None:
     line.add(rank_key(0, 1, 1), 5.0)
     line.remove(rank_key(0, 1, 1), 5.0)
     assert line.oldest_joined_at() is None
+
+
+def test_positions_agree_with_a_reference_across_the_switch_to_a_sorted_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ranking, "_SMALL", 20)
+    rng = random.Random(11)
+    line = QueueLine()
+    ref: list[ranking.RankKey] = []
+    for uid in range(1, 200):
+        key = rank_key(rng.randrange(3), uid, uid)
+        assert line.add(key, float(uid)) == sorted([*ref, key]).index(key) + 1
+        ref = sorted([*ref, key])
+        if rng.random() < 0.3:
+            gone = ref.pop(rng.randrange(len(ref)))
+            line.remove(gone, float(gone[2]))
+        assert list(line) == ref and len(line) == len(ref)
+        assert all(line.position(k) == i + 1 for i, k in enumerate(ref))
+        with pytest.raises(ValueError):
+            line.remove(rank_key(0, 10_000, 10_000), 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -42,14 +43,18 @@ def test_positions_at_scale_match_a_list_reference() -> None:
 
 def test_joins_with_all_agents_busy_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    original = dispatch_module.eligible
 
-    def counting(*args: object) -> bool:
-        nonlocal calls
-        calls += 1
-        return original(*args)  # type: ignore[arg-type]
+    def counting(original: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(*args: object) -> object:
+            nonlocal calls
+            calls += 1
+            return original(*args)
 
-    monkeypatch.setattr(dispatch_module, "eligible", counting)
+        return wrapper
+
+    # Eligibility is judged by eligible() or, for one free agent in one queue, _first_eligible().
+    monkeypatch.setattr(dispatch_module, "eligible", counting(dispatch_module.eligible))
+    monkeypatch.setattr(dispatch_module, "_first_eligible", counting(dispatch_module._first_eligible))
     e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT))
     e.apply(AgentLoggedIn(agent("a")), 0.0)
     e.apply(join("first"), 0.0)
