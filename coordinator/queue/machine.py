@@ -49,7 +49,7 @@ from coordinator.queue.events import (
     QueueDeleted,
     Tick,
 )
-from coordinator.queue.ewt import erlang_c_wait, ewma_wait
+from coordinator.queue.ewt import ewma_wait
 from coordinator.queue.handover import adopt_call, fail_connected_offer, restore_agent_calls
 from coordinator.queue.lifecycle import (
     answer_offer,
@@ -63,7 +63,7 @@ from coordinator.queue.model import CallerStatus
 from coordinator.queue.nodes import node_alive, node_detached, node_lost
 from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
-from coordinator.queue.views import agent_view, queue_stats
+from coordinator.queue.views import agent_view, caller_ewt, caller_view, queue_stats
 
 __all__ = ["QueueEngine"]
 
@@ -343,18 +343,7 @@ class QueueEngine:
 
     def _ewt(self, caller: CallerRec, now: float) -> float:
         """EWT of a queued caller record (shared with the timers for announcements)."""
-        q = self._st.queues[caller.queue]
-        counters = q.counters
-        if q.config.ewt_method == "erlang_c":
-            agents = sum(
-                1
-                for m in q.members.values()
-                if (a := self._st.agents.get(m.agent_id)) is not None and not a.paused and a.node_up
-            )
-            aht = counters.aht
-            if agents > 0 and aht is not None:
-                return erlang_c_wait(q.line.position(caller.key), agents, aht, counters.arrival_rate)
-        return ewma_wait(counters.holdtime_ewma, now - caller.joined_at)
+        return caller_ewt(self._st, caller, now)
 
     def next_deadline(self) -> float | None:
         """Earliest `now` at which a Tick could produce something; None when no timer is pending."""
@@ -370,18 +359,7 @@ class QueueEngine:
     def caller(self, call_id: str) -> CallerView | None:
         """A view of a queued or connected caller, None if unknown."""
         c = self._st.callers.get(call_id)
-        if c is None:
-            return None
-        return CallerView(
-            c.call_id,
-            c.queue,
-            c.node_id,
-            c.arrival_seq,
-            c.priority,
-            c.state,
-            c.joined_at,
-            self.position(call_id),
-        )
+        return None if c is None else caller_view(c, self.position(call_id))
 
     def offer_status(self, offer_id: str, call_id: str) -> str:
         """"ringing" (pending), "connected" (its caller talks through it) or "" (unknown here)."""
@@ -404,13 +382,8 @@ class QueueEngine:
         q = self._st.queues.get(queue)
         if q is None:
             return []
-        views = []
-        for i, key in enumerate(itertools.islice(q.line, limit)):
-            c = self._st.by_uid[key[2]]
-            views.append(
-                CallerView(c.call_id, c.queue, c.node_id, c.arrival_seq, c.priority, c.state, c.joined_at, i + 1)
-            )
-        return views
+        by_uid = self._st.by_uid
+        return [caller_view(by_uid[key[2]], i + 1) for i, key in enumerate(itertools.islice(q.line, limit))]
 
     def snapshot(self, now: float) -> list[QueueStats]:
         """Statistics of every queue, sorted by name."""

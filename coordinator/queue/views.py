@@ -1,11 +1,33 @@
-"""Read-only views of the engine state: QueueStats and AgentView builders."""
+"""Read-only views of the engine state: QueueStats, AgentView and CallerView builders, caller EWT."""
 
 from __future__ import annotations
 
-from coordinator.queue.decisions import AgentView, QueueStats
-from coordinator.queue.state import AgentRec, EngineState, QueueRec
+from coordinator.queue.decisions import AgentView, CallerView, QueueStats
+from coordinator.queue.ewt import erlang_c_wait, ewma_wait
+from coordinator.queue.state import AgentRec, CallerRec, EngineState, QueueRec
 
-__all__ = ["agent_state", "agent_view", "queue_stats"]
+__all__ = ["agent_state", "agent_view", "caller_ewt", "caller_view", "queue_stats"]
+
+
+def caller_view(c: CallerRec, position: int | None) -> CallerView:
+    """What the engine tells about one caller (position None: connected)."""
+    return CallerView(c.call_id, c.queue, c.node_id, c.arrival_seq, c.priority, c.state, c.joined_at, position)
+
+
+def caller_ewt(st: EngineState, caller: CallerRec, now: float) -> float:
+    """Estimated remaining wait of a queued caller by its queue's method (Erlang C needs an average
+    handle time and a logged-in, unpaused member on a live node; otherwise the ewma estimate)."""
+    q = st.queues[caller.queue]
+    counters = q.counters
+    if q.config.ewt_method == "erlang_c":
+        agents = sum(
+            1 for m in q.members.values()
+            if (a := st.agents.get(m.agent_id)) is not None and not a.paused and a.node_up
+        )
+        aht = counters.aht
+        if agents > 0 and aht is not None:
+            return erlang_c_wait(q.line.position(caller.key), agents, aht, counters.arrival_rate)
+    return ewma_wait(counters.holdtime_ewma, now - caller.joined_at)
 
 
 def agent_state(a: AgentRec, now: float) -> str:
