@@ -184,9 +184,13 @@ class CoordinatorClient:
             try:
                 await self._read(call, addr, registered)
             finally:
-                # Stops grpc's request poller, which would otherwise stay pending inside outgoing()
-                # (one leaked task and suspended generator per lost stream).
                 call.cancel()
+                # grpc's request poller keeps iterating outgoing() after the cancel: a stream refused
+                # before its Registered (a follower, an election) left it suspended at registered.wait()
+                # for good (a leaked task per refusal, "Task was destroyed but it is pending!" and
+                # "aclose(): asynchronous generator is already running" later). Woken here, it reaches
+                # its generation check (run() bumps the generation as this stream ends) and returns.
+                registered.set()
 
     async def _read(self, call: Any, addr: str, registered: asyncio.Event) -> None:
         """Decisions (and the Registered answer) from one stream until it ends."""

@@ -104,3 +104,42 @@ def test_a_batch_stamp_stamps_every_decision_and_an_unstamped_decision_stays_sta
                                lambda dec: None, lambda up: None)
     client.highest_epoch = 3
     assert client.deliver(stamped(old)[0]) and not client.deliver(stamped(old)[1])
+
+
+class RefusingFollower(node_pb2_grpc.NodeServiceServicer):
+    """A follower: reads the Register, then refuses the stream with FAILED_PRECONDITION (no Registered)."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+
+    async def Connect(self, request_iterator: Any, context: Any) -> None:  # type: ignore[override]
+        """Refuse like a replica that is not the leader."""
+        await context.read()
+        self.refused += 1
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not the leader")
+
+
+def _request_pollers() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if "_consume_request_iterator" in repr(t.get_coro())]
+
+
+async def test_a_stream_refused_before_registered_leaves_no_request_poller_behind() -> None:
+    server = grpc.aio.server()
+    follower = RefusingFollower()
+    node_pb2_grpc.add_NodeServiceServicer_to_server(follower, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = CoordinatorClient("n1", (f"127.0.0.1:{port}",), node_pb2.Register, lambda d: None, lambda up: None)
+    task = asyncio.create_task(client.run())
+    try:
+        await _until(lambda: follower.refused >= 3)
+        # Each refused stream's request generator must have ended (grpc's poller task with it):
+        # before the fix one stayed suspended per refusal, destroyed later with "Task was destroyed
+        # but it is pending!" and "aclose(): asynchronous generator is already running".
+        await _until(lambda: len(_request_pollers()) <= 1)
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop(None)
+    await _until(lambda: not _request_pollers())
