@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -379,11 +379,19 @@ class QueueEngine:
 
     def waiting_callers(self, queue: str, limit: int | None = None) -> list[CallerView]:
         """Waiting and ringing callers of a queue in position order (the first `limit`; O(limit))."""
+        return list(self.iter_waiting_callers(queue, limit))
+
+    def iter_waiting_callers(self, queue: str, limit: int | None = None) -> Iterator[CallerView]:
+        """The same, viewed lazily: the order is copied at the call (a list copy), the views are made
+        as the iterator is read, so a long listing can be spread over several loop steps. Positions are
+        those of the call; a caller gone by the time its view is made is skipped."""
         q = self._st.queues.get(queue)
-        if q is None:
-            return []
+        keys = list(itertools.islice(q.line, limit)) if q is not None else []
         by_uid = self._st.by_uid
-        return [caller_view(by_uid[key[2]], i + 1) for i, key in enumerate(itertools.islice(q.line, limit))]
+        for i, key in enumerate(keys):
+            c = by_uid.get(key[2])
+            if c is not None and c.queue == queue:
+                yield caller_view(c, i + 1)
 
     def snapshot(self, now: float) -> list[QueueStats]:
         """Statistics of every queue, sorted by name."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from clusterq_proto.v1 import admin_pb2
-from coordinator.queue import AgentView
+from coordinator.queue import AgentView, CallerView
 from coordinator.runtime import LeaderRuntime
 
 # Engine agent states mapped onto the API's documented vocabulary.
 _STATE = {"busy": "in_call"}
-MAX_CALLERS_LISTED = 10_000
+MAX_CALLERS_LISTED = 10_000  # per queue
 
 
 def agent_state_pb(view: AgentView | None, rt: LeaderRuntime, agent_id: str) -> admin_pb2.AgentState:
@@ -22,8 +24,8 @@ def agent_state_pb(view: AgentView | None, rt: LeaderRuntime, agent_id: str) -> 
         calls_taken=view.calls_taken)
 
 
-def snapshot_pb(rt: LeaderRuntime, queue: str, include_callers: bool, now: float) -> admin_pb2.StatsSnapshot:
-    """Statistics of one queue (or all), optionally with waiting callers in queue order."""
+def snapshot_pb(rt: LeaderRuntime, queue: str, now: float) -> admin_pb2.StatsSnapshot:
+    """Statistics and agents of one queue (or all); waiting callers are added by `add_callers`."""
     snap = admin_pb2.StatsSnapshot(epoch=rt.epoch)
     for s in rt.engine.snapshot(now):
         if queue and s.queue != queue:
@@ -34,12 +36,16 @@ def snapshot_pb(rt: LeaderRuntime, queue: str, include_callers: bool, now: float
             service_level2_pct=s.service_level2_pct, asa=s.asa, avg_talk_time=s.avg_talk_time,
             holdtime=s.holdtime_ewma, agents_logged_in=s.agents_logged_in, agents_available=s.agents_available,
             agents_paused=s.agents_paused, agents_busy=s.agents_busy))
-        if include_callers:
-            for c in rt.engine.waiting_callers(s.queue, limit=MAX_CALLERS_LISTED):
-                snap.callers.append(admin_pb2.WaitingCaller(
-                    call_id=c.call_id, node_id=c.node_id, position=c.position or 0, arrival_seq=c.arrival_seq,
-                    priority=c.priority, waited=max(0.0, now - c.joined_at), state=c.state))
     for a in rt.engine.agent_states():
         if not queue or queue in a.queues:
             snap.agents.append(agent_state_pb(a, rt, a.agent_id))
     return snap
+
+
+def add_callers(snap: admin_pb2.StatsSnapshot, views: Iterable[CallerView], now: float) -> None:
+    """Append waiting callers (engine views, in queue order) to a snapshot."""
+    add = snap.callers.add
+    for c in views:
+        w = add()
+        w.call_id, w.node_id, w.position, w.arrival_seq = c.call_id, c.node_id, c.position or 0, c.arrival_seq
+        w.priority, w.waited, w.state = c.priority, max(0.0, now - c.joined_at), c.state

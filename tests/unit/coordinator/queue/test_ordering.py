@@ -129,3 +129,15 @@ def test_waiting_callers_lists_queue_order() -> None:
     ]
     assert [v.call_id for v in e.waiting_callers("q", limit=2)] == ["c", "a"]
     assert e.waiting_callers("nope") == []
+
+
+def test_a_lazy_listing_keeps_the_order_of_its_start_and_skips_callers_gone_meanwhile() -> None:
+    e = engine(LR)
+    for i, cid in enumerate("abcd"):
+        e.apply(join(cid), float(i))
+    views = e.iter_waiting_callers("q")
+    first = next(views)
+    e.apply(CallerLeft("c", "hangup"), 5.0)  # while the listing is under way
+    e.apply(join("e", priority=9), 5.0)  # would be first now: not in a listing started before
+    assert [(first.call_id, first.position)] + [(v.call_id, v.position) for v in views] == [
+        ("a", 1), ("b", 2), ("d", 4)]
