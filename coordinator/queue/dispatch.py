@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from coordinator.queue.decisions import Decision, Offer
 from coordinator.queue.model import Strategy
 from coordinator.queue.ranking import RankKey
-from coordinator.queue.state import RINGING, WAITING, AgentRec, CallerRec, EngineState, OfferRec, QueueRec
+from coordinator.queue.state import RINGING, WAITING, AgentRec, CallerRec, EngineState, MemberRec, OfferRec, QueueRec
 from coordinator.queue.strategies import Candidate, choose_agents
 
 __all__ = ["dispatch", "eligible"]
@@ -27,16 +27,22 @@ __all__ = ["dispatch", "eligible"]
 
 def eligible(st: EngineState, agent: AgentRec, caller: CallerRec, now: float) -> bool:
     """Whether `agent` may be offered `caller` right now (agent freedom, skills, penalty band)."""
-    if caller.state != WAITING or caller.retry_until > now:
-        return False
-    if st.detached_nodes and caller.node_id in st.detached_nodes:
-        return False  # its node could not receive the offer
     q = st.queues.get(caller.queue)
     if q is None:
         return False
     member = q.members.get(agent.config.agent_id)
     if member is None or not st.can_take(agent, q.config, now):
         return False
+    return _caller_fits(st, agent, member, caller, now)
+
+
+def _caller_fits(st: EngineState, agent: AgentRec, member: MemberRec, caller: CallerRec, now: float) -> bool:
+    """The per-caller part of `eligible`, for an agent that is a `member` of the caller's queue and
+    can take it now."""
+    if caller.state != WAITING or caller.retry_until > now:
+        return False
+    if st.detached_nodes and caller.node_id in st.detached_nodes:
+        return False  # its node could not receive the offer
     if caller.requirements and not agent.config.has_skills(caller.requirements):
         return False
     band = st.band(caller, now)
@@ -157,27 +163,19 @@ def _first_eligible(st: EngineState, agent: AgentRec, q: QueueRec, now: float) -
     """The first caller of `q`'s line that `eligible` accepts for `agent`, which can_take `q` now.
 
     The queue- and agent-level tests of `eligible` (the queue exists, membership, can_take) hold for the
-    whole line, so only the per-caller ones are made here, in the same order.
+    whole line, so only its per-caller part runs per caller.
     """
     member = q.members.get(agent.config.agent_id)
     if member is None:
         return None
     by_uid = st.by_uid
-    detached = st.detached_nodes
-    rules = q.config.penalty_rules
     for key in q.line:
         caller = by_uid[key[2]]
+        # Ringing callers (usually the head of the line) are skipped without a call, as in _line_callers.
         if caller.state != WAITING or caller.retry_until > now:
             continue
-        if detached and caller.node_id in detached:
-            continue
-        if caller.requirements and not agent.config.has_skills(caller.requirements):
-            continue
-        if rules:
-            band = st.band(caller, now)
-            if band is not None and not band[0] <= member.penalty <= band[1]:
-                continue
-        return caller
+        if _caller_fits(st, agent, member, caller, now):
+            return caller
     return None
 
 

@@ -49,7 +49,6 @@ from coordinator.queue.events import (
     QueueDeleted,
     Tick,
 )
-from coordinator.queue.ewt import ewma_wait
 from coordinator.queue.handover import adopt_call, fail_connected_offer, restore_agent_calls
 from coordinator.queue.lifecycle import (
     answer_offer,
@@ -61,6 +60,7 @@ from coordinator.queue.lifecycle import (
 )
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.nodes import node_alive, node_detached, node_lost
+from coordinator.queue.ranking import rank_key
 from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
 from coordinator.queue.views import agent_view, caller_ewt, caller_view, queue_stats
@@ -289,15 +289,14 @@ class QueueEngine:
         else:
             seq = ev.arrival_seq
             st.arrival_counter = max(st.arrival_counter, seq)
-        counters = q.counters
         if re_report:
             order: int | Fraction = seq  # an override is not re-applied on a re-report: the queue around it changed
         else:
             order = line.order_for(ev.priority, ev.position, seq) if ev.position > 0 else seq
-            counters.on_arrival(now)
+            q.counters.on_arrival(now)
         uid = st.uid_counter = st.uid_counter + 1
         joined_at = ev.joined_at if ev.joined_at is not None else now
-        key = (-ev.priority, order, uid)  # rank_key(), inlined on this hot path
+        key = rank_key(ev.priority, order, uid)
         caller = CallerRec(uid, ev.call_id, ev.queue, ev.node_id, ev.priority, seq, key, ev.requirements,
                            ev.caller_number, ev.caller_name, joined_at)
         position = line.add(key, joined_at)
@@ -307,11 +306,7 @@ class QueueEngine:
         caller.last_announce, caller.last_pos_said = now, position
         if q.caller_timers:  # a fresh record already holds what schedule_caller_timers sets when none apply
             schedule_caller_timers(st, caller, now)
-        if cfg.ewt_method == "erlang_c":
-            ewt = self._ewt(caller, now)
-        else:  # what _ewt gives for "ewma", without its lookups
-            ewt = ewma_wait(counters.holdtime_ewma, now - joined_at)
-        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, ewt))
+        out.append(JoinAccepted(ev.call_id, ev.queue, seq, position, caller_ewt(st, q, caller, now)))
 
     def _caller_left(self, event: CallerLeft, now: float, out: list[Decision]) -> None:
         st = self._st
@@ -343,7 +338,7 @@ class QueueEngine:
 
     def _ewt(self, caller: CallerRec, now: float) -> float:
         """EWT of a queued caller record (shared with the timers for announcements)."""
-        return caller_ewt(self._st, caller, now)
+        return caller_ewt(self._st, self._st.queues[caller.queue], caller, now)
 
     def next_deadline(self) -> float | None:
         """Earliest `now` at which a Tick could produce something; None when no timer is pending."""
@@ -390,7 +385,7 @@ class QueueEngine:
         by_uid = self._st.by_uid
         for i, key in enumerate(keys):
             c = by_uid.get(key[2])
-            if c is not None and c.queue == queue:
+            if c is not None:
                 yield caller_view(c, i + 1)
 
     def snapshot(self, now: float) -> list[QueueStats]:

@@ -131,8 +131,7 @@ class QueueLine:
 
     def position(self, key: RankKey) -> int:
         """1-based position of a queued caller (O(log n))."""
-        keys = self._ranks
-        return (bisect_left(keys, key) if isinstance(keys, list) else int(keys.bisect_left(key))) + 1
+        return self._bisect(key) + 1
 
     def uids_joined_in(self, lo: float, hi: float) -> list[int]:
         """Uids of callers with lo < joined_at <= hi, in (joined_at, uid) order (O(log n + k))."""

@@ -14,10 +14,9 @@ def caller_view(c: CallerRec, position: int | None) -> CallerView:
     return CallerView(c.call_id, c.queue, c.node_id, c.arrival_seq, c.priority, c.state, c.joined_at, position)
 
 
-def caller_ewt(st: EngineState, caller: CallerRec, now: float) -> float:
-    """Estimated remaining wait of a queued caller by its queue's method (Erlang C needs an average
-    handle time and a logged-in, unpaused member on a live node; otherwise the ewma estimate)."""
-    q = st.queues[caller.queue]
+def caller_ewt(st: EngineState, q: QueueRec, caller: CallerRec, now: float) -> float:
+    """Estimated remaining wait of a caller queued in `q`, by the queue's method (Erlang C needs an
+    average handle time and a logged-in, unpaused member on a live node; otherwise the ewma estimate)."""
     counters = q.counters
     if q.config.ewt_method == "erlang_c":
         agents = sum(
