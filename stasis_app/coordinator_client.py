@@ -28,6 +28,17 @@ from clusterq_proto.v1 import LEADER_TRAILER, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 64
+BUSY_GAP = 0.005  # an event within this long of the previous message finds the stream busy: batch it
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 2_000),
+    ("grpc.keepalive_timeout_ms", 2_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+
 
 def stamped(batch: node_pb2.DecisionBatch) -> Sequence[node_pb2.Decision]:
     """The batch's decisions, each given its own stamp from the batch's (epoch, seq of the first).
@@ -42,17 +53,6 @@ def stamped(batch: node_pb2.DecisionBatch) -> Sequence[node_pb2.Decision]:
             stamp = dec.stamp
             stamp.epoch, stamp.seq = epoch, first + i
     return decisions
-
-MAX_BATCH = 64
-BUSY_GAP = 0.005  # an event within this long of the previous message finds the stream busy: batch it
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 2_000),
-    ("grpc.keepalive_timeout_ms", 2_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1_000),
-]
 
 
 class CoordinatorClient:

@@ -201,7 +201,7 @@ class StatsServicer(admin_pb2_grpc.StatsServicer):
         now = time.monotonic()
         snap = snapshot_pb(rt, request.queue, now)
         if request.include_callers:
-            for stats in list(snap.queues):
+            for stats in snap.queues:
                 views = rt.engine.iter_waiting_callers(stats.queue, limit=MAX_CALLERS_LISTED)
                 while chunk := list(itertools.islice(views, CALLERS_PER_STEP)):
                     add_callers(snap, chunk, now)
