@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from coordinator.store.etcd_kv import EtcdConfig, EtcdKv, _Conn, _Retry
+from coordinator.store.etcd_grpc import _Conn, _Retry
+from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
 from coordinator.store.kv import KvAmbiguous, KvError, KvUnavailable, LeaseNotFound
 
 
