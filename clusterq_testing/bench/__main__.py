@@ -19,6 +19,7 @@ from pathlib import Path
 from clusterq_testing.bench import report
 from clusterq_testing.bench.failover import failover
 from clusterq_testing.bench.floor import FloorPoint, measure_floor
+from clusterq_testing.bench.pinning import split_cpus
 from clusterq_testing.bench.results import FailoverResult, LatencyPoint, MemoryResult, ThroughputResult
 from clusterq_testing.bench.scenarios import LoadSettings, latency_points, load_cluster, memory, throughput
 from clusterq_testing.etcd import EtcdCluster
@@ -35,6 +36,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--callers", type=int, default=10_000, help="waiting callers in the memory scenario")
     p.add_argument("--quick", action="store_true", help="short smoke run (2 s points, 3 kills)")
     p.add_argument("--markdown", type=Path, help="also write the machine and the table as markdown here")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the load scenarios' leader to a CPU of its own "
+                                                          "(default: pinned when there are 2 CPUs or more)")
     p.add_argument("--profile", type=Path, help="run the load scenarios' leader under cProfile, stats to this file "
                                                 "(slows the leader down: not for the figures)")
     args = p.parse_args(argv)
@@ -57,6 +60,7 @@ class Run:
         self.failover: FailoverResult | None = None
         self.errors: list[str] = []
         self.loop_errors: dict[str, int] = {}
+        self.pinning = "off"
 
 
 def _say(text: str) -> None:
@@ -91,7 +95,10 @@ async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
     try:
         if only & {"latency", "throughput"}:
             try:
-                async with load_cluster(etcd, logs, "/bench-load", settings, profile=args.profile) as lc:
+                split = None if args.no_pin else split_cpus()
+                run.pinning = split.describe() if split is not None else (
+                    "off (--no-pin)" if args.no_pin else "off (fewer than 2 CPUs)")
+                async with load_cluster(etcd, logs, "/bench-load", settings, profile=args.profile, pin=split) as lc:
                     _say(f"leader pid {lc.leader_pid}; 4 simulated nodes, {settings.agents_per_node * 4} agents")
                     if "latency" in only:
                         for rate in sorted(float(r) for r in args.rates.split(",")):
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     table = report.rows(run.throughput, run.floor, run.latency, run.memory, run.failover)
     problems = _log_problems(work / "logs") if (work / "logs").is_dir() else []
     info = [*report.machine(), ("load average before / after", f"{load_before} / {report.loadavg()}"),
+            ("load scenarios' CPU pinning", run.pinning),
             ("bench wall time", f"{elapsed:.0f} s"), ("command", "make bench  (python -m clusterq_testing.bench "
                                                        + " ".join(argv if argv is not None else sys.argv[1:]) + ")")]
     print("\nMachine:")

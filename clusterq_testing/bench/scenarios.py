@@ -19,6 +19,7 @@ import grpc
 from clusterq_testing.bench import inproc
 from clusterq_testing.bench.harness import QUEUE, Coordinators
 from clusterq_testing.bench.load import drain, fill, run_paced, run_saturated
+from clusterq_testing.bench.pinning import CpuSplit, pinned
 from clusterq_testing.bench.procstat import sample
 from clusterq_testing.bench.results import LatencyPoint, MemoryResult, ThroughputResult, percentile
 from clusterq_testing.bench.simnode import SimNode
@@ -54,10 +55,12 @@ class LoadCluster:
 
 @asynccontextmanager
 async def load_cluster(etcd: EtcdCluster, log_dir: Path, prefix: str, settings: LoadSettings,
-                       with_agents: bool = True, profile: Path | None = None) -> AsyncIterator[LoadCluster]:
+                       with_agents: bool = True, profile: Path | None = None,
+                       pin: CpuSplit | None = None) -> AsyncIterator[LoadCluster]:
     """One replica, the benchmark queue, four connected simulated nodes and (optionally) agents.
 
-    With `profile`, the replica runs under cProfile and writes its stats there when it stops."""
+    With `profile`, the replica runs under cProfile and writes its stats there when it stops. With
+    `pin`, the leader runs on its own CPU and this process and etcd on the others while the block runs."""
     env = {"CLUSTERQ_PROFILE_OUT": str(profile)} if profile is not None else None
     coords = Coordinators(etcd, log_dir, prefix, 1, extra_env=env)
     nodes: list[SimNode] = []
@@ -71,7 +74,9 @@ async def load_cluster(etcd: EtcdCluster, log_dir: Path, prefix: str, settings: 
             await node.start()
         if with_agents:
             await coords.login_agents({f"{n}-ag{i}": n for n in NODES for i in range(settings.agents_per_node)})
-        yield LoadCluster(coords, nodes, leader.pid)
+        etcd_pids = [p for p in etcd.member_pids if p is not None]
+        with pinned(pin, leader.pid, etcd_pids):
+            yield LoadCluster(coords, nodes, leader.pid)
     finally:
         for node in nodes:
             await node.stop()
