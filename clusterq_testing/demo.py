@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from clusterq_testing.asterisk import AsteriskCluster
+from clusterq_testing.asterisk_cluster import AsteriskCluster
 from clusterq_testing.client import AdminClient
 from clusterq_testing.etcd import EtcdCluster
 from clusterq_testing.observer import AriObserver, ObservedEvent

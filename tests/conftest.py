@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from clusterq_testing.asterisk import AsteriskCluster, AsteriskNode
+from clusterq_testing.asterisk import AsteriskNode
+from clusterq_testing.asterisk_cluster import AsteriskCluster
 from clusterq_testing.observer import AriObserver
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ import grpc
 
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from clusterq_testing.asterisk import AsteriskNode
-from clusterq_testing.asterisk_conf import AppQueue, AppQueueConfig, NodeConfig
+from clusterq_testing.asterisk_node_config import AppQueue, AppQueueConfig, NodeConfig
 from clusterq_testing.bench_asterisk.procstat import Pids
 from clusterq_testing.client import AdminClient
 from clusterq_testing.etcd import EtcdCluster

@@ -16,7 +16,7 @@ import pytest
 
 from clusterq_testing import asterisk_conf
 from clusterq_testing.asterisk import AsteriskNode
-from clusterq_testing.asterisk_conf import ConfigFile, NodeConfig
+from clusterq_testing.asterisk_node_config import ConfigFile, NodeConfig
 from clusterq_testing.observer import AriObserver
 from tests.conftest import AsteriskFactory, ObserverFactory
 
@@ -128,7 +128,7 @@ async def test_node_that_exits_during_start_raises_with_its_log(monkeypatch: pyt
         return tuple(ConfigFile(f.name, f.text + "require = res_no_such_module.so\n")
                      if f.name == "modules.conf" else f for f in real_render(cfg))
 
-    monkeypatch.setattr("clusterq_testing.asterisk.render_config", render_with_missing_required_module)
+    monkeypatch.setattr("clusterq_testing.asterisk_instance.render_config", render_with_missing_required_module)
     node = AsteriskNode("x")
     try:
         with pytest.raises(RuntimeError, match="exited") as err:

@@ -6,15 +6,10 @@ import re
 
 import pytest
 
-from clusterq_testing.asterisk_conf import (
-    APP_QUEUE_MODULES,
-    AppQueue,
-    AppQueueConfig,
-    NodeConfig,
-    app_queue_extensions,
-    queues_conf,
-    render_config,
-)
+from clusterq_testing.asterisk_conf import render_config
+from clusterq_testing.asterisk_conf_core import APP_QUEUE_MODULES
+from clusterq_testing.asterisk_conf_dialplan import app_queue_extensions, queues_conf
+from clusterq_testing.asterisk_node_config import AppQueue, AppQueueConfig, NodeConfig
 
 
 def _cfg(app_queue: AppQueueConfig | None) -> NodeConfig:
