@@ -22,9 +22,12 @@ from clusterq_testing.bench.floor import FloorPoint, measure_floor
 from clusterq_testing.bench.pinning import split_cpus
 from clusterq_testing.bench.results import FailoverResult, LatencyPoint, MemoryResult, ThroughputResult
 from clusterq_testing.bench.scenarios import LoadSettings, latency_points, load_cluster, memory, throughput
+from clusterq_testing.bench.waiting import ABANDON_MODELS
 from clusterq_testing.etcd import EtcdCluster
 
 SCENARIOS = ("latency", "throughput", "memory", "failover")
+_ABANDON_TEXT = {"random": "a random waiting caller hangs up (Erlang A)",
+                 "oldest": "the longest-waiting caller hangs up (--abandon oldest)"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +39,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--callers", type=int, default=10_000, help="waiting callers in the memory scenario")
     p.add_argument("--quick", action="store_true", help="short smoke run (2 s points, 3 kills)")
     p.add_argument("--markdown", type=Path, help="also write the machine and the table as markdown here")
+    p.add_argument("--abandon", choices=ABANDON_MODELS, default="random",
+                   help="which waiting caller hangs up in the load scenarios: a random one (Erlang A, default) or "
+                        "the longest-waiting one (the model before 2026-11-27)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the load scenarios' leader to a CPU of its own "
                                                           "(default: pinned when there are 2 CPUs or more)")
     p.add_argument("--profile", type=Path, help="run the load scenarios' leader under cProfile, stats to this file "
@@ -86,7 +92,7 @@ def _count_loop_errors(run: Run) -> None:
 async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
     _count_loop_errors(run)
     only = set(args.only.split(","))
-    settings = LoadSettings(duration=args.duration, warmup=0.5 if args.quick else 1.0)
+    settings = LoadSettings(duration=args.duration, warmup=0.5 if args.quick else 1.0, abandon=args.abandon)
     logs = work / "logs"
     (work / "etcd").mkdir(parents=True, exist_ok=True)
     etcd = EtcdCluster(work / "etcd", members=1)
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = _log_problems(work / "logs") if (work / "logs").is_dir() else []
     info = [*report.machine(), ("load average before / after", f"{load_before} / {report.loadavg()}"),
             ("load scenarios' CPU pinning", run.pinning),
+            ("load scenarios' abandonment", _ABANDON_TEXT[args.abandon]),
             ("bench wall time", f"{elapsed:.0f} s"), ("command", "make bench  (python -m clusterq_testing.bench "
                                                        + " ".join(argv if argv is not None else sys.argv[1:]) + ")")]
     print("\nMachine:")

@@ -1,7 +1,7 @@
 """Load drivers over simulated nodes: paced (fixed offered rate) and saturating (bounded window).
 
 The event mix is the same for both: callers join and, once a node holds more than
-`waiting_per_node` acknowledged waiting callers, the longest-waiting one hangs up; agents answer
+`waiting_per_node` acknowledged waiting callers, one of them hangs up (a random one by default); agents answer
 their offers and the connected callers hang up after the talk time (those reactions are events too
 and count towards the offered rate). Both drivers are bounded in time and in events in flight.
 """
@@ -28,7 +28,7 @@ def fill(node: SimNode, n: int, waiting_per_node: int) -> int:
     done = 0
     for _ in range(n):
         crowded = len(node.waiting) + node.pending_joins > waiting_per_node
-        if crowded and node.sent - node.last_join_sent < MAX_WITHOUT_JOIN and node.leave_oldest():
+        if crowded and node.sent - node.last_join_sent < MAX_WITHOUT_JOIN and node.abandon():
             done += 1
         elif node.join():
             done += 1

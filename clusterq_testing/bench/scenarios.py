@@ -23,6 +23,7 @@ from clusterq_testing.bench.pinning import CpuSplit, pinned
 from clusterq_testing.bench.procstat import sample
 from clusterq_testing.bench.results import LatencyPoint, MemoryResult, ThroughputResult, percentile
 from clusterq_testing.bench.simnode import SimNode
+from clusterq_testing.bench.waiting import Abandon
 from clusterq_testing.etcd import EtcdCluster
 
 __all__ = ["LoadSettings", "latency_points", "load_cluster", "memory", "throughput"]
@@ -42,6 +43,7 @@ class LoadSettings:
     duration: float = 5.0
     window: int = 512
     drain_timeout: float = 15.0
+    abandon: Abandon = "random"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ async def load_cluster(etcd: EtcdCluster, log_dir: Path, prefix: str, settings: 
         leader = await coords.leader()
         await coords.create_queue()
         nodes = [SimNode(n, coords.addresses, QUEUE, answer_delay=settings.answer_delay,
-                         talk_time=settings.talk_time) for n in NODES]
+                         talk_time=settings.talk_time, abandon=settings.abandon) for n in NODES]
         for node in nodes:
             await node.start()
         if with_agents:
@@ -165,7 +167,7 @@ async def memory(etcd: EtcdCluster, log_dir: Path, prefix: str, callers: int = 1
         # Warm-up: a round of joins and leaves so lazily allocated code paths are in the baseline.
         await _join_all(lc.nodes, 250, 15)
         for n in lc.nodes:
-            while n.leave_oldest():
+            while n.abandon():
                 pass
         await _join_all(lc.nodes, 1, 15)  # a barrier: every leave before it was applied
         await asyncio.sleep(0.5)

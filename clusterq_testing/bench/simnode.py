@@ -8,7 +8,8 @@ Only Asterisk is simulated:
   sample (send -> JoinAck received, both read from this process's perf_counter);
 - an Offer whose agent is homed here is answered (AgentLegAnswered) after `answer_delay`;
 - a Connect for a caller held here ends (CallEnded, caller hung up) after `talk_time`;
-- `leave_oldest()` makes the longest-waiting caller hang up (CallLeft).
+- `abandon()` makes a waiting caller hang up (CallLeft): a random one, or the longest-waiting one
+  (`clusterq_testing.bench.waiting` says why random is the default).
 
 Accounting: `sent` counts events handed to the client; a JoinAck/JoinReject for a join proves the
 leader applied every event this node sent up to and including that join (one ordered stream), so
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from clusterq_proto.v1 import node_pb2
+from clusterq_testing.bench.waiting import Abandon, WaitingCallers
 from stasis_app.coordinator_client import CoordinatorClient
 
 __all__ = ["SimCaller", "SimNode"]
@@ -60,7 +62,8 @@ class SimNode:
     """One simulated node; `start()` runs its coordinator stream in the background."""
 
     def __init__(self, node_id: str, addresses: list[str], queue: str, *,
-                 answer_delay: float | None = 0.01, talk_time: float = 0.1) -> None:
+                 answer_delay: float | None = 0.01, talk_time: float = 0.1, abandon: Abandon = "random",
+                 seed: int = 0) -> None:
         self.node_id = node_id
         self.queue = queue
         self.answer_delay = answer_delay
@@ -68,8 +71,8 @@ class SimNode:
         self.client = CoordinatorClient(node_id, tuple(addresses), self._snapshot, self._on_decision,
                                         self._on_connected)
         self.callers: dict[str, SimCaller] = {}
-        # Acknowledged waiting callers, oldest first (the ones `leave_oldest` hangs up).
-        self.waiting: OrderedDict[str, None] = OrderedDict()
+        # Acknowledged callers waiting unoffered (the ones `abandon` may hang up); seeded per node.
+        self.waiting = WaitingCallers(abandon, random.Random(f"{seed}-{node_id}"))
         self._legs: dict[str, _Leg] = {}
         self._join_sent_ns: dict[str, int] = {}
         self._join_mark: dict[str, int] = {}
@@ -139,11 +142,13 @@ class SimNode:
         self._join_mark[call_id] = self.last_join_sent = self.sent
         return True
 
-    def leave_oldest(self) -> bool:
-        """The longest-waiting acknowledged caller hangs up; False if none waits (or no stream)."""
+    def abandon(self) -> bool:
+        """A waiting caller hangs up (which one: the node's abandonment model); False if none waits
+        (or no stream)."""
         if not self.waiting or not self.client.connected:
             return False
-        call_id, _ = self.waiting.popitem(last=False)
+        call_id = self.waiting.pick()
+        assert call_id is not None
         del self.callers[call_id]
         self._send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=call_id, reason="hangup")))
         return True
@@ -195,7 +200,7 @@ class SimNode:
         caller.arrival_seq = arrival_seq  # a re-report after failover is acknowledged again
         if caller.state == JOINING:
             caller.state = WAITING
-            self.waiting[call_id] = None
+            self.waiting.add(call_id)
 
     def _offer(self, offer: node_pb2.Offer, epoch: int) -> None:
         self.offers += 1
@@ -210,7 +215,7 @@ class SimNode:
             caller = self.callers.get(offer.call_id)
             if caller is not None and caller.state in (JOINING, WAITING):
                 caller.state, caller.offer_id = RINGING, offer.offer_id
-                self.waiting.pop(offer.call_id, None)
+                self.waiting.discard(offer.call_id)
 
     def _answer(self, offer_id: str) -> None:
         leg = self._legs.get(offer_id)
@@ -242,11 +247,11 @@ class SimNode:
         caller = self.callers.get(cancel.call_id)
         if caller is not None and caller.state == RINGING and caller.offer_id == cancel.offer_id:
             caller.state, caller.offer_id = WAITING, ""
-            self.waiting[cancel.call_id] = None
+            self.waiting.add(cancel.call_id)
 
     def _gone(self, call_id: str) -> None:
         self.callers.pop(call_id, None)
-        self.waiting.pop(call_id, None)
+        self.waiting.discard(call_id)
 
     # ------------------------------------------------------------------ resync
     def _snapshot(self) -> node_pb2.Register:
