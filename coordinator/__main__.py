@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -49,10 +50,19 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
             await kv.close()
 
 
+def freeze_startup_heap() -> None:
+    """Keep what the process has built so far (modules, protobuf descriptors, grpc) out of every
+    later garbage collection: it lives as long as the process, and a full collection of it alone
+    took about 35 ms on the bench machine, a stall of every node stream whenever one ran."""
+    gc.collect()
+    gc.freeze()
+
+
 def main() -> None:
     """Entry point: `python -m coordinator` (configuration from CLUSTERQ_* variables)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s coord %(levelname)s %(name)s: %(message)s")
     settings = CoordinatorSettings.from_env()
+    freeze_startup_heap()
 
     async def run() -> None:
         task = asyncio.ensure_future(serve(settings))
