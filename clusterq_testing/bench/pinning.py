@@ -1,10 +1,11 @@
-"""CPU pinning for the load scenarios: the leader on a core of its own, the load on the others.
+"""CPU pinning for the load scenarios: the leader on one CPU, the load on the others.
 
 The throughput target is stated per core ("events/s on one core"), and on a small machine the
 simulated nodes (this bench process) need about as much CPU as the leader: unpinned, the scheduler
 moves both across every CPU and each preempts the other, so the leader's latency includes the load
 generator's. Pinned, the leader's process (every thread: threads started later inherit the mask)
-runs on the last CPU, and the bench process and etcd on the rest.
+runs on the last CPU, and the bench process and etcd on the rest. Pinned, not isolated: other work
+on the machine may still run on the leader's CPU.
 """
 
 from __future__ import annotations
@@ -43,12 +44,24 @@ def split_cpus(available: Iterable[int] | None = None) -> CpuSplit | None:
 
 
 def pin_process(pid: int, cpus: Iterable[int]) -> None:
-    """Bind every current thread of `pid` to `cpus` (threads it starts later inherit the mask)."""
+    """Bind every thread of `pid` to `cpus`; threads it starts later inherit the mask.
+
+    The thread list is read again until it holds no thread not pinned yet: a thread still on the
+    old mask may have started another one meanwhile. A process that has exited is left alone."""
     mask = set(cpus)
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        # A thread may end between the listing and the call.
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), mask)
+    done: set[str] = set()
+    while True:
+        try:
+            tids = set(os.listdir(f"/proc/{pid}/task")) - done
+        except FileNotFoundError:
+            return
+        if not tids:
+            return
+        for tid in tids:
+            # A thread may end between the listing and the call.
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(tid), mask)
+        done |= tids
 
 
 @contextlib.contextmanager
@@ -61,12 +74,11 @@ def pinned(split: CpuSplit | None, leader_pid: int, load_pids: Iterable[int]) ->
     own = os.getpid()
     pids = [own, *(p for p in load_pids if p != own)]
     before = {pid: os.sched_getaffinity(pid) for pid in pids}
-    pin_process(leader_pid, split.leader)
-    for pid in pids:
-        pin_process(pid, split.others)
     try:
+        pin_process(leader_pid, split.leader)
+        for pid in pids:
+            pin_process(pid, split.others)
         yield
     finally:
         for pid, mask in before.items():
-            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
-                pin_process(pid, mask)
+            pin_process(pid, mask)

@@ -67,6 +67,7 @@ async def load_cluster(etcd: EtcdCluster, log_dir: Path, prefix: str, settings: 
     env = {"CLUSTERQ_PROFILE_OUT": str(profile)} if profile is not None else None
     coords = Coordinators(etcd, log_dir, prefix, 1, extra_env=env)
     nodes: list[SimNode] = []
+    froze = False
     try:
         await coords.start()
         leader = await coords.leader()
@@ -82,10 +83,12 @@ async def load_cluster(etcd: EtcdCluster, log_dir: Path, prefix: str, settings: 
         # ms) would show up as leader latency. Frozen for the scenario, like the coordinator does.
         gc.collect()
         gc.freeze()
+        froze = True
         with pinned(pin, leader.pid, etcd_pids):
             yield LoadCluster(coords, nodes, leader.pid)
     finally:
-        gc.unfreeze()
+        if froze:
+            gc.unfreeze()
         for node in nodes:
             await node.stop()
         await coords.stop()

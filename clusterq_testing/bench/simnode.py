@@ -145,10 +145,11 @@ class SimNode:
     def abandon(self) -> bool:
         """A waiting caller hangs up (which one: the node's abandonment model); False if none waits
         (or no stream)."""
-        if not self.waiting or not self.client.connected:
+        if not self.client.connected:
             return False
         call_id = self.waiting.pick()
-        assert call_id is not None
+        if call_id is None:
+            return False
         del self.callers[call_id]
         self._send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=call_id, reason="hangup")))
         return True

@@ -28,7 +28,7 @@ class WaitingCallers:
     def __init__(self, abandon: Abandon, rng: random.Random) -> None:
         if abandon not in ABANDON_MODELS:
             raise ValueError(f"abandon must be one of {ABANDON_MODELS}, not {abandon!r}")
-        self.abandon = abandon
+        self.model = abandon
         self._rng = rng
         # "oldest": insertion order. "random": a list for O(1) picks plus each id's index in it.
         self._order: OrderedDict[str, None] = OrderedDict()
@@ -36,14 +36,14 @@ class WaitingCallers:
         self._index: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._order) if self.abandon == "oldest" else len(self._items)
+        return len(self._order) if self.model == "oldest" else len(self._items)
 
     def __contains__(self, call_id: object) -> bool:
-        return call_id in self._order if self.abandon == "oldest" else call_id in self._index
+        return call_id in self._order if self.model == "oldest" else call_id in self._index
 
     def add(self, call_id: str) -> None:
         """The caller waits (again): it may be picked to abandon from now on."""
-        if self.abandon == "oldest":
+        if self.model == "oldest":
             self._order[call_id] = None
         elif call_id not in self._index:
             self._index[call_id] = len(self._items)
@@ -51,7 +51,7 @@ class WaitingCallers:
 
     def discard(self, call_id: str) -> None:
         """The caller is offered, connected or gone: it no longer waits."""
-        if self.abandon == "oldest":
+        if self.model == "oldest":
             self._order.pop(call_id, None)
             return
         i = self._index.pop(call_id, None)
@@ -64,7 +64,7 @@ class WaitingCallers:
 
     def pick(self) -> str | None:
         """Remove and return the caller who abandons next (None when nobody waits)."""
-        if self.abandon == "oldest":
+        if self.model == "oldest":
             return self._order.popitem(last=False)[0] if self._order else None
         if not self._items:
             return None

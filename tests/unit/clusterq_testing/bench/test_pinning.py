@@ -12,6 +12,9 @@ import pytest
 
 from clusterq_testing.bench.pinning import CpuSplit, pin_process, pinned, split_cpus
 
+TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                              reason="needs 2 CPUs: with one, pinning cannot change any mask")
+
 
 def _start_child() -> subprocess.Popen[bytes]:
     code = "import threading, time; threading.Thread(target=time.sleep, args=(60,), daemon=True).start(); time.sleep(60)"
@@ -58,6 +61,7 @@ def test_describe_names_both_sides() -> None:
         "leader on CPU 3; bench client (simulated nodes) and etcd on CPU 0,1"
 
 
+@TWO_CPUS
 def test_pin_process_reaches_every_thread(child: int) -> None:
     cpu = min(os.sched_getaffinity(0))
     pin_process(child, {cpu})
@@ -66,6 +70,7 @@ def test_pin_process_reaches_every_thread(child: int) -> None:
     assert all(m == {cpu} for m in masks)
 
 
+@TWO_CPUS
 def test_pinned_applies_and_restores(children: list[int]) -> None:
     leader, load = children
     own_before = os.sched_getaffinity(0)
@@ -83,6 +88,38 @@ def test_pinned_applies_and_restores(children: list[int]) -> None:
 
 
 def test_pinned_without_split_changes_nothing(child: int) -> None:
-    before = _masks(child)
+    before, own = _masks(child), os.sched_getaffinity(0)
     with pinned(None, leader_pid=child, load_pids=[os.getpid()]):
         assert _masks(child) == before
+        assert os.sched_getaffinity(0) == own
+
+
+def test_pinning_a_process_that_has_exited_is_harmless() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    pin_process(proc.pid, os.sched_getaffinity(0))  # no exception: /proc/<pid> is gone
+
+
+@TWO_CPUS
+def test_threads_started_while_pinning_are_pinned_too() -> None:
+    # A process that keeps starting threads: every thread that exists once pin_process returns
+    # has the new mask (threads started later inherit it from a pinned thread).
+    code = ("import threading, time\n"
+            "def spawn(n):\n"
+            "    if n: threading.Thread(target=spawn, args=(n - 1,), daemon=True).start()\n"
+            "    time.sleep(60)\n"
+            "spawn(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        cpu = min(os.sched_getaffinity(0))
+        time.sleep(0.05)  # some threads exist, more are being started
+        pin_process(proc.pid, {cpu})
+        deadline = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{proc.pid}/task")) < 31 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        masks = _masks(proc.pid)
+        assert len(masks) == 31
+        assert all(m == {cpu} for m in masks)
+    finally:
+        proc.kill()
+        proc.wait()
