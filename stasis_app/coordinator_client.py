@@ -28,7 +28,11 @@ from clusterq_proto.v1 import LEADER_TRAILER, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 64
+# Events per stream message at most. Each message costs the leader about as much CPU as 5-10 events
+# whatever it carries, so a backlog leaves in few big messages: 256 rather than 64 raised the
+# leader's saturated events per CPU-second by about a fifth in the coordinator bench (medians of 7
+# runs each: 35,900 against 28,900). Below saturation messages carry far fewer (the flush delay).
+MAX_BATCH = 256
 BUSY_GAP = 0.005  # an event within this long of the previous message finds the stream busy: batch it
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 2_000),

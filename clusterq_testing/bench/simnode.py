@@ -1,7 +1,7 @@
 """A simulated Asterisk node: the stasis app's real CoordinatorClient, with callers and agents faked.
 
 The stream is driven exactly as `stasis_app` drives it (the same `CoordinatorClient` class:
-Register first with a snapshot of held calls, then EventBatch messages of up to 64 events, leader
+Register first with a snapshot of held calls, then EventBatch messages of up to 256 events (`MAX_BATCH`), leader
 following through the `clusterq-leader` trailer, stale epochs refused, reconnect with backoff).
 Only Asterisk is simulated:
 - `join()` reports a CallJoined and stamps its send time; the matching JoinAck gives one latency

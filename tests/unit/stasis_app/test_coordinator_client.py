@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from clusterq_proto.v1 import common_pb2, node_pb2, node_pb2_grpc
-from stasis_app.coordinator_client import CoordinatorClient, stamped
+from stasis_app.coordinator_client import MAX_BATCH, CoordinatorClient, stamped
 
 
 class RecordingLeader(node_pb2_grpc.NodeServiceServicer):
@@ -19,6 +19,7 @@ class RecordingLeader(node_pb2_grpc.NodeServiceServicer):
     def __init__(self) -> None:
         self.registers: list[node_pb2.Register] = []
         self.events: list[node_pb2.NodeEvent] = []
+        self.batch_sizes: list[int] = []
 
     async def Connect(self, request_iterator: Any, context: Any) -> AsyncIterator[node_pb2.CoordinatorMessage]:
         """Registered, then read until the node half-closes."""
@@ -27,6 +28,7 @@ class RecordingLeader(node_pb2_grpc.NodeServiceServicer):
         yield node_pb2.CoordinatorMessage(registered=node_pb2.Registered(epoch=1, leader="here"))
         async for msg in request_iterator:
             self.events.extend(msg.events.events)
+            self.batch_sizes.append(len(msg.events.events))
 
 
 @pytest.fixture
@@ -143,3 +145,22 @@ async def test_a_stream_refused_before_registered_leaves_no_request_poller_behin
         await asyncio.gather(task, return_exceptions=True)
         await server.stop(None)
     await _until(lambda: not _request_pollers())
+
+
+async def test_a_backlog_leaves_in_full_messages_of_max_batch_events_in_order(
+        leader: tuple[RecordingLeader, str]) -> None:
+    servicer, addr = leader
+    client = CoordinatorClient("n1", (addr,), node_pb2.Register, lambda d: None, lambda up: None)
+    task = asyncio.create_task(client.run())
+    total = 2 * MAX_BATCH + 5
+    try:
+        await _until(lambda: client.connected)
+        for i in range(total):  # queued in one go: a burst bigger than two messages
+            client.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id=f"c{i}", digit="1")))
+        await _until(lambda: len(servicer.events) == total)
+        assert servicer.batch_sizes == [MAX_BATCH, MAX_BATCH, 5]
+        assert [e.digit_pressed.call_id for e in servicer.events] == [f"c{i}" for i in range(total)]
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
