@@ -4,6 +4,7 @@ Two faces: the `AriPort` methods the app calls, and a driver API the test calls 
 world (`caller_enters`, `caller_hangs_up`, `press_dtmf`, `finish_playback`, `answer_leg`, `fail_leg`,
 `drop_connection`, `restore_connection`, `replace_application`, `restart_asterisk`, `successor`).
 Tests inspect the state (`channels`, `bridges`, `playbacks`, `originations`, `continued`).
+The state and the driver API are `FakeAsterisk` (fake_asterisk.py); `FakeAri` adds the `AriPort` face.
 
 Event sequences, errors and status codes copy what Asterisk 22.10.1 did (see events.py and port.py):
 our own hangup -> ChannelHangupRequested(32), [PlaybackFinished], [ChannelLeftBridge], StasisEnd,
@@ -19,12 +20,10 @@ Events raised while disconnected are lost, like on a real websocket drop.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from stasis_app.ari import events as ev
+from stasis_app.ari.fake_asterisk import FakeAsterisk
 from stasis_app.ari.fake_model import (
     Continued,
     FakeBridge,
@@ -33,7 +32,7 @@ from stasis_app.ari.fake_model import (
     Originated,
     OriginateOutcome,
 )
-from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, EventStream
+from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone
 
 __all__ = [
     "Continued", "FakeAri", "FakeBridge", "FakeChannel", "FakePlayback", "OriginateOutcome", "Originated",
@@ -42,30 +41,8 @@ __all__ = [
 _NOT_IN_STASIS = "Channel not in Stasis application"
 
 
-class FakeAri:
+class FakeAri(FakeAsterisk):
     """In-memory `AriPort`; see the module docstring."""
-
-    def __init__(self, node_id: str = "fake", app: str = "clusterq", *,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.node_id = node_id
-        self.app = app
-        self._now = now
-        self._ids = itertools.count(1)
-        self._events = EventStream()
-        self._done = asyncio.Event()
-        self._playback_ended = asyncio.Event()  # pulsed (set, then replaced) whenever a playback ends
-        self.connected = False
-        self.stood_down = False
-        self._ever_connected = False
-        self.channels: dict[str, FakeChannel] = {}
-        self.bridges: dict[str, FakeBridge] = {}
-        self.playbacks: dict[str, FakePlayback] = {}
-        self.originations: list[Originated] = []
-        self.continued: list[Continued] = []
-        self.outcomes: dict[str, OriginateOutcome] = {}  # endpoint -> outcome applied at originate
-        # operation name -> errors its next calls raise, in order (a request lost to a time-out, a
-        # refusal); for answer, start_moh, set_var, continue_in_dialplan, create_bridge and add_to_bridge
-        self.errors: dict[str, list[AriError]] = {}
 
     # ---- lifecycle (AriPort) ---------------------------------------------------------------------
 
@@ -87,63 +64,7 @@ class FakeAri:
         self._done.set()
         self._events.end()
 
-    # ---- driver API: the outside world -----------------------------------------------------------
-
-    def drop_connection(self, reason: str = "websocket closed") -> None:
-        """The websocket drops: AriDisconnected; commands fail and events are lost until restored."""
-        if self.connected:
-            self._emit(ev.AriDisconnected(reason))
-            self.connected = False
-
-    def restore_connection(self) -> None:
-        """(Re)connect: AriConnected(resync=True after the first connection)."""
-        if not self.connected and not self.stood_down and not self._done.is_set():
-            self.connected = True
-            self._emit(ev.AriConnected(resync=self._ever_connected))
-            self._ever_connected = True
-
-    def replace_application(self) -> None:
-        """Another client took our app: ApplicationReplaced, then silence; run() returns."""
-        if self.connected:
-            self._emit(ev.ApplicationReplaced())
-        self.connected = False
-        self.stood_down = True
-        self._done.set()
-
-    def restart_asterisk(self) -> None:
-        """Asterisk restarts: the connection drops and every channel, bridge and playback vanishes."""
-        self.drop_connection("websocket closed")
-        self.channels.clear()
-        self.bridges.clear()
-        self.playbacks.clear()
-
-    def caller_enters(self, args: Sequence[str], *, caller_number: str = "", caller_name: str = "",
-                      channel_id: str | None = None, context: str = "clusterq-callers") -> str:
-        """A channel runs `Stasis(<app>,<args>)` from the dialplan: StasisStart (state Ring)."""
-        cid = channel_id or self._new_id()
-        exten = args[0] if args else "s"
-        chan = FakeChannel(
-            cid, f"Local/{exten}@{context}-{len(self.channels):08x};2", "Ring", caller_number, caller_name,
-            context, exten, ",".join((self.app, *args)), self._now(), in_stasis=True,
-        )
-        self.channels[cid] = chan
-        self._emit(ev.StasisStart(chan.info(), tuple(args), None))
-        return cid
-
-    def caller_hangs_up(self, channel_id: str, cause: int = 16) -> None:
-        """The far end hangs up (or rejects a ringing leg) with a Q.850 cause."""
-        self._hangup(self._find(channel_id), cause, cause)
-
-    def press_dtmf(self, channel_id: str, digit: str, duration_ms: int = 100) -> None:
-        """The caller presses a key."""
-        self._emit(ev.DtmfReceived(self._find(channel_id).id, digit, duration_ms))
-
-    def finish_playback(self, playback_id: str) -> None:
-        """A playback reaches its end."""
-        playback = self.playbacks.pop(playback_id)
-        self._emit(ev.PlaybackFinished(playback.id, playback.channel_id))
-        self._playback_ended.set()
-        self._playback_ended = asyncio.Event()
+    # ---- driver API: the outside world (the rest is in FakeAsterisk) -----------------------------
 
     def successor(self) -> FakeAri:
         """Another client of this same Asterisk (a restarted or replacing stasis app): it shares the
@@ -155,33 +76,6 @@ class FakeAri:
         other.originations = self.originations
         other._ids = self._ids
         return other
-
-    def answer_leg(self, channel_id: str) -> None:
-        """The originated leg answers: Up, Dial(ANSWER), StasisStart with the originate's app args."""
-        chan = self._find(channel_id)
-        chan.state = "Up"
-        self._emit(ev.ChannelStateChanged(chan.info()))
-        self._emit(ev.Dial(chan.id, "ANSWER", chan.exten, None))
-        chan.in_stasis = True
-        args = next(o.app_args for o in reversed(self.originations) if o.channel_id == chan.id)
-        chan.app_data = ",".join((self.app, *args))
-        self._emit(ev.StasisStart(chan.info(), args, None))
-
-    def fail_leg(self, channel_id: str, outcome: OriginateOutcome) -> None:
-        """The originated leg fails as `outcome` (the sequences in events.py)."""
-        chan = self.channels.pop(self._find(channel_id).id)
-        local = chan.name.startswith("Local/")
-        if outcome in (OriginateOutcome.BUSY, OriginateOutcome.CONGESTION):
-            busy = outcome is OriginateOutcome.BUSY
-            self._emit(ev.Dial(chan.id, "BUSY" if busy else "CONGESTION", chan.exten, None))
-            cause = 0 if local else (17 if busy else 34)  # Local: seen on Asterisk 22; SIP: assumed
-            self._emit(ev.ChannelDestroyed(chan.id, cause, _CAUSE_TEXT.get(cause, "Unknown")))
-        elif outcome is OriginateOutcome.NOANSWER:
-            self._emit(ev.ChannelDestroyed(chan.id, 19, "User alerting, no answer"))
-        elif outcome is OriginateOutcome.UNREACHABLE:
-            self._emit(ev.ChannelDestroyed(chan.id, 0, "Unknown"))
-        else:
-            raise ValueError(f"not a failure: {outcome}")
 
     # ---- AriPort commands ------------------------------------------------------------------------
 
@@ -344,14 +238,7 @@ class FakeAri:
         """Send DTMF to the channel (recorded in `dtmf_sent`)."""
         self._stasis(channel_id).dtmf_sent.append(digits)
 
-    # ---- internals -------------------------------------------------------------------------------
-
-    def _emit(self, event: ev.AriEvent) -> None:
-        if self.connected:  # a dropped websocket loses events; Asterisk does not replay them
-            self._events.put(event)
-
-    def _new_id(self) -> str:
-        return f"{self.node_id}-1700000000.{next(self._ids)}"
+    # ---- internals: the port's checks ------------------------------------------------------------
 
     def _injected(self, operation: str) -> None:
         pending = self.errors.get(operation)
@@ -361,13 +248,6 @@ class FakeAri:
     def _check_connected(self, operation: str) -> None:
         if not self.connected:
             raise AriUnavailable(f"{operation}: {'stood down' if self.stood_down else 'not connected'}")
-
-    def _find(self, channel_id: str) -> FakeChannel:
-        """Driver-side lookup: the world does not care about our connection."""
-        chan = self.channels.get(channel_id)
-        if chan is None:
-            raise KeyError(f"no channel {channel_id!r} in the fake")
-        return chan
 
     def _get(self, channel_id: str) -> FakeChannel:
         self._check_connected("channel operation")
@@ -392,30 +272,5 @@ class FakeAri:
             raise ChannelGone(channel_id, 409, _NOT_IN_STASIS)
         return chan
 
-    def _leave_bridge(self, chan: FakeChannel) -> None:
-        bridge = self.bridges.get(chan.bridge_id or "")
-        if bridge is not None:
-            bridge.channels.remove(chan.id)
-            if bridge.moh_class is not None:  # out of the holding bridge: its music is gone
-                chan.moh_class = None
-            self._emit(ev.ChannelLeftBridge(bridge.id, chan.id))
-        chan.bridge_id = None
 
-    def _hangup(self, chan: FakeChannel, request_cause: int, cause: int) -> None:
-        del self.channels[chan.id]
-        self._emit(ev.ChannelHangupRequested(chan.id, request_cause))
-        if chan.originated and not chan.in_stasis:  # a leg still ringing: its dial ends here
-            self._emit(ev.Dial(chan.id, _DIAL_STATUS.get(cause, "NOANSWER"), chan.exten, None))
-        for playback in [p for p in self.playbacks.values() if p.channel_id == chan.id]:
-            self.finish_playback(playback.id)
-        self._leave_bridge(chan)
-        if chan.in_stasis:
-            self._emit(ev.StasisEnd(chan.id))
-        if chan.originated:
-            self._emit(ev.ChannelDestroyed(chan.id, cause, _CAUSE_TEXT.get(cause, "Unknown")))
-
-
-_DIAL_STATUS = {17: "BUSY", 34: "CONGESTION"}  # what Dial reports when a ringing leg ends with a cause
 _REASON_CAUSES = {"normal": 16, "busy": 17, "congestion": 34, "no_answer": 19, "rejected": 21}
-_CAUSE_TEXT = {16: "Normal Clearing", 17: "User busy", 19: "User alerting, no answer", 21: "Call Rejected",
-               34: "Circuit/channel congestion"}

@@ -1,5 +1,5 @@
-"""The values `FakeAri` (fake.py) keeps about its in-memory Asterisk: channels, bridges, playbacks,
-and the requests the app made (originate, continue)."""
+"""The values `FakeAri` (fake.py) keeps about its in-memory Asterisk (`FakeAsterisk`, fake_asterisk.py):
+channels, bridges, playbacks, and the requests the app made (originate, continue)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stasis_app.ari.aioari_adapter import backoff_delay
+from stasis_app.ari.aioari_connection import backoff_delay
 
 
 def test_ceiling_doubles_from_initial_up_to_max() -> None:
