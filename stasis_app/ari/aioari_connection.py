@@ -27,8 +27,7 @@ from stasis_app.ari.transport import WS_CLOSE_WAIT, HttpClient
 
 __all__ = ["AioAriConnection", "backoff_delay"]
 
-# The adapter's logger name, as before this module was split off: log lines and filters keep their name.
-log = logging.getLogger("stasis_app.ari.aioari_adapter")
+log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 

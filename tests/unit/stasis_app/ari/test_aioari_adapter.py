@@ -80,7 +80,7 @@ async def test_reconnect_attempts_back_off_exponentially_up_to_the_cap(
 ) -> None:
     counter, port = dropping
     adapter = _adapter(port, backoff_initial=0.05, backoff_max=0.2)
-    with caplog.at_level(logging.INFO, logger="stasis_app.ari.aioari_adapter"):
+    with caplog.at_level(logging.INFO, logger="stasis_app.ari.aioari_connection"):
         runner = asyncio.create_task(adapter.run())
         await asyncio.sleep(1.0)
         await adapter.close()
