@@ -35,6 +35,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     p.add_argument("--rates", default="500,2000,5000,10000,20000", help="offered loads for latency, events/s")
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per load point")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run the sweep of latency points this many times on the same leader; with 2 or more the "
+                        "table adds, per rate, p99's min / median / max over the runs")
     p.add_argument("--kills", type=int, default=10, help="leader kills in the failover scenario")
     p.add_argument("--callers", type=int, default=10_000, help="waiting callers in the memory scenario")
     p.add_argument("--quick", action="store_true", help="short smoke run (2 s points, 3 kills)")
@@ -47,6 +50,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", type=Path, help="run the load scenarios' leader under cProfile, stats to this file "
                                                 "(slows the leader down: not for the figures)")
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
@@ -107,9 +112,13 @@ async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
                 async with load_cluster(etcd, logs, "/bench-load", settings, profile=args.profile, pin=split) as lc:
                     _say(f"leader pid {lc.leader_pid}; 4 simulated nodes, {settings.agents_per_node * 4} agents")
                     if "latency" in only:
-                        for rate in sorted(float(r) for r in args.rates.split(",")):
-                            _say(f"latency: offering {rate:,.0f} events/s for {settings.duration:.0f} s")
-                            run.latency += await latency_points(lc, [rate], settings)
+                        # The whole sweep is repeated, so each repetition of a rate follows the same
+                        # lower rates as a single sweep does.
+                        for sweep in range(1, args.repeat + 1):
+                            for rate in sorted(float(r) for r in args.rates.split(",")):
+                                _say(f"latency: offering {rate:,.0f} events/s for {settings.duration:.0f} s"
+                                     + (f" (sweep {sweep} of {args.repeat})" if args.repeat > 1 else ""))
+                                run.latency += await latency_points(lc, [rate], settings)
                     if "throughput" in only:
                         _say(f"throughput: saturating the leader for {settings.duration:.0f} s")
                         run.throughput = await throughput(lc, settings)
