@@ -25,7 +25,6 @@ from tests.e2e.scale import (
     all_legs_ended,
     answer_quickly,
     caller_plan,
-    check_calls,
     is_bridged,
     originate_in_order,
     refresh,
@@ -35,6 +34,7 @@ from tests.e2e.scale import (
     unbridged,
     wait_until,
 )
+from tests.e2e.scale_checks import check_calls
 
 pytestmark = pytest.mark.chaos
 

@@ -30,22 +30,24 @@ from tests.e2e.scale import (
     all_bridged,
     all_legs_ended,
     answer_quickly,
-    assert_each_caller_bridged_once,
-    assert_no_agent_in_two_calls,
-    assert_sequenced_in_order,
     caller_plan,
-    check_calls,
-    cross_node_calls,
-    first_offers,
     originate,
     originate_in_order,
     refresh,
     running,
-    seq_of,
     short_talk,
     two_node_cluster,
     unbridged,
     wait_until,
+)
+from tests.e2e.scale_checks import (
+    assert_each_caller_bridged_once,
+    assert_no_agent_in_two_calls,
+    assert_sequenced_in_order,
+    check_calls,
+    cross_node_calls,
+    first_offers,
+    seq_of,
 )
 
 pytestmark = pytest.mark.e2e
