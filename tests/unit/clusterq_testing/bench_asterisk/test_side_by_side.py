@@ -15,18 +15,26 @@ def test_thread_cpu_sees_a_busy_thread_of_this_process() -> None:
     tid: list[int] = []
 
     def spin() -> None:
+        # Busy until told to stop (bounded by wall time): the thread must still exist when it is read.
+        # (Bounding it by process CPU time let it end before the read when other threads were busy.)
         tid.append(threading.get_native_id())
-        end = time.process_time() + 0.3
-        while time.process_time() < end and not done.is_set():
+        deadline = time.monotonic() + 10
+        while not done.is_set() and time.monotonic() < deadline:
             pass
 
     t = threading.Thread(target=spin)
     t.start()
-    while not tid:
-        time.sleep(0.001)
-    before = thread_cpu(os.getpid())
-    t.join()
-    assert tid[0] in before and os.getpid() in before  # the main thread's tid is the pid
+    try:
+        while not tid:
+            time.sleep(0.001)
+        deadline = time.monotonic() + 10
+        while (seen := thread_cpu(os.getpid())).get(tid[0], 0.0) <= 0.0:
+            assert time.monotonic() < deadline, "the busy thread never showed CPU time"
+            time.sleep(0.01)
+    finally:
+        done.set()
+        t.join()
+    assert os.getpid() in seen  # the main thread's tid is the pid
 
 
 def test_per_caller_figures_add_the_stasis_app_to_clusterq_only() -> None:
