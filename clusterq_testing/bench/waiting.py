@@ -23,37 +23,34 @@ ABANDON_MODELS: tuple[Abandon, ...] = ("random", "oldest")
 
 
 class WaitingCallers:
-    """The acknowledged, unoffered callers of one simulated node; every operation is O(1)."""
+    """The acknowledged, unoffered callers of one simulated node; every operation is O(1).
+
+    One structure serves both models: `_items` for random picks (a removal moves the last id into
+    the hole) and `_index`, each id's place in `_items`, kept in arrival order for "oldest" (an
+    OrderedDict: its first key is O(1) to reach, and updating a value does not move the key)."""
 
     def __init__(self, abandon: Abandon, rng: random.Random) -> None:
         if abandon not in ABANDON_MODELS:
             raise ValueError(f"abandon must be one of {ABANDON_MODELS}, not {abandon!r}")
         self.model = abandon
         self._rng = rng
-        # "oldest": insertion order. "random": a list for O(1) picks plus each id's index in it.
-        self._order: OrderedDict[str, None] = OrderedDict()
         self._items: list[str] = []
-        self._index: dict[str, int] = {}
+        self._index: OrderedDict[str, int] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._order) if self.model == "oldest" else len(self._items)
+        return len(self._items)
 
     def __contains__(self, call_id: object) -> bool:
-        return call_id in self._order if self.model == "oldest" else call_id in self._index
+        return call_id in self._index
 
     def add(self, call_id: str) -> None:
         """The caller waits (again): it may be picked to abandon from now on."""
-        if self.model == "oldest":
-            self._order[call_id] = None
-        elif call_id not in self._index:
+        if call_id not in self._index:
             self._index[call_id] = len(self._items)
             self._items.append(call_id)
 
     def discard(self, call_id: str) -> None:
         """The caller is offered, connected or gone: it no longer waits."""
-        if self.model == "oldest":
-            self._order.pop(call_id, None)
-            return
         i = self._index.pop(call_id, None)
         if i is None:
             return
@@ -64,10 +61,11 @@ class WaitingCallers:
 
     def pick(self) -> str | None:
         """Remove and return the caller who abandons next (None when nobody waits)."""
-        if self.model == "oldest":
-            return self._order.popitem(last=False)[0] if self._order else None
         if not self._items:
             return None
-        call_id = self._items[self._rng.randrange(len(self._items))]
+        if self.model == "oldest":
+            call_id = next(iter(self._index))
+        else:
+            call_id = self._items[self._rng.randrange(len(self._items))]
         self.discard(call_id)
         return call_id
