@@ -75,6 +75,7 @@ class CoordinatorClient:
         self._on_connected = on_connected
         self.highest_epoch = 0
         self.refused = 0
+        self.failed = 0  # decisions whose handler raised (logged; the stream goes on)
         self.connected = False
         # Stream messages sent (EventBatch) and received (decisions): events per message is what
         # each message's fixed cost on the leader is spread over.
@@ -223,7 +224,11 @@ class CoordinatorClient:
             log.warning("refused decision of stale epoch %d (highest %d)", dec.stamp.epoch, self.highest_epoch)
             return False
         self.highest_epoch = dec.stamp.epoch
-        self._on_decision(dec)
+        try:
+            self._on_decision(dec)
+        except Exception:  # one decision this node cannot carry out must not end the stream
+            self.failed += 1
+            log.exception("carrying out decision %s (seq %d) failed", dec.WhichOneof("decision"), dec.stamp.seq)
         return True
 
     def close(self) -> None:

@@ -69,8 +69,11 @@ class NodeApp:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
-                if not t.cancelled() and t.exception() is not None:
-                    log.error("node app task failed", exc_info=t.exception())
+                exc = None if t.cancelled() else t.exception()
+                if exc is not None:
+                    log.error("node app task failed", exc_info=exc)
+                    # Raised, so that the process exits non-zero and its supervisor restarts it.
+                    raise exc
         finally:
             self.coord.close()
             for t in tasks:

@@ -29,8 +29,15 @@ LEAVE_RETRIES = (0.2, 0.5, 1.0, 2.0, 3.0, 3.0)
 
 
 def status_name(status: common_pb2.CallerStatus.ValueType) -> str:
-    """CLUSTERQ_STATUS value of a proto status (enum name without its prefix)."""
-    return common_pb2.CallerStatus.Name(status).removeprefix("CALLER_STATUS_")
+    """CLUSTERQ_STATUS value of a proto status (enum name without its prefix).
+
+    A value this build does not know (a newer coordinator during a rolling upgrade) still sends the
+    caller back: as UNAVAILABLE, the status of "the queue could not serve this caller"."""
+    try:
+        return common_pb2.CallerStatus.Name(status).removeprefix("CALLER_STATUS_")
+    except ValueError:
+        log.warning("unknown caller status %d from the coordinator: reported as UNAVAILABLE", status)
+        return "UNAVAILABLE"
 
 
 class CallerActions:

@@ -1,10 +1,13 @@
 """Which prompts a caller hears for a position / hold-time announcement (pure).
 
 Uses Asterisk's core sounds like app_queue's say_position(): queue-youarenext, queue-thereare,
-queue-callswaiting, queue-holdtime, queue-minutes, queue-less-than, queue-thankyou.
+queue-callswaiting, queue-holdtime, queue-minute / queue-minutes (1 / more), queue-less-than,
+queue-thankyou.
 """
 
 from __future__ import annotations
+
+import math
 
 # Numbers are said with sound:digits/* files (as Asterisk's English ast_say_number does) rather than
 # ARI's number: media: a playback stopped while a number: item plays does not stop on Asterisk 22.10
@@ -40,12 +43,14 @@ def announcement(position: int, estimated_wait: float, say_position: bool, say_h
             media.append("sound:queue-youarenext")
         else:
             media += ["sound:queue-thereare", *say_number(position), "sound:queue-callswaiting"]
-    if say_holdtime and estimated_wait > 0:
+    # Not finite (a NaN or an infinite estimate from a leader): nothing is said about the hold time.
+    if say_holdtime and 0 < estimated_wait < math.inf:
         minutes = round(estimated_wait / 60)
         if minutes < 1:
-            media += ["sound:queue-holdtime", "sound:queue-less-than", *say_number(1), "sound:queue-minutes"]
+            media += ["sound:queue-holdtime", "sound:queue-less-than", *say_number(1), "sound:queue-minute"]
         else:
-            media += ["sound:queue-holdtime", *say_number(minutes), "sound:queue-minutes"]
+            unit = "sound:queue-minute" if minutes == 1 else "sound:queue-minutes"
+            media += ["sound:queue-holdtime", *say_number(minutes), unit]
     if media:
         media.append("sound:queue-thankyou")
     return media

@@ -164,3 +164,47 @@ async def test_a_backlog_leaves_in_full_messages_of_max_batch_events_in_order(
         client.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class DecidingLeader(node_pb2_grpc.NodeServiceServicer):
+    """Registered, then one batch of JoinAcks for the call ids given, then keeps the stream open."""
+
+    def __init__(self, call_ids: list[str]) -> None:
+        self.call_ids = call_ids
+
+    async def Connect(self, request_iterator: Any, context: Any) -> AsyncIterator[node_pb2.CoordinatorMessage]:
+        """Answer the Register, send the batch, read until the node goes."""
+        await anext(request_iterator)
+        yield node_pb2.CoordinatorMessage(registered=node_pb2.Registered(epoch=1, leader="here"))
+        yield node_pb2.CoordinatorMessage(decisions=node_pb2.DecisionBatch(
+            stamp=common_pb2.Stamp(epoch=1, seq=1),
+            decisions=[node_pb2.Decision(join_ack=node_pb2.JoinAck(call_id=c)) for c in self.call_ids]))
+        async for _ in request_iterator:
+            pass
+
+
+async def test_a_decision_whose_handler_raises_is_counted_and_the_stream_goes_on() -> None:
+    server = grpc.aio.server()
+    node_pb2_grpc.add_NodeServiceServicer_to_server(DecidingLeader(["c1", "boom", "c3"]), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    done: list[str] = []
+
+    def on_decision(dec: node_pb2.Decision) -> None:
+        if dec.join_ack.call_id == "boom":
+            raise ValueError("a handler bug")
+        done.append(dec.join_ack.call_id)
+
+    client = CoordinatorClient("n1", (f"127.0.0.1:{port}",), lambda: node_pb2.Register(node_id="n1", instance_id="i"),
+                               on_decision, lambda up: None)
+    task = asyncio.ensure_future(client.run())
+    try:
+        await _until(lambda: len(done) == 2)
+        await asyncio.sleep(0.1)
+        assert done == ["c1", "c3"] and client.failed == 1
+        assert client.connected and not task.done(), "the stream must survive a failing handler"
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop(None)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.fake import FakeAri, OriginateOutcome
 from stasis_app.ari.port import AriUnavailable
 from stasis_app.call import records as r
-from tests.unit.stasis_app.harness import running
+from stasis_app.node import NodeApp
+from tests.unit.stasis_app.harness import FakeCoordinator, running, settings
 
 
 async def test_a_caller_is_answered_reported_sequenced_and_gets_the_queues_music() -> None:
@@ -286,6 +289,19 @@ async def test_unknown_queue_rejection_and_invalid_args() -> None:
         assert [j.call_id for j in n.coord.of("call_joined")] == [unknown]
 
 
+async def test_a_status_this_build_does_not_know_still_sends_the_caller_back_unavailable() -> None:
+    # e.g. a newer coordinator during a rolling upgrade
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = ari.caller_enters(["support"])
+        await n.settle()
+        n.coord.decide(join_reject=node_pb2.JoinReject(call_id=cid, status=99, message="new"))  # type: ignore[arg-type]
+        await n.settle()
+        assert ari.channels[cid].variables["CLUSTERQ_STATUS"] == "UNAVAILABLE"
+        assert [x.channel_id for x in ari.continued] == [cid]
+        assert n.task is not None and not n.task.done()
+
+
 async def test_offers_and_connects_for_a_caller_gone_unnoticed_are_reported_back() -> None:
     ari = FakeAri("a")
     async with running(ari) as n:
@@ -317,3 +333,17 @@ async def test_a_leaving_caller_reaches_the_dialplan_even_when_variables_fail() 
         await n.settle()
         assert [x.channel_id for x in ari.continued] == [cid]
         assert ari.channels[cid].variables.get("CLUSTERQ_POSITION") == "1"
+
+
+async def test_a_failing_part_of_the_node_app_ends_run_with_its_error() -> None:
+    # A supervisor (systemd, Kubernetes) restarts a process that exits non-zero, not one that returns.
+    ari = FakeAri("a")
+    app = NodeApp(settings(), ari)
+    app.coord = FakeCoordinator(app)  # type: ignore[assignment]
+
+    async def broken() -> None:
+        raise RuntimeError("ARI adapter bug")
+
+    ari.run = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="ARI adapter bug"):
+        await asyncio.wait_for(app.run(), 5)

@@ -16,7 +16,19 @@ def test_position_and_minutes() -> None:
 
 
 def test_less_than_a_minute() -> None:
-    assert announcement(3, 20, False, True)[:3] == ["sound:queue-holdtime", "sound:queue-less-than", "sound:digits/1"]
+    assert announcement(3, 20, False, True) == [
+        "sound:queue-holdtime", "sound:queue-less-than", "sound:digits/1", "sound:queue-minute", "sound:queue-thankyou"]
+
+
+def test_one_minute_is_said_in_the_singular_like_app_queue() -> None:
+    assert announcement(3, 70, False, True) == [
+        "sound:queue-holdtime", "sound:digits/1", "sound:queue-minute", "sound:queue-thankyou"]
+
+
+def test_an_estimate_that_is_not_a_finite_number_says_no_hold_time() -> None:
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert announcement(2, bad, True, True) == [
+            "sound:queue-thereare", "sound:digits/2", "sound:queue-callswaiting", "sound:queue-thankyou"]
 
 
 def test_nothing_to_say() -> None:
