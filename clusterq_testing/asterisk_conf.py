@@ -3,8 +3,8 @@
 `render_config(NodeConfig) -> tuple[ConfigFile, ...]` gives every file of the node's etc directory.
 The values are in asterisk_node_config; the text comes from asterisk_conf_core (asterisk.conf,
 modules, logger, HTTP/ARI, RTP), asterisk_conf_pjsip and asterisk_conf_dialplan, plus the few
-one-line files here.  Reasons behind the less obvious settings are in /work/shared/asterisk/README.md
-("Pitfalls"); the important ones are repeated next to the setting.  Passwords are written to
+one-line files here.  The reason for each less obvious setting (formats=ulaw, the module list, the
+PJSIP trunks between nodes on loopback) is written next to it in those modules.  Passwords are written to
 ari.conf / pjsip.conf only (files readable by root); they are excluded from every repr.
 """
 
