@@ -31,9 +31,14 @@ from typing import Any
 import yaml
 
 from clusterq_proto.v1 import admin_pb2, common_pb2
-from coordinator.queue.model import AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
+from coordinator.queue.model import NAME_RE, AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
 
 MAX_QUEUES_FILE_BYTES = 1_000_000
+# Bounds on what one definition may carry: a queue's media settings ride in every JoinAck, and
+# every definition is held in memory and written to etcd. Names are bounded by NAME_RE already.
+MAX_TEXT_LEN = 256  # music class, exit context, endpoint, each periodic prompt
+MAX_ITEMS = 64  # penalty rules, periodic prompts, memberships, skills
+MAX_SKILL_VALUE_LEN = 64
 _FIELDS = {f.name: f for f in dataclasses.fields(QueueConfig)}
 
 
@@ -43,6 +48,8 @@ class DefinitionError(ValueError):
 
 def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
     """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_')."""
+    if not isinstance(raw, Mapping):
+        raise DefinitionError(f"queue {name}: the definition must be a mapping of settings")
     kw: dict[str, Any] = {"name": name}
     for key, value in raw.items():
         field = str(key).replace("-", "_")
@@ -59,7 +66,19 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
         cfg.validate()
     except (TypeError, ValueError) as exc:
         raise DefinitionError(str(exc)) from exc
+    _check_queue_bounds(cfg)
     return cfg
+
+
+def _check_queue_bounds(cfg: QueueConfig) -> None:
+    for field in ("music_class", "exit_context"):
+        if len(getattr(cfg, field)) > MAX_TEXT_LEN:
+            raise DefinitionError(f"queue {cfg.name}: {field} longer than {MAX_TEXT_LEN} characters")
+    for field in ("periodic_announce", "penalty_rules"):
+        if len(getattr(cfg, field)) > MAX_ITEMS:
+            raise DefinitionError(f"queue {cfg.name}: more than {MAX_ITEMS} {field}")
+    if any(len(prompt) > MAX_TEXT_LEN for prompt in cfg.periodic_announce):
+        raise DefinitionError(f"queue {cfg.name}: a periodic_announce prompt is longer than {MAX_TEXT_LEN} characters")
 
 
 def _coerce(field: str, value: Any) -> Any:
@@ -109,9 +128,13 @@ def queue_json(cfg: QueueConfig) -> bytes:
 
 
 def queue_from_json(data: bytes) -> QueueConfig:
-    """Inverse of queue_json."""
-    raw = json.loads(data)
-    return queue_from_mapping(raw.pop("name"), raw)
+    """Inverse of queue_json; raises DefinitionError for anything that is not a valid definition."""
+    try:
+        raw = json.loads(data)
+        name = raw.pop("name")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # not JSON, not a mapping, no name
+        raise DefinitionError(f"stored queue is not a JSON definition with a name: {exc!r}") from exc
+    return queue_from_mapping(str(name), raw)
 
 
 def definition_hash(raw: Mapping[str, Any]) -> str:
@@ -120,17 +143,52 @@ def definition_hash(raw: Mapping[str, Any]) -> str:
 
 
 def agent_from_mapping(agent_id: str, raw: Mapping[str, Any]) -> AgentConfig:
-    """Build an AgentConfig from the file form."""
-    queues = raw.get("queues", {})
-    if isinstance(queues, list):
-        queues = {q: {} for q in queues}
-    memberships = tuple(Membership(str(q), int((m or {}).get("penalty", 0)), int((m or {}).get("weight", 0)))
-                        for q, m in queues.items())
-    skills = tuple((str(k), str(v)) for k, v in dict(raw.get("skills", {})).items())
+    """Build and validate an AgentConfig from the file (or stored JSON) form; raises DefinitionError."""
+    if not isinstance(raw, Mapping):
+        raise DefinitionError(f"agent {agent_id}: the definition must be a mapping")
     if "endpoint" not in raw or "home_node" not in raw:
         raise DefinitionError(f"agent {agent_id}: endpoint and home_node are required")
-    return AgentConfig(agent_id=agent_id, endpoint=str(raw["endpoint"]), home_node=str(raw["home_node"]),
-                       memberships=memberships, skills=skills)
+    try:
+        queues = raw.get("queues") or {}
+        if isinstance(queues, list):
+            queues = {q: {} for q in queues}
+        memberships = tuple(Membership(str(q), int((m or {}).get("penalty", 0)), int((m or {}).get("weight", 0)))
+                            for q, m in dict(queues).items())
+        skills = tuple((str(k), str(v)) for k, v in dict(raw.get("skills") or {}).items())
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DefinitionError(f"agent {agent_id}: bad queues or skills: {exc}") from exc
+    return checked_agent(AgentConfig(agent_id=agent_id, endpoint=str(raw["endpoint"]),
+                                     home_node=str(raw["home_node"]), memberships=memberships, skills=skills))
+
+
+def checked_agent(agent: AgentConfig) -> AgentConfig:
+    """`agent` if it is usable by the engine (AgentConfig.validate) and within the size bounds;
+    raises DefinitionError otherwise. Every agent built from outside input goes through here."""
+    if not NAME_RE.match(agent.agent_id):
+        raise DefinitionError(f"agent_id {agent.agent_id[:70]!r} must match {NAME_RE.pattern}")
+    if not agent.endpoint or len(agent.endpoint) > MAX_TEXT_LEN or "/" not in agent.endpoint:
+        raise DefinitionError(f"agent {agent.agent_id}: endpoint must be a dial string like PJSIP/alice "
+                              f"(at most {MAX_TEXT_LEN} characters)")
+    if not NAME_RE.match(agent.home_node):
+        raise DefinitionError(f"agent {agent.agent_id}: home_node must match {NAME_RE.pattern}")
+    if not agent.memberships:
+        raise DefinitionError(f"agent {agent.agent_id}: an agent needs at least one queue membership")
+    if len(agent.memberships) > MAX_ITEMS:
+        raise DefinitionError(f"agent {agent.agent_id}: more than {MAX_ITEMS} queue memberships")
+    for m in agent.memberships:
+        if not NAME_RE.match(m.queue):
+            raise DefinitionError(f"agent {agent.agent_id}: invalid queue name {m.queue[:70]!r}")
+    if len(agent.skills) > MAX_ITEMS:
+        raise DefinitionError(f"agent {agent.agent_id}: more than {MAX_ITEMS} skills")
+    for key, value in agent.skills:
+        if not NAME_RE.match(key) or not value or len(value) > MAX_SKILL_VALUE_LEN:
+            raise DefinitionError(f"agent {agent.agent_id}: invalid skill {key[:64]!r} (value 1..{MAX_SKILL_VALUE_LEN} "
+                                  "characters)")
+    try:
+        agent.validate()  # duplicate memberships, negative penalties, ...
+    except ValueError as exc:
+        raise DefinitionError(str(exc)) from exc
+    return agent
 
 
 def load_file(path: Path) -> tuple[dict[str, tuple[QueueConfig, str]], dict[str, AgentConfig]]:
@@ -140,9 +198,11 @@ def load_file(path: Path) -> tuple[dict[str, tuple[QueueConfig, str]], dict[str,
     doc = yaml.safe_load(path.read_text()) or {}
     if not isinstance(doc, dict):
         raise DefinitionError(f"{path}: top level must be a mapping with 'queues' (and optional 'agents')")
-    queues = {str(n): (queue_from_mapping(str(n), q or {}), definition_hash(q or {}))
-              for n, q in (doc.get("queues") or {}).items()}
-    agents = {str(a): agent_from_mapping(str(a), r or {}) for a, r in (doc.get("agents") or {}).items()}
+    raw_queues, raw_agents = doc.get("queues") or {}, doc.get("agents") or {}
+    if not isinstance(raw_queues, dict) or not isinstance(raw_agents, dict):
+        raise DefinitionError(f"{path}: 'queues' and 'agents' must be mappings by name")
+    queues = {str(n): (queue_from_mapping(str(n), q or {}), definition_hash(q or {})) for n, q in raw_queues.items()}
+    agents = {str(a): agent_from_mapping(str(a), r or {}) for a, r in raw_agents.items()}
     return queues, agents
 
 
@@ -189,26 +249,14 @@ def queue_to_pb(cfg: QueueConfig) -> admin_pb2.QueueDefinition:
 
 
 def agent_from_pb(req: admin_pb2.LoginRequest) -> AgentConfig:
-    """Convert a Login request; raises DefinitionError on bad input."""
-    from coordinator.config import NAME_RE
-
-    if not NAME_RE.match(req.agent_id):
-        raise DefinitionError(f"agent_id must match {NAME_RE.pattern}")
-    if not req.endpoint or len(req.endpoint) > 256 or "/" not in req.endpoint:
-        raise DefinitionError("endpoint must be a dial string like PJSIP/alice (at most 256 characters)")
-    if not NAME_RE.match(req.home_node):
-        raise DefinitionError(f"home_node must match {NAME_RE.pattern}")
-    if not req.queues:
-        raise DefinitionError("an agent needs at least one queue membership")
-    for m in req.queues:
-        if not NAME_RE.match(m.queue):
-            raise DefinitionError(f"invalid queue name {m.queue[:70]!r}")
-    for s in req.skills:
-        if not NAME_RE.match(s.key) or not s.value or len(s.value) > 64:
-            raise DefinitionError(f"invalid skill {s.key[:64]!r}")
-    return AgentConfig(agent_id=req.agent_id, endpoint=req.endpoint, home_node=req.home_node,
-                       memberships=tuple(Membership(m.queue, m.penalty, m.weight) for m in req.queues),
-                       skills=tuple((s.key, s.value) for s in req.skills))
+    """Convert and validate a Login request; raises DefinitionError on bad input."""
+    # Counts are checked before anything is copied out of the request.
+    if len(req.queues) > MAX_ITEMS or len(req.skills) > MAX_ITEMS:
+        raise DefinitionError(f"at most {MAX_ITEMS} queue memberships and {MAX_ITEMS} skills")
+    return checked_agent(AgentConfig(
+        agent_id=req.agent_id, endpoint=req.endpoint, home_node=req.home_node,
+        memberships=tuple(Membership(m.queue, m.penalty, m.weight) for m in req.queues),
+        skills=tuple((s.key, s.value) for s in req.skills)))
 
 
 def agent_json(agent: AgentConfig, paused: bool, reason: str) -> bytes:
@@ -220,9 +268,13 @@ def agent_json(agent: AgentConfig, paused: bool, reason: str) -> bytes:
 
 
 def agent_from_json(data: bytes) -> tuple[AgentConfig, bool, str]:
-    """Inverse of agent_json: (config, paused, reason)."""
-    raw = json.loads(data)
-    return agent_from_mapping(raw["agent_id"], raw), bool(raw.get("paused")), str(raw.get("pause_reason", ""))
+    """Inverse of agent_json: (config, paused, reason); raises DefinitionError for a bad record."""
+    try:
+        raw = json.loads(data)
+        agent_id = str(raw["agent_id"])
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, not a mapping, no agent_id
+        raise DefinitionError(f"stored agent is not a JSON record with an agent_id: {exc!r}") from exc
+    return agent_from_mapping(agent_id, raw), bool(raw.get("paused")), str(raw.get("pause_reason", ""))
 
 
 def skills_pb(agent: AgentConfig) -> list[common_pb2.Skill]:

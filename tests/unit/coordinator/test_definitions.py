@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from clusterq_proto.v1 import admin_pb2
+from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.definitions import (
     DefinitionError,
     agent_from_json,
+    agent_from_mapping,
+    agent_from_pb,
     agent_json,
     load_file,
     queue_from_json,
@@ -68,3 +71,65 @@ def test_file_hash_changes_only_when_the_queue_text_changes(tmp_path: Path) -> N
     second, _ = load_file(f)
     assert first["a"][1] == second["a"][1]
     assert first["b"][1] != second["b"][1]
+
+
+def _login(**kw: object) -> admin_pb2.LoginRequest:
+    fields: dict[str, object] = {"agent_id": "alice", "endpoint": "PJSIP/alice", "home_node": "a",
+                                 "queues": [admin_pb2.QueueMembership(queue="support")]}
+    fields.update(kw)
+    return admin_pb2.LoginRequest(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("login", "fragment"), [
+    (_login(queues=[admin_pb2.QueueMembership(queue="support", penalty=-1)]), "negative penalty"),
+    (_login(queues=[admin_pb2.QueueMembership(queue="support"), admin_pb2.QueueMembership(queue="support")]),
+     "duplicate membership"),
+    (_login(queues=[admin_pb2.QueueMembership(queue=f"q{i}") for i in range(65)]), "at most 64"),
+    (_login(skills=[common_pb2.Skill(key=f"k{i}", value="x") for i in range(65)]), "at most 64"),
+    (_login(endpoint="PJSIP/" + "x" * 300), "endpoint"),
+])
+def test_a_login_the_engine_would_refuse_is_a_definition_error(login: admin_pb2.LoginRequest, fragment: str) -> None:
+    # Written to etcd first, it would fail the Login after the write and every later leader's start.
+    with pytest.raises(DefinitionError, match=fragment):
+        agent_from_pb(login)
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [
+    ({"endpoint": "PJSIP/a", "home_node": "a", "queues": {"support": {"penalty": -2}}}, "negative penalty"),
+    ({"endpoint": "PJSIP/a", "home_node": "a", "queues": {"support": {"penalty": "high"}}}, "bad queues"),
+    ({"endpoint": "PJSIP/a", "home_node": "a", "queues": [f"q{i}" for i in range(65)]}, "more than 64"),
+    ({"endpoint": "PJSIP/a", "home_node": "a", "queues": ["support"], "skills": {"k": "v" * 65}}, "invalid skill"),
+    ({"endpoint": "PJSIP/a", "home_node": "a", "queues": ["bad name"]}, "invalid queue name"),
+    ({"endpoint": "PJSIP/a", "home_node": "a"}, "at least one queue"),
+    ({"endpoint": "alice", "home_node": "a", "queues": ["support"]}, "endpoint"),
+])
+def test_file_and_stored_agents_are_validated(raw: dict[str, object], fragment: str) -> None:
+    with pytest.raises(DefinitionError, match=fragment):
+        agent_from_mapping("alice", raw)
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b'{"endpoint": "PJSIP/a"}', b'"text"'])
+def test_a_corrupt_stored_record_is_a_definition_error(data: bytes) -> None:
+    with pytest.raises(DefinitionError):
+        agent_from_json(data)
+    with pytest.raises(DefinitionError):
+        queue_from_json(data)
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [
+    ({"music_class": "m" * 257}, "music_class longer than 256"),
+    ({"exit_context": "c" * 257}, "exit_context longer than 256"),
+    ({"periodic_announce": ["p"] * 65, "periodic_announce_frequency": 30}, "more than 64 periodic_announce"),
+    ({"periodic_announce": ["p" * 257], "periodic_announce_frequency": 30}, "prompt is longer than 256"),
+    ({"penalty_rules": [{"after_seconds": i, "max_penalty": 1} for i in range(65)]}, "more than 64 penalty_rules"),
+])
+def test_queue_definitions_are_bounded_in_the_file_and_in_the_api(raw: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(DefinitionError, match=fragment):
+        queue_from_mapping("support", raw)
+    pb = admin_pb2.QueueDefinition(name="support", music_class=raw.get("music_class", ""),
+                                   exit_context=raw.get("exit_context", ""),
+                                   periodic_announce=raw.get("periodic_announce", []),
+                                   periodic_announce_frequency=raw.get("periodic_announce_frequency", 0),
+                                   penalty_rules=[admin_pb2.PenaltyRule(**r) for r in raw.get("penalty_rules", [])])
+    with pytest.raises(DefinitionError, match=fragment):
+        queue_from_pb(pb)
