@@ -7,15 +7,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import yaml
 from grpc_health.v1 import health, health_pb2
 
 from coordinator.config import CoordinatorSettings
-from coordinator.definitions import load_file
+from coordinator.definitions import DefinitionError, agent_from_json, load_file, queue_from_json
 from coordinator.election.election import Fence
-from coordinator.queue import AgentLoggedIn, AgentPaused, QueueDefined, QueueEngine
+from coordinator.queue import AgentLoggedIn, AgentPaused, QueueConfig, QueueDefined, QueueEngine
 from coordinator.queue_log import QueueLogBook, QueueLogFile
 from coordinator.runtime import LeaderRuntime, SeqAllocator
-from coordinator.store.queue_store import QueueStore
+from coordinator.store.queue_store import QueueStore, StoredAgent
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,54 @@ class ReplicaState:
         await self.health.set(LEADERSHIP_SERVICE, status)
 
 
+async def load_stored_queues(store: QueueStore) -> dict[str, QueueConfig]:
+    """Every stored queue definition that loads; a bad record is logged with its key and skipped."""
+    out: dict[str, QueueConfig] = {}
+    # The key layout of QueueStore (queues/<name>); its own loader fails on the first bad record.
+    for kv in (await store.kv.get_prefix(f"{store.prefix}/queues/".encode())).kvs:
+        try:
+            cfg = queue_from_json(kv.value)
+        except DefinitionError as exc:
+            log.error("stored queue %s skipped: %s", kv.key.decode(errors="replace"), exc)
+            continue
+        out[cfg.name] = cfg
+    return out
+
+
+async def load_stored_agents(store: QueueStore) -> dict[str, StoredAgent]:
+    """Every stored agent that loads and validates; a bad record is logged with its key and skipped
+    (it stays in etcd: a Login of that agent replaces it, a Logout deletes it)."""
+    out: dict[str, StoredAgent] = {}
+    for kv in (await store.kv.get_prefix(f"{store.prefix}/agents/".encode())).kvs:
+        try:
+            cfg, paused, reason = agent_from_json(kv.value)
+        except DefinitionError as exc:
+            log.error("stored agent %s skipped: %s", kv.key.decode(errors="replace"), exc)
+            continue
+        out[cfg.agent_id] = StoredAgent(cfg, paused, reason)
+    return out
+
+
 async def apply_queues_file(state: ReplicaState, fence: Fence) -> None:
-    """Write file definitions whose text changed since last applied (the file then wins)."""
+    """Write file definitions whose text changed since last applied (the file then wins).
+
+    A file that cannot be read or has an invalid definition is logged and nothing of it is applied:
+    the definitions already stored stay, and the leadership term goes on (a bad file must not make
+    every replica that wins the election exit)."""
     path = state.settings.queues_file
     if path is None:
         return
-    queues, agents = load_file(path)
+    try:
+        queues, agents = load_file(path)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # DefinitionError is a ValueError
+        log.error("queues file %s not applied, the stored definitions stay: %s", path, exc)
+        return
     hashes = await state.store.load_file_hashes()
-    stored_agents = await state.store.load_agents()
+    stored_agents = await load_stored_agents(state.store)
     for name, (cfg, digest) in queues.items():
         if hashes.get(name) != digest:
             log.info("queues file: applying queue %s", name)
             await state.store.put_queue(fence, cfg, digest)
-    from coordinator.store.queue_store import StoredAgent
-
     for agent_id, agent in agents.items():
         if agent_id not in stored_agents:
             await state.store.put_agent(fence, StoredAgent(agent, False, ""))
@@ -69,12 +104,22 @@ async def _flush_every(queue_log: QueueLogFile, interval: float) -> None:
         queue_log.flush()
 
 
+def _apply_stored(runtime: LeaderRuntime, event: QueueDefined | AgentLoggedIn, what: str) -> bool:
+    """Apply a stored definition; one the engine refuses is logged and skipped (False)."""
+    try:
+        runtime.apply(event)
+    except ValueError as exc:  # the engine validates before it changes any state
+        log.error("stored %s skipped: %s", what, exc)
+        return False
+    return True
+
+
 async def lead(state: ReplicaState, fence: Fence) -> None:
     """Leader-only work for one leadership term; cancelled the moment the lease is lost."""
     settings = state.settings
     clock = time.monotonic
     await apply_queues_file(state, fence)
-    queues = await state.store.load_queues()
+    queues = await load_stored_queues(state.store)
     mark = await state.store.load_seq_mark()
     await state.store.put_seq_mark(fence, mark + SEQ_BLOCK)
 
@@ -88,7 +133,7 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
     if queue_log is not None:
         runtime.queue_log = QueueLogBook(queue_log.write)
     for cfg in queues.values():
-        runtime.apply(QueueDefined(cfg))
+        _apply_stored(runtime, QueueDefined(cfg), f"queue {cfg.name}")
     known_nodes = await state.store.load_nodes()
     for node in known_nodes:
         runtime.expect_node(node)
@@ -105,9 +150,10 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
             deadline = clock() + settings.settle_time
             while clock() < deadline and not all(n in runtime.links for n in known_nodes):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # a bounded poll of a dict, at most settle_time
-            agents = await state.store.load_agents()
+            agents = await load_stored_agents(state.store)
             for stored in agents.values():
-                runtime.apply(AgentLoggedIn(stored.config))
+                if not _apply_stored(runtime, AgentLoggedIn(stored.config), f"agent {stored.config.agent_id}"):
+                    continue
                 if stored.paused:
                     runtime.apply(AgentPaused(stored.config.agent_id, stored.pause_reason))
             log.info("settled after %.2f s: %d nodes attached, %d agents", settings.settle_time - (deadline - clock()),
