@@ -28,6 +28,7 @@ from coordinator.queue import (
     CallEnded,
     CallerJoined,
     CallerLeft,
+    CallerStatus,
     Decision,
     Event,
     NodeAlive,
@@ -42,11 +43,18 @@ from coordinator.queue import (
 )
 from coordinator.queue import decisions as d
 from coordinator.queue_log import QueueLogBook
-from coordinator.rpc.convert_node import BadNodeEvent, convert_event, joined_event
+from coordinator.rpc.convert_node import (
+    BadNodeEvent,
+    adopted_call_error,
+    agent_leg_error,
+    convert_event,
+    joined_event,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_BATCH = 1024
+MAX_RESYNC_LEGS = 100_000  # agent legs of one Register looked at (like node_service's MAX_RESYNC_CALLS)
 
 
 class NodeAlreadyConnected(Exception):
@@ -54,7 +62,13 @@ class NodeAlreadyConnected(Exception):
 
 
 class SeqAllocator:
-    """Hands out arrival sequences from blocks reserved durably before they are used."""
+    """Hands out arrival sequences from blocks reserved durably before they are used.
+
+    Never past the reserved block: a sequence above the mark in etcd could be handed out again by
+    the next leader. The refill starts at half the block, so running dry needs half a block of
+    joins (50,000) while a reservation write is failing or pending; `take` then gives None and that
+    join is refused (the caller goes back to the dialplan) until a refill succeeds.
+    """
 
     def __init__(self, start: int, reserved_until: int, block: int,
                  reserve: Callable[[int], Awaitable[None]]) -> None:
@@ -64,25 +78,33 @@ class SeqAllocator:
         self._reserve = reserve
         self._refilling: asyncio.Task[None] | None = None
 
-    def take(self) -> int:
-        """The next arrival sequence; triggers a background refill at half the block."""
+    def take(self) -> int | None:
+        """The next arrival sequence, None when the reserved block is used up; triggers a background
+        refill at half the block (a failed refill is retried by the next take)."""
         seq = self.next
-        self.next += 1
-        if seq >= self.reserved_until:
-            log.warning("arrival sequence %d beyond the reserved block %d", seq, self.reserved_until)
-        if self.reserved_until - self.next < self._block // 2 and self._refilling is None:
+        if self.reserved_until - seq <= self._block // 2 and self._refilling is None:
             self._refilling = asyncio.ensure_future(self._refill())
+        if seq >= self.reserved_until:
+            return None
+        self.next = seq + 1
         return seq
+
+    def plausible(self, seq: int) -> bool:
+        """Whether a re-reported sequence can have been handed out: every one was below a mark
+        reserved in etcd before use, and this leader's block starts at or above the last mark."""
+        return 0 < seq < self.reserved_until
 
     def bump_above(self, seq: int) -> None:
         """Never hand out a sequence at or below one seen in a re-report."""
         self.next = max(self.next, seq + 1)
 
     async def _refill(self) -> None:
+        target = max(self.reserved_until, self.next) + self._block
         try:
-            target = max(self.reserved_until, self.next) + self._block
             await self._reserve(target)
             self.reserved_until = target
+        except Exception as exc:  # etcd down or fence lost: the next take() tries again
+            log.error("reserving arrival sequences up to %d failed: %r", target, exc)
         finally:
             self._refilling = None
 
@@ -202,34 +224,57 @@ class LeaderRuntime:
         for call_id, connected in self.engine.calls_on_node(link.node_id):
             if call_id not in present:
                 self.apply(CallEnded(call_id, agent_hung_up=False) if connected else CallerLeft(call_id, "gone"))
-        known = sorted((c for c in reg.calls if c.arrival_seq), key=lambda c: c.arrival_seq)
-        fresh = sorted((c for c in reg.calls if not c.arrival_seq), key=lambda c: c.joined.node_join_order)
+        # A sequence no leader can have handed out (a node bug, or 2**64-1) would push every later
+        # sequence, and the mark in etcd, past what JoinAck can carry: such a caller counts as fresh.
+        plausible = self.seqs.plausible
+        known = sorted((c for c in reg.calls if plausible(c.arrival_seq)), key=lambda c: c.arrival_seq)
+        fresh = sorted((c for c in reg.calls if not plausible(c.arrival_seq)), key=lambda c: c.joined.node_join_order)
+        bogus = [c.arrival_seq for c in fresh if c.arrival_seq]
+        if bogus:
+            log.warning("node %s: %d re-reported arrival sequences at or above the reserved %d (e.g. %d) are "
+                        "ignored", link.node_id, len(bogus), self.seqs.reserved_until, bogus[0])
         for snap in known:
             self.seqs.bump_above(snap.arrival_seq)
+        bad: list[str] = []
         for snap in reg.calls:
             if snap.state == "connected" and snap.agent_id:
+                if err := adopted_call_error(snap):
+                    bad.append(err)
+                    continue
                 # A call connected under an earlier leader: its agent stays busy until it ends.
                 self.apply(CallAdopted(snap.joined.call_id, snap.joined.queue, link.node_id, snap.agent_id,
                                        snap.offer_id))
-        for leg in reg.agent_legs:
-            if leg.state == "connected" and leg.agent_id and self.engine.caller(leg.call_id) is None:
+        legs = []
+        for leg in reg.agent_legs[:MAX_RESYNC_LEGS]:
+            if err := agent_leg_error(leg):
+                bad.append(err)
+            else:
+                legs.append(leg)
+        if len(reg.agent_legs) > MAX_RESYNC_LEGS:
+            bad.append(f"{len(reg.agent_legs)} agent legs: only the first {MAX_RESYNC_LEGS} are used")
+        if bad:
+            log.warning("node %s: %d unusable snapshot entries skipped, e.g. %s", link.node_id, len(bad), bad[0])
+        for leg in legs:
+            if leg.state == "connected" and self.engine.caller(leg.call_id) is None:
                 # The agent's node knows its agent is talking even when the caller's node re-reports
                 # later (the queue is filled in then); with the caller's node known, losing that node
                 # ends the call and frees the agent.
                 self.apply(CallAdopted(leg.call_id, "", leg.caller_node, leg.agent_id, leg.offer_id))
-        for snap in [*known, *fresh]:
-            if snap.state == "connected" or self.engine.holds(snap.joined.call_id):
-                continue
-            self._join(link, snap.joined, snap.arrival_seq or None)
-        self._resend_lost(link, reg)
+        for snap in known:
+            if snap.state != "connected" and not self.engine.holds(snap.joined.call_id):
+                self._join(link, snap.joined, snap.arrival_seq)
+        for snap in fresh:
+            if snap.state != "connected" and not self.engine.holds(snap.joined.call_id):
+                self._join(link, snap.joined, None)
+        self._resend_lost(link, reg, legs)
         self._check_deadline()  # the re-reported callers' timers (max wait, announcements)
 
-    def _resend_lost(self, link: NodeLink, reg: node_pb2.Register) -> None:
+    def _resend_lost(self, link: NodeLink, reg: node_pb2.Register, legs: list[node_pb2.AgentLegSnapshot]) -> None:
         """What went with a node's old stream, seen in its snapshot: an agent's answer the leader
         never got is applied now; a Connect the node never got is sent again; a leg still ringing
         for an offer the leader no longer has (its CancelOffer was lost) is cancelled."""
         engine = self.engine
-        for leg in reg.agent_legs:
+        for leg in legs:
             status = engine.offer_status(leg.offer_id, leg.call_id)
             if leg.state in ("ringing", "answered") and not status:
                 self._send(link.node_id, d.CancelOffer(leg.offer_id, leg.call_id, leg.agent_id, link.node_id,
@@ -275,7 +320,9 @@ class LeaderRuntime:
     def _join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
         now = self.clock()
         arrival = seq if seq is not None else self.seqs.take()
-        ev = joined_event(msg, link.node_id, arrival, now - max(0.0, msg.waited), re_report=seq is not None)
+        if arrival is None:
+            return self._refuse_unsequenced(link, msg, now)
+        ev = joined_event(msg, link.node_id, arrival, now, re_report=seq is not None)
         if type(ev) is BadNodeEvent:
             if ev.call_id:
                 self._reject_invalid(link, ev.call_id, ev.message)
@@ -291,10 +338,17 @@ class LeaderRuntime:
             self._call_node.pop(ev.call_id, None)
         return None
 
-    def _reject_invalid(self, link: NodeLink, call_id: str, message: str) -> None:
-        from coordinator.queue import CallerStatus
+    def _reject_invalid(self, link: NodeLink, call_id: str, message: str,
+                        status: CallerStatus = CallerStatus.INVALID_ARGS) -> None:
+        link.push(d.JoinRejected(call_id=call_id, status=status, message=message))
 
-        link.push(d.JoinRejected(call_id=call_id, status=CallerStatus.INVALID_ARGS, message=message))
+    def _refuse_unsequenced(self, link: NodeLink, msg: node_pb2.CallJoined, now: float) -> str:
+        """No reserved arrival sequence is left (see SeqAllocator): the caller goes back UNAVAILABLE."""
+        message = "no arrival sequence reserved (etcd writes failing?)"
+        ev = joined_event(msg, link.node_id, 0, now)  # only to validate the call id it is sent to
+        if type(ev) is CallerJoined and not self.engine.holds(ev.call_id):
+            self._reject_invalid(link, ev.call_id, message, CallerStatus.UNAVAILABLE)
+        return message
 
     # ---- timers ----------------------------------------------------------------------------
     async def run_timers(self) -> None:

@@ -26,6 +26,7 @@ from coordinator.queue import decisions as d
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 256
 MAX_REQUIREMENTS = 16
+MAX_WAITED = 86_400.0  # seconds a (re-)reported caller may say it has waited: one day
 LEFT_REASONS = frozenset({"hangup", "exitkey", "timeout", "grace"})
 FAIL_REASONS = frozenset({"noanswer", "busy", "unavailable", "failed", "cancelled"})
 
@@ -47,9 +48,10 @@ def _check_id(value: str, what: str) -> str | None:
 
 
 def joined_event(
-    msg: node_pb2.CallJoined, node_id: str, arrival_seq: int, joined_at: float, re_report: bool = False
+    msg: node_pb2.CallJoined, node_id: str, arrival_seq: int, now: float, re_report: bool = False
 ) -> CallerJoined | BadNodeEvent:
-    """Validate a CallJoined and build the engine event (arrival_seq assigned by the caller)."""
+    """Validate a CallJoined and build the engine event (arrival_seq assigned by the caller; the
+    caller joined `msg.waited` seconds before `now` on the leader's clock)."""
     # Each protobuf field is read once: every read crosses into the protobuf runtime.
     call_id = msg.call_id
     if err := _check_id(call_id, "call_id"):
@@ -75,8 +77,37 @@ def joined_event(
     priority = msg.priority
     if not -1_000_000 <= priority <= 1_000_000:
         return BadNodeEvent("priority out of range", call_id)
+    waited = msg.waited
+    # Also false for NaN; an infinite or huge wait would reach the engine's and queue_log's arithmetic.
+    if not 0.0 <= waited <= MAX_WAITED:
+        return BadNodeEvent(f"waited must be 0..{MAX_WAITED:.0f} s, got {waited!r}", call_id)
     return CallerJoined(call_id, queue, node_id, priority, msg.position, requirements, number, name, arrival_seq,
-                        joined_at, re_report)
+                        now - waited, re_report)
+
+
+def adopted_call_error(snap: node_pb2.CallSnapshot) -> str | None:
+    """Why a re-reported connected call cannot be adopted (None: it can)."""
+    j = snap.joined
+    if err := _check_id(j.call_id, "call_id"):
+        return err
+    if not NAME_RE.match(j.queue):
+        return f"call {j.call_id}: invalid queue name {j.queue[:70]!r}"
+    if not NAME_RE.match(snap.agent_id):
+        return f"call {j.call_id}: invalid agent_id {snap.agent_id[:70]!r}"
+    if len(snap.offer_id) > MAX_ID_LEN:
+        return f"call {j.call_id}: offer_id longer than {MAX_ID_LEN} characters"
+    return None
+
+
+def agent_leg_error(leg: node_pb2.AgentLegSnapshot) -> str | None:
+    """Why a re-reported agent leg is unusable (None: it is fine)."""
+    if err := _check_id(leg.offer_id, "offer_id") or _check_id(leg.call_id, "call_id"):
+        return err
+    if not NAME_RE.match(leg.agent_id):
+        return f"leg {leg.offer_id}: invalid agent_id {leg.agent_id[:70]!r}"
+    if leg.caller_node and not NAME_RE.match(leg.caller_node):
+        return f"leg {leg.offer_id}: invalid caller_node {leg.caller_node[:70]!r}"
+    return None
 
 
 # Queue names already checked against NAME_RE (a regex match per join is measurable).
