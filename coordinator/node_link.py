@@ -14,6 +14,7 @@ goes out in one message per node.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 from clusterq_proto.v1 import node_pb2
@@ -23,6 +24,12 @@ from coordinator.rpc.convert_node import fill_decision
 
 # Bound on decisions per stream message (keeps messages far below gRPC's 4 MB limit).
 MAX_BATCH = 1024
+# Bound on full messages waiting for a node's writer (about 262,000 decisions). A Register of
+# MAX_RESYNC_CALLS (100,000) callers yields up to two decisions each in one synchronous step, so
+# the bound stays above that burst; beyond it the node is not reading, and the link is closed.
+MAX_PENDING_MESSAGES = 256
+
+log = logging.getLogger(__name__)
 
 
 class NodeLink:
@@ -40,10 +47,14 @@ class NodeLink:
         self._ready = asyncio.Event()
         self._peer_gone = False
         self.closed = False
+        self.close_reason = ""  # why the leader closed the link itself ("" otherwise)
 
     def _add(self) -> node_pb2.Decision:
         """A new decision at the end of the next message (stamped through the message's stamp)."""
         if self._count >= MAX_BATCH:
+            if len(self._full) >= MAX_PENDING_MESSAGES:
+                self._overflow()
+                return node_pb2.Decision()  # filled and dropped: the link is closed
             self._full.append(self._msg)
             self._msg = node_pb2.CoordinatorMessage()
             self._decs = self._msg.decisions.decisions
@@ -57,6 +68,20 @@ class NodeLink:
         self._count += 1
         self._seq += 1
         return self._decs.add()
+
+    def _overflow(self) -> None:
+        """The node reads slower than decisions are made: drop the backlog and close the link.
+
+        The writer then ends after the write in progress and the servicer detaches the node, which
+        reconnects and re-registers: its snapshot is the designed recovery of whatever was dropped
+        (lost answers applied, Connects and CancelOffers sent again, callers re-reported). Only
+        flags are set here: this runs inside the runtime's routing of an engine step."""
+        dropped = self.pending
+        self._full.clear()
+        self._take_open()
+        self.close_reason = f"{dropped} decisions pending: the node reads too slowly"
+        log.warning("node %s: closing its stream, %s", self.node_id, self.close_reason)
+        self.close()
 
     def push(self, dec: Decision) -> None:
         """Stamp and queue one engine decision (ignored once the link is closed, and when not for nodes)."""
