@@ -3,10 +3,11 @@
 Reporting tools built on Asterisk's `/var/log/asterisk/queue_log` read the same lines here:
 `epoch|callid|queue|agent|event|data1|data2|...` (docs.asterisk.org, Operation/Logging/Queue-Logs), with
 the caller's channel id as callid, the agent id as agent ("NONE" when there is none) and times in whole
-seconds (ring times in ms, as app_queue writes them). A position is the one last told to the caller (at
-its join, or in its latest announcement):
+seconds, except RINGNOANSWER's and RINGCANCELED's ring time in ms, as app_queue writes them (its
+CONNECT ring time is whole seconds, truncated). A position is the one last told to the caller (at its
+join, or in its latest announcement):
 
-  ENTERQUEUE||callerid|position        CONNECT|holdtime|agent leg (offer id)|ringtime
+  ENTERQUEUE||callerid|position        CONNECT|holdtime|agent leg (offer id)|ringtime s
   COMPLETECALLER / COMPLETEAGENT|holdtime|calltime|origposition
   ABANDON / EXITWITHTIMEOUT / EXITEMPTY|position|origposition|waittime
   EXITWITHKEY|key|position|origposition|waittime (the key is not known to the leader: empty)
@@ -25,6 +26,7 @@ own file from its term on: after a leader change the call's earlier lines are in
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,9 +186,10 @@ class QueueLogBook:
             c = self._calls.get(d.call_id)
             if c is not None:
                 c.agent, c.connected_at = d.agent_id, now
-                ring_ms = _ms(now - ring.at) if ring is not None else 0
+                # app_queue: (orig - to) / 1000, the ring time in ms divided down to whole seconds.
+                ring_s = _ms(now - ring.at) // 1000 if ring is not None else 0
                 self._line(stamp, d.call_id, c.queue, d.agent_id, "CONNECT", _secs(now - c.joined_at), d.offer_id,
-                           ring_ms)
+                           ring_s)
         elif isinstance(d, CancelOffer):
             ring = self._rings.pop(d.offer_id, None)
             if ring is None:
@@ -209,12 +212,14 @@ class QueueLogBook:
                        _secs(now - c.joined_at))
 
 
+# Durations come from clocks and from nodes (a re-reported caller's wait): a non-finite one is
+# logged as 0 rather than raising inside the leader's event path after the engine changed state.
 def _secs(seconds: float) -> int:
-    return max(0, round(seconds))
+    return max(0, round(seconds)) if math.isfinite(seconds) else 0
 
 
 def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+    return max(0, round(seconds * 1000)) if math.isfinite(seconds) else 0
 
 
 def _orig(c: _Call) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from coordinator.queue import (
@@ -57,7 +58,7 @@ def test_a_call_from_join_to_completion() -> None:
         "x|q|NONE|ENTERQUEUE|||1",
         "y|q|NONE|ENTERQUEUE|||2",
         "NONE|q|a|ADDMEMBER|PJSIP/a",
-        f"x|q|a|CONNECT|8|{offer.offer_id}|2500",
+        f"x|q|a|CONNECT|8|{offer.offer_id}|2",  # ring time in whole seconds (app_queue: ms / 1000)
         "y|q|NONE|ABANDON|2|2|8",
         "x|q|a|COMPLETECALLER|8|60|1",
     ]
@@ -113,6 +114,22 @@ def test_a_re_reported_caller_does_not_enter_twice() -> None:
     run.step(join("x", arrival_seq=7, joined_at=-20.0), 0.0)  # re-reported to a new leader
     run.step(CallerLeft("x", "hangup"), 5.0)
     assert run.events() == ["x|q|NONE|ABANDON|1|1|25"]
+
+
+def test_a_non_finite_wait_is_logged_as_zero_not_raised() -> None:
+    # Nodes report waits; one that got past validation must not raise inside the leader's event path.
+    run = Run()
+    run.step(join("x", arrival_seq=7, joined_at=-math.inf), 0.0)
+    run.step(CallerLeft("x", "hangup"), 5.0)
+    assert run.events() == ["x|q|NONE|ABANDON|1|1|0"]
+
+
+def test_the_connect_ring_time_is_truncated_to_seconds_like_app_queue() -> None:
+    run = Run(QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=20.0))
+    run.step(AgentLoggedIn(agent("a")), 0.0)
+    run.step(join("x"), 1.0)
+    run.step(OfferAnswered(run.offers[0].offer_id), 3.9)
+    assert run.events()[-1] == f"x|q|a|CONNECT|3|{run.offers[0].offer_id}|2"
 
 
 def test_the_file_appends_buffered_lines(tmp_path: Path) -> None:
