@@ -13,10 +13,11 @@ The queues file (YAML, like queues.conf) looks like:
       alice: {endpoint: "PJSIP/alice", home_node: a, queues: {support: {penalty: 0}}, skills: {language: en}}
 
 Which wins when both change: the file is applied when the leader starts, but only for the queues
-whose file text changed since it was last applied (a hash per queue is kept in etcd). So an admin
-change (gRPC UpdateQueue) survives leader changes and restarts until the file's own definition of
-that queue is edited, which then wins, like a redeploy. A queue removed from the file is NOT
-deleted (deleting drops waiting callers): delete it with DeleteQueue.
+and agents whose file text changed since it was last applied (a hash per entry is kept in etcd). So
+an admin change (gRPC UpdateQueue, Login, Logout) survives leader changes and restarts until the
+file's own entry for that queue or agent is edited, which then wins, like a redeploy. A queue removed
+from the file is NOT deleted (deleting drops waiting callers): delete it with DeleteQueue; an agent
+removed from the file stays logged in until Logout.
 """
 
 from __future__ import annotations
@@ -191,8 +192,9 @@ def checked_agent(agent: AgentConfig) -> AgentConfig:
     return agent
 
 
-def load_file(path: Path) -> tuple[dict[str, tuple[QueueConfig, str]], dict[str, AgentConfig]]:
-    """Parse the queues file: {name: (config, hash)} and {agent_id: AgentConfig}."""
+def load_file(path: Path) -> tuple[dict[str, tuple[QueueConfig, str]], dict[str, tuple[AgentConfig, str]]]:
+    """Parse the queues file: {name: (config, hash)} and {agent_id: (config, hash)}, each hash that of
+    the entry's own text (see definition_hash)."""
     if path.stat().st_size > MAX_QUEUES_FILE_BYTES:
         raise DefinitionError(f"{path}: larger than {MAX_QUEUES_FILE_BYTES} bytes")
     doc = yaml.safe_load(path.read_text()) or {}
@@ -202,7 +204,7 @@ def load_file(path: Path) -> tuple[dict[str, tuple[QueueConfig, str]], dict[str,
     if not isinstance(raw_queues, dict) or not isinstance(raw_agents, dict):
         raise DefinitionError(f"{path}: 'queues' and 'agents' must be mappings by name")
     queues = {str(n): (queue_from_mapping(str(n), q or {}), definition_hash(q or {})) for n, q in raw_queues.items()}
-    agents = {str(a): agent_from_mapping(str(a), r or {}) for a, r in raw_agents.items()}
+    agents = {str(a): (agent_from_mapping(str(a), r or {}), definition_hash(r or {})) for a, r in raw_agents.items()}
     return queues, agents
 
 

@@ -11,11 +11,13 @@ import yaml
 from grpc_health.v1 import health, health_pb2
 
 from coordinator.config import CoordinatorSettings
-from coordinator.definitions import DefinitionError, agent_from_json, load_file, queue_from_json
+from coordinator.definitions import DefinitionError, agent_from_json, agent_json, load_file, queue_from_json
 from coordinator.election.election import Fence
-from coordinator.queue import AgentLoggedIn, AgentPaused, QueueConfig, QueueDefined, QueueEngine
+from coordinator.election.leader import fenced_txn
+from coordinator.queue import AgentConfig, AgentLoggedIn, AgentPaused, QueueConfig, QueueDefined, QueueEngine
 from coordinator.queue_log import QueueLogBook, QueueLogFile
 from coordinator.runtime import LeaderRuntime, SeqAllocator
+from coordinator.store.kv import Put
 from coordinator.store.queue_store import QueueStore, StoredAgent
 
 log = logging.getLogger(__name__)
@@ -85,14 +87,29 @@ async def apply_queues_file(state: ReplicaState, fence: Fence) -> None:
         log.error("queues file %s not applied, the stored definitions stay: %s", path, exc)
         return
     hashes = await state.store.load_file_hashes()
-    stored_agents = await load_stored_agents(state.store)
     for name, (cfg, digest) in queues.items():
         if hashes.get(name) != digest:
             log.info("queues file: applying queue %s", name)
             await state.store.put_queue(fence, cfg, digest)
-    for agent_id, agent in agents.items():
-        if agent_id not in stored_agents:
-            await state.store.put_agent(fence, StoredAgent(agent, False, ""))
+    await _apply_file_agents(state.store, fence, agents)
+
+
+async def _apply_file_agents(store: QueueStore, fence: Fence, agents: dict[str, tuple[AgentConfig, str]]) -> None:
+    """Log in the file's agents whose entry changed since last applied, like queues: an agent logged
+    out or changed through the API stays so until its file entry is edited."""
+    # agents-file/<agent_id> next to QueueStore's agents/<agent_id>, written in the same txn.
+    kvs = (await store.kv.get_prefix(f"{store.prefix}/agents-file/".encode())).kvs
+    hashes = {kv.key.decode().rsplit("/", 1)[1]: kv.value.decode() for kv in kvs}
+    stored = await load_stored_agents(store)
+    for agent_id, (agent, digest) in agents.items():
+        if hashes.get(agent_id) == digest:
+            continue
+        old = stored.get(agent_id)
+        paused, reason = (old.paused, old.pause_reason) if old is not None else (False, "")
+        log.info("queues file: applying agent %s", agent_id)
+        await fenced_txn(store.kv, fence, [
+            Put(f"{store.prefix}/agents/{agent_id}".encode(), agent_json(agent, paused, reason)),
+            Put(f"{store.prefix}/agents-file/{agent_id}".encode(), digest.encode())])
 
 
 QUEUE_LOG_FLUSH = 0.5  # seconds between queue_log appends (lines are buffered in between)

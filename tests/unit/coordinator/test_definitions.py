@@ -57,7 +57,7 @@ def test_load_file_and_agents(tmp_path: Path) -> None:
                  "queues: {support: {penalty: 1}}, skills: {language: de}}\n")
     queues, agents = load_file(f)
     assert queues["support"][0].strategy is Strategy.LINEAR
-    alice = agents["alice"]
+    alice, _digest = agents["alice"]
     assert alice.memberships[0].penalty == 1 and alice.skills == (("language", "de"),)
     cfg, paused, reason = agent_from_json(agent_json(alice, True, "lunch"))
     assert cfg == alice and paused and reason == "lunch"

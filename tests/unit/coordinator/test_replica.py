@@ -26,7 +26,8 @@ P = "/clusterq"
 
 
 async def _fence(kv: MemoryKv) -> Fence:
-    key = f"{P}/election/1".encode()
+    """A new leader key (one per term), as a won election leaves it."""
+    key = f"{P}/election/{len((await kv.get_prefix(f'{P}/election/'.encode())).kvs) + 1}".encode()
     return Fence(key, await kv.put(key, b"me"))
 
 
@@ -46,19 +47,19 @@ async def _put_raw(kv: MemoryKv) -> None:
 class Term:
     """lead() running as a task until the test ends."""
 
-    def __init__(self, queues_file: Path | None = None) -> None:
-        self.kv = MemoryKv(time.monotonic)
+    def __init__(self, queues_file: Path | None = None, kv: MemoryKv | None = None) -> None:
+        self.kv = kv or MemoryKv(time.monotonic)
         self.store = QueueStore(self.kv, P)
         settings = CoordinatorSettings(queues_file=queues_file, settle_time=0.0)
         self.state = ReplicaState(settings, self.store, health.aio.HealthServicer())
         self.task: asyncio.Task[None] | None = None
 
-    async def start(self) -> LeaderRuntime:
+    async def start(self, wait_for_agents: bool = True) -> LeaderRuntime:
         fence = await _fence(self.kv)
         self.task = asyncio.ensure_future(lead(self.state, fence))
         for _ in range(200):  # until the agents are applied (settle_time 0), at most 2 s
             rt = self.state.runtime
-            if self.task.done() or (rt is not None and rt.engine.agent_states()):
+            if self.task.done() or (rt is not None and (rt.engine.agent_states() or not wait_for_agents)):
                 break
             await asyncio.sleep(0.01)
         assert not self.task.done(), "the leadership term ended"
@@ -126,3 +127,34 @@ async def test_a_good_queues_file_is_applied(tmp_path: Path) -> None:
         assert [v.agent_id for v in rt.engine.agent_states()] == ["alice"]
     finally:
         await term.stop()
+
+
+async def test_a_file_agent_logged_out_or_changed_through_the_api_stays_so_until_its_entry_is_edited(
+        tmp_path: Path) -> None:
+    f = tmp_path / "queues.yaml"
+    entry = "alice: {endpoint: PJSIP/alice, home_node: a, queues: {support: {penalty: %d}}}"
+    f.write_text("queues:\n  support: {}\nagents:\n  " + entry % 1 + "\n")
+    kv = MemoryKv(time.monotonic)
+    alice_key = f"{P}/agents/alice".encode()
+
+    async def term_agents() -> dict[str, int]:
+        term = Term(f, kv)
+        try:
+            rt = await term.start(wait_for_agents=False)
+            await asyncio.sleep(0.05)  # settle_time 0: the agents are applied right after the start
+            logged_in = [v.agent_id for v in rt.engine.agent_states()]
+        finally:
+            await term.stop()
+        # The penalty the term logged each agent in with (the engine's views do not show it).
+        return {a: json.loads((await kv.get(f"{P}/agents/{a}".encode())).value)  # type: ignore[union-attr]
+                ["queues"]["support"]["penalty"] for a in logged_in}
+
+    assert await term_agents() == {"alice": 1}
+    await kv.delete(alice_key)  # Logout through the API
+    assert await term_agents() == {}, "a logged-out file agent is not logged in again by the next leader"
+    await kv.put(alice_key, agent_json(_agent("alice", penalty=5), True, "lunch"))  # Login through the API
+    assert await term_agents() == {"alice": 5}
+    f.write_text("queues:\n  support: {}\nagents:\n  " + entry % 2 + "\n")  # the file entry is edited: it wins
+    assert await term_agents() == {"alice": 2}
+    stored = json.loads((await kv.get(alice_key)).value)  # type: ignore[union-attr]
+    assert stored["paused"] and stored["pause_reason"] == "lunch"  # the pause is the API's: kept
