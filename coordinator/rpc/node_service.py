@@ -22,6 +22,19 @@ Ctx: TypeAlias = Any
 MAX_RESYNC_CALLS = 100_000
 
 
+def _register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) -> tuple[grpc.StatusCode, str] | None:
+    """Apply a Register; the status to end the stream with when the runtime refuses it."""
+    try:
+        rt.register(link, reg)
+    except (ValueError, KeyError) as exc:  # the engine's refusal of what the node reported
+        log.warning("node %s: Register refused: %s", reg.node_id, exc)
+        return grpc.StatusCode.INVALID_ARGUMENT, f"Register refused: {exc}"
+    except Exception as exc:
+        log.exception("node %s: Register failed", reg.node_id)
+        return grpc.StatusCode.INTERNAL, f"Register failed on the coordinator: {type(exc).__name__}: {exc}"
+    return None
+
+
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     """Serves Connect on the leader; followers refuse with the leader's address."""
 
@@ -35,6 +48,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         if rt is None:
             await abort_not_leader(context, self.state.leader_address)
         first = await context.read()
+        # Leadership may have ended (or ended and started again) while the node was awaited:
+        # attaching to a closed runtime would answer Registered(old epoch) and leave the node on
+        # a replica that no longer leads while the real leader counts it as lost.
+        await self._check_leading(rt, context)
         if first is grpc.aio.EOF or first.WhichOneof("body") != "register":
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Register")
         reg = first.register
@@ -50,30 +67,41 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             link = rt.attach(reg.node_id, reg.instance_id)
         except NodeAlreadyConnected as exc:
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        # Re-report the node's calls in the same step as the attach (no await in between): the
-        # settle loop treats an attached node as re-reported, and agents freed by the attach must
-        # not be offered before the node's connected calls and waiting callers are known.
-        rt.register(link, reg)
-        log.info("node %s attached (instance %s, %d calls re-reported)", reg.node_id, reg.instance_id,
-                 len(reg.calls))
-        self._remember_node(reg.node_id, reg.instance_id)
-        reader = asyncio.ensure_future(self._read(rt, link, context))
-        # The node closing its side ends the writer too (after what is already decided).
-        reader.add_done_callback(lambda _: link.peer_gone())
+        reader: asyncio.Future[None] | None = None
         try:
+            # Re-report the node's calls in the same step as the attach (no await in between): the
+            # settle loop treats an attached node as re-reported, and agents freed by the attach must
+            # not be offered before the node's connected calls and waiting callers are known.
+            # Inside the try: a refused Register must detach the link, or the node's next instance
+            # would be refused as ALREADY_EXISTS for the rest of the term.
+            failure = _register(rt, link, reg)
+            if failure is not None:
+                await abort(context, *failure)
+            log.info("node %s attached (instance %s, %d calls re-reported)", reg.node_id, reg.instance_id,
+                     len(reg.calls))
+            self._remember_node(reg.node_id, reg.instance_id)
+            reader = asyncio.ensure_future(self._read(rt, link, context))
+            # The node closing its side ends the writer too (after what is already decided).
+            reader.add_done_callback(lambda _: link.peer_gone())
             await context.write(node_pb2.CoordinatorMessage(
                 registered=node_pb2.Registered(epoch=rt.epoch, leader=self.state.settings.advertise_address)))
             # One write per wake-up carries every decision made since the previous write.
             while (msg := await link.next_message()) is not None:
                 await context.write(msg)
         finally:
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
             rt.detach(link)
             log.info("node %s detached", reg.node_id)
         if rt.closed:
             await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost; reconnect to the new leader")
         if link.closed and self.state.runtime is rt and rt.links.get(reg.node_id) is not link:
             await abort(context, grpc.StatusCode.ABORTED, "replaced by a newer stream of the same node instance")
+
+    async def _check_leading(self, rt: LeaderRuntime, context: Ctx) -> None:
+        """Refuse (with the leader trailer) unless `rt` is still this replica's open runtime."""
+        if rt.closed or self.state.runtime is not rt:
+            await abort_not_leader(context, self.state.leader_address)
 
     async def _read(self, rt: LeaderRuntime, link: NodeLink, context: Ctx) -> None:
         while True:
