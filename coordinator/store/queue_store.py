@@ -21,7 +21,7 @@ from coordinator.definitions import agent_from_json, agent_json, queue_from_json
 from coordinator.election.election import Fence
 from coordinator.election.leader import fenced_txn
 from coordinator.queue.model import AgentConfig, QueueConfig
-from coordinator.store.kv import Delete, KvPort, Put
+from coordinator.store.kv import Compare, Delete, KvPort, Put
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,16 @@ class QueueStore:
         if file_hash is not None:
             ops.append(Put(self._k("queues-file", cfg.name), file_hash.encode()))
         await fenced_txn(self.kv, fence, ops)
+
+    async def create_queue(self, fence: Fence, cfg: QueueConfig) -> bool:
+        """Store a new queue definition; False (nothing written) if the name is already taken.
+
+        etcd decides (create_revision == 0 in the same fenced txn), so of two concurrent creates of
+        one name exactly one succeeds. Not retry-safe: a lost reply raises KvAmbiguous (outcome unknown).
+        """
+        key = self._k("queues", cfg.name)
+        result = await fenced_txn(self.kv, fence, [Put(key, queue_json(cfg))], [Compare.create(key, "=", 0)])
+        return result.succeeded
 
     async def delete_queue(self, fence: Fence, name: str) -> None:
         """Remove a queue definition."""
