@@ -6,15 +6,15 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from coordinator.config import NAME_RE
 from coordinator.definitions import DefinitionError, agent_from_pb, queue_from_pb, queue_to_pb
-from coordinator.election.election import FenceLost
+from coordinator.election.election import Fence, FenceLost
 from coordinator.queue import (
     AgentLoggedIn,
     AgentLoggedOut,
@@ -28,28 +28,64 @@ from coordinator.replica import ReplicaState
 from coordinator.rpc.errors import abort, abort_not_leader
 from coordinator.rpc.stats_view import MAX_CALLERS_LISTED, add_callers, agent_state_pb, snapshot_pb
 from coordinator.runtime import LeaderRuntime
+from coordinator.store.kv import KvAmbiguous, KvError
 from coordinator.store.queue_store import StoredAgent
 
 # grpc ships no type information: servicer contexts are untyped here.
 Ctx: TypeAlias = Any
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 # Waiting callers converted per loop step by Stats.Snapshot (about 1-4 ms of work each).
 CALLERS_PER_STEP = 500
 
 
-async def _leader(state: ReplicaState, context: Ctx) -> LeaderRuntime:
-    rt = state.runtime
-    if rt is None or state.fence is None:
+async def _leader(state: ReplicaState, context: Ctx) -> tuple[LeaderRuntime, Fence]:
+    """The runtime and the fence of this replica's current term, read together (no await between)."""
+    rt, fence = state.runtime, state.fence
+    if rt is None or fence is None:
         await abort_not_leader(context, state.leader_address)
-    return rt
+    return rt, fence
 
 
-async def _fenced(context: Ctx, write: asyncio.Future[None] | object) -> None:
+async def _still_leader(state: ReplicaState, rt: LeaderRuntime, context: Ctx) -> None:
+    """After an await: refuse unless `rt`'s term is still this replica's current one. The fence read
+    with `rt` then still holds too, and nothing is applied to a closed runtime."""
+    if state.runtime is not rt or rt.closed:
+        await abort_not_leader(context, state.leader_address)
+
+
+async def _read(state: ReplicaState, rt: LeaderRuntime, context: Ctx, read: Awaitable[T]) -> T:
+    """An etcd read made on behalf of `rt`'s term: store errors are UNAVAILABLE; leadership must
+    still be this term's afterwards."""
     try:
-        await write  # type: ignore[misc]
+        result = await read
+    except KvError as exc:
+        await abort(context, grpc.StatusCode.UNAVAILABLE, f"etcd read failed: {exc}; retry")
+    await _still_leader(state, rt, context)
+    return result
+
+
+async def _fenced(state: ReplicaState, rt: LeaderRuntime, context: Ctx, write: Awaitable[T]) -> T:
+    """A fenced etcd write of `rt`'s term; every store error is UNAVAILABLE with a message that says
+    whether the change was made, and the term must still be current before the caller applies it."""
+    try:
+        result = await write
     except FenceLost:
         log.warning("fenced write refused by etcd: this replica no longer holds the leader key")
         await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost during the write; retry on the new leader")
+    except KvAmbiguous as exc:
+        log.warning("etcd write outcome unknown: %s", exc)
+        await abort(context, grpc.StatusCode.UNAVAILABLE,
+                    f"etcd did not confirm the write; its outcome is unknown (read back before retrying): {exc}")
+    except KvError as exc:
+        await abort(context, grpc.StatusCode.UNAVAILABLE, f"etcd write failed, nothing changed: {exc}; retry")
+    if state.runtime is not rt or rt.closed:
+        # The change is stored (under the fence of rt's term), but that term is over: the next
+        # leader loads it from etcd; this reply cannot describe the new leader's state.
+        await abort(context, grpc.StatusCode.UNAVAILABLE,
+                    "leadership moved right after the change was stored; the new leader applies it "
+                    "(read it back there before retrying)")
+    return result
 
 
 class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
@@ -66,45 +102,44 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
 
     async def CreateQueue(self, request: admin_pb2.CreateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:
         """Create a queue; ALREADY_EXISTS if the name is taken."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         cfg = await self._convert(request.queue, context)
         from coordinator.queue import QueueConfig
 
         assert isinstance(cfg, QueueConfig)
         if cfg.name in rt.queues:
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, f"queue {cfg.name} already exists")
-        assert self.state.fence is not None
-        await _fenced(context, self.state.store.put_queue(self.state.fence, cfg))
+        # etcd has the last word: a concurrent create of the same name passed the check above too.
+        if not await _fenced(self.state, rt, context, self.state.store.create_queue(fence, cfg)):
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, f"queue {cfg.name} already exists")
         rt.apply(QueueDefined(cfg))
         return queue_to_pb(cfg)
 
     async def UpdateQueue(self, request: admin_pb2.UpdateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:
         """Replace a queue's definition; waiting callers stay and the new rules apply."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         cfg = await self._convert(request.queue, context)
         from coordinator.queue import QueueConfig
 
         assert isinstance(cfg, QueueConfig)
         if cfg.name not in rt.queues:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {cfg.name} does not exist")
-        assert self.state.fence is not None
-        await _fenced(context, self.state.store.put_queue(self.state.fence, cfg))
+        await _fenced(self.state, rt, context, self.state.store.put_queue(fence, cfg))
         rt.apply(QueueDefined(cfg))
         return queue_to_pb(cfg)
 
     async def DeleteQueue(self, request: admin_pb2.DeleteQueueRequest, context: Ctx) -> admin_pb2.DeleteQueueResponse:
         """Delete a queue; its waiting callers continue in the dialplan with QUEUE_DELETED."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         if request.name not in rt.queues:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.name[:70]!r} does not exist")
-        assert self.state.fence is not None
-        await _fenced(context, self.state.store.delete_queue(self.state.fence, request.name))
+        await _fenced(self.state, rt, context, self.state.store.delete_queue(fence, request.name))
         rt.apply(QueueDeleted(request.name))
         return admin_pb2.DeleteQueueResponse()
 
     async def ListQueues(self, request: admin_pb2.ListQueuesRequest, context: Ctx) -> admin_pb2.ListQueuesResponse:
         """Every queue definition, by name."""
-        rt = await _leader(self.state, context)
+        rt, _ = await _leader(self.state, context)
         return admin_pb2.ListQueuesResponse(queues=[queue_to_pb(rt.queues[n]) for n in sorted(rt.queues)])
 
 
@@ -122,7 +157,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
     async def _known(self, rt: LeaderRuntime, agent_id: str, context: Ctx) -> StoredAgent:
         if not NAME_RE.match(agent_id):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"agent_id must match {NAME_RE.pattern}")
-        stored = (await self.state.store.load_agents()).get(agent_id)
+        stored = (await _read(self.state, rt, context, self.state.store.load_agents())).get(agent_id)
         if stored is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"agent {agent_id} is not logged in")
         return stored
@@ -133,7 +168,7 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
 
     async def Login(self, request: admin_pb2.LoginRequest, context: Ctx) -> admin_pb2.AgentState:
         """Log an agent in (or replace its memberships/skills); unknown queues are NOT_FOUND."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         try:
             agent = agent_from_pb(request)
         except DefinitionError as exc:
@@ -141,9 +176,8 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         missing = [m.queue for m in agent.memberships if m.queue not in rt.queues]
         if missing:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"unknown queue(s): {', '.join(missing)}")
-        assert self.state.fence is not None
         stored = StoredAgent(agent, request.paused, "login" if request.paused else "")
-        await _fenced(context, self.state.store.put_agent(self.state.fence, stored))
+        await _fenced(self.state, rt, context, self.state.store.put_agent(fence, stored))
         rt.apply(AgentLoggedIn(agent))
         if request.paused:
             rt.apply(AgentPaused(agent.agent_id, "login"))
@@ -151,37 +185,34 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
 
     async def Logout(self, request: admin_pb2.LogoutRequest, context: Ctx) -> admin_pb2.AgentState:
         """Log an agent out (a call in progress continues; no new offers)."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         await self._known(rt, request.agent_id, context)
-        assert self.state.fence is not None
-        await _fenced(context, self.state.store.delete_agent(self.state.fence, request.agent_id))
+        await _fenced(self.state, rt, context, self.state.store.delete_agent(fence, request.agent_id))
         rt.apply(AgentLoggedOut(request.agent_id))
         return admin_pb2.AgentState(agent_id=request.agent_id, state="logged_out")
 
     async def Pause(self, request: admin_pb2.PauseRequest, context: Ctx) -> admin_pb2.AgentState:
         """Pause an agent with a reason (at most 128 characters)."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         if len(request.reason) > 128:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "reason longer than 128 characters")
         stored = await self._known(rt, request.agent_id, context)
-        assert self.state.fence is not None
-        await _fenced(context, self.state.store.put_agent(
-            self.state.fence, StoredAgent(stored.config, True, request.reason)))
+        await _fenced(self.state, rt, context, self.state.store.put_agent(
+            fence, StoredAgent(stored.config, True, request.reason)))
         rt.apply(AgentPaused(request.agent_id, request.reason))
         return self._state(rt, request.agent_id)
 
     async def Unpause(self, request: admin_pb2.UnpauseRequest, context: Ctx) -> admin_pb2.AgentState:
         """Make a paused agent available again."""
-        rt = await _leader(self.state, context)
+        rt, fence = await _leader(self.state, context)
         stored = await self._known(rt, request.agent_id, context)
-        assert self.state.fence is not None
-        await _fenced(context, self.state.store.put_agent(self.state.fence, StoredAgent(stored.config, False, "")))
+        await _fenced(self.state, rt, context, self.state.store.put_agent(fence, StoredAgent(stored.config, False, "")))
         rt.apply(AgentUnpaused(request.agent_id))
         return self._state(rt, request.agent_id)
 
     async def GetState(self, request: admin_pb2.AgentStateRequest, context: Ctx) -> admin_pb2.AgentState:
         """The agent's current state as the leader sees it."""
-        rt = await _leader(self.state, context)
+        rt, _ = await _leader(self.state, context)
         if _find_agent(rt, request.agent_id) is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"agent {request.agent_id[:70]!r} is not logged in")
         return self._state(rt, request.agent_id)
@@ -195,7 +226,7 @@ class StatsServicer(admin_pb2_grpc.StatsServicer):
 
     async def Snapshot(self, request: admin_pb2.StatsRequest, context: Ctx) -> admin_pb2.StatsSnapshot:
         """Statistics now (optionally for one queue, optionally with its waiting callers)."""
-        rt = await _leader(self.state, context)
+        rt, _ = await _leader(self.state, context)
         if request.queue and request.queue not in rt.queues:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.queue[:70]!r} does not exist")
         now = time.monotonic()
@@ -208,6 +239,8 @@ class StatsServicer(admin_pb2_grpc.StatsServicer):
                     # Node streams go on between chunks: 10,000 callers listed at once held the
                     # leader's loop for 35-90 ms. The order and positions are those of the request.
                     await asyncio.sleep(0)
+            # Not a snapshot of a term that ended while it was being listed.
+            await _still_leader(self.state, rt, context)
         return snap
 
     async def Watch(self, request: admin_pb2.WatchRequest,
@@ -217,7 +250,7 @@ class StatsServicer(admin_pb2_grpc.StatsServicer):
         if interval < 0.2:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "interval must be >= 0.2 s")
         while True:
-            rt = await _leader(self.state, context)
+            rt, _ = await _leader(self.state, context)
             if request.queue and request.queue not in rt.queues:
                 await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.queue[:70]!r} does not exist")
             yield snapshot_pb(rt, request.queue, time.monotonic())

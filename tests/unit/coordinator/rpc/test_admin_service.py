@@ -1,0 +1,112 @@
+"""QueueAdmin / Agents / Stats against an in-process replica: etcd errors, leadership that ends or
+moves while a call awaits etcd, concurrent creates of one queue, Watch intervals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
+from coordinator.store.kv import KvAmbiguous
+from tests.unit.coordinator.rpc.conftest import Replica
+
+LOGIN = admin_pb2.LoginRequest(agent_id="a1", endpoint="PJSIP/a1", home_node="a",
+                               queues=[admin_pb2.QueueMembership(queue="support")])
+
+
+async def _error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    assert err.value.details(), "every refusal carries a message"
+    return err.value
+
+
+def _after(monkeypatch: pytest.MonkeyPatch, obj: object, name: str, then: Callable[[], Awaitable[None]]) -> None:
+    """Make obj.name run as before, then run `then` (an event of the world during that await)."""
+    real = getattr(obj, name)
+
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        await then()
+        return result
+
+    monkeypatch.setattr(obj, name, wrapped)
+
+
+async def test_etcd_errors_are_unavailable_with_a_message(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    qa, ag = admin_pb2_grpc.QueueAdminStub(channel), admin_pb2_grpc.AgentsStub(channel)
+    await ag.Login(LOGIN)
+    replica.kv.set_partitioned(True)
+    err = await _error(ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch")))  # the read fails
+    assert err.code() == grpc.StatusCode.UNAVAILABLE and "etcd" in (err.details() or "")
+    err = await _error(ag.Login(LOGIN))  # the write fails
+    assert err.code() == grpc.StatusCode.UNAVAILABLE and "nothing changed" in (err.details() or "")
+    replica.kv.set_partitioned(False)
+
+    async def ambiguous(*_: Any, **__: Any) -> Any:
+        raise KvAmbiguous("connection reset after the request was sent")
+
+    monkeypatch.setattr(replica.kv, "txn", ambiguous)
+    err = await _error(qa.CreateQueue(admin_pb2.CreateQueueRequest(queue=admin_pb2.QueueDefinition(name="sales"))))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE and "outcome is unknown" in (err.details() or "")
+
+
+@pytest.mark.parametrize("won_again", [False, True], ids=["lost", "lost-and-won-again"])
+async def test_leadership_ending_during_the_agent_read_refuses_the_pause(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch, won_again: bool) -> None:
+    ag = admin_pb2_grpc.AgentsStub(channel)
+    await ag.Login(LOGIN)
+    old = replica.state.runtime
+
+    async def term_ends() -> None:
+        replica.lose_leadership()
+        if won_again:
+            await replica.lead_again()
+
+    _after(monkeypatch, replica.state.store, "load_agents", term_ends)
+    err = await _error(ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch")))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    monkeypatch.undo()
+    assert not (await replica.state.store.load_agents())["a1"].paused, "nothing written for the ended term"
+    assert old is not None and old.closed
+
+
+async def test_leadership_moving_right_after_the_write_is_unavailable(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    qa = admin_pb2_grpc.QueueAdminStub(channel)
+    old = replica.state.runtime
+
+    async def term_moves() -> None:
+        if replica.state.runtime is old:  # once: the new term's own writes go through txn too
+            replica.lose_leadership()
+            await replica.lead_again()
+
+    _after(monkeypatch, replica.kv, "txn", term_moves)
+    err = await _error(qa.CreateQueue(admin_pb2.CreateQueueRequest(queue=admin_pb2.QueueDefinition(name="sales"))))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE and "stored" in (err.details() or "")
+    assert old is not None and "sales" not in old.queues, "nothing applied to the closed runtime"
+    assert "sales" in await replica.state.store.load_queues()
+
+
+async def test_two_concurrent_creates_of_one_queue_one_wins(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    qa = admin_pb2_grpc.QueueAdminStub(channel)
+    real = replica.kv.txn
+
+    async def slow_txn(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.1)  # etcd's round trip: both requests pass the in-memory check first
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(replica.kv, "txn", slow_txn)
+    results = await asyncio.gather(
+        *(qa.CreateQueue(admin_pb2.CreateQueueRequest(queue=admin_pb2.QueueDefinition(name="sales", wrapup_time=w)))
+          for w in (1, 2)), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS]
+    winner = next(r for r in results if isinstance(r, admin_pb2.QueueDefinition))
+    assert (await replica.state.store.load_queues())["sales"].wrapup_time == winner.wrapup_time
