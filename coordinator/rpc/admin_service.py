@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeAlias, TypeVar
@@ -37,6 +38,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 # Waiting callers converted per loop step by Stats.Snapshot (about 1-4 ms of work each).
 CALLERS_PER_STEP = 500
+# Stats.Watch: 0 means the default; bounds keep a loop that re-checks leadership at a sane pace.
+WATCH_DEFAULT, WATCH_MIN, WATCH_MAX = 1.0, 0.2, 3600.0
 
 
 async def _leader(state: ReplicaState, context: Ctx) -> tuple[LeaderRuntime, Fence]:
@@ -245,10 +248,13 @@ class StatsServicer(admin_pb2_grpc.StatsServicer):
 
     async def Watch(self, request: admin_pb2.WatchRequest,
                     context: Ctx) -> AsyncIterator[admin_pb2.StatsSnapshot]:
-        """A snapshot every interval (>= 0.2 s) until the client cancels or leadership moves."""
-        interval = request.interval or 1.0
-        if interval < 0.2:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "interval must be >= 0.2 s")
+        """A snapshot every interval (0.2 to 3600 s; 0 = 1 s) until the client cancels or leadership moves."""
+        interval = request.interval or WATCH_DEFAULT
+        # NaN passes no comparison (a sleep(nan) returns at once: a busy loop) and inf would never
+        # wake up to re-check leadership: only finite intervals within the bounds are taken.
+        if not (math.isfinite(interval) and WATCH_MIN <= interval <= WATCH_MAX):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                        f"interval must be between {WATCH_MIN} and {WATCH_MAX:.0f} s (0 = {WATCH_DEFAULT} s)")
         while True:
             rt, _ = await _leader(self.state, context)
             if request.queue and request.queue not in rt.queues:

@@ -4,6 +4,7 @@ moves while a call awaits etcd, concurrent creates of one queue, Watch intervals
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,3 +111,18 @@ async def test_two_concurrent_creates_of_one_queue_one_wins(
     assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS]
     winner = next(r for r in results if isinstance(r, admin_pb2.QueueDefinition))
     assert (await replica.state.store.load_queues())["sales"].wrapup_time == winner.wrapup_time
+
+
+@pytest.mark.parametrize("interval", [math.nan, math.inf, -math.inf, 0.1, -1.0, 3601.0])
+async def test_watch_refuses_intervals_outside_the_bounds(channel: grpc.aio.Channel, interval: float) -> None:
+    watch = admin_pb2_grpc.StatsStub(channel).Watch(admin_pb2.WatchRequest(interval=interval))
+    err = await _error(asyncio.wait_for(watch.read(), 5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.2, 3600.0])
+async def test_watch_takes_intervals_within_the_bounds(channel: grpc.aio.Channel, interval: float) -> None:
+    watch = admin_pb2_grpc.StatsStub(channel).Watch(admin_pb2.WatchRequest(interval=interval))
+    snap = await asyncio.wait_for(watch.read(), 5)
+    assert [q.queue for q in snap.queues] == ["support"]
+    watch.cancel()
