@@ -8,17 +8,49 @@ import gc
 import logging
 import os
 import signal
+import sys
 from functools import partial
 
 from coordinator.config import CoordinatorSettings
+from coordinator.definitions import load_file
 from coordinator.election.election import Election
 from coordinator.election.leader import run_elected
 from coordinator.replica import ReplicaState, lead
-from coordinator.rpc.server import build_server, new_health
+from coordinator.rpc.server import build_server, new_health, set_ready
 from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
 from coordinator.store.queue_store import QueueStore
 
 log = logging.getLogger("coordinator")
+
+
+class StartupError(Exception):
+    """The replica cannot start with this configuration; the message says why."""
+
+
+def check_queues_file(settings: CoordinatorSettings) -> None:
+    """Parse the queues file with the leader's own loader; StartupError if it is unusable.
+
+    The leader applies the file only when it wins an election: an error found then would leave the
+    cluster without a leader, long after the rollout that brought the file went through."""
+    path = settings.queues_file
+    if path is None:
+        return
+    try:
+        load_file(path)
+    except Exception as exc:  # OSError, YAML syntax, DefinitionError: all fatal, all explained
+        raise StartupError(f"queues file {path} (CLUSTERQ_QUEUES_FILE) is not usable: {exc}") from exc
+
+
+async def _report_readiness(state: ReplicaState, kv: EtcdKv) -> None:
+    """Keep "" NOT_SERVING until etcd granted this replica's first lease (it campaigns), then
+    SERVING until shutdown starts (this task is cancelled first thing then)."""
+    try:
+        await kv.lease_granted.wait()
+        log.info("etcd granted the election lease: ready")
+        await set_ready(state, True)
+        await asyncio.Future()  # until cancelled
+    finally:
+        await set_ready(state, False)
 
 
 async def _follow_leader(state: ReplicaState, election: Election) -> None:
@@ -29,7 +61,10 @@ async def _follow_leader(state: ReplicaState, election: Election) -> None:
 
 
 async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = None) -> None:
-    """Run one replica until cancelled: campaign, lead when elected, serve gRPC throughout."""
+    """Run one replica until cancelled: campaign, lead when elected, serve gRPC throughout.
+
+    Raises StartupError (before serving anything) for a queues file that does not load."""
+    check_queues_file(settings)
     kv = EtcdKv(EtcdConfig(endpoints=settings.etcd_endpoints))
     store = QueueStore(kv, settings.etcd_prefix)
     state = ReplicaState(settings, store, new_health())
@@ -44,7 +79,9 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
                                        settings.lease_ttl, partial(lead, state),
                                        step_down_delay=settings.fault_step_down_delay))
             tg.create_task(_follow_leader(state, Election(kv, store.election_prefix)))
+            tg.create_task(_report_readiness(state, kv))
     finally:
+        await set_ready(state, False)
         await server.stop(1.0)
         with contextlib.suppress(Exception):
             await kv.close()
@@ -62,6 +99,11 @@ def main() -> None:
     """Entry point: `python -m coordinator` (configuration from CLUSTERQ_* variables)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s coord %(levelname)s %(name)s: %(message)s")
     settings = CoordinatorSettings.from_env()
+    try:
+        check_queues_file(settings)
+    except StartupError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
     freeze_startup_heap()
 
     async def run() -> None:

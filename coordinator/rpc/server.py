@@ -11,6 +11,10 @@ from coordinator.replica import LEADERSHIP_SERVICE, ReplicaState
 from coordinator.rpc.admin_service import AgentsServicer, QueueAdminServicer, StatsServicer
 from coordinator.rpc.node_service import NodeServicer
 
+# Always SERVING while the process answers: the liveness probe's service. Liveness must not follow
+# "" (readiness): an etcd outage makes every replica unready, and restarting them all fixes nothing.
+LIVENESS_SERVICE = "clusterq.v1.Liveness"
+
 # Keepalive: nodes must notice a dead leader quickly; messages are bounded (4 MB default is kept
 # for requests; a Register with 100k calls stays below it at ~40 bytes per call).
 SERVER_OPTIONS = [
@@ -42,12 +46,21 @@ async def build_server(state: ReplicaState, listen: str) -> tuple[grpc.aio.Serve
     port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
-    await server.start()
-    # Overall status SERVING on every healthy replica (Kubernetes rollouts proceed); the named
+    # Before start, so no probe sees a status missing: the overall status "" becomes SERVING only
+    # once this replica reached etcd and campaigns (`set_ready`), on leader and followers alike
+    # (rollouts proceed); a replica with a wrong etcd configuration never becomes ready. The named
     # leadership service is SERVING only on the leader.
-    await state.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await state.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    await set_ready(state, False)
     await state.health.set(LEADERSHIP_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
     return server, port
+
+
+async def set_ready(state: ReplicaState, ready: bool) -> None:
+    """Set the overall health status "" (the readiness probe's service)."""
+    status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+    await state.health.set("", status)
 
 
 def new_health() -> health.aio.HealthServicer:

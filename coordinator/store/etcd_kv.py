@@ -127,6 +127,8 @@ class EtcdKv:
         self._conn: _Conn | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Set once etcd has granted a lease (the election session exists): the replica's readiness.
+        self.lease_granted = asyncio.Event()
 
     @property
     def endpoint(self) -> str:
@@ -239,6 +241,7 @@ class EtcdKv:
         resp = await self._unary("LeaseGrant", rpc.LeaseGrantRequest(TTL=int(ttl)))
         if resp.error:
             raise KvError(f"lease grant refused: {resp.error}")
+        self.lease_granted.set()
         return int(resp.ID), int(resp.TTL)
 
     async def lease_keepalive(self, lease_id: int) -> int:

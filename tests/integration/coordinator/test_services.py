@@ -74,10 +74,8 @@ async def replicas(tmp_path: Path, etcd_factory: object) -> AsyncIterator[Replic
 async def test_health_and_follower_redirect(replicas: Replicas) -> None:
     leader = await replicas.leader()
     follower = next(a for a in replicas.addresses if a != leader)
-    for addr in replicas.addresses:  # overall status SERVING everywhere (rollouts proceed)
-        async with grpc.aio.insecure_channel(addr) as ch:
-            r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-            assert r.status == health_pb2.HealthCheckResponse.SERVING
+    for addr in replicas.addresses:  # overall status SERVING everywhere once campaigning (rollouts proceed)
+        assert await _serving_within(addr, "", 5.0)
     async with grpc.aio.insecure_channel(follower) as ch:
         r = await health_pb2_grpc.HealthStub(ch).Check(
             health_pb2.HealthCheckRequest(service="clusterq.v1.Leadership"), timeout=2)
@@ -98,6 +96,33 @@ async def test_health_and_follower_redirect(replicas: Replicas) -> None:
     snap = await client.snapshot()
     assert [q.queue for q in snap.queues] == ["support"] and snap.epoch > 0
     await client.close()
+
+
+async def _serving_within(addr: str, service: str, timeout: float) -> bool:
+    """Whether the replica's health service reports SERVING within timeout."""
+    async with grpc.aio.insecure_channel(addr) as ch:
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=service))
+        try:
+            async with asyncio.timeout(timeout):
+                while (await watch.read()).status != health_pb2.HealthCheckResponse.SERVING:
+                    pass
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            watch.cancel()
+
+
+async def test_not_ready_as_soon_as_shutdown_starts(replicas: Replicas) -> None:
+    addr = replicas.addresses[0]
+    assert await _serving_within(addr, "", 5.0)
+    async with grpc.aio.insecure_channel(addr) as ch:
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        replicas.tasks[0].cancel()  # SIGTERM
+        # Told on the open stream while the server drains (new calls are refused by then).
+        assert (await asyncio.wait_for(watch.read(), 5)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
 
 
 async def _code(call: object) -> grpc.StatusCode:

@@ -1,0 +1,73 @@
+"""The coordinator's startup: a broken queues file stops it before it serves; without etcd the
+replica answers its liveness service but is not ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clusterq_testing.ports import free_tcp_port
+from coordinator.__main__ import StartupError, serve
+from coordinator.config import CoordinatorSettings
+from coordinator.rpc.server import LIVENESS_SERVICE
+
+ROOT = Path(__file__).resolve().parents[3]
+BAD_QUEUES = "queues:\n  support: {strategy: fastest}\n"
+
+
+def _settings(listen_port: int, queues_file: Path | None = None) -> CoordinatorSettings:
+    # Nothing listens on the etcd port: the replica never reaches etcd.
+    return CoordinatorSettings(etcd_endpoints=(f"127.0.0.1:{free_tcp_port()}",), lease_ttl=2.0, node_ttl=4.0,
+                               listen=f"127.0.0.1:{listen_port}", queues_file=queues_file, replica_id="unit")
+
+
+async def test_a_bad_queues_file_stops_serve_before_it_listens(tmp_path: Path) -> None:
+    bad = tmp_path / "queues.yaml"
+    bad.write_text(BAD_QUEUES)
+    port = free_tcp_port()
+    with pytest.raises(StartupError, match=r"queues\.yaml.*fastest"):
+        await asyncio.wait_for(serve(_settings(port, bad)), 5)
+    with pytest.raises(OSError):  # never bound
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+
+
+def test_main_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "queues.yaml"
+    bad.write_text(BAD_QUEUES)
+    env = {**os.environ, "CLUSTERQ_QUEUES_FILE": str(bad), "CLUSTERQ_LISTEN": f"127.0.0.1:{free_tcp_port()}",
+           "CLUSTERQ_ETCD_ENDPOINTS": f"127.0.0.1:{free_tcp_port()}"}
+    done = subprocess.run([sys.executable, "-m", "coordinator"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "CLUSTERQ_QUEUES_FILE" in done.stderr and "fastest" in done.stderr
+
+
+async def _status(address: str, service: str) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    async with grpc.aio.insecure_channel(address) as ch:
+        r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        return r.status
+
+
+async def test_without_etcd_the_replica_is_alive_but_not_ready() -> None:
+    port = free_tcp_port()
+    ready = asyncio.Event()
+    task = asyncio.ensure_future(serve(_settings(port), ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        for _ in range(5):  # and stays so while etcd cannot be reached
+            assert await _status(f"127.0.0.1:{port}", "") == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert await _status(f"127.0.0.1:{port}", LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
