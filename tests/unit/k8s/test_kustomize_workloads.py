@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from coordinator.config import CoordinatorSettings
 from coordinator.definitions import load_file
+from coordinator.rpc.server import LIVENESS_SERVICE
 from stasis_app.config import StasisSettings
 from tests.unit.k8s.rendering import (
     NAMESPACE,
@@ -70,17 +71,19 @@ def test_etcd_data_probes_and_disruption_budget(rendered: Rendered) -> None:
 
 
 def test_coordinator_replicas_probes_and_rollout(rendered: Rendered) -> None:
-    """3 replicas, native gRPC probes on the overall health service, surge-only rollout."""
+    """3 replicas, native gRPC probes (readiness on "", liveness on the process's own service),
+    surge-only rollout."""
     dep = rendered.get("Deployment", "clusterq-coordinator")
     assert dep["spec"]["replicas"] == 3
     assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     c = _container(dep, "coordinator")
     assert c["image"] == "clusterq:0.1.0"
     assert c["command"] == ["python", "-m", "coordinator"]
-    for probe in (c["readinessProbe"], c["livenessProbe"]):
-        # Service "" (absent): SERVING on every healthy replica. The leader-only
-        # "clusterq.v1.Leadership" here would keep followers unready or kill them.
-        assert probe["grpc"] == {"port": 50051}
+    # Service "" (absent): SERVING on every replica that reached etcd. The leader-only
+    # "clusterq.v1.Leadership" here would keep followers unready or kill them.
+    assert c["readinessProbe"]["grpc"] == {"port": 50051}
+    # Not "": an etcd outage makes every replica unready, and must not restart them all.
+    assert c["livenessProbe"]["grpc"] == {"port": 50051, "service": LIVENESS_SERVICE}
     assert [p["containerPort"] for p in c["ports"]] == [50051]
     assert _pod_spec(dep)["terminationGracePeriodSeconds"] > 0
     assert rendered.get("PodDisruptionBudget", "clusterq-coordinator")["spec"]["maxUnavailable"] == 1
