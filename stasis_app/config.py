@@ -1,7 +1,7 @@
 """Stasis-app settings, read once from the environment.
 
 The ARI password comes from CLUSTERQ_ARI_PASSWORD or the file named by CLUSTERQ_ARI_PASSWORD_FILE;
-it is never logged (repr masks it).
+it is never logged (repr masks it). CLUSTERQ_ARI_URL (logged at startup) must not carry credentials.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -45,6 +46,11 @@ class StasisSettings:
             raise ValueError("at least one coordinator address is required")
         if self.grace <= 0:
             raise ValueError("grace must be > 0")
+        # The URL is logged and shown in repr: credentials in it would leak. The message does not
+        # repeat the URL for the same reason.
+        if "@" in urlsplit(self.ari_url).netloc:
+            raise ValueError("CLUSTERQ_ARI_URL must not carry a user or password (user:password@host): "
+                             "set CLUSTERQ_ARI_USER and CLUSTERQ_ARI_PASSWORD (or CLUSTERQ_ARI_PASSWORD_FILE)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StasisSettings:
