@@ -326,13 +326,20 @@ async def test_offers_and_connects_for_a_caller_gone_unnoticed_are_reported_back
 async def test_a_leaving_caller_reaches_the_dialplan_even_when_variables_fail() -> None:
     ari = FakeAri("a")
     async with running(ari) as n:
-        cid = await n.queued_caller(("support", "timeout=1"))
+        cid = await n.queued_caller(("support",))
+        await n.settle()  # the join's own writes are done: the failures below hit the leave's
+        assert ari.channels[cid].variables[r.VAR_POSITION] == "1"
+        # The leave writes CLUSTERQ_STATUS, _WAIT, _POSITION in that order: the first two fail.
         ari.errors["set_var"] = [AriUnavailable("set_var: timed out")] * 2
         ari.errors["continue_in_dialplan"] = [AriUnavailable("continue: timed out")]
-        await asyncio.sleep(1.5)  # the timeout, then one retried continue (0.2 s)
+        n.coord.decide(continue_in_dialplan=node_pb2.ContinueInDialplan(
+            call_id=cid, status=common_pb2.CALLER_STATUS_TIMEOUT, position=3))
+        await asyncio.sleep(0.3)  # one retried continue (0.2 s)
         await n.settle()
         assert [x.channel_id for x in ari.continued] == [cid]
-        assert ari.channels[cid].variables.get("CLUSTERQ_POSITION") == "1"
+        variables = ari.channels[cid].variables
+        assert "CLUSTERQ_STATUS" not in variables and "CLUSTERQ_WAIT" not in variables
+        assert variables[r.VAR_POSITION] == "3", "the write that did not fail still lands"
 
 
 async def test_a_failing_part_of_the_node_app_ends_run_with_its_error() -> None:
