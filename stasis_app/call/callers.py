@@ -104,14 +104,23 @@ class CallerActions:
         self.app.send(node_pb2.NodeEvent(call_joined=c.joined_pb(time.time() - c.joined_wall)))
 
     def _arm_timeout(self, c: r.Caller) -> None:
+        # A timer, not a sleeping task: it is cancelled when the caller leaves (leave / caller_gone),
+        # so a long timeout= (up to a day) keeps nothing alive after the call.
         if c.args.timeout:
-            self.app.serial.run(c.call_id + "/timeout", lambda: self._timeout(c), "timeout")
+            delay = max(0.0, c.joined_wall + c.args.timeout - time.time())
+            c.timeout_timer = asyncio.get_running_loop().call_later(delay, self._timeout, c)
 
-    async def _timeout(self, c: r.Caller) -> None:
-        await asyncio.sleep(max(0.0, c.joined_wall + c.args.timeout - time.time()))
+    def _timeout(self, c: r.Caller) -> None:
+        c.timeout_timer = None
         if self.app.callers.get(c.call_id) is c and c.state in (r.WAITING, r.RINGING):
             self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="timeout")))
             self.leave(c, "TIMEOUT")
+
+    @staticmethod
+    def _disarm_timeout(c: r.Caller) -> None:
+        if c.timeout_timer is not None:
+            c.timeout_timer.cancel()
+            c.timeout_timer = None
 
     def reject_early(self, channel_id: str, status: str, message: str) -> None:
         """A caller we never queued (bad arguments, no coordinator): straight back to the dialplan."""
@@ -192,6 +201,7 @@ class CallerActions:
         """Give the caller back to the dialplan with CLUSTERQ_STATUS / _WAIT / _POSITION."""
         if self.app.callers.pop(c.call_id, None) is None:
             return
+        self._disarm_timeout(c)
         c.state = r.LEAVING
         # The time spent waiting in the queue: for a caller that talked to an agent, until then.
         wait = max(0, round((c.connected_wall or time.time()) - c.joined_wall))
@@ -270,6 +280,7 @@ class CallerActions:
         """The caller's channel left Stasis or hung up."""
         if self.app.callers.pop(c.call_id, None) is None:
             return
+        self._disarm_timeout(c)
         if c.state in (r.CONNECTED, r.CONNECTING):
             self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
                 call_id=c.call_id, offer_id=c.offer_id, agent_hung_up=False)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from clusterq_proto.v1 import common_pb2, node_pb2
@@ -63,6 +64,7 @@ class Caller:
     connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
     answered: bool = False  # answered (or ringing indicated) on Asterisk
     offer_rank: int = 0  # place of its latest offer in the order this node received offers (0: none)
+    timeout_timer: asyncio.TimerHandle | None = None  # its own timeout= (cancelled when it leaves)
 
     def joined_pb(self, waited: float) -> node_pb2.CallJoined:
         """The CallJoined message for this caller (also used in Register snapshots)."""
