@@ -102,10 +102,12 @@ class FakeAri(FakeAsterisk):
 
     async def stop_moh(self, channel_id: str) -> None:
         """Music on hold off (no event)."""
+        self._injected("stop_moh")
         self._stasis(channel_id).moh_class = None
 
     async def play(self, channel_id: str, media: Sequence[str], playback_id: str) -> None:
         """Start a playback: PlaybackStarted; it runs until finish_playback/stop_playback/hangup."""
+        self._injected("play")
         chan = self._stasis(channel_id)
         self.playbacks[playback_id] = FakePlayback(playback_id, chan.id, tuple(media))
         self._emit(ev.PlaybackStarted(playback_id, chan.id))

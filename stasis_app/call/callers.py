@@ -328,12 +328,29 @@ class CallerActions:
         async def play() -> None:
             if c.playback_id != pid:
                 return  # superseded (connected or leaving) before it started
-            if self.music.stops_for_prompts(c):
-                c.moh_on = False
-                await ari.stop_moh(c.call_id)
-            await ari.play(c.call_id, media, pid)
+            try:
+                if self.music.stops_for_prompts(c):
+                    c.moh_on = False
+                    await best_effort(ari.stop_moh(c.call_id))  # the prompt is played anyway
+                await ari.play(c.call_id, media, pid)
+            except ChannelGone:
+                self._playbacks.pop(pid, None)  # its StasisEnd / ChannelDestroyed ends the caller
+            except AriError as exc:
+                self._play_failed(c, pid, exc)
 
         self.app.serial.run(c.call_id, play, "announce")
+
+    def _play_failed(self, c: r.Caller, pid: str, exc: AriError) -> None:
+        """The prompt could not be started: no PlaybackFinished will come for it, so the caller must
+        not wait for one, in silence and skipping every later announcement: forget the prompt and give
+        the music back. A prompt whose start only lost its answer is stopped first (a no-op otherwise)."""
+        log.warning("prompt %s for caller %s could not be played: %s", pid, c.call_id, exc)
+        self._playbacks.pop(pid, None)
+        if c.playback_id != pid:
+            return
+        c.playback_id = ""
+        self.app.serial.run(c.call_id, lambda: best_effort(self.ari.stop_playback(pid)), "stop-failed-prompt")
+        self.resume_music(c)
 
     def recover_media(self, c: r.Caller) -> None:
         """After an ARI reconnect: this prompt's PlaybackFinished may have been lost with the
