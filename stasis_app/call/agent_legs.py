@@ -18,7 +18,7 @@ import math
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
-from stasis_app.ari.port import AriError, AriUnavailable, best_effort
+from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort, retried
 from stasis_app.call.names import agent_leg_id, bridge_id, trunk_leg_id
 from stasis_app.call.records import AgentLeg
 
@@ -192,13 +192,38 @@ class AgentLegs:
         if leg is None or leg.trunk_channel != channel_id:
             self.app.serial.run(channel_id, lambda: best_effort(self.ari.hangup(channel_id)), "hangup-stray")
             return
-        leg.bridge_id = bridge_id(self.app.node_id, offer_id)
+        leg.bridge_id = bridge = bridge_id(self.app.node_id, offer_id)
 
-        async def bridge() -> None:
-            await self.ari.create_bridge(leg.bridge_id, name=f"clusterq-agent-{leg.agent_id}")
-            await self.ari.add_to_bridge(leg.bridge_id, [leg.channel_id, channel_id])
+        async def create() -> None:
+            try:
+                await self.ari.create_bridge(bridge, name=f"clusterq-agent-{leg.agent_id}")
+            except AriError as exc:
+                if exc.status != 409:  # 409: made by an attempt whose answer was lost
+                    raise
 
-        self.app.serial.run(leg.offer_id, bridge, "bridge-trunk")
+        async def connect() -> None:
+            try:
+                await retried(create)
+                await retried(lambda: self.ari.add_to_bridge(bridge, [leg.channel_id, channel_id]))
+            except ChannelGone:
+                return  # a side hung up: its StasisEnd / ChannelDestroyed ends the call
+            except AriError as exc:
+                self._trunk_bridge_failed(leg, exc)
+
+        self.app.serial.run(leg.offer_id, connect, "bridge-trunk")
+
+    def _trunk_bridge_failed(self, leg: AgentLeg, exc: AriError) -> None:
+        """Asterisk would not bridge the agent with the trunk leg: caller and agent would hear silence.
+        Both legs are hung up: the caller's node sees its trunk leg end (CallEnded, the caller goes
+        back to the dialplan), and the bridge counts as never made, so channel_gone reports CallEnded
+        from here too (in case the caller's node cannot)."""
+        if self.legs.get(leg.offer_id) is not leg:
+            return
+        log.warning("bridging agent %s with the trunk leg of offer %s failed: %s; hanging both up",
+                    leg.agent_id, leg.offer_id, exc)
+        bridge, leg.bridge_id = leg.bridge_id, ""
+        self.app.serial.run(leg.offer_id, lambda: best_effort(self.ari.destroy_bridge(bridge)), "destroy-bridge")
+        self._hangup(leg, leg.trunk_channel, leg.channel_id)
 
     def cancel(self, m: node_pb2.CancelOffer) -> None:
         """Stop ringing an agent (another agent won, the caller left, or the ring timed out)."""
