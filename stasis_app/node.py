@@ -8,9 +8,9 @@ restarted app re-adopts its callers with their place (call/resync.py). The coord
 opened only after the first resync (bounded by FIRST_RESYNC_WAIT), so the first Register already
 carries every adopted caller with its arrival sequence.
 
-Without a coordinator, callers keep their music for `grace` seconds; then the waiting ones leave
-with UNAVAILABLE, unanswered agent legs are hung up, and until a coordinator is back new callers
-leave at once with UNAVAILABLE.
+Without a coordinator, callers keep their music for `grace` seconds; then the waiting ones (and
+those still waiting for a cross-node trunk leg) leave with UNAVAILABLE, unanswered agent legs are
+hung up, and until a coordinator is back new callers leave at once with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -143,7 +143,9 @@ class NodeApp:
         if self.coord.connected:
             return
         self.unavailable = True
-        waiting = [c for c in self.callers.values() if c.state in (r.WAITING, r.RINGING)]
+        # CONNECTING too: the trunk leg it waits for would have to be bridged without a leader, and a
+        # lost trunk leg would keep it in Stasis forever.
+        waiting = [c for c in self.callers.values() if c.state in (r.WAITING, r.RINGING, r.CONNECTING)]
         log.warning("no coordinator for %.1f s: giving %d waiting callers back to the dialplan (UNAVAILABLE)",
                     self.settings.grace, len(waiting))
         for c in waiting:

@@ -226,9 +226,19 @@ class AgentLegs:
         self._hangup(leg, leg.trunk_channel, leg.channel_id)
 
     def cancel(self, m: node_pb2.CancelOffer) -> None:
-        """Stop ringing an agent (another agent won, the caller left, or the ring timed out)."""
+        """Stop ringing an agent (another agent won, the caller left, or the ring timed out).
+
+        A connected offer is cancelled only when it failed before its call started (the caller's node
+        could not bridge it, or never got its trunk leg): the agent's side of a cross-node call whose
+        bridge is not made yet is released then; a bridged call ends by its legs' hangups."""
         leg = self.legs.get(m.offer_id)
-        if leg is None or leg.state == "connected":
+        if leg is None:
+            return
+        if leg.state == "connected":
+            if leg.trunk_channel and not leg.bridge_id:
+                self._forget(leg)  # no report: the leader failed the offer already
+                leg.state = "cancelled"
+                self._hangup(leg, leg.trunk_channel, leg.channel_id)
             return
         self._forget(leg)
         leg.state = "cancelled"

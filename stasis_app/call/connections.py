@@ -17,13 +17,17 @@ from stasis_app.call.names import bridge_id
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
 
-__all__ = ["INBOUND_WAIT", "CallerConnections"]
+__all__ = ["INBOUND_WAIT", "TRUNK_WAIT", "CallerConnections"]
 
 log = logging.getLogger(__name__)
 
 # A trunk leg from an agent's node may arrive before the leader's Offer / Connect for its caller reach
 # this node (the agent's node dials as soon as it gets its own Connect): it waits this long for them.
 INBOUND_WAIT = 10.0
+# After Connect, a caller here waits this long for the trunk leg from its agent's node (it arrives
+# within a network round trip of that node's Connect). Past it the trunk leg is taken as lost (its
+# failure report may have been lost with the stream): the caller waits again rather than forever.
+TRUNK_WAIT = 15.0
 
 
 class CallerConnections:
@@ -129,7 +133,22 @@ class CallerConnections:
         if c is not None and c.state in (r.WAITING, r.RINGING):
             c.state, c.offer_id, c.agent_id = r.CONNECTING, offer_id, agent_id
             self.order.on_the_way(c)
+            asyncio.get_running_loop().call_later(TRUNK_WAIT, self._trunk_missing, c, offer_id)
             self._take_early_inbound(offer_id)
+
+    def _trunk_missing(self, c: r.Caller, offer_id: str) -> None:
+        """No trunk leg came for the caller's Connect: the offer failed (the leader re-queues a caller
+        whose connected offer failed, in its place, and cancels the agent's side), and the caller
+        waits again with its music."""
+        if self.app.callers.get(c.call_id) is not c or c.state != r.CONNECTING or c.offer_id != offer_id:
+            return  # bridged, back to waiting, or gone meanwhile
+        log.warning("no trunk leg for caller %s (offer %s) after %.0f s: it waits again", c.call_id, offer_id,
+                    TRUNK_WAIT)
+        self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id,
+                                                                                  reason="failed")))
+        c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
+        self.order.done(c)
+        self.app.actions.resume_music(c)
 
     def inbound(self, channel_id: str, offer_id: str) -> None:
         """A trunk leg from the agent's node arrived: answer it and bridge it with the caller."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from clusterq_proto.v1 import node_pb2
 from stasis_app.ari.fake import FakeAri, FakeBridge, OriginateOutcome
 from stasis_app.ari.port import AriError, AriUnavailable
 from tests.unit.stasis_app.harness import Node, running
@@ -48,4 +49,19 @@ async def test_a_trunk_bridge_that_fails_releases_the_agent_and_the_callers_node
         assert "b-br-o5_" not in ari.bridges
         assert [(e.call_id, e.offer_id, e.agent_hung_up) for e in n.coord.of("call_ended")] == [
             ("a-caller", "o5", True)]
+        assert not n.app.legs.legs
+
+
+async def test_a_connected_offer_cancelled_before_its_trunk_leg_was_bridged_releases_the_agent() -> None:
+    # The caller's node never got the trunk leg (or could not bridge it) and reported the offer failed.
+    ari = FakeAri("b")
+    async with running(ari, node_id="b") as n:
+        _cross_node_connect(n, ari)
+        ari.outcomes["PJSIP/cq-o5@a"] = OriginateOutcome.PENDING  # the trunk leg is still being dialled
+        await _connect(n)
+        assert {"b-ag-o5_", "b-tr-o5_"} <= set(ari.channels)
+        n.coord.decide(cancel_offer=node_pb2.CancelOffer(offer_id="o5", call_id="a-caller", reason="failed"))
+        await n.settle()
+        assert "b-ag-o5_" not in ari.channels and "b-tr-o5_" not in ari.channels
+        assert not n.coord.of("call_ended") and not n.coord.of("agent_leg_failed")
         assert not n.app.legs.legs
