@@ -159,9 +159,11 @@ class NodeApp:
         epoch = dec.stamp.epoch
         if kind == "join_ack":
             ack = dec.join_ack
-            self.actions.join_ack(ack)
+            # The music first: a restarted app takes a CLUSTERQ_SEQ on the channel (written by
+            # join_ack, after the music request on the caller's chain) as "its music was started".
             if ack.HasField("media"):
                 self.actions.queue_media(ack.call_id, ack.media)
+            self.actions.join_ack(ack)
         elif kind == "queue_media":  # from a leader older than JoinAck.media
             self.actions.queue_media(dec.queue_media.call_id, dec.queue_media)
         elif kind == "join_reject":
@@ -253,6 +255,7 @@ class NodeApp:
         if adopted is not None:
             c.arrival_seq, c.position, c.told_position = adopted.arrival_seq, adopted.position, adopted.position
             c.music_class, c.exit_context = adopted.music_class, adopted.exit_context
+            c.answered = adopted.answered
         self.callers[c.call_id] = c
         return c
 

@@ -53,14 +53,18 @@ class CallerActions:
     def start(self, c: r.Caller, adopted: bool) -> None:
         """Answer (or ring), start music, remember join data on the channel, report the join.
 
-        An adopted caller (found on the channel list by a restarted app) is neither answered nor
-        reported here: Asterisk kept its music playing, and NodeApp's resync reports it.
+        An adopted caller (found on the channel list by a restarted app) is not reported here
+        (NodeApp's resync does). It is answered if its channel shows no answer (`c.answered` comes
+        from the channel), and its music is taken as playing only once sequenced: the music starts
+        with the JoinAck, whose CLUSTERQ_SEQ is written after the music request. What is missing
+        is started (recover), so a caller whose old process died half-way is not left in silence.
         """
         if adopted:
-            c.answered = True
-            c.moh_on = c.state == r.WAITING and not c.args.ringing and bool(c.music_class)
+            c.moh_on = (c.state == r.WAITING and not c.args.ringing and bool(c.music_class)
+                        and c.arrival_seq != 0)
             self.music.adopted(c)
             self._arm_timeout(c)
+            self.recover(c)
             return
         ari = self.ari
 

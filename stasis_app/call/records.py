@@ -36,6 +36,9 @@ class Adopted:
     music_class: str
     exit_context: str
     agent_id: str
+    # Answered (or ringing indicated) by an earlier process: the channel is Up, or carries VAR_JOINED
+    # (written right after the answer). A restarted app answers a caller without either.
+    answered: bool
 
 
 @dataclass(eq=False)

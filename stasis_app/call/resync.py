@@ -7,7 +7,8 @@ After each (re)connect the app lists the channels in its Stasis app and the brid
 - adopts the channels it does not know (a restarted process, or one replacing another):
     caller alone                  -> waiting, with the arrival sequence, join time, node join order,
                                      position and queue media read back from its channel variables
-                                     (records.VAR_*), so it keeps its place in the queue;
+                                     (records.VAR_*), so it keeps its place in the queue; answered
+                                     and given music if the old process died before doing so;
     caller in our bridge          -> connected with the bridge's other channel (agent or trunk leg);
     agent leg + trunk leg bridged -> the agent's side of a cross-node call;
     any other leg                 -> hung up (an offer of the old process: the leader offers again).
@@ -50,7 +51,7 @@ class _Found:
         return first if first in RESERVED_FIRST_ARGS else "caller"
 
 
-def _parse_adopted(values: dict[str, str | None]) -> r.Adopted:
+def _parse_adopted(values: dict[str, str | None], channel_state: str) -> r.Adopted:
     def num(name: str, kind: type[int] | type[float], default: float) -> float:
         try:
             return kind(values.get(name) or default)
@@ -63,7 +64,8 @@ def _parse_adopted(values: dict[str, str | None]) -> r.Adopted:
         arrival_seq=int(num(r.VAR_SEQ, int, 0)), joined_wall=num(r.VAR_JOINED, float, time.time()),
         join_order=order or None, position=int(num(r.VAR_POSITION, int, 0)),
         music_class="" if music == "none" else music, exit_context=values.get(r.VAR_EXIT_CONTEXT) or "",
-        agent_id=values.get(r.VAR_AGENT) or "")
+        agent_id=values.get(r.VAR_AGENT) or "",
+        answered=channel_state == "Up" or bool(values.get(r.VAR_JOINED)))
 
 
 class Reconciler:
@@ -114,15 +116,15 @@ class Reconciler:
                 app.serial.run(found.channel.id, functools.partial(self._hangup, found.channel.id), "hangup-stray")
         await self._adopt_waiting(waiting)
 
-    async def _read(self, channel_id: str) -> r.Adopted:
+    async def _read(self, channel: ChannelInfo) -> r.Adopted:
         async def var(name: str) -> str | None:
             try:
-                return await self.app.ari.get_var(channel_id, name)
+                return await self.app.ari.get_var(channel.id, name)
             except AriError:
                 return None
 
         values = await asyncio.gather(*(var(name) for name in r.ADOPT_VARS))
-        return _parse_adopted(dict(zip(r.ADOPT_VARS, values, strict=True)))
+        return _parse_adopted(dict(zip(r.ADOPT_VARS, values, strict=True)), channel.state)
 
     async def _adopt_bridged(self, bridge_id: str, offer_id: str, x: _Found, y: _Found) -> bool:
         """A bridged pair: a connected caller (with its agent or trunk leg), or an agent's side."""
@@ -131,7 +133,7 @@ class Reconciler:
         caller = roles.get("caller")
         peer = roles.get("agentleg") or roles.get("inbound")
         if caller is not None and peer is not None and len(roles) == 2:
-            adopted = await self._read(caller.channel.id)
+            adopted = await self._read(caller.channel)
             c = app.add_caller(caller.channel, caller.args, adopted)
             if c is None:
                 return False
@@ -153,7 +155,7 @@ class Reconciler:
         """Waiting callers, adopted in their node join order; the leader learns of them by a fresh
         Register when any has an arrival sequence (a CallJoined event cannot carry it)."""
         app = self.app
-        read = await asyncio.gather(*(self._read(f.channel.id) for f in found))
+        read = await asyncio.gather(*(self._read(f.channel) for f in found))
         ordered = sorted(zip(found, read, strict=True), key=lambda p: (p[1].join_order or 0, p[1].joined_wall))
         adopted: list[r.Caller] = []
         for f, vars_ in ordered:

@@ -130,3 +130,66 @@ async def test_adopted_position_survives_into_the_leave_variables() -> None:
         await new.settle()
         assert new_ari.channels[waiting[1]].variables[r.VAR_POSITION] == "2"
         assert new_ari.channels[waiting[1]].variables["CLUSTERQ_STATUS"] == "TIMEOUT"
+
+
+async def test_a_caller_answered_by_a_process_that_died_before_the_join_ack_gets_music() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        cid = ari.caller_enters(["support"])
+        await old.settle()  # answered and its join reported; the music waits for the JoinAck
+        assert ari.channels[cid].state == "Up" and ari.channels[cid].moh_class is None
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        assert new_ari.channels[cid].moh_class == "default", "never silence"
+        new.join(cid, position=1)  # the new leader sequences it (default music: "not changed")
+        await new.settle()
+        assert new_ari.channels[cid].moh_class == "default"
+
+
+async def test_a_caller_no_process_answered_is_answered_and_gets_music_on_adoption() -> None:
+    ari = FakeAri("a")
+    cid = ari.caller_enters(["support"])  # its StasisStart is lost: no app is connected yet
+    async with running(ari) as n:
+        assert cid in n.app.callers
+        assert ari.channels[cid].state == "Up" and n.app.callers[cid].answered
+        assert ari.channels[cid].moh_class == "default"
+
+
+async def test_a_sequenced_callers_music_is_left_alone_on_adoption() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        cid = await old.queued_caller()
+        await old.settle()
+    new_ari = ari.successor()
+    calls: list[str] = []
+    start_moh = new_ari.start_moh
+
+    async def counting(channel_id: str, moh_class: str) -> None:
+        calls.append(channel_id)
+        await start_moh(channel_id, moh_class)
+
+    new_ari.start_moh = counting  # type: ignore[method-assign]
+    async with running(new_ari) as new:
+        assert new.app.callers[cid].moh_on and new_ari.channels[cid].moh_class == "default"
+        assert not calls, "Asterisk kept its music: restarting it would jump to the start of the file"
+
+
+async def test_the_sequence_reaches_the_channel_only_after_its_music_was_started() -> None:
+    # What a restarted app relies on to take a sequenced caller's music as playing.
+    ari = FakeAri("a")
+    order: list[str] = []
+    start_moh, set_var = ari.start_moh, ari.set_var
+
+    async def moh(channel_id: str, moh_class: str) -> None:
+        await start_moh(channel_id, moh_class)
+        order.append("music")
+
+    async def var(channel_id: str, name: str, value: str) -> None:
+        await set_var(channel_id, name, value)
+        order.append(name)
+
+    ari.start_moh, ari.set_var = moh, var  # type: ignore[method-assign]
+    async with running(ari) as n:
+        await n.queued_caller()
+        await n.settle()
+    assert order.index("music") < order.index(r.VAR_SEQ)
