@@ -368,8 +368,12 @@ class LeaderRuntime:
             timeout = max(0.0, min(waits) - now) if waits else None
             self._wake.clear()
             self._planned_wake = min(waits) if waits else math.inf
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns normally when it is
+            # cancelled just as its wait completes, and this loop would then outlive the leadership
+            # term it belongs to (seen: a step-down that never finished).
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._planned_wake = -math.inf

@@ -83,7 +83,9 @@ class NodeApp:
 
     async def _coordinator(self) -> None:
         try:
-            await asyncio.wait_for(self.first_resync.wait(), FIRST_RESYNC_WAIT)
+            # asyncio.timeout: wait_for (3.11) can swallow a cancellation that comes as the wait completes.
+            async with asyncio.timeout(FIRST_RESYNC_WAIT):
+                await self.first_resync.wait()
         except TimeoutError:
             log.warning("Asterisk not reachable after %.0f s: connecting to the coordinator anyway",
                         FIRST_RESYNC_WAIT)

@@ -88,8 +88,11 @@ class AgentLegs:
                     gone = self._gone.setdefault(ch, asyncio.Event())
                     try:
                         await self.ari.hangup(ch)
+                        # asyncio.timeout: wait_for (3.11) can swallow a cancellation that comes as
+                        # the wait completes.
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(gone.wait(), GONE_WAIT)
+                            async with asyncio.timeout(GONE_WAIT):
+                                await gone.wait()
                     except AriError:  # gone already (404), or Asterisk unreachable: nothing to wait for
                         pass
                     finally:

@@ -213,3 +213,26 @@ async def test_a_connect_and_a_cancel_lost_with_the_old_stream_are_sent_again() 
     stale = node_pb2.AgentLegSnapshot(offer_id="e6-99", agent_id="x", call_id="old", state="ringing")
     rt.register(a, node_pb2.Register(node_id="a", instance_id="ia2", calls=[caller], agent_legs=[stale]))
     assert _kinds(a) == [("cancel_offer", "e6-99"), ("connect", offer_id)]
+
+
+async def test_run_timers_ends_when_cancelled_even_as_it_is_woken() -> None:
+    # Leader-only work must end the moment leadership is lost. asyncio.wait_for (Python 3.11) returned
+    # normally when cancelled just as its wait completed, and the loop went on for good: 40 of these
+    # 50 cancellations were lost before run_timers used asyncio.timeout.
+    lost = 0
+    for i in range(50):
+        rt = _runtime()
+        rt.expect_node("gone-node")  # a deadline, so the timer waits with a timeout
+        task = asyncio.ensure_future(rt.run_timers())
+        for _ in range(i % 5):
+            await asyncio.sleep(0)
+        rt._wake.set()  # e.g. a node detaching in the same loop iteration as the step-down
+        for _ in range(i // 5 % 3):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.5)
+        if not done:
+            lost += 1
+            task.cancel()
+            await asyncio.wait([task], timeout=0.5)
+    assert lost == 0, f"{lost} of 50 cancellations of run_timers were swallowed"
