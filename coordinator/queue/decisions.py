@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coordinator.queue.fastinit import fast_init
-from coordinator.queue.model import CallerStatus
+from coordinator.queue.model import CallerStatus, Membership
 
 __all__ = [
     "AgentStateChanged",
@@ -194,6 +194,10 @@ class AgentView:
     calls_taken: int
     offer_id: str | None
     call_ids: tuple[str, ...]
+    memberships: tuple[Membership, ...] = ()
+    skills: tuple[tuple[str, str], ...] = ()
+    last_call_end: float = float("-inf")
+    """Engine time (the `now` of events) when its last call ended; -inf before its first."""
 
 
 @fast_init

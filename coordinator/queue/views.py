@@ -55,6 +55,9 @@ def agent_view(a: AgentRec, now: float) -> AgentView:
         calls_taken=a.calls_taken,
         offer_id=a.offer_id,
         call_ids=tuple(a.calls),
+        memberships=a.config.memberships,
+        skills=a.config.skills,
+        last_call_end=a.last_call_end,
     )
 
 

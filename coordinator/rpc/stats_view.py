@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-from clusterq_proto.v1 import admin_pb2
+from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.queue import AgentView, CallerView
 from coordinator.runtime import LeaderRuntime
 
@@ -17,11 +18,15 @@ def agent_state_pb(view: AgentView | None, rt: LeaderRuntime, agent_id: str) -> 
     """An AgentState message (logged_out when the engine does not know the agent)."""
     if view is None:
         return admin_pb2.AgentState(agent_id=agent_id, state="logged_out")
+    # The engine's times are the runtime clock's (monotonic), so idle time is measured on it too.
+    idle = rt.clock() - view.last_call_end if math.isfinite(view.last_call_end) else 0.0
     return admin_pb2.AgentState(
         agent_id=view.agent_id, endpoint=view.endpoint, home_node=view.home_node,
-        queues=[admin_pb2.QueueMembership(queue=q) for q in view.queues],
+        queues=[admin_pb2.QueueMembership(queue=m.queue, penalty=m.penalty, weight=m.weight)
+                for m in view.memberships],
+        skills=[common_pb2.Skill(key=k, value=v) for k, v in view.skills],
         state=_STATE.get(view.state, view.state), pause_reason=view.pause_reason,
-        calls_taken=view.calls_taken)
+        calls_taken=view.calls_taken, idle_for=max(0.0, idle))
 
 
 def snapshot_pb(rt: LeaderRuntime, queue: str, now: float) -> admin_pb2.StatsSnapshot:
