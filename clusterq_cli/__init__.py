@@ -1,0 +1,1 @@
+"""`clusterq`: the operator's command line for the coordinator (like Asterisk's `queue show`)."""

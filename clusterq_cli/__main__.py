@@ -1,0 +1,136 @@
+"""`python -m clusterq_cli` (installed as `clusterq`): queues and agents from a shell, like Asterisk's
+`queue show`, `queue add member`, `queue pause member`.
+
+    clusterq [--coordinator host:port,...] queue show [QUEUE]
+    clusterq queue delete QUEUE
+    clusterq agent show AGENT
+    clusterq agent login AGENT --endpoint PJSIP/alice --node a --queue support[:PENALTY[:WEIGHT]] ...
+    clusterq agent logout|unpause AGENT
+    clusterq agent pause AGENT [--reason lunch]
+
+Any replica may be named: the leader is found and followed. Exit status 0 on success, 1 when the
+coordinator refused the request (its status and message are printed), 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from clusterq_cli.leader_client import AdminClient
+from clusterq_cli.show import agent_line, queue_show
+from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+
+__all__ = ["main", "run"]
+
+
+def _membership(text: str) -> admin_pb2.QueueMembership:
+    """QUEUE[:PENALTY[:WEIGHT]] -> QueueMembership (argparse type: ValueError is a usage error)."""
+    queue, *rest = text.split(":")
+    if not queue or len(rest) > 2:
+        raise ValueError(text)
+    numbers = [int(x) for x in rest]
+    return admin_pb2.QueueMembership(queue=queue, penalty=numbers[0] if numbers else 0,
+                                     weight=numbers[1] if len(numbers) > 1 else 0)
+
+
+def _skill(text: str) -> common_pb2.Skill:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(text)
+    return common_pb2.Skill(key=key, value=value)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line's grammar."""
+    p = argparse.ArgumentParser(prog="clusterq", description="clusterq operator commands")
+    p.add_argument("--coordinator", default=os.environ.get("CLUSTERQ_COORDINATOR", "127.0.0.1:50051"),
+                   help="comma-separated coordinator replicas (default: $CLUSTERQ_COORDINATOR or 127.0.0.1:50051)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to find a leader and get an answer")
+    top = p.add_subparsers(dest="area", required=True)
+    queue = top.add_parser("queue").add_subparsers(dest="command", required=True)
+    show = queue.add_parser("show", help="queue statistics, members and waiting callers")
+    show.add_argument("queue", nargs="?", default="")
+    queue.add_parser("delete", help="delete a queue (its callers go back to the dialplan)").add_argument("queue")
+    agent = top.add_parser("agent").add_subparsers(dest="command", required=True)
+    agent.add_parser("show").add_argument("agent")
+    login = agent.add_parser("login", help="log an agent in (or change its settings)")
+    login.add_argument("agent")
+    login.add_argument("--endpoint", required=True, help="dial string, e.g. PJSIP/alice")
+    login.add_argument("--node", required=True, help="the node the agent is rung from")
+    login.add_argument("--queue", dest="queues", action="append", type=_membership, required=True,
+                       metavar="QUEUE[:PENALTY[:WEIGHT]]")
+    login.add_argument("--skill", dest="skills", action="append", type=_skill, default=[], metavar="KEY=VALUE")
+    login.add_argument("--paused", action="store_true")
+    agent.add_parser("logout").add_argument("agent")
+    pause = agent.add_parser("pause")
+    pause.add_argument("agent")
+    pause.add_argument("--reason", default="")
+    agent.add_parser("unpause").add_argument("agent")
+    return p
+
+
+async def _queue_show(client: AdminClient, name: str) -> list[str]:
+    definitions = await client.list_queues()
+    if name:
+        definitions = [d for d in definitions if d.name == name]
+        if not definitions:
+            raise LookupError(f"No such queue: {name}.")
+    lines: list[str] = []
+    for definition in sorted(definitions, key=lambda d: d.name):
+        snapshot = await client.snapshot(definition.name, include_callers=True)
+        lines += [*queue_show(definition, snapshot), ""]
+    return lines or ["No queues."]
+
+
+async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
+    if args.area == "queue" and args.command == "show":
+        return await _queue_show(client, args.queue)
+    if args.area == "queue" and args.command == "delete":
+        await client.delete_queue(args.queue)
+        return [f"Deleted queue {args.queue}."]
+    if args.command == "login":
+        req = admin_pb2.LoginRequest(agent_id=args.agent, endpoint=args.endpoint, home_node=args.node,
+                                     queues=args.queues, skills=args.skills, paused=args.paused)
+        state = await client.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Login(req, timeout=5))
+    elif args.command == "logout":
+        state = await client.logout(args.agent)
+    elif args.command == "pause":
+        state = await client.pause(args.agent, args.reason)
+    elif args.command == "unpause":
+        state = await client.unpause(args.agent)
+    else:
+        state = await client.agent_state(args.agent)
+    return [agent_line(state)]
+
+
+async def run(argv: Sequence[str]) -> tuple[int, list[str]]:
+    """Run one command; (exit status, lines to print: on stdout for 0, on stderr otherwise)."""
+    args = parser().parse_args(list(argv))
+    client = AdminClient([a.strip() for a in args.coordinator.split(",") if a.strip()])
+    try:
+        return 0, await asyncio.wait_for(_execute(args, client), args.timeout)
+    except grpc.aio.AioRpcError as exc:
+        return 1, [f"clusterq: {exc.code().name}: {exc.details()}"]
+    except LookupError as exc:
+        return 1, [str(exc)]
+    except TimeoutError:
+        return 1, [f"clusterq: no answer from a leader at {args.coordinator} within {args.timeout:g} s"]
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    """Entry point (`clusterq`)."""
+    status, lines = asyncio.run(run(sys.argv[1:]))
+    print("\n".join(lines).rstrip("\n"), file=sys.stdout if status == 0 else sys.stderr)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

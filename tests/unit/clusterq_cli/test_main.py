@@ -1,0 +1,34 @@
+"""The command line's grammar and its answer when no coordinator answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterq_cli.__main__ import parser, run
+from clusterq_testing.ports import free_tcp_port
+
+
+def test_login_memberships_and_skills_are_parsed() -> None:
+    args = parser().parse_args(["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a",
+                                "--queue", "support", "--queue", "sales:2:5", "--skill", "lang=de"])
+    assert [(m.queue, m.penalty, m.weight) for m in args.queues] == [("support", 0, 0), ("sales", 2, 5)]
+    assert [(s.key, s.value) for s in args.skills] == [("lang", "de")]
+
+
+@pytest.mark.parametrize("bad", [
+    ["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a", "--queue", "support:high"],
+    ["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a", "--queue", "a:1:2:3"],
+    ["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a", "--queue", "q", "--skill", "lang"],
+    ["agent", "login", "alice", "--node", "a", "--queue", "q"],
+    ["queue", "frobnicate"],
+])
+def test_bad_usage_exits_with_status_2(bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(bad)
+    assert exc.value.code == 2
+
+
+async def test_no_coordinator_gives_status_1_and_says_where_it_looked() -> None:
+    addr = f"127.0.0.1:{free_tcp_port()}"  # nothing listens there
+    status, lines = await run(["--coordinator", addr, "--timeout", "1", "queue", "show"])
+    assert status == 1 and len(lines) == 1 and addr in lines[0]
