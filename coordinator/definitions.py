@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from clusterq_proto.v1 import admin_pb2, common_pb2
+from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
 from coordinator.queue.model import NAME_RE, AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
 
 MAX_QUEUES_FILE_BYTES = 1_000_000
@@ -48,12 +49,14 @@ class DefinitionError(ValueError):
 
 
 def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
-    """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_')."""
+    """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_', and
+    app_queue's names and yes/no words: see app_queue_names)."""
     if not isinstance(raw, Mapping):
         raise DefinitionError(f"queue {name}: the definition must be a mapping of settings")
     kw: dict[str, Any] = {"name": name}
     for key, value in raw.items():
         field = str(key).replace("-", "_")
+        field = ALIASES.get(field, field)
         if field == "name":
             continue
         if field not in _FIELDS:
@@ -86,8 +89,9 @@ def _coerce(field: str, value: Any) -> Any:
     if field == "strategy":
         return Strategy(str(value))
     if field in ("joinempty", "leavewhenempty"):
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return frozenset(str(x).strip() for x in items if str(x).strip())
+        return empty_conditions(field, value)
+    if field in ("announce_position", "announce_holdtime"):
+        return yes_no_word(value)
     if field == "periodic_announce":
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(str(x).strip() for x in items if str(x).strip())

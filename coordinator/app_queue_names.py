@@ -1,0 +1,73 @@
+"""app_queue's queues.conf spellings in the queues file: option names and yes/no words.
+
+An operator moving a queues.conf section into the queues file may keep app_queue's names
+(`musicclass`, `wrapuptime`, `timeout`, `context`, ...) and its yes/no/strict/loose words; they are
+translated to clusterq's own settings here, before validation. Anything else is left for the
+definition's own checks (an unknown name is still an error, never ignored).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ALIASES", "empty_conditions", "yes_no_word"]
+
+# app_queue option (after '-' -> '_') -> clusterq setting; the same name in both needs no entry.
+ALIASES = {
+    "musicclass": "music_class",
+    "wrapuptime": "wrapup_time",
+    "timeout": "ring_timeout",
+    "servicelevel": "service_level",
+    "context": "exit_context",
+}
+
+_TRUE = frozenset({"yes", "true", "y", "t", "1", "on"})
+_FALSE = frozenset({"no", "false", "n", "f", "0", "off"})
+
+# app_queue's parse_empty_options: what yes / no / strict / loose mean for each option.
+_EMPTY_WORDS = {
+    "joinempty": {
+        True: frozenset(),
+        False: frozenset({"penalty", "paused", "invalid"}),
+        "strict": frozenset({"penalty", "paused", "invalid", "unavailable"}),
+        "loose": frozenset({"penalty", "invalid"}),
+    },
+    "leavewhenempty": {
+        True: frozenset({"penalty", "paused", "invalid"}),
+        False: frozenset(),
+        "strict": frozenset({"penalty", "invalid"}),
+        "loose": frozenset({"penalty", "paused", "invalid", "unavailable"}),
+    },
+}
+
+
+def _truth(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    return True if word in _TRUE else False if word in _FALSE else None
+
+
+def empty_conditions(field: str, value: Any) -> frozenset[str]:
+    """joinempty / leavewhenempty from a list of conditions or app_queue's words (YAML may have
+    turned an unquoted yes/no into a boolean)."""
+    words = _EMPTY_WORDS[field]
+    items = [value] if isinstance(value, bool) else value.split(",") if isinstance(value, str) else list(value)
+    out: set[str] = set()
+    for item in items:
+        word = item.strip().lower() if isinstance(item, str) else item
+        if word in ("strict", "loose"):
+            out |= words[word]
+        elif (truth := _truth(word)) is not None:
+            out |= words[truth]
+        elif str(word).strip():
+            out.add(str(word).strip())
+    return frozenset(out)
+
+
+def yes_no_word(value: Any) -> str:
+    """A text setting whose values include yes / no (announce_position, announce_holdtime): YAML's
+    booleans become those words again."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
