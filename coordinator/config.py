@@ -2,8 +2,9 @@
 
 Timing invariant (checked here): leader failover takes about lease_ttl + 1 s, nodes keep their
 place for node_ttl after their stream drops, and stasis apps give callers back to the dialplan
-after their own grace time; so lease_ttl + 1 < node_ttl must hold (the stasis app checks
-node_ttl < grace on its side).
+after their own grace time; so lease_ttl + 1 < node_ttl must hold. node_ttl < grace spans two
+programs that do not read each other's settings: k8s/config/timing.env holds both and a test checks
+it there (tests/unit/k8s/test_kustomize_workloads.py); anywhere else the operator keeps it.
 """
 
 from __future__ import annotations

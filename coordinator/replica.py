@@ -39,7 +39,8 @@ class ReplicaState:
     started_at: float = field(default_factory=time.monotonic)
 
     async def set_leading(self, leading: bool) -> None:
-        """Flip the named leadership health service (the overall status stays SERVING)."""
+        """Flip the named leadership health service (the overall status "" is the readiness that
+        coordinator.__main__ manages: SERVING once campaigning, NOT_SERVING from shutdown on)."""
         status = health_pb2.HealthCheckResponse.SERVING if leading else health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set(LEADERSHIP_SERVICE, status)
 
