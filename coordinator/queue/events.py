@@ -143,10 +143,15 @@ class CallAdopted:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class CallEnded:
-    """A connected call ended; the agent enters wrap-up."""
+    """A connected call ended; the agent enters wrap-up.
+
+    offer_id names the connected offer that ended: a CallEnded of an earlier offer of the same caller
+    (its cross-node path failed, the caller was offered again) arrives late and is ignored. Empty:
+    whichever call the caller is in (adopted calls may not know their offer)."""
 
     call_id: str
     agent_hung_up: bool
+    offer_id: str = ""
 
 
 @fast_init

@@ -143,8 +143,11 @@ class QueueEngine:
 
         def call_ended(event: CallEnded, now: float, out: list[Decision]) -> None:
             caller = st.callers.get(event.call_id)
-            if caller is not None and caller.state == CONNECTED:
-                end_call(st, caller, event.agent_hung_up, now, out)
+            if caller is None or caller.state != CONNECTED:
+                return
+            if event.offer_id and caller.offer_id and event.offer_id != caller.offer_id:
+                return  # the end of an earlier offer of this caller, not of the call it is in now
+            end_call(st, caller, event.agent_hung_up, now, out)
 
         return {
             QueueDefined: lambda e, now, out: self._queue_defined(e, now),

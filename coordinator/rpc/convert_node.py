@@ -138,7 +138,10 @@ def convert_event(ev: node_pb2.NodeEvent, kind: str | None) -> Event | BadNodeEv
         call_id = c.call_id
         if not call_id or len(call_id) > MAX_ID_LEN:
             return BadNodeEvent(_check_id(call_id, "call_id") or "")
-        return CallEnded(call_id, c.agent_hung_up)
+        offer_id = c.offer_id
+        if len(offer_id) > MAX_ID_LEN:
+            return BadNodeEvent(f"offer_id longer than {MAX_ID_LEN} characters")
+        return CallEnded(call_id, c.agent_hung_up, offer_id)
     if kind == "agent_leg_failed":
         f = ev.agent_leg_failed
         offer_id = f.offer_id

@@ -191,3 +191,20 @@ def test_logout_while_ringing_requeues_caller() -> None:
     assert [(c.agent_id, c.reason) for c in only(out, CancelOffer)] == [("b", "agent_logged_out")]
     view = e.caller("y")
     assert view is not None and view.state == "waiting" and view.position == 1
+
+
+def test_a_late_call_end_of_an_earlier_offer_does_not_end_the_callers_new_call() -> None:
+    # x's first agent answered, but the cross-node path never came up: the caller's node failed the
+    # connected offer and x was offered again. The agent's node reports the end of the FIRST call later.
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR), agents=(agent("a"), agent("b")))
+    [first] = only(e.apply(join("x"), 0.0), Offer)
+    assert only(e.apply(OfferAnswered(first.offer_id), 1.0), Connect)
+    [second] = only(e.apply(OfferFailed(first.offer_id, "failed"), 16.0), Offer)
+    assert second.agent_id == "b"
+    assert only(e.apply(OfferAnswered(second.offer_id), 17.0), Connect)
+    assert e.apply(CallEnded("x", agent_hung_up=True, offer_id=first.offer_id), 18.0) == []
+    caller = e.caller("x")
+    assert caller is not None and caller.state == "connected"
+    out = e.apply(CallEnded("x", agent_hung_up=True, offer_id=second.offer_id), 60.0)
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.CONTINUE)]
+    assert e.caller("x") is None

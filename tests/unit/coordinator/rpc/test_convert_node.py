@@ -51,3 +51,14 @@ def test_an_unusable_agent_leg_in_a_snapshot_is_named(leg: node_pb2.AgentLegSnap
     err = agent_leg_error(leg)
     assert err is not None and fragment in err
     assert agent_leg_error(node_pb2.AgentLegSnapshot(offer_id="o1", agent_id="ag", call_id="c1")) is None
+
+
+def test_a_call_end_names_its_offer_and_an_oversized_offer_id_is_refused() -> None:
+    from coordinator.queue import CallEnded
+    from coordinator.rpc.convert_node import simple_event
+
+    ev = node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(call_id="c1", offer_id="o7", agent_hung_up=True))
+    assert simple_event(ev) == CallEnded("c1", True, "o7")
+    long = node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(call_id="c1", offer_id="o" * 129))
+    bad = simple_event(long)
+    assert isinstance(bad, BadNodeEvent) and "offer_id" in bad.message
