@@ -11,14 +11,14 @@ import yaml
 from grpc_health.v1 import health, health_pb2
 
 from coordinator.config import CoordinatorSettings
-from coordinator.definitions import DefinitionError, agent_from_json, agent_json, load_file, queue_from_json
+from coordinator.definitions import agent_json, load_file
 from coordinator.election.election import Fence
 from coordinator.election.leader import fenced_txn
-from coordinator.queue import AgentConfig, AgentLoggedIn, AgentPaused, QueueConfig, QueueDefined, QueueEngine
+from coordinator.queue import AgentConfig, AgentLoggedIn, AgentPaused, QueueDefined, QueueEngine
 from coordinator.queue_log import QueueLogBook, QueueLogFile
 from coordinator.runtime import LeaderRuntime, SeqAllocator
 from coordinator.store.kv import Put
-from coordinator.store.queue_store import QueueStore, StoredAgent
+from coordinator.store.queue_store import QueueStore
 
 log = logging.getLogger(__name__)
 
@@ -43,34 +43,6 @@ class ReplicaState:
         coordinator.__main__ manages: SERVING once campaigning, NOT_SERVING from shutdown on)."""
         status = health_pb2.HealthCheckResponse.SERVING if leading else health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set(LEADERSHIP_SERVICE, status)
-
-
-async def load_stored_queues(store: QueueStore) -> dict[str, QueueConfig]:
-    """Every stored queue definition that loads; a bad record is logged with its key and skipped."""
-    out: dict[str, QueueConfig] = {}
-    # The key layout of QueueStore (queues/<name>); its own loader fails on the first bad record.
-    for kv in (await store.kv.get_prefix(f"{store.prefix}/queues/".encode())).kvs:
-        try:
-            cfg = queue_from_json(kv.value)
-        except DefinitionError as exc:
-            log.error("stored queue %s skipped: %s", kv.key.decode(errors="replace"), exc)
-            continue
-        out[cfg.name] = cfg
-    return out
-
-
-async def load_stored_agents(store: QueueStore) -> dict[str, StoredAgent]:
-    """Every stored agent that loads and validates; a bad record is logged with its key and skipped
-    (it stays in etcd: a Login of that agent replaces it, a Logout deletes it)."""
-    out: dict[str, StoredAgent] = {}
-    for kv in (await store.kv.get_prefix(f"{store.prefix}/agents/".encode())).kvs:
-        try:
-            cfg, paused, reason = agent_from_json(kv.value)
-        except DefinitionError as exc:
-            log.error("stored agent %s skipped: %s", kv.key.decode(errors="replace"), exc)
-            continue
-        out[cfg.agent_id] = StoredAgent(cfg, paused, reason)
-    return out
 
 
 async def apply_queues_file(state: ReplicaState, fence: Fence) -> None:
@@ -101,7 +73,7 @@ async def _apply_file_agents(store: QueueStore, fence: Fence, agents: dict[str, 
     # agents-file/<agent_id> next to QueueStore's agents/<agent_id>, written in the same txn.
     kvs = (await store.kv.get_prefix(f"{store.prefix}/agents-file/".encode())).kvs
     hashes = {kv.key.decode().rsplit("/", 1)[1]: kv.value.decode() for kv in kvs}
-    stored = await load_stored_agents(store)
+    stored = await store.load_agents()
     for agent_id, (agent, digest) in agents.items():
         if hashes.get(agent_id) == digest:
             continue
@@ -137,7 +109,7 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
     settings = state.settings
     clock = time.monotonic
     await apply_queues_file(state, fence)
-    queues = await load_stored_queues(state.store)
+    queues = await state.store.load_queues()
     mark = await state.store.load_seq_mark()
     await state.store.put_seq_mark(fence, mark + SEQ_BLOCK)
 
@@ -168,7 +140,7 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
             deadline = clock() + settings.settle_time
             while clock() < deadline and not all(n in runtime.links for n in known_nodes):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # a bounded poll of a dict, at most settle_time
-            agents = await load_stored_agents(state.store)
+            agents = await state.store.load_agents()
             for stored in agents.values():
                 if not _apply_stored(runtime, AgentLoggedIn(stored.config), f"agent {stored.config.agent_id}"):
                     continue

@@ -13,7 +13,7 @@ from coordinator.config import NAME_RE
 from coordinator.node_link import NodeLink
 from coordinator.replica import ReplicaState
 from coordinator.rpc.errors import abort, abort_not_leader
-from coordinator.runtime import LeaderRuntime, NodeAlreadyConnected
+from coordinator.runtime import MAX_RESYNC_LEGS, LeaderRuntime, NodeAlreadyConnected
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "instance_id must be 1..128 characters")
         if len(reg.calls) > MAX_RESYNC_CALLS:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_RESYNC_CALLS} calls in Register")
+        if len(reg.agent_legs) > MAX_RESYNC_LEGS:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                        f"more than {MAX_RESYNC_LEGS} agent legs in Register")
         if reg.highest_epoch > rt.epoch:
             await abort_not_leader(context, self.state.leader_address)
         try:
@@ -95,6 +98,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             log.info("node %s detached", reg.node_id)
         if rt.closed:
             await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost; reconnect to the new leader")
+        if link.close_reason:  # the leader gave up on this stream (e.g. a node reading too slowly)
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, link.close_reason)
         if link.closed and self.state.runtime is rt and rt.links.get(reg.node_id) is not link:
             await abort(context, grpc.StatusCode.ABORTED, "replaced by a newer stream of the same node instance")
 

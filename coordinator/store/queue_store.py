@@ -15,13 +15,16 @@ in the leader's memory and is rebuilt from what nodes re-report.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
-from coordinator.definitions import agent_from_json, agent_json, queue_from_json, queue_json
+from coordinator.definitions import DefinitionError, agent_from_json, agent_json, queue_from_json, queue_json
 from coordinator.election.election import Fence
 from coordinator.election.leader import fenced_txn
 from coordinator.queue.model import AgentConfig, QueueConfig
 from coordinator.store.kv import Compare, Delete, KvPort, Put
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,17 @@ class QueueStore:
         return self._k("election", "")
 
     async def load_queues(self) -> dict[str, QueueConfig]:
-        """Every stored queue definition."""
-        kvs = (await self.kv.get_prefix(self._k("queues", ""))).kvs
-        return {c.name: c for c in (queue_from_json(kv.value) for kv in kvs)}
+        """Every stored queue definition that loads; a bad record is logged with its key and skipped
+        (one corrupt record must not stop a leader, or every admin call that reads the store)."""
+        out: dict[str, QueueConfig] = {}
+        for kv in (await self.kv.get_prefix(self._k("queues", ""))).kvs:
+            try:
+                cfg = queue_from_json(kv.value)
+            except DefinitionError as exc:
+                log.error("stored queue %s skipped: %s", kv.key.decode(errors="replace"), exc)
+                continue
+            out[cfg.name] = cfg
+        return out
 
     async def load_file_hashes(self) -> dict[str, str]:
         """Queue name -> hash of the file text last applied."""
@@ -80,10 +91,15 @@ class QueueStore:
         await fenced_txn(self.kv, fence, [Delete(self._k("queues", name)), Delete(self._k("queues-file", name))])
 
     async def load_agents(self) -> dict[str, StoredAgent]:
-        """Every logged-in agent."""
+        """Every logged-in agent that loads and validates; a bad record is logged with its key and
+        skipped (it stays in etcd: a Login of that agent replaces it)."""
         out: dict[str, StoredAgent] = {}
         for kv in (await self.kv.get_prefix(self._k("agents", ""))).kvs:
-            cfg, paused, reason = agent_from_json(kv.value)
+            try:
+                cfg, paused, reason = agent_from_json(kv.value)
+            except DefinitionError as exc:
+                log.error("stored agent %s skipped: %s", kv.key.decode(errors="replace"), exc)
+                continue
             out[cfg.agent_id] = StoredAgent(cfg, paused, reason)
         return out
 

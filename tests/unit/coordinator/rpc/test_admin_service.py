@@ -126,3 +126,14 @@ async def test_watch_takes_intervals_within_the_bounds(channel: grpc.aio.Channel
     snap = await asyncio.wait_for(watch.read(), 5)
     assert [q.queue for q in snap.queues] == ["support"]
     watch.cancel()
+
+
+async def test_one_corrupt_stored_agent_does_not_block_the_others(
+        replica: Replica, channel: grpc.aio.Channel) -> None:
+    ag = admin_pb2_grpc.AgentsStub(channel)
+    await ag.Login(LOGIN)
+    await replica.kv.put(b"/t/agents/broken", b"{not json")
+    paused = await ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch"))
+    assert (paused.state, paused.pause_reason) == ("paused", "lunch")
+    assert set(await replica.state.store.load_agents()) == {"a1"}
+    assert (await ag.Logout(admin_pb2.LogoutRequest(agent_id="a1"))).state == "logged_out"

@@ -93,3 +93,39 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
     reg = await asyncio.wait_for(call.read(), 5)
     assert reg.registered.epoch == rt.epoch
     call.cancel()
+
+
+async def test_a_register_with_too_many_agent_legs_is_refused(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordinator.rpc import node_service
+
+    monkeypatch.setattr(node_service, "MAX_RESYNC_LEGS", 1)
+    call = node_pb2_grpc.NodeServiceStub(channel).Connect()
+    legs = [node_pb2.AgentLegSnapshot(offer_id=f"o{i}", agent_id="a1", call_id=f"c{i}", state="ringing")
+            for i in range(2)]
+    await call.write(node_pb2.NodeMessage(register=node_pb2.Register(node_id="a", instance_id="i", agent_legs=legs)))
+    err = await _status(call)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "agent legs" in (err.details() or "")
+
+
+async def test_a_stream_the_leader_gives_up_on_ends_resource_exhausted_with_the_reason(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordinator import node_link
+    from coordinator.queue import decisions as d
+
+    monkeypatch.setattr(node_link, "MAX_BATCH", 4)
+    monkeypatch.setattr(node_link, "MAX_PENDING_MESSAGES", 2)
+    rt = replica.state.runtime
+    assert rt is not None
+    call = node_pb2_grpc.NodeServiceStub(channel).Connect()
+    await call.write(_register("a", "inst-1"))
+    assert (await asyncio.wait_for(call.read(), 5)).registered.epoch == rt.epoch
+    link = rt.links["a"]
+    for i in range(20):  # decided in one step: the writer gets no turn, the backlog overflows
+        link.push(d.CancelOffer(f"o{i}", f"c{i}", "ag", "a", "a", "gone"))
+    assert link.closed
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        for _ in range(100):  # what was written before the close, then the status
+            assert await asyncio.wait_for(call.read(), 5) is not grpc.aio.EOF
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "reads too slowly" in (err.value.details() or "")
