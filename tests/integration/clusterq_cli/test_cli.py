@@ -4,57 +4,25 @@ coordinator replicas on real etcd with a node stream holding real waiting caller
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clusterq_proto.v1 import node_pb2, node_pb2_grpc
-from clusterq_testing.ports import free_tcp_port
-from coordinator.__main__ import serve
-from coordinator.config import CoordinatorSettings
+from tests.integration.replicas import Replicas, running_replicas
 
 pytestmark = pytest.mark.integration
 
 
-async def _leader_and_follower(addrs: list[str]) -> tuple[str, str]:
-    for _ in range(200):
-        for addr in addrs:
-            async with grpc.aio.insecure_channel(addr) as ch:
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    r = await health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(service="clusterq.v1.Leadership"), timeout=1)
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        return addr, next(a for a in addrs if a != addr)
-        await asyncio.sleep(0.05)
-    raise TimeoutError("no leader")
-
-
 @pytest.fixture
-async def replicas(tmp_path: Path, etcd_factory: object) -> AsyncIterator[list[str]]:
+async def replicas(tmp_path: Path, etcd_factory: object) -> AsyncIterator[Replicas]:
     etcd = await etcd_factory()  # type: ignore[operator]
-    qfile = tmp_path / "queues.yaml"
-    qfile.write_text("queues:\n  support: {strategy: leastrecent, maxlen: 50}\n  sales: {}\n")
-    addrs, tasks = [], []
-    for i in range(2):
-        port = free_tcp_port()
-        settings = CoordinatorSettings(etcd_endpoints=tuple(etcd.endpoints), lease_ttl=2.0, node_ttl=4.0,
-                                       listen=f"127.0.0.1:{port}", queues_file=qfile, settle_time=0.2,
-                                       replica_id=f"r{i}")
-        ready = asyncio.Event()
-        tasks.append(asyncio.ensure_future(serve(settings, ready)))
-        await asyncio.wait_for(ready.wait(), 10)
-        addrs.append(f"127.0.0.1:{port}")
-    try:
-        yield addrs
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    queues = "queues:\n  support: {strategy: leastrecent, maxlen: 50}\n  sales: {}\n"
+    async with running_replicas(etcd.endpoints, tmp_path, queues) as r:
+        yield r
 
 
 async def clusterq(coordinator: str, *argv: str) -> tuple[int, str, str]:
@@ -66,8 +34,9 @@ async def clusterq(coordinator: str, *argv: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_an_operator_session_through_a_follower(replicas: list[str]) -> None:
-    leader, follower = await _leader_and_follower(replicas)
+async def test_an_operator_session_through_a_follower(replicas: Replicas) -> None:
+    leader = await replicas.leader()
+    follower = next(a for a in replicas.addresses if a != leader)
     status, _, err = await clusterq(follower, "queue", "show", "nosuch")
     assert (status, err.strip()) == (1, "No such queue: nosuch.")
 

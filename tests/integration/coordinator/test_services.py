@@ -7,9 +7,7 @@ messages, never crashes), the node stream's handshake and refusals, and stats.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -18,57 +16,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc, common_pb2, node_pb2, node_pb2_grpc
 from clusterq_testing.client import AdminClient
-from clusterq_testing.ports import free_tcp_port
-from coordinator.__main__ import serve
-from coordinator.config import CoordinatorSettings
 from stasis_app.coordinator_client import stamped
+from tests.integration.replicas import Replicas, running_replicas
 
 pytestmark = pytest.mark.integration
 
 QUEUES = "queues:\n  support: {strategy: leastrecent}\n"
 
 
-@dataclass
-class Replicas:
-    addresses: list[str]
-    tasks: list[asyncio.Task[None]]
-
-    async def leader(self) -> str:
-        """Address of the replica whose leadership health service is SERVING."""
-        for _ in range(200):
-            for addr in self.addresses:
-                async with grpc.aio.insecure_channel(addr) as ch:
-                    with contextlib.suppress(grpc.aio.AioRpcError):
-                        r = await health_pb2_grpc.HealthStub(ch).Check(
-                            health_pb2.HealthCheckRequest(service="clusterq.v1.Leadership"), timeout=1)
-                        if r.status == health_pb2.HealthCheckResponse.SERVING:
-                            return addr
-            await asyncio.sleep(0.05)
-        raise TimeoutError("no leader")
-
-
 @pytest.fixture
 async def replicas(tmp_path: Path, etcd_factory: object) -> AsyncIterator[Replicas]:
     etcd = await etcd_factory()  # type: ignore[operator]
-    qfile = tmp_path / "queues.yaml"
-    qfile.write_text(QUEUES)
-    addrs, tasks = [], []
-    for i in range(2):
-        port = free_tcp_port()
-        settings = CoordinatorSettings(etcd_endpoints=tuple(etcd.endpoints), lease_ttl=2.0, node_ttl=4.0,
-                                       listen=f"127.0.0.1:{port}", queues_file=qfile, settle_time=0.2,
-                                       replica_id=f"r{i}")
-        ready = asyncio.Event()
-        tasks.append(asyncio.ensure_future(serve(settings, ready)))
-        await asyncio.wait_for(ready.wait(), 10)
-        addrs.append(f"127.0.0.1:{port}")
-    r = Replicas(addrs, tasks)
-    try:
+    async with running_replicas(etcd.endpoints, tmp_path, QUEUES) as r:
         yield r
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_health_and_follower_redirect(replicas: Replicas) -> None:
