@@ -374,6 +374,14 @@ class CallerActions:
     def playback_finished(self, playback_id: str, channel_id: str | None) -> None:
         """An announcement ended: music resumes if the caller still waits."""
         call_id = self._playbacks.pop(playback_id, None)
+        if call_id is None and channel_id and playback_id.startswith(f"{channel_id}-pb-"):
+            # A prompt an earlier process of this app started (it was restarted while the prompt
+            # played): adoption took the music as playing, but that prompt had stopped it.
+            adopted = self.app.callers.get(channel_id)
+            if adopted is not None and not adopted.playback_id and not adopted.hold_bridge:
+                adopted.moh_on = False
+                self.resume_music(adopted)
+            return
         c = self.app.callers.get(call_id or "")
         if c is None or c.playback_id != playback_id:
             return

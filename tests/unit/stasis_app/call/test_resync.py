@@ -193,3 +193,21 @@ async def test_the_sequence_reaches_the_channel_only_after_its_music_was_started
         await n.queued_caller()
         await n.settle()
     assert order.index("music") < order.index(r.VAR_SEQ)
+
+
+async def test_a_prompt_that_ends_after_a_restart_gives_the_caller_its_music_back() -> None:
+    # ARI cannot list a channel's playbacks: the restarted app learns of the prompt when it ends.
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        cid = await old.queued_caller()
+        await old.settle()
+        old.coord.decide(periodic_announce=node_pb2.PeriodicAnnounce(call_id=cid, prompt="queue-periodic-announce"))
+        await old.settle()
+        [pid] = [p for p, pb in ari.playbacks.items() if pb.channel_id == cid]
+        assert ari.channels[cid].moh_class is None, "the prompt stopped the music"
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        new_ari.finish_playback(pid)
+        await new.settle()
+        assert new_ari.channels[cid].moh_class == "default", "never silence"
+        assert new.app.callers[cid].moh_on
