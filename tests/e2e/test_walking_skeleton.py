@@ -84,7 +84,9 @@ async def test_one_call_is_queued_rung_bridged_and_dtmf_flows(
         await asyncio.sleep(0.1)
     assert [s[:len(e)] for s, e in zip(story, expected, strict=False)] == expected, story
     connect, complete = story[2], story[3]
-    assert connect[4] == offer and int(connect[3]) >= 0 and int(connect[5]) >= 300, connect  # rang >= 0.3 s
+    # CONNECT|holdtime|offer|ringtime, both in whole seconds as app_queue writes them: the caller's wait
+    # includes its agent's ringing.
+    assert connect[4] == offer and int(connect[3]) >= int(connect[5]) >= 0, connect
     assert int(complete[4]) >= 0 and complete[5] == "1", complete  # call time; entered at position 1
 
 
