@@ -89,6 +89,16 @@ async def retried(request: Callable[[], Awaitable[object]], delays: Sequence[flo
     await request()
 
 
+async def create_bridge_once(ari: AriPort, bridge_id: str, name: str) -> None:
+    """create_bridge that takes 409 (the bridge exists) as done: an earlier attempt whose answer was
+    lost made it. For use under `retried`, which repeats attempts while Asterisk gives no answer."""
+    try:
+        await ari.create_bridge(bridge_id, name=name)
+    except AriError as exc:
+        if exc.status != 409:
+            raise
+
+
 async def best_effort(request: Awaitable[object]) -> None:
     """Await an ARI request whose failure changes nothing for the call (e.g. stopping music on a
     channel about to leave): any AriError is ignored."""

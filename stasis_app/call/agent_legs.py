@@ -18,7 +18,7 @@ import math
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
-from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort, retried
+from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort, create_bridge_once, retried
 from stasis_app.call.names import agent_leg_id, bridge_id, trunk_leg_id
 from stasis_app.call.records import AgentLeg
 
@@ -197,16 +197,9 @@ class AgentLegs:
             return
         leg.bridge_id = bridge = bridge_id(self.app.node_id, offer_id)
 
-        async def create() -> None:
-            try:
-                await self.ari.create_bridge(bridge, name=f"clusterq-agent-{leg.agent_id}")
-            except AriError as exc:
-                if exc.status != 409:  # 409: made by an attempt whose answer was lost
-                    raise
-
         async def connect() -> None:
             try:
-                await retried(create)
+                await retried(lambda: create_bridge_once(self.ari, bridge, f"clusterq-agent-{leg.agent_id}"))
                 await retried(lambda: self.ari.add_to_bridge(bridge, [leg.channel_id, channel_id]))
             except ChannelGone:
                 return  # a side hung up: its StasisEnd / ChannelDestroyed ends the call
@@ -237,22 +230,21 @@ class AgentLegs:
         leg = self.legs.get(m.offer_id)
         if leg is None:
             return
-        if leg.state == "connected":
-            if leg.trunk_channel and not leg.bridge_id:
-                self._forget(leg)  # no report: the leader failed the offer already
-                leg.state = "cancelled"
-                self._hangup(leg, leg.trunk_channel, leg.channel_id)
-            return
+        if leg.state != "connected":
+            self._cancel_leg(leg, leg.channel_id)
+        elif leg.trunk_channel and not leg.bridge_id:
+            self._cancel_leg(leg, leg.trunk_channel, leg.channel_id)  # no report: the leader failed the offer
+
+    def _cancel_leg(self, leg: AgentLeg, *channels: str) -> None:
+        """Forget a leg that must not ring or talk any more and hang up its channels (nothing is reported)."""
         self._forget(leg)
         leg.state = "cancelled"
-        self._hangup(leg, leg.channel_id)
+        self._hangup(leg, *channels)
 
     def caller_left(self, call_id: str) -> None:
         """The caller hung up while its agent rang here: stop ringing (the leader cancels too)."""
         for leg in [x for x in self.legs.values() if x.call_id == call_id and x.state != "connected"]:
-            self._forget(leg)
-            leg.state = "cancelled"
-            self._hangup(leg, leg.channel_id)
+            self._cancel_leg(leg, leg.channel_id)
 
     def channel_gone(self, channel_id: str, cause: int) -> None:
         """One of our legs hung up or failed."""
@@ -283,9 +275,7 @@ class AgentLegs:
         """A new leader: unanswered legs of older leaders are void (the new leader re-offers).
         `drop_stale(UNANSWERED)` voids every unanswered leg (no coordinator for the grace time)."""
         for leg in [x for x in self.legs.values() if x.epoch < epoch and x.state in ("ringing", "answered")]:
-            self._forget(leg)
-            leg.state = "cancelled"
-            self._hangup(leg, leg.channel_id)
+            self._cancel_leg(leg, leg.channel_id)
 
     def adopt_connected(self, offer_id: str, channel_id: str, call_id: str, agent_id: str, trunk_channel: str,
                         bridge_id: str) -> None:

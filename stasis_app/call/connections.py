@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
-from stasis_app.ari.port import AriError, ChannelGone, best_effort, retried
+from stasis_app.ari.port import AriError, ChannelGone, best_effort, create_bridge_once, retried
 from stasis_app.call import records as r
 from stasis_app.call.bridge_order import BridgeOrder
 from stasis_app.call.names import bridge_id
@@ -64,9 +64,14 @@ class CallerConnections:
         c = self.app.callers.get(m.call_id)
         # CONNECTING too: the agent's leg failed before the call was bridged (Connect came too late).
         if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
-            c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
-            self.order.done(c)
-            self.app.actions.resume_music(c)  # its prompt may have been cut when its agent answered
+            self._wait_again(c)
+
+    def _wait_again(self, c: r.Caller) -> None:
+        """The caller's offer is over before any bridge: it waits again in its place, with its music
+        (its prompt may have been cut when its agent answered)."""
+        c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
+        self.order.done(c)
+        self.app.actions.resume_music(c)
 
     def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
         """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""
@@ -78,19 +83,12 @@ class CallerConnections:
         ari, bridge = self.ari, c.bridge_id
         self.order.on_the_way(c)
 
-        async def create() -> None:
-            try:
-                await ari.create_bridge(bridge, name=f"clusterq-{c.args.queue}")
-            except AriError as exc:
-                if exc.status != 409:  # 409: made by an attempt whose answer was lost
-                    raise
-
         async def connect() -> None:
             # The prompt and music must be stopped before the caller joins the bridge (a prompt would
             # hold the join back until it ends); the bridge is created meanwhile, one round trip less.
             try:
-                _, created = await asyncio.gather(self.app.actions.silence(c), retried(create),
-                                                  return_exceptions=True)
+                create = retried(lambda: create_bridge_once(ari, bridge, f"clusterq-{c.args.queue}"))
+                _, created = await asyncio.gather(self.app.actions.silence(c), create, return_exceptions=True)
                 if isinstance(created, BaseException):  # only once the music is surely off
                     raise created
                 await self.order.wait_turn(c)  # callers offered earlier are connected first
@@ -146,9 +144,7 @@ class CallerConnections:
                     TRUNK_WAIT)
         self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id,
                                                                                   reason="failed")))
-        c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
-        self.order.done(c)
-        self.app.actions.resume_music(c)
+        self._wait_again(c)
 
     def inbound(self, channel_id: str, offer_id: str) -> None:
         """A trunk leg from the agent's node arrived: answer it and bridge it with the caller."""
