@@ -99,11 +99,6 @@ def main() -> None:
     """Entry point: `python -m coordinator` (configuration from CLUSTERQ_* variables)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s coord %(levelname)s %(name)s: %(message)s")
     settings = CoordinatorSettings.from_env()
-    try:
-        check_queues_file(settings)
-    except StartupError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
     freeze_startup_heap()
 
     async def run() -> None:
@@ -111,8 +106,13 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except StartupError as exc:  # serve() checks the configuration before it serves anything
+            log.error("%s", exc)
+            sys.exit(2)
 
     profile_out = os.environ.get("CLUSTERQ_PROFILE_OUT")
     if not profile_out:

@@ -11,14 +11,12 @@ import yaml
 from grpc_health.v1 import health, health_pb2
 
 from coordinator.config import CoordinatorSettings
-from coordinator.definitions import agent_json, load_file
+from coordinator.definitions import load_file
 from coordinator.election.election import Fence
-from coordinator.election.leader import fenced_txn
 from coordinator.queue import AgentConfig, AgentLoggedIn, AgentPaused, QueueDefined, QueueEngine
 from coordinator.queue_log import QueueLogBook, QueueLogFile
 from coordinator.runtime import LeaderRuntime, SeqAllocator
-from coordinator.store.kv import Put
-from coordinator.store.queue_store import QueueStore
+from coordinator.store.queue_store import QueueStore, StoredAgent
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +68,7 @@ async def apply_queues_file(state: ReplicaState, fence: Fence) -> None:
 async def _apply_file_agents(store: QueueStore, fence: Fence, agents: dict[str, tuple[AgentConfig, str]]) -> None:
     """Log in the file's agents whose entry changed since last applied, like queues: an agent logged
     out or changed through the API stays so until its file entry is edited."""
-    # agents-file/<agent_id> next to QueueStore's agents/<agent_id>, written in the same txn.
-    kvs = (await store.kv.get_prefix(f"{store.prefix}/agents-file/".encode())).kvs
-    hashes = {kv.key.decode().rsplit("/", 1)[1]: kv.value.decode() for kv in kvs}
+    hashes = await store.load_agent_file_hashes()
     stored = await store.load_agents()
     for agent_id, (agent, digest) in agents.items():
         if hashes.get(agent_id) == digest:
@@ -80,9 +76,7 @@ async def _apply_file_agents(store: QueueStore, fence: Fence, agents: dict[str, 
         old = stored.get(agent_id)
         paused, reason = (old.paused, old.pause_reason) if old is not None else (False, "")
         log.info("queues file: applying agent %s", agent_id)
-        await fenced_txn(store.kv, fence, [
-            Put(f"{store.prefix}/agents/{agent_id}".encode(), agent_json(agent, paused, reason)),
-            Put(f"{store.prefix}/agents-file/{agent_id}".encode(), digest.encode())])
+        await store.put_agent(fence, StoredAgent(agent, paused, reason), digest)
 
 
 QUEUE_LOG_FLUSH = 0.5  # seconds between queue_log appends (lines are buffered in between)

@@ -5,6 +5,8 @@ Key layout under the prefix (default /clusterq):
     queues/<name>           queue definition (JSON)
     queues-file/<name>      hash of the queues-file text last applied for that queue
     agents/<agent_id>       agent login, memberships, skills, pause state (JSON)
+    agents-file/<agent_id>  hash of the queues-file entry last applied for that agent (kept on Logout:
+                            a logged-out file agent comes back only when its entry is edited)
     nodes/<node_id>         nodes that have registered (JSON); a new leader waits for them
     seq                     arrival sequences below this value may have been handed out
 
@@ -66,7 +68,14 @@ class QueueStore:
 
     async def load_file_hashes(self) -> dict[str, str]:
         """Queue name -> hash of the file text last applied."""
-        kvs = (await self.kv.get_prefix(self._k("queues-file", ""))).kvs
+        return await self._hashes("queues-file")
+
+    async def load_agent_file_hashes(self) -> dict[str, str]:
+        """Agent id -> hash of the file entry last applied."""
+        return await self._hashes("agents-file")
+
+    async def _hashes(self, section: str) -> dict[str, str]:
+        kvs = (await self.kv.get_prefix(self._k(section, ""))).kvs
         return {kv.key.decode().rsplit("/", 1)[1]: kv.value.decode() for kv in kvs}
 
     async def put_queue(self, fence: Fence, cfg: QueueConfig, file_hash: str | None = None) -> None:
@@ -103,10 +112,13 @@ class QueueStore:
             out[cfg.agent_id] = StoredAgent(cfg, paused, reason)
         return out
 
-    async def put_agent(self, fence: Fence, agent: StoredAgent) -> None:
-        """Store an agent's login / pause state."""
-        await fenced_txn(self.kv, fence, [Put(self._k("agents", agent.config.agent_id),
-                                                agent_json(agent.config, agent.paused, agent.pause_reason))])
+    async def put_agent(self, fence: Fence, agent: StoredAgent, file_hash: str | None = None) -> None:
+        """Store an agent's login / pause state (and the file entry's hash it came from, if any)."""
+        agent_id = agent.config.agent_id
+        ops = [Put(self._k("agents", agent_id), agent_json(agent.config, agent.paused, agent.pause_reason))]
+        if file_hash is not None:
+            ops.append(Put(self._k("agents-file", agent_id), file_hash.encode()))
+        await fenced_txn(self.kv, fence, ops)
 
     async def delete_agent(self, fence: Fence, agent_id: str) -> None:
         """Log an agent out durably."""
