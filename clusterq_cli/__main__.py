@@ -24,7 +24,7 @@ import grpc
 
 from clusterq_cli.leader_client import AdminClient
 from clusterq_cli.show import agent_line, queue_show
-from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+from clusterq_proto.v1 import admin_pb2, common_pb2
 
 __all__ = ["main", "run"]
 
@@ -97,7 +97,7 @@ async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
     if args.command == "login":
         req = admin_pb2.LoginRequest(agent_id=args.agent, endpoint=args.endpoint, home_node=args.node,
                                      queues=args.queues, skills=args.skills, paused=args.paused)
-        state = await client.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Login(req, timeout=5))
+        state = await client.login_request(req)
     elif args.command == "logout":
         state = await client.logout(args.agent)
     elif args.command == "pause":

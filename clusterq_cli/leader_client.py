@@ -62,6 +62,10 @@ class AdminClient:
                                      queues=[admin_pb2.QueueMembership(queue=q) for q in queues],
                                      skills=[common_pb2.Skill(key=k, value=v) for k, v in (skills or {}).items()],
                                      paused=paused)
+        return await self.login_request(req)
+
+    async def login_request(self, req: admin_pb2.LoginRequest) -> admin_pb2.AgentState:
+        """Agents.Login with a request built by the caller (penalties, weights)."""
         return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Login(req, timeout=5))
 
     async def logout(self, agent_id: str) -> admin_pb2.AgentState:
