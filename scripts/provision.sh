@@ -48,6 +48,7 @@ cmd_host() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v curl >/dev/null || missing+=(curl)
   command -v make >/dev/null || missing+=(make)
+  command -v openssl >/dev/null || missing+=(openssl)  # tests make their own CA (clusterq_testing/certs.py)
   "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     log "apt-get install ${missing[*]}"
