@@ -127,7 +127,8 @@ def coordinator_process(name: str, log_dir: Path, *, etcd_endpoints: Sequence[st
 
 
 def stasis_process(node_id: str, log_dir: Path, *, ari_url: str, ari_user: str, ari_password: str,
-                   coordinators: Sequence[str], grace: float = 20.0, shared_music: bool = False) -> ManagedProcess:
+                   coordinators: Sequence[str], grace: float = 20.0, shared_music: bool = False,
+                   extra_env: dict[str, str] | None = None) -> ManagedProcess:
     """The stasis app of one Asterisk node (password passed by environment, never argv)."""
     env = _base_env()
     env.update({
@@ -139,5 +140,6 @@ def stasis_process(node_id: str, log_dir: Path, *, ari_url: str, ari_user: str, 
         "CLUSTERQ_GRACE": str(grace),
         "CLUSTERQ_SHARED_MUSIC": "1" if shared_music else "0",
     })
+    env.update(extra_env or {})
     return ManagedProcess(f"stasis-{node_id}", [sys.executable, "-m", "stasis_app"], env,
                           log_dir / f"stasis-{node_id}.log")

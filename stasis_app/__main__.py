@@ -10,6 +10,7 @@ import signal
 from stasis_app.ari.aioari_adapter import AioAriAdapter
 from stasis_app.ari.port import AriSettings
 from stasis_app.config import StasisSettings
+from stasis_app.health import HealthServer
 from stasis_app.node import NodeApp
 
 log = logging.getLogger("stasis_app")
@@ -20,6 +21,9 @@ async def serve(settings: StasisSettings) -> None:
     ari = AioAriAdapter(AriSettings(url=settings.ari_url, username=settings.ari_user,
                                     password=settings.ari_password, node_id=settings.node_id, app=settings.app))
     app = NodeApp(settings, ari)
+    health = HealthServer(settings.health_listen, app.readiness) if settings.health_listen else None
+    if health is not None:
+        await health.start()
     task = asyncio.ensure_future(app.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -33,6 +37,8 @@ async def serve(settings: StasisSettings) -> None:
     finally:
         app.coord.close()
         await ari.close()
+        if health is not None:
+            await health.close()
 
 
 def freeze_startup_heap() -> None:

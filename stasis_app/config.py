@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from stasis_app.health import parse_listen
+
 NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -38,6 +40,8 @@ class StasisSettings:
     # FreeSWITCH's local_stream) instead of one music generator each (like app_queue). Cheaper per
     # caller; every caller hears the same point of the music. See stasis_app/call/music.py.
     shared_music: bool = False
+    # host:port of the HTTP /livez and /readyz endpoints (stasis_app/health.py); empty = none.
+    health_listen: str = ""
 
     def __post_init__(self) -> None:
         if not NODE_RE.match(self.node_id):
@@ -46,6 +50,8 @@ class StasisSettings:
             raise ValueError("at least one coordinator address is required")
         if self.grace <= 0:
             raise ValueError("grace must be > 0")
+        if self.health_listen:
+            parse_listen(self.health_listen)  # raises with the rule
         # The URL is logged and shown in repr: credentials in it would leak. The message does not
         # repeat the URL for the same reason.
         if "@" in urlsplit(self.ari_url).netloc:
@@ -71,4 +77,5 @@ class StasisSettings:
             app=e.get("CLUSTERQ_ARI_APP", "clusterq"),
             grace=float(e.get("CLUSTERQ_GRACE", "20")),
             shared_music=e.get("CLUSTERQ_SHARED_MUSIC", "").strip().lower() in ("1", "true", "yes", "on"),
+            health_listen=e.get("CLUSTERQ_HEALTH_LISTEN", ""),
         )

@@ -31,6 +31,7 @@ from stasis_app.call.resync import RESERVED_FIRST_ARGS, Reconciler
 from stasis_app.call.serial import KeyedSerializer
 from stasis_app.config import StasisSettings
 from stasis_app.coordinator_client import CoordinatorClient
+from stasis_app.health import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ class NodeApp:
         self._grace_task: asyncio.Task[None] | None = None
         # True once no coordinator was reachable for the grace time, until one is again.
         self.unavailable = False
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # set once a coordinator stream came up; stays set (health.py)
         self.first_resync = asyncio.Event()
+        # True from the end of a resync after AriConnected until the next AriDisconnected.
+        self.ari_connected = False
         self._stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -97,6 +100,11 @@ class NodeApp:
                 await self.on_ari_event(event)
             except Exception:
                 log.exception("handling %s failed", type(event).__name__)
+
+    def readiness(self) -> Readiness:
+        """What the /readyz probe answers from (stasis_app/health.py)."""
+        return Readiness(ari_connected=self.ari_connected, coordinator_seen=self.ready.is_set(),
+                         stood_down=self._stopped.is_set())
 
     def send(self, event: node_pb2.NodeEvent) -> None:
         """Report one event to the leader."""
@@ -214,6 +222,9 @@ class NodeApp:
             self.actions.playback_finished(event.playback_id, event.target_channel_id)
         elif isinstance(event, ev.AriConnected):
             await self.resync()
+            self.ari_connected = True
+        elif isinstance(event, ev.AriDisconnected):
+            self.ari_connected = False
         elif isinstance(event, ev.ApplicationReplaced):
             # A newer instance (rolling update) owns the app now: stand down, never fight.
             log.warning("another instance took over app %s on this node: standing down", self.settings.app)

@@ -37,12 +37,13 @@ class Clusterq:
     stasis: dict[str, ManagedProcess] = field(default_factory=dict)
     clients: list[AdminClient] = field(default_factory=list)
 
-    async def start_coordinators(self, n: int = 1, lease_ttl: float = 2.0, settle_time: float = 0.5) -> None:
-        """Start n replicas; returns once one of them leads. settle_time: how long a new leader waits
-        for the known nodes to re-report before deciding (0.5 s keeps tests fast)."""
+    async def start_coordinators(self, n: int = 1, lease_ttl: float = 2.0, settle_time: float = 0.5,
+                                 ports: Sequence[int] = ()) -> None:
+        """Start n replicas (on `ports` where given); returns once one of them leads. settle_time: how
+        long a new leader waits for the known nodes to re-report before deciding (0.5 s keeps tests fast)."""
         for i in range(n):
             name = f"coord-{len(self.coordinators)}"
-            port = free_tcp_port()
+            port = ports[i] if i < len(ports) else free_tcp_port()
             proc = coordinator_process(name, self.log_dir, etcd_endpoints=self.etcd_endpoints, port=port,
                                        queues_file=self.queues_file, lease_ttl=lease_ttl, settle_time=settle_time,
                                        extra_env={"CLUSTERQ_QUEUE_LOG": str(self.log_dir / f"{name}.queue_log")})
@@ -74,14 +75,18 @@ class Clusterq:
         raise TimeoutError(f"no coordinator leads within {timeout} s\n{logs}")
 
     async def start_stasis(self, nodes: Sequence[AsteriskNode], grace: float = 20.0,
-                           shared_music: bool = False) -> None:
-        """Start one stasis app per node; returns once each is connected to the leader."""
+                           shared_music: bool = False, wait: bool = True,
+                           extra_env: dict[str, str] | None = None) -> None:
+        """Start one stasis app per node; returns once each is connected to the leader (unless `wait`
+        is False)."""
         for node in nodes:
             proc = stasis_process(node.name, self.log_dir, ari_url=node.ari_url, ari_user=node.ari_user,
                                   ari_password=node.ari_password, coordinators=list(self.addresses.values()),
-                                  grace=grace, shared_music=shared_music)
+                                  grace=grace, shared_music=shared_music, extra_env=extra_env)
             proc.start()
             self.stasis[node.name] = proc
+        if not wait:
+            return
         for node in nodes:
             # Ready = registered with the leader AND the Stasis app registered on Asterisk
             # (before that, Stasis(clusterq) in the dialplan fails at once).

@@ -173,5 +173,17 @@ def test_rendered_env_is_accepted_by_the_real_settings(rendered: Rendered) -> No
     assert stasis.coordinators == ("clusterq-coordinator:50051",)
     assert stasis.grace == 20.0
     assert stasis.ari_password == "not-real"
+    assert stasis.health_listen == "0.0.0.0:8090"
     asterisk = _pod_env(rendered, _container(sts, "asterisk"), fields, "not-real")
     assert asterisk["ASTERISK_SIP_HOST"] == f"asterisk-node-0.{sts['spec']['serviceName']}.{NAMESPACE}.svc"
+
+
+def test_stasis_app_probes_hit_its_health_endpoints(rendered: Rendered) -> None:
+    """Readiness on /readyz, liveness on /livez, both on the port the app's CLUSTERQ_HEALTH_LISTEN binds."""
+    app = _container(rendered.get("StatefulSet", "asterisk-node"), "stasis-app")
+    ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+    _, listen_port = _host_port(_config_env(rendered, app)["CLUSTERQ_HEALTH_LISTEN"])
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        get = app[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports[get["port"]] == listen_port

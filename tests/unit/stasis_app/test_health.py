@@ -1,0 +1,78 @@
+"""The stasis app's /livez and /readyz: what makes a node ready, and the HTTP answers."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from stasis_app.ari.fake import FakeAri
+from stasis_app.config import StasisSettings
+from stasis_app.health import HealthServer, Readiness, parse_listen
+from tests.unit.stasis_app.harness import running
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    (Readiness(ari_connected=True, coordinator_seen=True), ""),
+    (Readiness(ari_connected=False, coordinator_seen=True), "ARI not connected"),
+    (Readiness(ari_connected=True, coordinator_seen=False), "no coordinator reached yet"),
+    (Readiness(ari_connected=False, coordinator_seen=False), "ARI not connected"),
+    (Readiness(ari_connected=True, coordinator_seen=True, stood_down=True),
+     "another instance owns the ARI application on this node"),
+])
+def test_ready_needs_ari_now_and_a_coordinator_once(state: Readiness, reason: str) -> None:
+    assert state.reason == reason
+
+
+@pytest.mark.parametrize("bad", ["8090", ":8090", "host:", "host:65536", "host:http"])
+def test_a_bad_listen_address_is_refused_with_the_rule(bad: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        parse_listen(bad)
+    with pytest.raises(ValueError, match="host:port"):
+        StasisSettings.from_env({"CLUSTERQ_NODE_ID": "a", "CLUSTERQ_ARI_PASSWORD": "p",
+                                 "CLUSTERQ_HEALTH_LISTEN": bad})
+
+
+def test_listen_addresses_parse() -> None:
+    assert parse_listen("0.0.0.0:8090") == ("0.0.0.0", 8090)
+    assert parse_listen("[::1]:8090") == ("::1", 8090)
+    assert StasisSettings.from_env({"CLUSTERQ_NODE_ID": "a", "CLUSTERQ_ARI_PASSWORD": "p"}).health_listen == ""
+
+
+async def test_the_node_is_ready_after_resync_and_a_coordinator_and_stays_ready_without_one() -> None:
+    ari = FakeAri("a")
+    async with running(ari, connect=False) as n:
+        assert n.app.readiness().reason == "no coordinator reached yet"
+        n.coord.connect()
+        assert n.app.readiness().reason == ""
+        n.coord.disconnect()  # a coordinator outage: callers keep their music, the node stays in service
+        assert n.app.readiness().reason == ""
+        ari.drop_connection()
+        await n.settle()
+        assert n.app.readiness().reason == "ARI not connected"
+        ari.restore_connection()
+        await n.settle()
+        assert n.app.readiness().reason == ""
+        ari.replace_application()
+        await n.settle()
+        assert n.app.readiness().stood_down
+
+
+async def test_the_http_endpoints_answer_from_the_current_readiness() -> None:
+    state = [Readiness(ari_connected=False, coordinator_seen=True)]
+    server = HealthServer("127.0.0.1:0", lambda: state[0])
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/livez") as resp:
+                assert resp.status == 200
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 503
+                assert (await resp.text()).strip() == "ARI not connected"
+            state[0] = Readiness(ari_connected=True, coordinator_seen=True)
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 200
+            async with http.get(f"{base}/metrics") as resp:
+                assert resp.status == 404
+    finally:
+        await server.close()
