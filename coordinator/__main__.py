@@ -16,7 +16,7 @@ from coordinator.definitions import load_file
 from coordinator.election.election import Election
 from coordinator.election.leader import run_elected
 from coordinator.replica import ReplicaState, lead
-from coordinator.rpc.server import build_server, new_health, set_ready
+from coordinator.rpc.server import build_health_server, build_server, new_health, set_ready
 from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
 from coordinator.store.queue_store import QueueStore
 
@@ -68,9 +68,19 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
     kv = EtcdKv(EtcdConfig(endpoints=settings.etcd_endpoints))
     store = QueueStore(kv, settings.etcd_prefix)
     state = ReplicaState(settings, store, new_health())
-    server, _port = await build_server(state, settings.listen)
-    log.info("replica %s serving gRPC on %s (advertised %s)", settings.replica_id, settings.listen,
-             settings.advertise_address)
+    server, _port = await build_server(state, settings.listen, settings.tls)
+    tls = settings.tls
+    log.info("replica %s serving gRPC on %s (advertised %s, %s)", settings.replica_id, settings.listen,
+             settings.advertise_address,
+             "plaintext" if tls is None else "TLS, client certificates required" if tls.mutual else "TLS")
+    health_server = None
+    if settings.health_listen:
+        try:
+            health_server, _ = await build_health_server(state, settings.health_listen)
+        except BaseException:
+            await server.stop(None)
+            raise
+        log.info("health service alone, plaintext, on %s", settings.health_listen)
     if ready is not None:
         ready.set()
     try:
@@ -82,7 +92,10 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
             tg.create_task(_report_readiness(state, kv))
     finally:
         await set_ready(state, False)
+        # The probe port last: it reports NOT_SERVING (set above) while the API drains.
         await server.stop(1.0)
+        if health_server is not None:
+            await health_server.stop(None)
         with contextlib.suppress(Exception):
             await kv.close()
 
@@ -98,7 +111,11 @@ def freeze_startup_heap() -> None:
 def main() -> None:
     """Entry point: `python -m coordinator` (configuration from CLUSTERQ_* variables)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s coord %(levelname)s %(name)s: %(message)s")
-    settings = CoordinatorSettings.from_env()
+    try:
+        settings = CoordinatorSettings.from_env()
+    except ValueError as exc:  # a bad variable or TLS file: the message names it (never a key's content)
+        log.error("configuration: %s", exc)
+        sys.exit(2)
     freeze_startup_heap()
 
     async def run() -> None:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clusterq_common.tls import ServerTls, server_tls_from_env
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -28,6 +30,11 @@ class CoordinatorSettings:
     node_ttl: float = 6.0
     listen: str = "127.0.0.1:50051"
     advertise: str = ""
+    # TLS (mutual if it has a client CA) on the gRPC API; None = plaintext. See clusterq_common/tls.py.
+    tls: ServerTls | None = None
+    # A second, plaintext port that serves only grpc.health.v1.Health ("" = none): kubelet's gRPC probe
+    # cannot speak TLS. Off unless set, with or without TLS (no port is ever opened unasked).
+    health_listen: str = ""
     queues_file: Path | None = None
     # app_queue-style queue_log written by the leader (coordinator/queue_log.py); None = off.
     queue_log: Path | None = None
@@ -47,6 +54,8 @@ class CoordinatorSettings:
             raise ValueError("at least one etcd endpoint is required")
         if not self.etcd_prefix.startswith("/"):
             raise ValueError("etcd_prefix must start with '/'")
+        if self.health_listen and self.health_listen == self.listen:
+            raise ValueError("CLUSTERQ_HEALTH_LISTEN must differ from CLUSTERQ_LISTEN")
 
     @property
     def advertise_address(self) -> str:
@@ -70,6 +79,9 @@ class CoordinatorSettings:
             kw["listen"] = v
         if v := e.get("CLUSTERQ_ADVERTISE"):
             kw["advertise"] = v
+        kw["tls"] = server_tls_from_env(e)
+        if v := e.get("CLUSTERQ_HEALTH_LISTEN"):
+            kw["health_listen"] = v
         if v := e.get("CLUSTERQ_QUEUES_FILE"):
             kw["queues_file"] = Path(v)
         if v := e.get("CLUSTERQ_QUEUE_LOG"):

@@ -1,4 +1,6 @@
-"""Assembly of one replica's grpc.aio server: services, health, reflection."""
+"""Assembly of one replica's grpc.aio servers: the API (services, health, reflection; plaintext or
+TLS) and, optionally, a plaintext server with the health service alone for kubelet's gRPC probes,
+which cannot speak TLS. Both serve the same HealthServicer object, so their statuses always agree."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from clusterq_common.tls import ServerTls
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
 from coordinator.replica import LEADERSHIP_SERVICE, ReplicaState
 from coordinator.rpc.admin_service import AgentsServicer, QueueAdminServicer, StatsServicer
@@ -26,8 +29,10 @@ SERVER_OPTIONS = [
 ]
 
 
-async def build_server(state: ReplicaState, listen: str) -> tuple[grpc.aio.Server, int]:
-    """Create and start the server; returns it and the bound port (listen may use port 0)."""
+async def build_server(state: ReplicaState, listen: str,
+                       tls: ServerTls | None = None) -> tuple[grpc.aio.Server, int]:
+    """Create and start the API server (TLS with `tls`, else plaintext); returns it and the bound port
+    (listen may use port 0)."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(state), server)
     admin_pb2_grpc.add_QueueAdminServicer_to_server(QueueAdminServicer(state), server)
@@ -43,7 +48,7 @@ async def build_server(state: ReplicaState, listen: str) -> tuple[grpc.aio.Serve
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(listen)
+    port = server.add_insecure_port(listen) if tls is None else server.add_secure_port(listen, tls.credentials())
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     # Before start, so no probe sees a status missing: the overall status "" becomes SERVING only
@@ -53,6 +58,20 @@ async def build_server(state: ReplicaState, listen: str) -> tuple[grpc.aio.Serve
     await state.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await set_ready(state, False)
     await state.health.set(LEADERSHIP_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    return server, port
+
+
+async def build_health_server(state: ReplicaState, listen: str) -> tuple[grpc.aio.Server, int]:
+    """Create and start a plaintext server with grpc.health.v1.Health alone (state.health: the API
+    server's statuses, "" / Liveness / Leadership); returns it and the bound port. Nothing else is
+    served there, not even reflection: it is reachable without TLS. Build it after build_server, which
+    sets the statuses before anything can ask."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen} (health)")
     await server.start()
     return server, port
 
