@@ -8,8 +8,11 @@
     clusterq agent logout|unpause AGENT
     clusterq agent pause AGENT [--reason lunch]
 
-Any replica may be named: the leader is found and followed. Exit status 0 on success, 1 when the
-coordinator refused the request (its status and message are printed), 2 for bad usage.
+Any replica may be named: the leader is found and followed. TLS: --ca-file (the CA of the
+coordinator's certificate; it turns TLS on), --cert-file/--key-file (mutual TLS), --tls-name (the name
+to verify), each defaulting to its CLUSTERQ_COORDINATOR_* variable as the stasis app reads it.
+Exit status 0 on success, 1 when the coordinator refused the request (its status and message are
+printed), 2 for bad usage or unusable TLS files.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
 from clusterq_cli.leader_client import AdminClient
 from clusterq_cli.show import agent_line, queue_show
+from clusterq_common import tls
 from clusterq_proto.v1 import admin_pb2, common_pb2
 
 __all__ = ["main", "run"]
@@ -52,6 +57,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coordinator", default=os.environ.get("CLUSTERQ_COORDINATOR", "127.0.0.1:50051"),
                    help="comma-separated coordinator replicas (default: $CLUSTERQ_COORDINATOR or 127.0.0.1:50051)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to find a leader and get an answer")
+    env = os.environ
+    p.add_argument("--ca-file", default=env.get(tls.CLIENT_CA_VAR, ""),
+                   help=f"CA of the coordinator's certificate; turns TLS on (default: ${tls.CLIENT_CA_VAR})")
+    p.add_argument("--cert-file", default=env.get(tls.CLIENT_CERT_VAR, ""),
+                   help=f"client certificate for mutual TLS (default: ${tls.CLIENT_CERT_VAR})")
+    p.add_argument("--key-file", default=env.get(tls.CLIENT_KEY_VAR, ""),
+                   help=f"its private key (default: ${tls.CLIENT_KEY_VAR})")
+    p.add_argument("--tls-name", default=env.get(tls.CLIENT_NAME_VAR, ""),
+                   help=f"name to verify the coordinator's certificate against (default: ${tls.CLIENT_NAME_VAR})")
     top = p.add_subparsers(dest="area", required=True)
     queue = top.add_parser("queue").add_subparsers(dest="command", required=True)
     show = queue.add_parser("show", help="queue statistics, members and waiting callers")
@@ -109,10 +123,19 @@ async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
     return [agent_line(state)]
 
 
+def _path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
 async def run(argv: Sequence[str]) -> tuple[int, list[str]]:
     """Run one command; (exit status, lines to print: on stdout for 0, on stderr otherwise)."""
     args = parser().parse_args(list(argv))
-    client = AdminClient([a.strip() for a in args.coordinator.split(",") if a.strip()])
+    try:
+        client_tls = tls.client_tls_from_files(_path(args.ca_file), _path(args.cert_file), _path(args.key_file),
+                                               args.tls_name)
+    except tls.TlsConfigError as exc:
+        return 2, [f"clusterq: {exc}"]
+    client = AdminClient([a.strip() for a in args.coordinator.split(",") if a.strip()], client_tls)
     try:
         return 0, await asyncio.wait_for(_execute(args, client), args.timeout)
     except grpc.aio.AioRpcError as exc:

@@ -1,7 +1,8 @@
 """A small client for the coordinator's client-facing services that follows the leader.
 
 Any replica answers a call it cannot serve with FAILED_PRECONDITION and the leader's address in the
-`clusterq-leader` trailer; the client follows it, and retries while an election is under way."""
+`clusterq-leader` trailer; the client follows it, and retries while an election is under way.
+With `tls` every address, the leader's too, is dialled over TLS with the same credentials."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TypeVar
 
 import grpc
 
+from clusterq_common.tls import ClientTls, open_channel
 from clusterq_proto.v1 import LEADER_TRAILER, admin_pb2, admin_pb2_grpc
 
 T = TypeVar("T")
@@ -19,14 +21,15 @@ T = TypeVar("T")
 class AdminClient:
     """Calls QueueAdmin / Agents / Stats on whichever replica leads (retries while none does)."""
 
-    def __init__(self, addresses: Sequence[str]) -> None:
+    def __init__(self, addresses: Sequence[str], tls: ClientTls | None = None) -> None:
         self.addresses = list(addresses)
+        self.tls = tls  # None: plaintext
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._leader: str | None = None
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         if addr not in self._channels:
-            self._channels[addr] = grpc.aio.insecure_channel(addr)
+            self._channels[addr] = open_channel(addr, self.tls)
         return self._channels[addr]
 
     async def call(self, fn: Callable[[grpc.aio.Channel], Awaitable[T]], timeout: float = 15.0) -> T:

@@ -28,8 +28,10 @@ async def serve(settings: StasisSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
-    log.info("stasis app for node %s: ARI %s, coordinators %s", settings.node_id, settings.ari_url,
-             ",".join(settings.coordinators))
+    tls = settings.coordinator_tls
+    log.info("stasis app for node %s: ARI %s, coordinators %s (%s)", settings.node_id, settings.ari_url,
+             ",".join(settings.coordinators),
+             "plaintext" if tls is None else "TLS with a client certificate" if tls.mutual else "TLS")
     try:
         await task
     except asyncio.CancelledError:
@@ -45,7 +47,7 @@ def freeze_startup_heap() -> None:
     """Keep what the process has built so far (modules, protobuf descriptors, grpc, aiohttp) out of
     every later garbage collection: it lives as long as the process, and each full collection of it
     would stall every call's ARI handling and the coordinator stream. (The coordinator has the same
-    two lines: the two programs ship separately and share no module outside the generated API.)"""
+    two lines: the two programs share no module beyond the generated API and clusterq_common's TLS settings.)"""
     gc.collect()
     gc.freeze()
 

@@ -2,6 +2,8 @@
 
 The ARI password comes from CLUSTERQ_ARI_PASSWORD or the file named by CLUSTERQ_ARI_PASSWORD_FILE;
 it is never logged (repr masks it). CLUSTERQ_ARI_URL (logged at startup) must not carry credentials.
+TLS towards the coordinator (CLUSTERQ_COORDINATOR_CA_FILE etc.) is read by clusterq_common.tls; its
+key is kept out of repr too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from clusterq_common.tls import ClientTls, client_tls_from_env
 from stasis_app.health import parse_listen
 
 NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -42,6 +45,8 @@ class StasisSettings:
     shared_music: bool = False
     # host:port of the HTTP /livez and /readyz endpoints (stasis_app/health.py); empty = none.
     health_listen: str = ""
+    # TLS (mutual with a client certificate) towards the coordinator; None = plaintext.
+    coordinator_tls: ClientTls | None = None
 
     def __post_init__(self) -> None:
         if not NODE_RE.match(self.node_id):
@@ -78,4 +83,5 @@ class StasisSettings:
             grace=float(e.get("CLUSTERQ_GRACE", "20")),
             shared_music=e.get("CLUSTERQ_SHARED_MUSIC", "").strip().lower() in ("1", "true", "yes", "on"),
             health_listen=e.get("CLUSTERQ_HEALTH_LISTEN", ""),
+            coordinator_tls=client_tls_from_env(e),
         )

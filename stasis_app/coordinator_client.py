@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from clusterq_common.tls import ClientTls, open_channel
 from clusterq_proto.v1 import LEADER_TRAILER, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,12 @@ class CoordinatorClient:
     def __init__(self, node_id: str, addresses: tuple[str, ...],
                  snapshot: Callable[[], node_pb2.Register],
                  on_decision: Callable[[node_pb2.Decision], None],
-                 on_connected: Callable[[bool], None], *, flush_delay: float = 0.001) -> None:
+                 on_connected: Callable[[bool], None], *, flush_delay: float = 0.001,
+                 tls: ClientTls | None = None) -> None:
         self.node_id = node_id
+        # None: plaintext. Otherwise every address, also a leader hint, is dialled with these
+        # credentials (a hint is the leader's advertised address: tls.target_name covers a pod IP).
+        self.tls = tls
         self.flush_delay = flush_delay
         self.instance_id = uuid.uuid4().hex[:16]
         self.addresses = list(addresses)
@@ -150,7 +155,7 @@ class CoordinatorClient:
             backoff = min(backoff * 2, 0.25 if follower_seen else 1.0)
 
     async def _stream(self, addr: str) -> None:
-        async with grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS) as channel:
+        async with open_channel(addr, self.tls, CHANNEL_OPTIONS) as channel:
             stub = node_pb2_grpc.NodeServiceStub(channel)
             registered = asyncio.Event()
             self._pending.clear()

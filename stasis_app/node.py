@@ -49,7 +49,8 @@ class NodeApp:
         self.serial = KeyedSerializer()
         self.callers: dict[str, r.Caller] = {}
         self.coord = CoordinatorClient(settings.node_id, settings.coordinators, self.snapshot, self.on_decision,
-                                       self.on_coordinator, flush_delay=settings.flush_interval)
+                                       self.on_coordinator, flush_delay=settings.flush_interval,
+                                       tls=settings.coordinator_tls)
         self.actions = CallerActions(self)
         self.connections = CallerConnections(self)
         self.legs = AgentLegs(self)
