@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from clusterq_cli.__main__ import parser, run
@@ -32,3 +34,20 @@ async def test_no_coordinator_gives_status_1_and_says_where_it_looked() -> None:
     addr = f"127.0.0.1:{free_tcp_port()}"  # nothing listens there
     status, lines = await run(["--coordinator", addr, "--timeout", "1", "queue", "show"])
     assert status == 1 and len(lines) == 1 and addr in lines[0]
+
+
+async def test_an_unreadable_ca_file_is_bad_usage_before_any_call(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.pem"
+    status, lines = await run(["--coordinator", f"127.0.0.1:{free_tcp_port()}", "--ca-file", str(missing),
+                               "queue", "show"])
+    assert status == 2 and lines == [f"clusterq: CLUSTERQ_COORDINATOR_CA_FILE={missing}: cannot read the file: "
+                                     "No such file or directory"]
+
+
+def test_tls_flags_default_to_the_stasis_apps_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTERQ_COORDINATOR_CA_FILE", "/etc/clusterq/ca.pem")
+    monkeypatch.setenv("CLUSTERQ_COORDINATOR_TLS_NAME", "clusterq-coordinator")
+    args = parser().parse_args(["queue", "show"])
+    assert (args.ca_file, args.cert_file, args.key_file, args.tls_name) == (
+        "/etc/clusterq/ca.pem", "", "", "clusterq-coordinator")
+    assert parser().parse_args(["--ca-file", "/tmp/x.pem", "queue", "show"]).ca_file == "/tmp/x.pem"
