@@ -143,7 +143,8 @@ async def run(argv: Sequence[str]) -> tuple[int, list[str]]:
     except LookupError as exc:
         return 1, [str(exc)]
     except TimeoutError:
-        return 1, [f"clusterq: no answer from a leader at {args.coordinator} within {args.timeout:g} s"]
+        last = f" (last error: {client.last_error})" if client.last_error else ""
+        return 1, [f"clusterq: no answer from a leader at {args.coordinator} within {args.timeout:g} s{last}"]
     finally:
         await client.close()
 

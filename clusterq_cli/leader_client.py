@@ -26,6 +26,8 @@ class AdminClient:
         self.tls = tls  # None: plaintext
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._leader: str | None = None
+        # The last refusal seen ("UNAVAILABLE: ..."): says why no leader answered, e.g. a TLS handshake.
+        self.last_error = ""
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         if addr not in self._channels:
@@ -43,6 +45,7 @@ class AdminClient:
                 self._leader = addr
                 return result
             except grpc.aio.AioRpcError as exc:
+                self.last_error = f"{exc.code().name}: {exc.details()}"
                 hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
                 retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
                 if not retryable or asyncio.get_running_loop().time() > deadline:

@@ -154,7 +154,9 @@ async def test_tls_clients_follow_the_leader_and_others_are_refused(tls_replicas
     for refused in (None, ClientTls(pki.other_ca.ca_cert.read_bytes()), pki.client(name="elsewhere.example")):
         assert await _health(leader, refused) == grpc.StatusCode.UNAVAILABLE
     status, _, err = await clusterq(follower, "--timeout", "2", "queue", "show")
-    assert status == 1 and "no answer from a leader" in err
+    assert status == 1 and "no answer from a leader" in err and "last error: UNAVAILABLE" in err
+    status, _, err = await clusterq(follower, "--timeout", "2", "--ca-file", str(pki.other_ca.ca_cert), "queue", "show")
+    assert status == 1 and "handshake" in err.lower(), err  # the reason reaches the operator
 
 
 async def test_the_plaintext_probe_port_serves_the_same_health_and_nothing_else(tls_replicas: Replicas,
