@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 
 from stasis_app.ari.aioari_adapter import AioAriAdapter
 from stasis_app.ari.port import AriSettings
@@ -55,7 +56,11 @@ def freeze_startup_heap() -> None:
 def main() -> None:
     """Entry point: `python -m stasis_app` (configuration from CLUSTERQ_* variables)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s stasis %(levelname)s %(name)s: %(message)s")
-    settings = StasisSettings.from_env()
+    try:
+        settings = StasisSettings.from_env()
+    except (ValueError, OSError) as exc:  # a bad variable or an unreadable secret/TLS file: named, never its content
+        log.error("configuration: %s", exc)
+        sys.exit(2)
     freeze_startup_heap()
     asyncio.run(serve(settings))
 
