@@ -40,6 +40,7 @@ CLIENT_NAME_VAR = "CLUSTERQ_COORDINATOR_TLS_NAME"
 
 _CERT_MARK = b"-----BEGIN CERTIFICATE-----"
 _KEY_MARK = b"PRIVATE KEY-----"
+_ENCRYPTED_MARK = b"ENCRYPTED"  # "BEGIN ENCRYPTED PRIVATE KEY" or a legacy "Proc-Type: 4,ENCRYPTED"
 
 
 class TlsConfigError(ValueError):
@@ -118,12 +119,20 @@ def _read(path: Path, var: str, mark: bytes, what: str) -> bytes:
 
 def _check_pair(cert: Path, key: Path, cert_var: str, key_var: str) -> None:
     """Refuse a key that does not belong to the certificate (grpc would only fail at the handshake)."""
+    if _ENCRYPTED_MARK in key.read_bytes():
+        raise TlsConfigError(f"{key_var}={key}: the key is encrypted (passphrase): grpc needs an unencrypted key")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:
+        # A password callback that refuses: OpenSSL must never prompt on a terminal for a passphrase.
+        ctx.load_cert_chain(cert, key, password=_no_passphrase)
+    except (ssl.SSLError, OSError, TlsConfigError) as exc:
+        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc
         raise TlsConfigError(f"{key_var}={key} is not the key of {cert_var}={cert} "
-                             f"(or one of them is damaged): {exc.reason or exc}") from None
+                             f"(or one of them is damaged or encrypted): {reason}") from None
+
+
+def _no_passphrase() -> str:
+    raise TlsConfigError("the key asks for a passphrase")
 
 
 def _check_ca(path: Path, var: str) -> None:

@@ -54,8 +54,9 @@ class CoordinatorSettings:
             raise ValueError("at least one etcd endpoint is required")
         if not self.etcd_prefix.startswith("/"):
             raise ValueError("etcd_prefix must start with '/'")
-        if self.health_listen and self.health_listen == self.listen:
-            raise ValueError("CLUSTERQ_HEALTH_LISTEN must differ from CLUSTERQ_LISTEN")
+        if self.health_listen and self.health_listen.rpartition(":")[2] == self.listen.rpartition(":")[2]:
+            # Same port under another address (0.0.0.0 vs 127.0.0.1) would also clash.
+            raise ValueError("CLUSTERQ_HEALTH_LISTEN must use another port than CLUSTERQ_LISTEN")
 
     @property
     def advertise_address(self) -> str:

@@ -18,9 +18,15 @@ from coordinator.rpc.node_service import NodeServicer
 # "" (readiness): an etcd outage makes every replica unready, and restarting them all fixes nothing.
 LIVENESS_SERVICE = "clusterq.v1.Liveness"
 
+# grpc sets SO_REUSEPORT by default: a second server on the same port (the health port given the
+# API's port under another address, or a second replica on the host) would then bind silently and
+# take a share of the connections. Off, such a bind fails at start-up.
+NO_REUSEPORT = ("grpc.so_reuseport", 0)
+
 # Keepalive: nodes must notice a dead leader quickly; messages are bounded (4 MB default is kept
 # for requests; a Register with 100k calls stays below it at ~40 bytes per call).
 SERVER_OPTIONS = [
+    NO_REUSEPORT,
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
@@ -67,7 +73,7 @@ async def build_health_server(state: ReplicaState, listen: str) -> tuple[grpc.ai
     server's statuses, "" / Liveness / Leadership); returns it and the bound port. Nothing else is
     served there, not even reflection: it is reachable without TLS. Build it after build_server, which
     sets the statuses before anything can ask."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[NO_REUSEPORT])
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     port = server.add_insecure_port(listen)
     if port == 0:

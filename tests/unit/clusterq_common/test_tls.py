@@ -5,6 +5,7 @@ shows what each client setting is accepted or refused by."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,16 @@ def test_unusable_server_files_are_refused_naming_the_variable_never_the_key(pki
     with pytest.raises(TlsConfigError, match=r"CLUSTERQ_TLS_CLIENT_CA_FILE=.*not a PEM certificate"):
         server_tls_from_env({"CLUSTERQ_TLS_CERT_FILE": cert, "CLUSTERQ_TLS_KEY_FILE": key,
                              "CLUSTERQ_TLS_CLIENT_CA_FILE": key})
+
+
+def test_an_encrypted_key_is_refused_without_any_passphrase_prompt(pki: Pki, tmp_path: Path) -> None:
+    """OpenSSL would prompt on a terminal (or fail with a bare OSError without one); grpc cannot use it."""
+    encrypted = tmp_path / "encrypted.key"
+    done = subprocess.run(["openssl", "pkey", "-in", str(pki.server.key), "-aes256", "-passout", "pass:pw",
+                           "-out", str(encrypted)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(TlsConfigError, match=r"CLUSTERQ_TLS_KEY_FILE=.*encrypted\.key: the key is encrypted"):
+        server_tls_from_env({"CLUSTERQ_TLS_CERT_FILE": str(pki.server.cert), "CLUSTERQ_TLS_KEY_FILE": str(encrypted)})
 
 
 # ------------------------------------------------------------------------------ client side

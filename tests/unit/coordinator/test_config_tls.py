@@ -47,9 +47,10 @@ def test_a_cert_without_its_key_is_refused(server: CertPair) -> None:
         CoordinatorSettings.from_env({"CLUSTERQ_TLS_CERT_FILE": str(server.cert)})
 
 
-def test_the_probe_port_must_differ_from_the_api_port() -> None:
-    with pytest.raises(ValueError, match="CLUSTERQ_HEALTH_LISTEN must differ"):
-        CoordinatorSettings.from_env({"CLUSTERQ_LISTEN": "0.0.0.0:50051", "CLUSTERQ_HEALTH_LISTEN": "0.0.0.0:50051"})
+@pytest.mark.parametrize("health", ["0.0.0.0:50051", "127.0.0.1:50051", "[::]:50051"])
+def test_the_probe_port_must_differ_from_the_api_port(health: str) -> None:
+    with pytest.raises(ValueError, match="CLUSTERQ_HEALTH_LISTEN must use another port"):
+        CoordinatorSettings.from_env({"CLUSTERQ_LISTEN": "0.0.0.0:50051", "CLUSTERQ_HEALTH_LISTEN": health})
 
 
 def test_main_exits_with_status_2_naming_an_unreadable_tls_file(server: CertPair, tmp_path: Path) -> None:
