@@ -45,8 +45,11 @@ class AdminClient:
                 self._leader = addr
                 return result
             except grpc.aio.AioRpcError as exc:
-                self.last_error = f"{exc.code().name}: {exc.details()}"
                 hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
+                if not (isinstance(hint, str) and hint):
+                    # A follower's redirect is no refusal: keeping it would hide the error of the hop after it
+                    # (e.g. the leader's failed TLS handshake) from the operator.
+                    self.last_error = f"{exc.code().name}: {exc.details()}"
                 retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
                 if not retryable or asyncio.get_running_loop().time() > deadline:
                     raise

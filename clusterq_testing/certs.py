@@ -47,9 +47,10 @@ class TestCa:
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", str(self.ca_cert), cwd=directory)
         self._serial = 1
 
-    def server(self, name: str, extra_names: tuple[str, ...] = ()) -> CertPair:
-        """A server certificate for 127.0.0.1 / localhost (and `extra_names`, DNS names) signed by this CA."""
-        sans = ["IP:127.0.0.1", "DNS:localhost", *(f"DNS:{n}" for n in extra_names)]
+    def server(self, name: str, extra_names: tuple[str, ...] = (), *, ip: bool = True) -> CertPair:
+        """A server certificate for localhost, 127.0.0.1 unless `ip` is False (like a pod whose IP no
+        certificate names), and `extra_names` (DNS names), signed by this CA."""
+        sans = [*(["IP:127.0.0.1"] if ip else []), "DNS:localhost", *(f"DNS:{n}" for n in extra_names)]
         return self._issue(name, f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth,clientAuth\n")
 
     def client(self, name: str) -> CertPair:

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 
 QUEUES = "queues:\n  support: {strategy: leastrecent}\n"
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-# In the server certificate besides 127.0.0.1: what CLUSTERQ_COORDINATOR_TLS_NAME names in a cluster.
+# The server certificate names this (and localhost) but not 127.0.0.1, the address every replica
+# advertises: like a pod IP in Kubernetes, so every hop verifies only through CLUSTERQ_COORDINATOR_TLS_NAME.
 CERT_NAME = "clusterq-coordinator"
 
 
@@ -42,8 +43,8 @@ class Pki:
     other_ca: TestCa
     other_node: CertPair
 
-    def client(self, *, cert: CertPair | None = None, name: str = "") -> ClientTls:
-        """Trusting the cluster's CA, with `cert` as client certificate if given."""
+    def client(self, *, cert: CertPair | None = None, name: str = CERT_NAME) -> ClientTls:
+        """Trusting the cluster's CA, verifying `name`, with `cert` as client certificate if given."""
         tls = client_tls_from_files(self.ca.ca_cert, cert.cert if cert else None, cert.key if cert else None, name)
         assert tls is not None
         return tls
@@ -52,7 +53,8 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca, other = TestCa(tmp_path_factory.mktemp("ca")), TestCa(tmp_path_factory.mktemp("other-ca"))
-    return Pki(ca, ca.server("coordinator", (CERT_NAME,)), ca.client("node-a"), other, other.client("node-x"))
+    return Pki(ca, ca.server("coordinator", (CERT_NAME,), ip=False), ca.client("node-a"), other,
+               other.client("node-x"))
 
 
 def _server_tls(pki: Pki, *, mutual: bool) -> ServerTls:
@@ -138,15 +140,18 @@ async def test_tls_clients_follow_the_leader_and_others_are_refused(tls_replicas
     await _serving_within(follower, pki.client())
 
     # The node stream, from the follower to the leader; the name override is verified on both hops.
-    node = await _node_joins_through(follower, pki.client(name=CERT_NAME))
+    node = await _node_joins_through(follower, pki.client())
     assert node.highest_epoch > 0
+    # Without the name, no hop verifies (the certificate does not name 127.0.0.1).
+    assert await _health(follower, pki.client(name="")) == grpc.StatusCode.UNAVAILABLE
 
     admin = AdminClient([follower], tls=pki.client())
     try:
         assert [q.name for q in await admin.list_queues()] == ["support"]
     finally:
         await admin.close()
-    status, out, err = await clusterq(follower, "--ca-file", str(pki.ca.ca_cert), "queue", "show", "support")
+    status, out, err = await clusterq(follower, "--ca-file", str(pki.ca.ca_cert), "--tls-name", CERT_NAME,
+                                      "queue", "show", "support")
     assert (status, err) == (0, ""), err
     assert out.startswith("support has 1 call (")  # the node's caller
 
@@ -157,6 +162,11 @@ async def test_tls_clients_follow_the_leader_and_others_are_refused(tls_replicas
     assert status == 1 and "no answer from a leader" in err and "last error: UNAVAILABLE" in err
     status, _, err = await clusterq(follower, "--timeout", "2", "--ca-file", str(pki.other_ca.ca_cert), "queue", "show")
     assert status == 1 and "handshake" in err.lower(), err  # the reason reaches the operator
+    # The first hop verifies (the certificate names localhost), the redirect to 127.0.0.1 does not: the
+    # operator sees that handshake, not the follower's redirect.
+    via_localhost = follower.replace("127.0.0.1", "localhost")
+    status, _, err = await clusterq(via_localhost, "--timeout", "2", "--ca-file", str(pki.ca.ca_cert), "queue", "show")
+    assert status == 1 and "verification" in err.lower() and "FAILED_PRECONDITION" not in err, err
 
 
 async def test_the_plaintext_probe_port_serves_the_same_health_and_nothing_else(tls_replicas: Replicas,
@@ -195,16 +205,18 @@ async def test_mutual_tls_accepts_only_clients_with_a_certificate_from_the_ca(mt
                                                                             pki: Pki) -> None:
     leader = await mtls_replicas.leader()  # itself over mutual TLS
     follower = next(a for a in mtls_replicas.addresses if a != leader)
-    stranger = client_tls_from_files(pki.ca.ca_cert, pki.other_node.cert, pki.other_node.key)
+    stranger = client_tls_from_files(pki.ca.ca_cert, pki.other_node.cert, pki.other_node.key, CERT_NAME)
     for refused in (pki.client(), stranger, None):  # no certificate, one from another CA, plaintext
         assert await _health(leader, refused) == grpc.StatusCode.UNAVAILABLE
     assert await _health(leader, pki.client(cert=pki.node)) == SERVING
 
     node = await _node_joins_through(follower, pki.client(cert=pki.node))
     assert node.highest_epoch > 0
-    tls_args = ("--ca-file", str(pki.ca.ca_cert), "--cert-file", str(pki.node.cert), "--key-file", str(pki.node.key))
+    tls_args = ("--ca-file", str(pki.ca.ca_cert), "--tls-name", CERT_NAME, "--cert-file", str(pki.node.cert),
+                "--key-file", str(pki.node.key))
     status, out, err = await clusterq(follower, *tls_args, "queue", "show", "support")
     assert (status, err) == (0, ""), err
     assert out.startswith("support has 1 call (")
-    status, _, err = await clusterq(follower, "--timeout", "2", "--ca-file", str(pki.ca.ca_cert), "queue", "show")
+    status, _, err = await clusterq(follower, "--timeout", "2", "--ca-file", str(pki.ca.ca_cert), "--tls-name",
+                                    CERT_NAME, "queue", "show")
     assert status == 1 and "no answer from a leader" in err
