@@ -69,7 +69,7 @@ class StasisSettings:
         e = os.environ if env is None else env
         password = e.get("CLUSTERQ_ARI_PASSWORD", "")
         if not password and (path := e.get("CLUSTERQ_ARI_PASSWORD_FILE")):
-            password = Path(path).read_text().strip()
+            password = _secret_file("CLUSTERQ_ARI_PASSWORD_FILE", Path(path))
         if not password:
             raise ValueError("set CLUSTERQ_ARI_PASSWORD or CLUSTERQ_ARI_PASSWORD_FILE")
         return cls(
@@ -80,8 +80,31 @@ class StasisSettings:
             coordinators=tuple(x.strip() for x in e.get("CLUSTERQ_COORDINATOR", "127.0.0.1:50051").split(",")
                                if x.strip()),
             app=e.get("CLUSTERQ_ARI_APP", "clusterq"),
-            grace=float(e.get("CLUSTERQ_GRACE", "20")),
+            grace=_number(e, "CLUSTERQ_GRACE", 20.0),
             shared_music=e.get("CLUSTERQ_SHARED_MUSIC", "").strip().lower() in ("1", "true", "yes", "on"),
             health_listen=e.get("CLUSTERQ_HEALTH_LISTEN", ""),
             coordinator_tls=client_tls_from_env(e),
         )
+
+
+def _secret_file(var: str, path: Path) -> str:
+    """The stripped text of a secret file; errors name the variable and the path, never the content
+    (a UnicodeDecodeError's message would quote a byte of it)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{var}={path}: cannot read the file: {exc.strerror or exc}") from None
+    try:
+        return data.decode().strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{var}={path}: not UTF-8 text") from None
+
+
+def _number(env: Mapping[str, str], var: str, default: float) -> float:
+    """A float setting; the error names the variable."""
+    raw = env.get(var, "")
+    try:
+        return float(raw) if raw.strip() else default
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not a number") from None
+

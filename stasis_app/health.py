@@ -5,10 +5,10 @@
 - `GET /readyz`: 200 when this node can take calls into `Stasis(clusterq,...)`, else 503 with the
   reason as text. Ready means: the ARI connection is up now and its first resync is done (without it,
   Stasis() fails at once with STASISSTATUS=FAILED), and a coordinator was reached at least once
-  since the process started. That second part is latched on purpose: during a coordinator outage
-  callers keep their music for the grace time and come back from it, and taking every node out of
-  its Service at once would only add a second outage; but a node whose coordinator settings are
-  wrong never becomes ready, so a rolling update stops on it.
+  since the process started, and the app is not shutting down. The coordinator part is latched on
+  purpose: during a coordinator outage callers keep their music for the grace time and come back
+  from it, and marking every node unready at once would only add a second outage; but a node whose
+  coordinator settings are wrong never becomes ready, so a rolling update stops on it.
 
 A pure `Readiness` value computes the answer (tested without HTTP); `HealthServer` serves it with
 aiohttp, which the app already depends on through aioari.
@@ -34,10 +34,13 @@ class Readiness:
     ari_connected: bool
     coordinator_seen: bool
     stood_down: bool = False
+    stopping: bool = False
 
     @property
     def reason(self) -> str:
         """Empty when ready, else why not (the text /readyz returns with 503)."""
+        if self.stopping:
+            return "shutting down"
         if self.stood_down:
             return "another instance owns the ARI application on this node"
         if not self.ari_connected:
@@ -71,12 +74,13 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
-        server = site._server  # aiohttp exposes the bound sockets only here
-        sockets = getattr(server, "sockets", None) or ()
-        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        self.port = int(runner.addresses[0][1])
         log.info("health endpoints on %s:%d (/livez, /readyz)", self._host, self.port)
 
     async def close(self) -> None:

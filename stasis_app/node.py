@@ -62,6 +62,7 @@ class NodeApp:
         self.first_resync = asyncio.Event()
         # True from the end of a resync after AriConnected until the next AriDisconnected.
         self.ari_connected = False
+        self.stopping = False  # run() is ending (SIGTERM): not ready any more
         self._stopped = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -79,6 +80,7 @@ class NodeApp:
                     # Raised, so that the process exits non-zero and its supervisor restarts it.
                     raise exc
         finally:
+            self.stopping = True
             self.coord.close()
             for t in tasks:
                 t.cancel()
@@ -105,7 +107,7 @@ class NodeApp:
     def readiness(self) -> Readiness:
         """What the /readyz probe answers from (stasis_app/health.py)."""
         return Readiness(ari_connected=self.ari_connected, coordinator_seen=self.ready.is_set(),
-                         stood_down=self._stopped.is_set())
+                         stood_down=self._stopped.is_set(), stopping=self.stopping)
 
     def send(self, event: node_pb2.NodeEvent) -> None:
         """Report one event to the leader."""

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from clusterq_common.tls import open_channel
+from clusterq_common.tls import client_tls_from_env, open_channel
 from clusterq_testing.certs import TestCa
 from coordinator.config import CoordinatorSettings
 from stasis_app.config import StasisSettings
@@ -65,7 +65,7 @@ def test_probes_use_the_health_port_and_the_key_stays_on_the_coordinator(overlay
     assert coord["readinessProbe"]["grpc"] == {"port": health_port}
     assert coord["livenessProbe"]["grpc"] == {"port": health_port, "service": "clusterq.v1.Liveness"}
     assert health_port in [p["containerPort"] for p in coord["ports"]]
-    assert sorted(_secret_files(dep, coord).values()) == ["tls.crt", "tls.key"]
+    assert sorted(_secret_files(dep, coord).values()) == ["ca.crt", "tls.crt", "tls.key"]
     sts = overlay.get("StatefulSet", "asterisk-node")
     assert list(_secret_files(sts, _container(sts, "stasis-app")).values()) == ["ca.crt"]
     assert not _secret_files(sts, _container(sts, "asterisk"))
@@ -85,6 +85,10 @@ async def test_the_rendered_environment_gives_working_tls(overlay: Rendered, tmp
     fields = {"metadata.name": "clusterq-coordinator-abc12", "status.podIP": "10.1.2.3"}
     coordinator = CoordinatorSettings.from_env(env_with_files(dep, _container(dep, "coordinator"), fields))
     assert coordinator.tls is not None and not coordinator.tls.mutual
+    # `kubectl exec` of the clusterq command in the coordinator's pod: the CLI's settings are the client's.
+    cli_env = env_with_files(dep, _container(dep, "coordinator"), fields)
+    cli = client_tls_from_env(cli_env)
+    assert cli is not None and cli.target_name == "clusterq-coordinator"
     sts = overlay.get("StatefulSet", "asterisk-node")
     fields = {"metadata.name": "asterisk-node-0", "metadata.namespace": "clusterq"}
     stasis = StasisSettings.from_env(env_with_files(sts, _container(sts, "stasis-app"), fields))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -18,6 +20,7 @@ from tests.unit.stasis_app.harness import running
     (Readiness(ari_connected=False, coordinator_seen=False), "ARI not connected"),
     (Readiness(ari_connected=True, coordinator_seen=True, stood_down=True),
      "another instance owns the ARI application on this node"),
+    (Readiness(ari_connected=True, coordinator_seen=True, stopping=True), "shutting down"),
 ])
 def test_ready_needs_ari_now_and_a_coordinator_once(state: Readiness, reason: str) -> None:
     assert state.reason == reason
@@ -76,3 +79,25 @@ async def test_the_http_endpoints_answer_from_the_current_readiness() -> None:
                 assert resp.status == 404
     finally:
         await server.close()
+
+
+async def test_a_stopping_node_is_not_ready_while_its_connections_still_look_up() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        assert n.app.readiness().reason == ""
+        assert n.task is not None
+        n.task.cancel()  # what SIGTERM does
+        await asyncio.gather(n.task, return_exceptions=True)
+        assert n.app.readiness().reason == "shutting down"
+
+
+async def test_a_taken_port_fails_start_and_leaves_nothing_open() -> None:
+    first = HealthServer("127.0.0.1:0", lambda: Readiness(ari_connected=True, coordinator_seen=True))
+    await first.start()
+    try:
+        second = HealthServer(f"127.0.0.1:{first.port}", lambda: Readiness(ari_connected=True, coordinator_seen=True))
+        with pytest.raises(OSError):
+            await second.start()
+        await second.close()  # nothing to close: start cleaned up after itself
+    finally:
+        await first.close()
