@@ -44,6 +44,14 @@ class CoordinatorSettings:
     # Fault injection for tests only (CLUSTERQ_FAULT_STEP_DOWN_DELAY): keep acting this long after
     # the lease is known lost, to prove that fencing alone refuses a stale leader's work.
     fault_step_down_delay: float = 0.0
+    # etcd authentication (user + password; both or neither) and TLS. A CA file turns TLS on (it is
+    # what etcd's server certificates are checked against); a client certificate + key add mutual
+    # TLS (etcd's --client-cert-auth). The files are read when the replica starts (__main__.py).
+    etcd_user: str = ""
+    etcd_password: str = field(default="", repr=False)
+    etcd_ca_file: Path | None = None
+    etcd_cert_file: Path | None = None
+    etcd_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.lease_ttl < 2.0:
@@ -57,6 +65,16 @@ class CoordinatorSettings:
         if self.health_listen and self.health_listen.rpartition(":")[2] == self.listen.rpartition(":")[2]:
             # Same port under another address (0.0.0.0 vs 127.0.0.1) would also clash.
             raise ValueError("CLUSTERQ_HEALTH_LISTEN must use another port than CLUSTERQ_LISTEN")
+        # The messages name the variables, never the values: a password must not reach a log.
+        if bool(self.etcd_user) != bool(self.etcd_password):
+            raise ValueError("etcd authentication needs both CLUSTERQ_ETCD_USER and CLUSTERQ_ETCD_PASSWORD "
+                             "(or CLUSTERQ_ETCD_PASSWORD_FILE), or neither")
+        if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
+            raise ValueError("an etcd client certificate needs both CLUSTERQ_ETCD_CERT_FILE and "
+                             "CLUSTERQ_ETCD_KEY_FILE, or neither")
+        if self.etcd_cert_file is not None and self.etcd_ca_file is None:
+            raise ValueError("CLUSTERQ_ETCD_CERT_FILE needs CLUSTERQ_ETCD_CA_FILE (the CA etcd's server "
+                             "certificates are checked against; it turns TLS on)")
 
     @property
     def advertise_address(self) -> str:
@@ -93,4 +111,31 @@ class CoordinatorSettings:
             kw["replica_id"] = v
         if v := e.get("CLUSTERQ_FAULT_STEP_DOWN_DELAY"):
             kw["fault_step_down_delay"] = float(v)
+        kw.update(_etcd_security_from_env(e))
         return cls(**kw)  # type: ignore[arg-type]
+
+
+def _etcd_security_from_env(e: Mapping[str, str]) -> dict[str, object]:
+    """The CLUSTERQ_ETCD_* credential and TLS variables; the password file is read here (OSError
+    if it cannot be: the message names the file, never its content)."""
+    kw: dict[str, object] = {}
+    if v := e.get("CLUSTERQ_ETCD_USER"):
+        kw["etcd_user"] = v
+    password = e.get("CLUSTERQ_ETCD_PASSWORD", "")
+    if path := e.get("CLUSTERQ_ETCD_PASSWORD_FILE"):
+        if password:
+            raise ValueError("set CLUSTERQ_ETCD_PASSWORD or CLUSTERQ_ETCD_PASSWORD_FILE, not both")
+        # A Secret mounted as a file usually ends with a newline that is not part of the password.
+        try:
+            password = Path(path).read_text().rstrip("\r\n")
+        except UnicodeDecodeError:  # its message would quote the password's bytes
+            raise ValueError(f"CLUSTERQ_ETCD_PASSWORD_FILE {path} is not UTF-8 text") from None
+        if not password:
+            raise ValueError(f"CLUSTERQ_ETCD_PASSWORD_FILE {path} is empty")
+    if password:
+        kw["etcd_password"] = password
+    for name, var in (("etcd_ca_file", "CLUSTERQ_ETCD_CA_FILE"), ("etcd_cert_file", "CLUSTERQ_ETCD_CERT_FILE"),
+                      ("etcd_key_file", "CLUSTERQ_ETCD_KEY_FILE")):
+        if v := e.get(var):
+            kw[name] = Path(v)
+    return kw
