@@ -1,8 +1,9 @@
-"""EtcdKv: the KvPort adapter over etcd v3 gRPC (aetcd's channel and generated stubs).
+"""EtcdKv: the KvPort adapter over etcd v3 gRPC (aetcd's generated stubs on our own channel).
 
 Why aetcd's stubs and not its high-level methods: those drop response revisions, cannot carry
 the `hasleader` metadata, open a new stream per lease refresh (2.1 ms vs 0.6 ms on one shared
-stream, measured on 3.4 loopback) and do not resume watches. aetcd still builds the channel.
+stream, measured on 3.4 loopback) and do not resume watches. aetcd 1.x cannot do TLS either:
+the channel is ours (etcd_channel.py).
 
 Endpoint failover: aetcd talks to one host:port, so the adapter holds one client for the
 current endpoint and moves to the next on UNAVAILABLE, DEADLINE_EXCEEDED, a closed channel or
@@ -12,6 +13,12 @@ grace period so calls still running on it finish.
 
 Every request carries `hasleader=true`: a member cut off from the raft leader refuses at once
 (UNAVAILABLE "no leader") instead of timing out, and cancels its watch / keepalive streams.
+
+With credentials, every request also carries etcd's auth token (etcd_channel.py). A refused token
+(expired) is not an endpoint failure: the operation authenticates again and retries once on the
+same endpoint (etcd refuses a token before proposing, so even an unsafe txn may be repeated); a
+second refusal, refused credentials, or a cluster demanding credentials the adapter has none of
+raise KvAuthError at once and set `credentials_refused` (a configuration error, not retried).
 
 Retry policy per operation (a retry runs on the next endpoint):
 - reads, watches, lease grant / keepalive / revoke: always retried (a duplicate grant only
@@ -41,8 +48,8 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
+from coordinator.store.etcd_channel import INVALID_TOKEN, USER_EMPTY, EtcdCredentials, EtcdTls, TokenSource
 from coordinator.store.etcd_grpc import (
-    _METADATA,
     _cancel_requested,
     _classify,
     _compare_pb,
@@ -51,11 +58,13 @@ from coordinator.store.etcd_grpc import (
     _op_pb,
     _op_response,
     _Retry,
+    _TokenRefused,
 )
 from coordinator.store.kv import (
     Compare,
     KeyValue,
     KvAmbiguous,
+    KvAuthError,
     KvError,
     KvUnavailable,
     LeaseNotFound,
@@ -68,7 +77,7 @@ from coordinator.store.kv import (
     retry_is_safe,
 )
 
-__all__ = ["EtcdConfig", "EtcdKv"]
+__all__ = ["EtcdConfig", "EtcdCredentials", "EtcdKv", "EtcdTls"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,6 +101,9 @@ class EtcdConfig:
     # HTTP/2 ping interval and ack timeout. etcd (3.4, 3.5) GOAWAYs pings under 5 s apart.
     grpc_keepalive_time: float = 10.0
     grpc_keepalive_timeout: float = 5.0
+    # TLS (CA, optional client certificate) and etcd user / password auth; None = plaintext / no auth.
+    tls: EtcdTls | None = None
+    credentials: EtcdCredentials | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -127,8 +139,12 @@ class EtcdKv:
         self._conn: _Conn | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._tokens = None if config.credentials is None else TokenSource(config.credentials, config.op_timeout)
         # Set once etcd has granted a lease (the election session exists): the replica's readiness.
         self.lease_granted = asyncio.Event()
+        # Set (with the error kept in auth_error) when etcd refused the credentials or demands some.
+        self.credentials_refused = asyncio.Event()
+        self.auth_error: KvAuthError | None = None
 
     @property
     def endpoint(self) -> str:
@@ -140,8 +156,28 @@ class EtcdKv:
         if self._closed:
             raise KvError("EtcdKv is closed")
         if self._conn is None:
-            self._conn = _Conn(self._cfg.endpoints[self._index], self._cfg.channel_options())
+            self._conn = _Conn(self._cfg.endpoints[self._index], self._cfg.channel_options(), self._cfg.tls,
+                               self._tokens)
         return self._conn
+
+    def _refused(self, err: KvAuthError) -> KvAuthError:
+        self.auth_error = err
+        self.credentials_refused.set()
+        return err
+
+    def _token_refused(self, reason: str, stale: str | None, again: bool) -> None:
+        """Drop the refused token so the next attempt authenticates; KvAuthError when that cannot help."""
+        if self._tokens is None:
+            raise self._refused(KvAuthError(f"etcd requires authentication and no credentials are set ({reason})"))
+        if again:
+            raise self._refused(KvAuthError(f"etcd refused a fresh auth token ({reason})"))
+        log.info("etcd refused the auth token (%s); authenticating again", reason)
+        self._tokens.invalidate(stale)
+
+    @property
+    def authentications(self) -> int:
+        """How many times this adapter authenticated (0 without credentials)."""
+        return 0 if self._tokens is None else self._tokens.authentications
 
     def _rotate(self, failed: _Conn, reason: str) -> None:
         if self._conn is not failed:
@@ -164,10 +200,14 @@ class EtcdKv:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._cfg.retry_budget
         failures = 0
+        reauthenticated = False
         while True:
             conn = self._current()
+            stale = None if self._tokens is None else self._tokens.token
             try:
                 return await attempt(conn)
+            except KvAuthError as e:
+                raise self._refused(e) from None
             except asyncio.CancelledError:
                 if _cancel_requested():
                     raise
@@ -178,6 +218,10 @@ class EtcdKv:
                 retry = e
             except grpc.aio.AioRpcError as e:
                 mapped = _classify(e)
+                if isinstance(mapped, _TokenRefused):
+                    self._token_refused(str(mapped), stale, reauthenticated)
+                    reauthenticated = True
+                    continue  # same endpoint: the token, not the member, was the problem
                 if not isinstance(mapped, _Retry):
                     raise mapped from e
                 retry = mapped
@@ -193,9 +237,9 @@ class EtcdKv:
 
     async def _unary(self, method: str, request: Any, *, safe: bool = True) -> Any:
         async def attempt(conn: _Conn) -> Any:
-            kv_stub, lease_stub = await conn.stubs()
-            stub = lease_stub if method.startswith("Lease") else kv_stub
-            return await getattr(stub, method)(request, timeout=self._cfg.op_timeout, metadata=_METADATA)
+            stub = conn.lease_stub if method.startswith("Lease") else conn.kv_stub
+            metadata = await conn.metadata()
+            return await getattr(stub, method)(request, timeout=self._cfg.op_timeout, metadata=metadata)
 
         return await self._run(attempt, safe=safe)
 
@@ -263,10 +307,10 @@ class EtcdKv:
         async def attempt(conn: _Conn) -> None:
             nonlocal tries
             tries += 1
-            _, lease_stub = await conn.stubs()
+            metadata = await conn.metadata()
             try:
-                await lease_stub.LeaseRevoke(
-                    rpc.LeaseRevokeRequest(ID=lease_id), timeout=self._cfg.op_timeout, metadata=_METADATA
+                await conn.lease_stub.LeaseRevoke(
+                    rpc.LeaseRevokeRequest(ID=lease_id), timeout=self._cfg.op_timeout, metadata=metadata
                 )
             except grpc.aio.AioRpcError as e:
                 if tries > 1 and isinstance(_classify(e), LeaseNotFound):
@@ -285,17 +329,20 @@ class EtcdKv:
         """
         next_rev = start_revision
         failures = 0
+        reauthenticated = False  # the stream before this one had its token refused
         loop = asyncio.get_running_loop()
         while True:
             conn = self._current()
             opened = loop.time()
-            await conn.stubs()
-            call = rpc.WatchStub(conn.client.channel).Watch(metadata=_METADATA)
+            stale = None if self._tokens is None else self._tokens.token
+            call: Any = None
             create = rpc.WatchCreateRequest(
                 key=prefix, range_end=prefix_range_end(prefix), start_revision=next_rev, progress_notify=True
             )
             reason = "watch stream ended"
+            refused = ""  # etcd refused the stream's token: authenticate again, same endpoint
             try:
+                call = conn.watch_stub.Watch(metadata=await conn.metadata())
                 await call.write(rpc.WatchRequest(create_request=create))
                 while True:
                     resp = await call.read()
@@ -305,27 +352,42 @@ class EtcdKv:
                         raise RevisionCompacted(int(resp.compact_revision))
                     if resp.canceled:
                         reason = f"watch canceled: {resp.cancel_reason}"
+                        # etcd 3.4 creates a watch with an expired token already cancelled, with
+                        # "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token".
+                        if INVALID_TOKEN in resp.cancel_reason or USER_EMPTY in resp.cancel_reason:
+                            refused = reason
                         break
-                    if resp.created and next_rev == 0:
-                        next_rev = int(resp.header.revision) + 1  # "from now"
-                    elif not resp.events and not resp.created:
+                    if resp.created:
+                        reauthenticated = False
+                        if next_rev == 0:
+                            next_rev = int(resp.header.revision) + 1  # "from now"
+                    elif not resp.events:
                         # progress notification: everything up to header.revision was sent
                         next_rev = max(next_rev, int(resp.header.revision) + 1)
                     for ev in resp.events:
                         kv = _kv(ev.kv)
                         next_rev = kv.mod_revision + 1
                         yield WatchEvent("delete" if ev.type == rpc.Event.DELETE else "put", kv)
+            except KvAuthError as e:
+                raise self._refused(e) from None
             except asyncio.CancelledError:
                 if _cancel_requested():
                     raise
                 reason = "channel closed"
             except grpc.aio.AioRpcError as e:
                 mapped = _classify(e)
-                if not isinstance(mapped, _Retry):
+                if isinstance(mapped, _TokenRefused):
+                    refused = str(mapped)
+                elif not isinstance(mapped, _Retry):
                     raise mapped from e
                 reason = str(mapped)
             finally:
-                call.cancel()
+                if call is not None:
+                    call.cancel()
+            if refused:
+                self._token_refused(refused, stale, reauthenticated)
+                reauthenticated = True
+                continue
             self._rotate(conn, reason)
             # A stream that lived a while was healthy: start the endpoint walk afresh.
             failures = 1 if loop.time() - opened > 5.0 else failures + 1

@@ -17,6 +17,8 @@ Error tree::
      |                       and retrying it blindly was not provably safe)
      +-- LeaseNotFound       the lease expired or was revoked
      +-- RevisionCompacted   a watch asked for history etcd has already compacted
+     +-- KvAuthError         the store refused the credentials, or requires some and has none
+                             (configuration: not retried)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "Get",
     "KeyValue",
     "KvAmbiguous",
+    "KvAuthError",
     "KvError",
     "KvPort",
     "KvUnavailable",
@@ -66,6 +69,10 @@ class KvAmbiguous(KvError):
 
 class LeaseNotFound(KvError):
     """The lease does not exist (never granted, expired or revoked)."""
+
+
+class KvAuthError(KvError):
+    """The store refused the configured credentials, or requires credentials and none are set."""
 
 
 class RevisionCompacted(KvError):
