@@ -17,14 +17,14 @@ from coordinator.election.election import Election
 from coordinator.election.leader import run_elected
 from coordinator.replica import ReplicaState, lead
 from coordinator.rpc.server import build_health_server, build_server, new_health, set_ready
-from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
+from coordinator.store.etcd_kv import EtcdConfig, EtcdCredentials, EtcdKv, EtcdTls
 from coordinator.store.queue_store import QueueStore
 
 log = logging.getLogger("coordinator")
 
 
 class StartupError(Exception):
-    """The replica cannot start with this configuration; the message says why."""
+    """The replica cannot start (or go on) with this configuration; the message says why."""
 
 
 def check_queues_file(settings: CoordinatorSettings) -> None:
@@ -39,6 +39,37 @@ def check_queues_file(settings: CoordinatorSettings) -> None:
         load_file(path)
     except Exception as exc:  # OSError, YAML syntax, DefinitionError: all fatal, all explained
         raise StartupError(f"queues file {path} (CLUSTERQ_QUEUES_FILE) is not usable: {exc}") from exc
+
+
+def etcd_config(settings: CoordinatorSettings) -> EtcdConfig:
+    """The etcd client's configuration, the TLS files read now; StartupError if one is unusable.
+
+    The messages name files and variables, never a file's content or the password."""
+    credentials = (EtcdCredentials(settings.etcd_user, settings.etcd_password) if settings.etcd_user
+                   else None)
+    tls = None
+    if settings.etcd_ca_file is not None:
+        files = {"CLUSTERQ_ETCD_CA_FILE": settings.etcd_ca_file, "CLUSTERQ_ETCD_CERT_FILE": settings.etcd_cert_file,
+                 "CLUSTERQ_ETCD_KEY_FILE": settings.etcd_key_file}
+        pem: dict[str, bytes | None] = {}
+        for var, path in files.items():
+            try:
+                pem[var] = None if path is None else path.read_bytes()
+            except OSError as exc:
+                raise StartupError(f"{var} {path} cannot be read: {exc.strerror or exc}") from None
+        try:
+            tls = EtcdTls(ca=pem["CLUSTERQ_ETCD_CA_FILE"] or b"", cert=pem["CLUSTERQ_ETCD_CERT_FILE"],
+                          key=pem["CLUSTERQ_ETCD_KEY_FILE"])
+        except ValueError as exc:
+            raise StartupError(f"etcd TLS files (CLUSTERQ_ETCD_CA_FILE / _CERT_FILE / _KEY_FILE): {exc}") from None
+    return EtcdConfig(endpoints=settings.etcd_endpoints, tls=tls, credentials=credentials)
+
+
+async def _stop_on_refused_credentials(kv: EtcdKv) -> None:
+    """Wrong etcd credentials are a configuration error no retry can fix: stop the replica (exit
+    status 2) with etcd's reason instead of campaigning against a refusal forever."""
+    await kv.credentials_refused.wait()
+    raise StartupError(f"{kv.auth_error} (check CLUSTERQ_ETCD_USER / CLUSTERQ_ETCD_PASSWORD)")
 
 
 async def _report_readiness(state: ReplicaState, kv: EtcdKv) -> None:
@@ -65,7 +96,7 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
 
     Raises StartupError (before serving anything) for a queues file that does not load."""
     check_queues_file(settings)
-    kv = EtcdKv(EtcdConfig(endpoints=settings.etcd_endpoints))
+    kv = EtcdKv(etcd_config(settings))
     store = QueueStore(kv, settings.etcd_prefix)
     state = ReplicaState(settings, store, new_health())
     server, _port = await build_server(state, settings.listen, settings.tls)
@@ -90,6 +121,12 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
                                        step_down_delay=settings.fault_step_down_delay))
             tg.create_task(_follow_leader(state, Election(kv, store.election_prefix)))
             tg.create_task(_report_readiness(state, kv))
+            tg.create_task(_stop_on_refused_credentials(kv))
+    except BaseExceptionGroup as eg:
+        fatal = eg.subgroup(StartupError)
+        if fatal is not None:  # the one configuration error, not a group, for main() to report
+            raise fatal.exceptions[0] from None
+        raise
     finally:
         await set_ready(state, False)
         # The probe port last: it reports NOT_SERVING (set above) while the API drains.
@@ -113,7 +150,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s coord %(levelname)s %(name)s: %(message)s")
     try:
         settings = CoordinatorSettings.from_env()
-    except ValueError as exc:  # a bad variable or TLS file: the message names it (never a key's content)
+    except (ValueError, OSError) as exc:  # a bad variable, TLS or password file: named, never its content
         log.error("configuration: %s", exc)
         sys.exit(2)
     freeze_startup_heap()
