@@ -99,7 +99,10 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
     kv = EtcdKv(etcd_config(settings))
     store = QueueStore(kv, settings.etcd_prefix)
     state = ReplicaState(settings, store, new_health())
-    server, _port = await build_server(state, settings.listen, settings.tls)
+    try:
+        server, _port = await build_server(state, settings.listen, settings.tls)
+    except RuntimeError as exc:  # grpc's bind failure (address in use, no such address)
+        raise StartupError(f"cannot listen on {settings.listen} (CLUSTERQ_LISTEN): {exc}") from None
     tls = settings.tls
     log.info("replica %s serving gRPC on %s (advertised %s, %s)", settings.replica_id, settings.listen,
              settings.advertise_address,
@@ -108,8 +111,11 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
     if settings.health_listen:
         try:
             health_server, _ = await build_health_server(state, settings.health_listen)
-        except BaseException:
+        except BaseException as exc:
             await server.stop(None)
+            if isinstance(exc, RuntimeError):
+                raise StartupError(f"cannot listen on {settings.health_listen} (CLUSTERQ_HEALTH_LISTEN): "
+                                   f"{exc}") from None
             raise
         log.info("health service alone, plaintext, on %s", settings.health_listen)
     if ready is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,18 @@ async def test_without_etcd_the_replica_is_alive_but_not_ready() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@pytest.mark.parametrize("which", ["CLUSTERQ_LISTEN", "CLUSTERQ_HEALTH_LISTEN"])
+def test_a_taken_port_exits_with_status_2_naming_the_setting(which: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {**os.environ, "CLUSTERQ_ETCD_ENDPOINTS": f"127.0.0.1:{free_tcp_port()}",
+               "CLUSTERQ_LISTEN": f"127.0.0.1:{free_tcp_port()}", "CLUSTERQ_HEALTH_LISTEN": f"127.0.0.1:{free_tcp_port()}"}
+        env[which] = busy
+        done = subprocess.run([sys.executable, "-m", "coordinator"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=30, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot listen on {busy} ({which})" in done.stderr and "Traceback" not in done.stderr
