@@ -6,6 +6,12 @@ one log file per member under base_dir, and only our own PIDs are ever signalled
 does not become healthy makes start() raise RuntimeError with its log tail: a real part that
 cannot start is a test error, never a skip.
 
+Optional security, off by default: `tls` serves the client port over TLS with a certificate from
+clusterq_testing.certs (https client URLs; with `client_cert_auth`, etcd's --client-cert-auth, the
+harness presents its own client certificate for /health); peer URLs stay plaintext on loopback.
+`enable_auth(password)` creates user root (role root) and turns etcd's authentication on, through
+the gRPC Auth API; `auth_token_ttl` sets --auth-token-ttl (seconds a simple token lives unused).
+
 `timeout` arguments bound whole polling loops.
 Processes are plain `subprocess.Popen` children (not asyncio ones), so one cluster can outlive
 the event loop of the test that started it.
@@ -19,6 +25,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -28,9 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import grpc
+from aetcd import rpc
+
+from clusterq_testing.certs import CertPair, TestCa
 from clusterq_testing.ports import free_tcp_port
 
-__all__ = ["EtcdCluster", "default_etcd_binary"]
+__all__ = ["EtcdCluster", "EtcdServerTls", "default_etcd_binary"]
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -49,18 +60,51 @@ class _Member:
     log_path: Path
 
 
-def _http_json(url: str, body: bytes | None, timeout: float) -> object:
+@dataclass(frozen=True)
+class EtcdServerTls:
+    """TLS for the members' client port: the CA, the members' server certificate, the certificate
+    the harness presents itself, and whether etcd demands client certificates (--client-cert-auth)."""
+
+    ca: Path
+    server: CertPair
+    client: CertPair
+    client_cert_auth: bool = False
+
+    @classmethod
+    def issue(cls, ca: TestCa, client_cert_auth: bool = False) -> EtcdServerTls:
+        """Server and harness certificates from `ca` (the harness's CN is "etcd-harness")."""
+        return cls(ca.ca_cert, ca.server("etcd-server"), ca.client("etcd-harness"), client_cert_auth)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """What the harness's own HTTPS calls use."""
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.client.cert), str(self.client.key))
+        return ctx
+
+    def grpc_credentials(self) -> grpc.ChannelCredentials:
+        """What the harness's own gRPC calls use."""
+        return grpc.ssl_channel_credentials(self.ca.read_bytes(), self.client.key.read_bytes(),
+                                            self.client.cert.read_bytes())
+
+
+def _http_json(url: str, body: bytes | None, timeout: float, context: ssl.SSLContext | None = None) -> object:
     req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.loads(resp.read())
 
 
 class EtcdCluster:
     """`members` etcd processes forming one cluster; an async context manager."""
 
-    def __init__(self, base_dir: Path, members: int = 1, etcd_binary: Path | None = None) -> None:
+    def __init__(self, base_dir: Path, members: int = 1, etcd_binary: Path | None = None, *,
+                 tls: EtcdServerTls | None = None, auth_token_ttl: int | None = None) -> None:
         if members < 1:
             raise ValueError("members must be >= 1")
+        self.tls = tls
+        self._auth_token_ttl = auth_token_ttl
+        self._ssl = None if tls is None else tls.ssl_context()
+        self._scheme = "http" if tls is None else "https"
+        self.root_password: str | None = None  # set by enable_auth()
         self._binary = etcd_binary or default_etcd_binary()
         self._base = Path(base_dir)
         self._token = f"clusterq-{secrets.token_hex(4)}"
@@ -111,8 +155,23 @@ class EtcdCluster:
     # -------------------------------------------------------------------------- control
     def _command(self, m: _Member) -> list[str]:
         cluster = ",".join(f"{x.name}=http://127.0.0.1:{x.peer_port}" for x in self._members)
-        client = f"http://127.0.0.1:{m.client_port}"
+        client = f"{self._scheme}://127.0.0.1:{m.client_port}"
         peer = f"http://127.0.0.1:{m.peer_port}"
+        return [*self._base_command(m, cluster, client, peer), *self._security_flags()]
+
+    def _security_flags(self) -> list[str]:
+        flags: list[str] = []
+        if self.tls is not None:
+            flags += ["--cert-file", str(self.tls.server.cert), "--key-file", str(self.tls.server.key)]
+            # etcd 3.4 demands client certificates as soon as --trusted-ca-file is set, with or
+            # without --client-cert-auth ("tls: client didn't provide a certificate"): both or neither.
+            if self.tls.client_cert_auth:
+                flags += ["--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
+        if self._auth_token_ttl is not None:
+            flags += ["--auth-token-ttl", str(self._auth_token_ttl)]
+        return flags
+
+    def _base_command(self, m: _Member, cluster: str, client: str, peer: str) -> list[str]:
         return [
             str(self._binary),
             "--name", m.name,
@@ -157,7 +216,7 @@ class EtcdCluster:
         self.start_seconds = time.monotonic() - t0
 
     async def _wait_healthy(self, i: int, timeout: float) -> None:
-        url = f"http://127.0.0.1:{self._members[i].client_port}/health"
+        url = f"{self._scheme}://127.0.0.1:{self._members[i].client_port}/health"
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
@@ -166,7 +225,7 @@ class EtcdCluster:
                 code = None if proc is None else proc.returncode
                 raise RuntimeError(f"etcd member {i} exited ({code}):\n{self.log_tail(i)}")
             try:
-                body = await asyncio.to_thread(_http_json, url, None, 1.0)
+                body = await asyncio.to_thread(_http_json, url, None, 1.0, self._ssl)
                 if isinstance(body, dict) and body.get("health") == "true":
                     return
                 last = repr(body)
@@ -207,9 +266,9 @@ class EtcdCluster:
         for i, pid in enumerate(self.member_pids):
             if pid is None:
                 continue
-            url = f"http://127.0.0.1:{self._members[i].client_port}/v3/maintenance/status"
+            url = f"{self._scheme}://127.0.0.1:{self._members[i].client_port}/v3/maintenance/status"
             try:
-                body = await asyncio.to_thread(_http_json, url, b"{}", 1.0)
+                body = await asyncio.to_thread(_http_json, url, b"{}", 1.0, self._ssl)
             except (OSError, urllib.error.URLError, ValueError):
                 continue
             if not isinstance(body, dict):
@@ -220,6 +279,20 @@ class EtcdCluster:
             if body.get("leader") not in (None, "0"):
                 leader = str(body["leader"])
         return None if leader is None else ids.get(leader)
+
+    async def enable_auth(self, root_password: str) -> None:
+        """Create user root with `root_password` and role root, then turn authentication on
+        (etcd refuses AuthEnable without a root user holding the root role)."""
+        target = self.endpoints[0]
+        channel = (grpc.aio.insecure_channel(target) if self.tls is None
+                   else grpc.aio.secure_channel(target, self.tls.grpc_credentials()))
+        async with channel:
+            auth = rpc.AuthStub(channel)
+            await auth.UserAdd(rpc.AuthUserAddRequest(name="root", password=root_password), timeout=5)
+            await auth.RoleAdd(rpc.AuthRoleAddRequest(name="root"), timeout=5)
+            await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="root", role="root"), timeout=5)
+            await auth.AuthEnable(rpc.AuthEnableRequest(), timeout=5)
+        self.root_password = root_password
 
     async def stop(self) -> None:
         """SIGTERM the members (raft leader last), SIGKILL any still alive after 5 s, drop the data."""
