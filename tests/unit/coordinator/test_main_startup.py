@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -87,3 +88,30 @@ def test_a_taken_port_exits_with_status_2_naming_the_setting(which: str) -> None
                               text=True, timeout=30, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"cannot listen on {busy} ({which})" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, r"CLUSTERQ_ETCD_CA_FILE .*ca\.pem cannot be read"),
+    (b"not a certificate", "CA certificate is not a PEM certificate"),
+])
+async def test_unusable_etcd_tls_files_stop_serve_before_it_listens(tmp_path: Path, content: bytes | None,
+                                                                   message: str) -> None:
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    port = free_tcp_port()
+    settings = dataclasses.replace(_settings(port), etcd_ca_file=ca)
+    with pytest.raises(StartupError, match=message):
+        await asyncio.wait_for(serve(settings), 5)
+    with pytest.raises(OSError):  # never bound
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+
+
+def test_an_unreadable_etcd_password_file_exits_with_status_2(tmp_path: Path) -> None:
+    env = {**os.environ, "CLUSTERQ_ETCD_USER": "root", "CLUSTERQ_ETCD_PASSWORD_FILE": str(tmp_path / "no-pw"),
+           "CLUSTERQ_LISTEN": f"127.0.0.1:{free_tcp_port()}"}
+    done = subprocess.run([sys.executable, "-m", "coordinator"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "no-pw" in done.stderr and "Traceback" not in done.stderr
