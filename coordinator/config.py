@@ -127,7 +127,7 @@ def _etcd_security_from_env(e: Mapping[str, str]) -> dict[str, object]:
             raise ValueError("set CLUSTERQ_ETCD_PASSWORD or CLUSTERQ_ETCD_PASSWORD_FILE, not both")
         # A Secret mounted as a file usually ends with a newline that is not part of the password.
         try:
-            password = Path(path).read_text().rstrip("\r\n")
+            password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
         except UnicodeDecodeError:  # its message would quote the password's bytes
             raise ValueError(f"CLUSTERQ_ETCD_PASSWORD_FILE {path} is not UTF-8 text") from None
         if not password:

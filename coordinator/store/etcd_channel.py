@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ from aetcd import rpc
 
 from coordinator.store.kv import KvAuthError
 
-__all__ = ["EtcdCredentials", "EtcdTls", "TokenSource", "is_token_refusal", "open_channel"]
+__all__ = ["HASLEADER", "SENT_TOKEN", "EtcdCredentials", "EtcdTls", "TokenSource", "is_token_refusal",
+           "open_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,18 @@ INVALID_TOKEN = "etcdserver: invalid auth token"
 USER_EMPTY = "etcdserver: user name is empty"
 AUTH_FAILED = "etcdserver: authentication failed"
 AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
+# After any change to users or roles, a token issued before it (a JWT carries the auth revision) is
+# refused with this until the client authenticates again, as etcd's Go client does.
+AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
+TOKEN_REFUSALS = (INVALID_TOKEN, USER_EMPTY, AUTH_OLD_REVISION)
+
+# Sent with every request (Authenticate included): a member cut off from the raft leader refuses at
+# once (UNAVAILABLE "no leader") instead of timing out.
+HASLEADER = (("hasleader", "true"),)
+
+# The token the current task's last request carried (None: none). What a refusal invalidates: the
+# token read before an attempt may be None or replaced by the time the attempt fetches its own.
+SENT_TOKEN: ContextVar[str | None] = ContextVar("SENT_TOKEN", default=None)
 
 
 @dataclass(frozen=True)
@@ -93,20 +107,22 @@ def open_channel(endpoint: str, options: dict[str, int], tls: EtcdTls | None) ->
 def is_token_refusal(code: grpc.StatusCode, details: str) -> bool:
     """etcd refused the request's token (expired, unknown) or found none: authenticate again."""
     return (code == grpc.StatusCode.UNAUTHENTICATED and INVALID_TOKEN in details) or (
-        code == grpc.StatusCode.INVALID_ARGUMENT and USER_EMPTY in details)
+        code == grpc.StatusCode.INVALID_ARGUMENT and (USER_EMPTY in details or AUTH_OLD_REVISION in details))
 
 
 class TokenSource:
     """The current auth token of one EtcdKv: fetched on first use, dropped when etcd refuses it.
 
-    Concurrent callers share one Authenticate call (a lock): after an expiry every request in flight
-    is refused at once, and each would otherwise pay etcd's bcrypt check.
+    Concurrent callers share one Authenticate call and its outcome (single flight): after an expiry
+    every request in flight is refused at once, and each would otherwise pay etcd's bcrypt check; and
+    when that call fails, its waiters fail with it instead of each trying in turn (N waiters would
+    otherwise wait up to N timeouts).
     """
 
     def __init__(self, credentials: EtcdCredentials, timeout: float) -> None:
         self._creds = credentials
         self._timeout = timeout
-        self._lock = asyncio.Lock()
+        self._pending: asyncio.Future[None] | None = None
         self.token: str | None = None
         self.auth_enabled = True  # until etcd says otherwise
         self.authentications = 0  # successful Authenticate calls (observability, tests)
@@ -114,15 +130,29 @@ class TokenSource:
     async def metadata(self, channel: grpc.aio.Channel) -> tuple[tuple[str, str], ...]:
         """("token", ...) for a request, authenticating on `channel` first when there is none."""
         if self.token is None and self.auth_enabled:
-            async with self._lock:
-                if self.token is None and self.auth_enabled:
-                    await self._authenticate(channel)
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._authenticate(channel))
+                self._pending.add_done_callback(self._settled)
+            # Shielded: one waiter's cancellation must not cancel the call the others wait for.
+            await asyncio.shield(self._pending)
+        SENT_TOKEN.set(self.token)
         return () if self.token is None else (("token", self.token),)
+
+    def current(self) -> tuple[tuple[str, str], ...]:
+        """The current token's metadata, without authenticating (for streams etcd does not check)."""
+        SENT_TOKEN.set(self.token)
+        return () if self.token is None else (("token", self.token),)
+
+    def _settled(self, fut: asyncio.Future[None]) -> None:
+        if self._pending is fut:
+            self._pending = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved here: every waiter got it already
 
     async def _authenticate(self, channel: grpc.aio.Channel) -> None:
         request = rpc.AuthenticateRequest(name=self._creds.user, password=self._creds.password)
         try:
-            resp: Any = await rpc.AuthStub(channel).Authenticate(request, timeout=self._timeout)
+            resp: Any = await rpc.AuthStub(channel).Authenticate(request, timeout=self._timeout, metadata=HASLEADER)
         except grpc.aio.AioRpcError as e:
             details = str(e.details() or "")
             if AUTH_FAILED in details:

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from coordinator.store.etcd_channel import EtcdTls, TokenSource, is_token_refusal, open_channel
+from coordinator.store.etcd_channel import HASLEADER, EtcdTls, TokenSource, is_token_refusal, open_channel
 from coordinator.store.kv import (
     Compare,
     Delete,
@@ -40,7 +40,7 @@ from coordinator.store.kv import (
 
 # Sent with every request: a member cut off from the raft leader refuses at once (UNAVAILABLE
 # "no leader") instead of timing out, and cancels its watch / keepalive streams.
-_METADATA = (("hasleader", "true"),)
+_METADATA = HASLEADER
 # Compare target -> (enum name, operand field of the Compare message)
 _TARGETS = {
     "create": ("CREATE", "create_revision"),
@@ -194,11 +194,23 @@ class _Conn:
         there is no token yet: may raise KvAuthError, or a gRPC error the retry policy handles)."""
         if self._tokens is None:
             return _METADATA
-        return _METADATA + await self._tokens.metadata(self.channel)
+        try:
+            return _METADATA + await self._tokens.metadata(self.channel)
+        except grpc.aio.AioRpcError as e:
+            # Authenticate failed, so the request itself was never sent: even a txn unsafe to repeat
+            # may go to another endpoint.
+            mapped = _classify(e)
+            raise (_Retry(str(mapped), unsent=True) if isinstance(mapped, _Retry) else mapped) from e
+        except TimeoutError:
+            raise _Retry("authenticate timed out", unsent=True) from None
 
     async def refresh(self, lease_id: int) -> int:
         if self._keepalive is None or self._keepalive.closed:
-            self._keepalive = _KeepAliveStream(self.lease_stub, await self.metadata())
+            # etcd 3.4 does not check the token of a keepalive stream (etcd_channel.py): take the current
+            # one as it is rather than spend the keepalive's short time limit authenticating.
+            has_token = self._tokens is not None and self._tokens.token is not None
+            metadata = _METADATA + self._tokens.current() if has_token and self._tokens else await self.metadata()
+            self._keepalive = _KeepAliveStream(self.lease_stub, metadata)
         return await self._keepalive.refresh(lease_id)
 
     async def close(self, grace: float | None) -> None:

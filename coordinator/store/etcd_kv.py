@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
-from coordinator.store.etcd_channel import INVALID_TOKEN, USER_EMPTY, EtcdCredentials, EtcdTls, TokenSource
+from coordinator.store.etcd_channel import SENT_TOKEN, TOKEN_REFUSALS, EtcdCredentials, EtcdTls, TokenSource
 from coordinator.store.etcd_grpc import (
     _cancel_requested,
     _classify,
@@ -165,14 +165,15 @@ class EtcdKv:
         self.credentials_refused.set()
         return err
 
-    def _token_refused(self, reason: str, stale: str | None, again: bool) -> None:
-        """Drop the refused token so the next attempt authenticates; KvAuthError when that cannot help."""
+    def _token_refused(self, reason: str) -> None:
+        """Drop the refused token (the one the failed request carried) so the next attempt
+        authenticates; KvAuthError when no credentials are set, since nothing can help then. A fresh
+        token refused again is no proof of wrong credentials (a member may not have applied the new
+        token yet): the callers retry it like an unreachable endpoint, within their budget."""
         if self._tokens is None:
             raise self._refused(KvAuthError(f"etcd requires authentication and no credentials are set ({reason})"))
-        if again:
-            raise self._refused(KvAuthError(f"etcd refused a fresh auth token ({reason})"))
         log.info("etcd refused the auth token (%s); authenticating again", reason)
-        self._tokens.invalidate(stale)
+        self._tokens.invalidate(SENT_TOKEN.get())
 
     @property
     def authentications(self) -> int:
@@ -203,7 +204,7 @@ class EtcdKv:
         reauthenticated = False
         while True:
             conn = self._current()
-            stale = None if self._tokens is None else self._tokens.token
+            SENT_TOKEN.set(None)
             try:
                 return await attempt(conn)
             except KvAuthError as e:
@@ -219,9 +220,13 @@ class EtcdKv:
             except grpc.aio.AioRpcError as e:
                 mapped = _classify(e)
                 if isinstance(mapped, _TokenRefused):
-                    self._token_refused(str(mapped), stale, reauthenticated)
-                    reauthenticated = True
-                    continue  # same endpoint: the token, not the member, was the problem
+                    self._token_refused(str(mapped))
+                    if not reauthenticated:
+                        reauthenticated = True
+                        continue  # same endpoint: the token, not the member, was the problem
+                    # Refused again: like an unreachable endpoint, with backoff and within the budget.
+                    # Nothing was applied: etcd checks the token before it proposes anything.
+                    mapped = _Retry(str(mapped), unsent=True)
                 if not isinstance(mapped, _Retry):
                     raise mapped from e
                 retry = mapped
@@ -302,19 +307,25 @@ class EtcdKv:
 
     async def lease_revoke(self, lease_id: int) -> None:
         """Revoke a lease (deleting its keys); raises LeaseNotFound if it was already gone."""
-        tries = 0
+        maybe_applied = False  # an earlier attempt may have revoked it and lost its reply
 
         async def attempt(conn: _Conn) -> None:
-            nonlocal tries
-            tries += 1
+            nonlocal maybe_applied
             metadata = await conn.metadata()
             try:
                 await conn.lease_stub.LeaseRevoke(
                     rpc.LeaseRevokeRequest(ID=lease_id), timeout=self._cfg.op_timeout, metadata=metadata
                 )
             except grpc.aio.AioRpcError as e:
-                if tries > 1 and isinstance(_classify(e), LeaseNotFound):
-                    return  # an earlier attempt that lost its reply did revoke it
+                mapped = _classify(e)
+                if maybe_applied and isinstance(mapped, LeaseNotFound):
+                    return
+                # A refused token or an unsent request revoked nothing.
+                maybe_applied = not isinstance(mapped, _TokenRefused | LeaseNotFound) and not (
+                    isinstance(mapped, _Retry) and mapped.unsent)
+                raise
+            except BaseException:
+                maybe_applied = True
                 raise
 
         await self._run(attempt)
@@ -334,7 +345,7 @@ class EtcdKv:
         while True:
             conn = self._current()
             opened = loop.time()
-            stale = None if self._tokens is None else self._tokens.token
+            SENT_TOKEN.set(None)
             call: Any = None
             create = rpc.WatchCreateRequest(
                 key=prefix, range_end=prefix_range_end(prefix), start_revision=next_rev, progress_notify=True
@@ -354,7 +365,7 @@ class EtcdKv:
                         reason = f"watch canceled: {resp.cancel_reason}"
                         # etcd 3.4 creates a watch with an expired token already cancelled, with
                         # "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token".
-                        if INVALID_TOKEN in resp.cancel_reason or USER_EMPTY in resp.cancel_reason:
+                        if any(text in resp.cancel_reason for text in TOKEN_REFUSALS):
                             refused = reason
                         break
                     if resp.created:
@@ -385,9 +396,11 @@ class EtcdKv:
                 if call is not None:
                     call.cancel()
             if refused:
-                self._token_refused(refused, stale, reauthenticated)
-                reauthenticated = True
-                continue
+                self._token_refused(refused)
+                if not reauthenticated:
+                    reauthenticated = True
+                    continue
+                # Refused again: another endpoint, with backoff (below), like a failed stream.
             self._rotate(conn, reason)
             # A stream that lived a while was healthy: start the endpoint walk afresh.
             failures = 1 if loop.time() - opened > 5.0 else failures + 1
