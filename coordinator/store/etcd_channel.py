@@ -1,4 +1,5 @@
-"""TLS and authentication for EtcdKv's gRPC channels: what etcd_grpc._Conn opens and sends.
+"""EtcdKv's connection settings (`EtcdConfig`) and the TLS and authentication of its gRPC channels:
+what etcd_grpc._Conn opens and sends.
 
 TLS: aetcd 1.x opens insecure channels only, so the connection builds its own:
 `grpc.aio.secure_channel` with the CA etcd's server certificates are checked against (and, for
@@ -36,8 +37,8 @@ from aetcd import rpc
 
 from coordinator.store.kv import KvAuthError
 
-__all__ = ["HASLEADER", "SENT_TOKEN", "EtcdCredentials", "EtcdTls", "TokenSource", "is_token_refusal",
-           "open_channel"]
+__all__ = ["HASLEADER", "SENT_TOKEN", "EtcdConfig", "EtcdCredentials", "EtcdTls", "TokenSource",
+           "is_token_refusal", "open_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,53 @@ class EtcdCredentials:
     def __post_init__(self) -> None:
         if not self.user or not self.password:
             raise ValueError("etcd credentials need a user and a password")
+
+
+@dataclass(frozen=True)
+class EtcdConfig:
+    """Connection settings; the defaults suit a 2 s lease TTL on a LAN cluster."""
+
+    # "host:port" client URLs of every member; the adapter rotates through them in order.
+    endpoints: tuple[str, ...]
+    # Deadline of one unary attempt (read, write, txn, grant, revoke). A write sent to a member
+    # while raft elects a new leader hangs until this fires (etcd drops the proposal), so it
+    # bounds the write stall of a raft failover; etcd's p99 on a LAN is a few ms.
+    op_timeout: float = 1.0
+    # Deadline of one lease refresh attempt; keep it well under ttl/3 so a stuck member is left
+    # while the lease still has time.
+    keepalive_timeout: float = 0.6
+    # Total time one operation may spend retrying across endpoints before KvUnavailable.
+    retry_budget: float = 5.0
+    # HTTP/2 ping interval and ack timeout. etcd (3.4, 3.5) GOAWAYs pings under 5 s apart.
+    grpc_keepalive_time: float = 10.0
+    grpc_keepalive_timeout: float = 5.0
+    # TLS (CA, optional client certificate) and etcd user / password auth; None = plaintext / no auth.
+    tls: EtcdTls | None = None
+    credentials: EtcdCredentials | None = None
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ValueError("at least one etcd endpoint is required")
+        for ep in self.endpoints:
+            host, sep, port = ep.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"endpoint {ep!r} is not host:port")
+        if self.grpc_keepalive_time < 5.0:
+            raise ValueError("grpc_keepalive_time must be >= 5 s (etcd answers GOAWAY too_many_pings)")
+        if min(self.op_timeout, self.keepalive_timeout, self.retry_budget) <= 0:
+            raise ValueError("timeouts must be positive")
+
+    def channel_options(self) -> dict[str, int]:
+        """gRPC channel arguments."""
+        return {
+            "grpc.keepalive_time_ms": int(self.grpc_keepalive_time * 1000),
+            "grpc.keepalive_timeout_ms": int(self.grpc_keepalive_timeout * 1000),
+            "grpc.keepalive_permit_without_calls": 0,
+            "grpc.http2.max_pings_without_data": 0,
+            "grpc.initial_reconnect_backoff_ms": 200,
+            "grpc.min_reconnect_backoff_ms": 200,
+            "grpc.max_reconnect_backoff_ms": 2000,
+        }
 
 
 def open_channel(endpoint: str, options: dict[str, int], tls: EtcdTls | None) -> grpc.aio.Channel:

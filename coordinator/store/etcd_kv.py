@@ -42,13 +42,19 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from aetcd import rpc
 
-from coordinator.store.etcd_channel import SENT_TOKEN, TOKEN_REFUSALS, EtcdCredentials, EtcdTls, TokenSource
+from coordinator.store.etcd_channel import (
+    SENT_TOKEN,
+    TOKEN_REFUSALS,
+    EtcdConfig,
+    EtcdCredentials,
+    EtcdTls,
+    TokenSource,
+)
 from coordinator.store.etcd_grpc import (
     _cancel_requested,
     _classify,
@@ -81,53 +87,6 @@ __all__ = ["EtcdConfig", "EtcdCredentials", "EtcdKv", "EtcdTls"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class EtcdConfig:
-    """Connection settings; the defaults suit a 2 s lease TTL on a LAN cluster."""
-
-    # "host:port" client URLs of every member; the adapter rotates through them in order.
-    endpoints: tuple[str, ...]
-    # Deadline of one unary attempt (read, write, txn, grant, revoke). A write sent to a member
-    # while raft elects a new leader hangs until this fires (etcd drops the proposal), so it
-    # bounds the write stall of a raft failover; etcd's p99 on a LAN is a few ms.
-    op_timeout: float = 1.0
-    # Deadline of one lease refresh attempt; keep it well under ttl/3 so a stuck member is left
-    # while the lease still has time.
-    keepalive_timeout: float = 0.6
-    # Total time one operation may spend retrying across endpoints before KvUnavailable.
-    retry_budget: float = 5.0
-    # HTTP/2 ping interval and ack timeout. etcd (3.4, 3.5) GOAWAYs pings under 5 s apart.
-    grpc_keepalive_time: float = 10.0
-    grpc_keepalive_timeout: float = 5.0
-    # TLS (CA, optional client certificate) and etcd user / password auth; None = plaintext / no auth.
-    tls: EtcdTls | None = None
-    credentials: EtcdCredentials | None = None
-
-    def __post_init__(self) -> None:
-        if not self.endpoints:
-            raise ValueError("at least one etcd endpoint is required")
-        for ep in self.endpoints:
-            host, sep, port = ep.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"endpoint {ep!r} is not host:port")
-        if self.grpc_keepalive_time < 5.0:
-            raise ValueError("grpc_keepalive_time must be >= 5 s (etcd answers GOAWAY too_many_pings)")
-        if min(self.op_timeout, self.keepalive_timeout, self.retry_budget) <= 0:
-            raise ValueError("timeouts must be positive")
-
-    def channel_options(self) -> dict[str, int]:
-        """gRPC channel arguments."""
-        return {
-            "grpc.keepalive_time_ms": int(self.grpc_keepalive_time * 1000),
-            "grpc.keepalive_timeout_ms": int(self.grpc_keepalive_timeout * 1000),
-            "grpc.keepalive_permit_without_calls": 0,
-            "grpc.http2.max_pings_without_data": 0,
-            "grpc.initial_reconnect_backoff_ms": 200,
-            "grpc.min_reconnect_backoff_ms": 200,
-            "grpc.max_reconnect_backoff_ms": 2000,
-        }
 
 
 class EtcdKv:
