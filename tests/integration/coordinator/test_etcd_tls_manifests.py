@@ -23,8 +23,8 @@ from coordinator.__main__ import etcd_config
 from coordinator.config import CoordinatorSettings
 from coordinator.store.etcd_kv import EtcdConfig, EtcdKv, EtcdTls
 from coordinator.store.kv import KvError
-from tests.unit.k8s.rendering import Rendered, _container, _pod_env
-from tests.unit.k8s.test_kustomize_etcd_tls import render, secret_files
+from tests.unit.k8s.conftest import render
+from tests.unit.k8s.rendering import Rendered, _container, _pod_env, secret_files
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ The shared helpers are in rendering.py; the tests are split by concern:
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ import pytest
 import yaml
 
 from tests.unit.k8s.rendering import K8S_DIR, Rendered
+
+COMPONENTS = K8S_DIR / "components"
 
 RENDER_TIMEOUT_S = 60
 
@@ -54,3 +57,15 @@ def rendered() -> Rendered:
     assert objects, "kustomize rendered nothing"
     return Rendered(objects)
 
+
+def render(tmp: Path, *components: str) -> Rendered:
+    """The base plus `components`, from an overlay in `tmp` (outside k8s/, as an operator keeps it)."""
+    (tmp / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S_DIR, tmp)],
+        "components": [os.path.relpath(COMPONENTS / c, tmp) for c in components]}))
+    out = subprocess.run([str(_kubectl()), "kustomize", str(tmp)], capture_output=True, text=True,
+                         timeout=RENDER_TIMEOUT_S, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize failed: {out.stderr}")
+    return Rendered(tuple(o for o in yaml.safe_load_all(out.stdout) if o))

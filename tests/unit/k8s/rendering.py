@@ -109,3 +109,16 @@ def _selected(r: Rendered, selector: dict[str, str]) -> list[Obj]:
 def _host_port(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host, int(port)
+
+
+def secret_files(workload: Obj, container: Obj, secret_name: str) -> dict[str, str]:
+    """Path in the container -> key of Secret `secret_name` mounted there (every key when no items)."""
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+    keys = ("tls.crt", "tls.key", "ca.crt")  # what the component's Secrets hold
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")  # claim templates are no volumes
+        if secret is not None and secret["secretName"] == secret_name:
+            for item in secret.get("items") or [{"key": k, "path": k} for k in keys]:
+                files[f"{mount['mountPath']}/{item['path']}"] = item["key"]
+    return files

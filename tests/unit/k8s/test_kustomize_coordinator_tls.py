@@ -5,51 +5,27 @@ own settings classes (a misspelt variable would silently leave the API in plaint
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import grpc
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from clusterq_common.tls import client_tls_from_env, open_channel
 from clusterq_testing.certs import TestCa
 from coordinator.config import CoordinatorSettings
 from stasis_app.config import StasisSettings
-from tests.unit.k8s.conftest import RENDER_TIMEOUT_S, _kubectl
-from tests.unit.k8s.rendering import K8S_DIR, SCHEMA_VERSIONS, Obj, Rendered, _container, _host_port, _pod_env
+from tests.unit.k8s.conftest import render
+from tests.unit.k8s.rendering import SCHEMA_VERSIONS, Obj, Rendered, _container, _host_port, _pod_env, secret_files
 
-COMPONENT = K8S_DIR / "components" / "coordinator-tls"
 SECRET = "clusterq-coordinator-tls"
 
 
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     """The base plus the component, rendered from an overlay outside k8s/ (as an operator keeps it)."""
-    d = tmp_path_factory.mktemp("overlay")
-    (d / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S_DIR, d)], "components": [os.path.relpath(COMPONENT, d)]}))
-    out = subprocess.run([str(_kubectl()), "kustomize", str(d)], capture_output=True, text=True,
-                         timeout=RENDER_TIMEOUT_S, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize failed: {out.stderr}")
-    return Rendered(tuple(o for o in yaml.safe_load_all(out.stdout) if o))
-
-
-def _secret_files(workload: Obj, container: Obj) -> dict[str, str]:
-    """Path in the container -> key of the coordinator-tls Secret mounted there."""
-    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-    files: dict[str, str] = {}
-    for mount in container.get("volumeMounts", []):
-        secret = volumes[mount["name"]].get("secret")
-        if secret is not None and secret["secretName"] == SECRET:
-            for item in secret["items"]:
-                files[f"{mount['mountPath']}/{item['path']}"] = item["key"]
-    return files
+    return render(tmp_path_factory.mktemp("overlay"), "coordinator-tls")
 
 
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
@@ -65,10 +41,10 @@ def test_probes_use_the_health_port_and_the_key_stays_on_the_coordinator(overlay
     assert coord["readinessProbe"]["grpc"] == {"port": health_port}
     assert coord["livenessProbe"]["grpc"] == {"port": health_port, "service": "clusterq.v1.Liveness"}
     assert health_port in [p["containerPort"] for p in coord["ports"]]
-    assert sorted(_secret_files(dep, coord).values()) == ["ca.crt", "tls.crt", "tls.key"]
+    assert sorted(secret_files(dep, coord, SECRET).values()) == ["ca.crt", "tls.crt", "tls.key"]
     sts = overlay.get("StatefulSet", "asterisk-node")
-    assert list(_secret_files(sts, _container(sts, "stasis-app")).values()) == ["ca.crt"]
-    assert not _secret_files(sts, _container(sts, "asterisk"))
+    assert list(secret_files(sts, _container(sts, "stasis-app"), SECRET).values()) == ["ca.crt"]
+    assert not secret_files(sts, _container(sts, "asterisk"), SECRET)
 
 
 async def test_the_rendered_environment_gives_working_tls(overlay: Rendered, tmp_path: Path) -> None:
@@ -77,7 +53,7 @@ async def test_the_rendered_environment_gives_working_tls(overlay: Rendered, tmp
     secret = {"tls.crt": pair.cert, "tls.key": pair.key, "ca.crt": ca.ca_cert}
 
     def env_with_files(workload: Obj, container: Obj, fields: dict[str, str]) -> dict[str, str]:
-        files = _secret_files(workload, container)
+        files = secret_files(workload, container, SECRET)
         env = _pod_env(overlay, container, fields, "not-real")
         return {k: str(secret[files[v]]) if v in files else v for k, v in env.items()}
 

@@ -5,31 +5,11 @@ files that its mounts provide."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 
-from tests.unit.k8s.conftest import RENDER_TIMEOUT_S, _kubectl
-from tests.unit.k8s.rendering import K8S_DIR, SCHEMA_VERSIONS, Obj, Rendered, _container, _pod_env
-
-COMPONENTS = K8S_DIR / "components"
-
-
-def render(tmp: Path, *components: str) -> Rendered:
-    """The base plus `components`, from an overlay in `tmp` (outside k8s/, as an operator keeps it)."""
-    (tmp / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S_DIR, tmp)],
-        "components": [os.path.relpath(COMPONENTS / c, tmp) for c in components]}))
-    out = subprocess.run([str(_kubectl()), "kustomize", str(tmp)], capture_output=True, text=True,
-                         timeout=RENDER_TIMEOUT_S, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize failed: {out.stderr}")
-    return Rendered(tuple(o for o in yaml.safe_load_all(out.stdout) if o))
+from tests.unit.k8s.conftest import render
+from tests.unit.k8s.rendering import SCHEMA_VERSIONS, Rendered, _container, _pod_env, secret_files
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +20,6 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 @pytest.fixture(scope="module", params=[("etcd-tls",), ("etcd-tls", "coordinator-tls")])
 def overlay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return render(tmp_path_factory.mktemp("overlay"), *request.param)
-
-
-def secret_files(workload: Obj, container: Obj, secret_name: str) -> dict[str, str]:
-    """Path in the container -> key of Secret `secret_name` mounted there (every key when no items)."""
-    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-    keys = ("tls.crt", "tls.key", "ca.crt")  # what the component's Secrets hold
-    files: dict[str, str] = {}
-    for mount in container.get("volumeMounts", []):
-        secret = volumes.get(mount["name"], {}).get("secret")  # claim templates are no volumes
-        if secret is not None and secret["secretName"] == secret_name:
-            for item in secret.get("items") or [{"key": k, "path": k} for k in keys]:
-                files[f"{mount['mountPath']}/{item['path']}"] = item["key"]
-    return files
 
 
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
