@@ -163,6 +163,10 @@ async def test_an_agent_freed_during_a_prompt_is_bridged_without_waiting_for_its
     [node], [obs] = await _start(clusterq, asterisk_factory, observers)
     client = clusterq.client()
     ahead = await _caller(obs, "eager", "300")
+    # Sequenced by the leader (its arrival sequence written on the channel) before the second caller
+    # comes: otherwise the second one can join first and be told "you are next".
+    await obs.wait_for(lambda e: e.type == "ChannelVarset" and e.channel_id == ahead.queue_id
+                       and e.raw.get("variable") == "CLUSTERQ_SEQ", 10)
     caller = await _caller(obs, "eager", "301")
     started = await obs.wait_for(lambda e: e.type == "PlaybackStarted" and bool(_playbacks(obs, caller.queue_id)), 10)
     assert started.raw["playback"]["media_uri"] == "sound:queue-thereare"
