@@ -227,7 +227,9 @@ async def test_a_replica_configured_by_environment_leads_over_tls_and_auth(tmp_p
                                    extra_env=env)
         proc.start()
         try:
-            await proc.wait_log("leading at epoch", timeout=20)
+            # "leading with epoch" comes after the leadership service turned SERVING ("leading at epoch",
+            # the election's line, comes before the term has loaded its state).
+            await proc.wait_log("leading with epoch", timeout=20)
             assert await _leadership(f"127.0.0.1:{port}") == health_pb2.HealthCheckResponse.SERVING
             # Still leading after several token TTLs. (Its own regular requests keep renewing a simple
             # token, so expiry itself is exercised by the EtcdKv tests above, not here.)
