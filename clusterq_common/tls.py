@@ -23,6 +23,8 @@ from typing import Any
 
 import grpc
 
+from clusterq_common.files import read_named
+
 __all__ = [
     "ClientTls", "ServerTls", "TlsConfigError", "client_tls_from_env", "client_tls_from_files", "open_channel",
     "server_tls_from_env", "server_tls_from_files",
@@ -107,19 +109,19 @@ def open_channel(address: str, tls: ClientTls | None, options: Sequence[tuple[st
 
 def _read(path: Path, var: str, mark: bytes, what: str) -> bytes:
     """The file's bytes; TlsConfigError naming var if it cannot be read or holds no `what`."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TlsConfigError(f"{var}={path}: cannot read the file: {exc.strerror or exc}") from None
+    data = read_named(var, path, TlsConfigError)
     if mark not in data:
         # Never quote the content: it may be a key.
         raise TlsConfigError(f"{var}={path}: not a PEM {what}")
     return data
 
 
-def _check_pair(cert: Path, key: Path, cert_var: str, key_var: str) -> None:
-    """Refuse a key that does not belong to the certificate (grpc would only fail at the handshake)."""
-    if _ENCRYPTED_MARK in key.read_bytes():
+def _read_pair(cert: Path, key: Path, cert_var: str, key_var: str) -> tuple[bytes, bytes]:
+    """A certificate (chain) and its key, read once; refused if the key does not belong to the
+    certificate (grpc would only fail at the handshake) or is encrypted."""
+    chain = _read(cert, cert_var, _CERT_MARK, "certificate")
+    private = _read(key, key_var, _KEY_MARK, "private key")
+    if _ENCRYPTED_MARK in private:
         raise TlsConfigError(f"{key_var}={key}: the key is encrypted (passphrase): grpc needs an unencrypted key")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
@@ -129,6 +131,7 @@ def _check_pair(cert: Path, key: Path, cert_var: str, key_var: str) -> None:
         reason = exc.reason if isinstance(exc, ssl.SSLError) else exc
         raise TlsConfigError(f"{key_var}={key} is not the key of {cert_var}={cert} "
                              f"(or one of them is damaged or encrypted): {reason}") from None
+    return chain, private
 
 
 def _no_passphrase() -> str:
@@ -151,9 +154,7 @@ def server_tls_from_files(cert: Path | None, key: Path | None, client_ca: Path |
         return None
     if cert is None or key is None:
         raise TlsConfigError(f"{SERVER_CERT_VAR} and {SERVER_KEY_VAR} go together: set both or neither")
-    chain = _read(cert, SERVER_CERT_VAR, _CERT_MARK, "certificate")
-    private = _read(key, SERVER_KEY_VAR, _KEY_MARK, "private key")
-    _check_pair(cert, key, SERVER_CERT_VAR, SERVER_KEY_VAR)
+    chain, private = _read_pair(cert, key, SERVER_CERT_VAR, SERVER_KEY_VAR)
     ca = None
     if client_ca is not None:
         ca = _read(client_ca, SERVER_CLIENT_CA_VAR, _CERT_MARK, "certificate")
@@ -175,9 +176,7 @@ def client_tls_from_files(ca: Path | None, cert: Path | None, key: Path | None,
         return ClientTls(trusted, target_name=target_name)
     if cert is None or key is None:
         raise TlsConfigError(f"{CLIENT_CERT_VAR} and {CLIENT_KEY_VAR} go together: set both or neither")
-    chain = _read(cert, CLIENT_CERT_VAR, _CERT_MARK, "certificate")
-    private = _read(key, CLIENT_KEY_VAR, _KEY_MARK, "private key")
-    _check_pair(cert, key, CLIENT_CERT_VAR, CLIENT_KEY_VAR)
+    chain, private = _read_pair(cert, key, CLIENT_CERT_VAR, CLIENT_KEY_VAR)
     return ClientTls(trusted, chain, private, target_name)
 
 

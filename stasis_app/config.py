@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from clusterq_common.files import read_secret_text
 from clusterq_common.tls import ClientTls, client_tls_from_env
 from stasis_app.health import parse_listen
 
@@ -69,7 +70,7 @@ class StasisSettings:
         e = os.environ if env is None else env
         password = e.get("CLUSTERQ_ARI_PASSWORD", "")
         if not password and (path := e.get("CLUSTERQ_ARI_PASSWORD_FILE")):
-            password = _secret_file("CLUSTERQ_ARI_PASSWORD_FILE", Path(path))
+            password = read_secret_text("CLUSTERQ_ARI_PASSWORD_FILE", Path(path)).strip()
         if not password:
             raise ValueError("set CLUSTERQ_ARI_PASSWORD or CLUSTERQ_ARI_PASSWORD_FILE")
         return cls(
@@ -85,19 +86,6 @@ class StasisSettings:
             health_listen=e.get("CLUSTERQ_HEALTH_LISTEN", ""),
             coordinator_tls=client_tls_from_env(e),
         )
-
-
-def _secret_file(var: str, path: Path) -> str:
-    """The stripped text of a secret file; errors name the variable and the path, never the content
-    (a UnicodeDecodeError's message would quote a byte of it)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{var}={path}: cannot read the file: {exc.strerror or exc}") from None
-    try:
-        return data.decode().strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"{var}={path}: not UTF-8 text") from None
 
 
 def _number(env: Mapping[str, str], var: str, default: float) -> float:
