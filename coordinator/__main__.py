@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
 import sys
 from functools import partial
 
+from clusterq_common.startup import freeze_startup_heap
 from coordinator.config import CoordinatorSettings
 from coordinator.definitions import load_file
 from coordinator.election.election import Election
@@ -142,13 +142,6 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
         with contextlib.suppress(Exception):
             await kv.close()
 
-
-def freeze_startup_heap() -> None:
-    """Keep what the process has built so far (modules, protobuf descriptors, grpc) out of every
-    later garbage collection: it lives as long as the process, and a full collection of its ~32,000
-    objects alone took 10-30 ms on the bench machine, a stall of every node stream whenever one ran."""
-    gc.collect()
-    gc.freeze()
 
 
 def main() -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
 
+from clusterq_common.startup import freeze_startup_heap
 from stasis_app.ari.aioari_adapter import AioAriAdapter
 from stasis_app.ari.port import AriSettings
 from stasis_app.config import StasisSettings
@@ -43,14 +43,6 @@ async def serve(settings: StasisSettings) -> None:
         if health is not None:
             await health.close()
 
-
-def freeze_startup_heap() -> None:
-    """Keep what the process has built so far (modules, protobuf descriptors, grpc, aiohttp) out of
-    every later garbage collection: it lives as long as the process, and each full collection of it
-    would stall every call's ARI handling and the coordinator stream. (The coordinator has the same
-    two lines: the two programs share no module beyond the generated API and clusterq_common's TLS settings.)"""
-    gc.collect()
-    gc.freeze()
 
 
 def main() -> None:
