@@ -183,8 +183,7 @@ class TokenSource:
                 self._pending.add_done_callback(self._settled)
             # Shielded: one waiter's cancellation must not cancel the call the others wait for.
             await asyncio.shield(self._pending)
-        SENT_TOKEN.set(self.token)
-        return () if self.token is None else (("token", self.token),)
+        return self.current()
 
     def current(self) -> tuple[tuple[str, str], ...]:
         """The current token's metadata, without authenticating (for streams etcd does not check)."""

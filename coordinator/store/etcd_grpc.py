@@ -208,8 +208,11 @@ class _Conn:
         if self._keepalive is None or self._keepalive.closed:
             # etcd 3.4 does not check the token of a keepalive stream (etcd_channel.py): take the current
             # one as it is rather than spend the keepalive's short time limit authenticating.
-            has_token = self._tokens is not None and self._tokens.token is not None
-            metadata = _METADATA + self._tokens.current() if has_token and self._tokens else await self.metadata()
+            tokens = self._tokens
+            if tokens is not None and tokens.token is not None:
+                metadata = _METADATA + tokens.current()
+            else:
+                metadata = await self.metadata()
             self._keepalive = _KeepAliveStream(self.lease_stub, metadata)
         return await self._keepalive.refresh(lease_id)
 

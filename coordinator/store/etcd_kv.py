@@ -17,8 +17,9 @@ Every request carries `hasleader=true`: a member cut off from the raft leader re
 With credentials, every request also carries etcd's auth token (etcd_channel.py). A refused token
 (expired) is not an endpoint failure: the operation authenticates again and retries once on the
 same endpoint (etcd refuses a token before proposing, so even an unsafe txn may be repeated); a
-second refusal, refused credentials, or a cluster demanding credentials the adapter has none of
-raise KvAuthError at once and set `credentials_refused` (a configuration error, not retried).
+fresh token refused again is retried like an unreachable endpoint (a member may not have applied
+it yet). Refused credentials, or a cluster demanding credentials the adapter has none of, raise
+KvAuthError at once and set `credentials_refused` (a configuration error, not retried).
 
 Retry policy per operation (a retry runs on the next endpoint):
 - reads, watches, lease grant / keepalive / revoke: always retried (a duplicate grant only
