@@ -40,6 +40,7 @@ from aetcd import rpc
 
 from clusterq_testing.certs import CertPair, TestCa
 from clusterq_testing.ports import free_tcp_port
+from coordinator.store.kv import prefix_range_end
 
 __all__ = ["EtcdCluster", "EtcdServerTls", "default_etcd_binary"]
 
@@ -293,6 +294,26 @@ class EtcdCluster:
             await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="root", role="root"), timeout=5)
             await auth.AuthEnable(rpc.AuthEnableRequest(), timeout=5)
         self.root_password = root_password
+
+    async def add_user(self, user: str, password: str, readwrite_prefix: bytes) -> None:
+        """As root (after enable_auth): a user whose one role may read and write only keys under
+        `readwrite_prefix`, the way an operator restricts clusterq to its prefix."""
+        assert self.root_password is not None, "enable_auth() first"
+        target = self.endpoints[0]
+        channel = (grpc.aio.insecure_channel(target) if self.tls is None
+                   else grpc.aio.secure_channel(target, self.tls.grpc_credentials()))
+        async with channel:
+            auth = rpc.AuthStub(channel)
+            token = (await auth.Authenticate(
+                rpc.AuthenticateRequest(name="root", password=self.root_password), timeout=5)).token
+            md = (("token", token),)
+            await auth.UserAdd(rpc.AuthUserAddRequest(name=user, password=password), timeout=5, metadata=md)
+            await auth.RoleAdd(rpc.AuthRoleAddRequest(name=user), timeout=5, metadata=md)
+            perm = rpc.Permission(permType=rpc.Permission.READWRITE, key=readwrite_prefix,
+                                  range_end=prefix_range_end(readwrite_prefix))
+            await auth.RoleGrantPermission(rpc.AuthRoleGrantPermissionRequest(name=user, perm=perm), timeout=5,
+                                           metadata=md)
+            await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user=user, role=user), timeout=5, metadata=md)
 
     async def stop(self) -> None:
         """SIGTERM the members (raft leader last), SIGKILL any still alive after 5 s, drop the data."""

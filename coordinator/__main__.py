@@ -18,6 +18,7 @@ from coordinator.election.leader import run_elected
 from coordinator.replica import ReplicaState, lead
 from coordinator.rpc.server import build_health_server, build_server, new_health, set_ready
 from coordinator.store.etcd_kv import EtcdConfig, EtcdCredentials, EtcdKv, EtcdTls
+from coordinator.store.kv import KvPermissionDenied
 from coordinator.store.queue_store import QueueStore
 
 log = logging.getLogger("coordinator")
@@ -65,10 +66,18 @@ def etcd_config(settings: CoordinatorSettings) -> EtcdConfig:
     return EtcdConfig(endpoints=settings.etcd_endpoints, tls=tls, credentials=credentials)
 
 
-async def _stop_on_refused_credentials(kv: EtcdKv) -> None:
-    """Wrong etcd credentials are a configuration error no retry can fix: stop the replica (exit
-    status 2) with etcd's reason instead of campaigning against a refusal forever."""
+async def _stop_on_refused_credentials(kv: EtcdKv, settings: CoordinatorSettings) -> None:
+    """Wrong etcd credentials, or a user whose roles do not cover the prefix, are configuration
+    errors no retry can fix: stop the replica (exit status 2) with etcd's reason instead of
+    campaigning against a refusal forever while reporting ready."""
     await kv.credentials_refused.wait()
+    if isinstance(kv.auth_error, KvPermissionDenied):
+        prefix = settings.etcd_prefix.rstrip("/") + "/"
+        # Without a user name, etcd's --client-cert-auth takes the user from the certificate.
+        user = repr(settings.etcd_user) if settings.etcd_user else "(the client certificate's common name)"
+        raise StartupError(f"{kv.auth_error}: etcd user {user} needs readwrite on the prefix "
+                           f"{prefix} (CLUSTERQ_ETCD_PREFIX), e.g. `etcdctl role grant-permission ROLE "
+                           f"readwrite --prefix=true {prefix}`")
     raise StartupError(f"{kv.auth_error} (check CLUSTERQ_ETCD_USER / CLUSTERQ_ETCD_PASSWORD)")
 
 
@@ -127,7 +136,7 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
                                        step_down_delay=settings.fault_step_down_delay))
             tg.create_task(_follow_leader(state, Election(kv, store.election_prefix)))
             tg.create_task(_report_readiness(state, kv))
-            tg.create_task(_stop_on_refused_credentials(kv))
+            tg.create_task(_stop_on_refused_credentials(kv, settings))
     except BaseExceptionGroup as eg:
         fatal = eg.subgroup(StartupError)
         if fatal is not None:  # the one configuration error, not a group, for main() to report

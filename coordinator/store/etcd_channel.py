@@ -51,6 +51,8 @@ AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 # refused with this until the client authenticates again, as etcd's Go client does.
 AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
 TOKEN_REFUSALS = (INVALID_TOKEN, USER_EMPTY, AUTH_OLD_REVISION)
+# The user's roles do not cover the key (gRPC PERMISSION_DENIED; a watch is cancelled with this reason).
+PERMISSION_DENIED = "etcdserver: permission denied"
 
 # Sent with every request (Authenticate included): a member cut off from the raft leader refuses at
 # once (UNAVAILABLE "no leader") instead of timing out.

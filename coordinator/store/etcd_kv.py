@@ -18,7 +18,8 @@ With credentials, every request also carries etcd's auth token (etcd_channel.py)
 (expired) is not an endpoint failure: the operation authenticates again and retries once on the
 same endpoint (etcd refuses a token before proposing, so even an unsafe txn may be repeated); a
 fresh token refused again is retried like an unreachable endpoint (a member may not have applied
-it yet). Refused credentials, or a cluster demanding credentials the adapter has none of, raise
+it yet). Refused credentials, a cluster demanding credentials the adapter has none of, or a user
+whose roles do not cover a key (KvPermissionDenied, also from a watch etcd cancels) raise
 KvAuthError at once and set `credentials_refused` (a configuration error, not retried).
 
 Retry policy per operation (a retry runs on the next endpoint):
@@ -49,6 +50,7 @@ import grpc
 from aetcd import rpc
 
 from coordinator.store.etcd_channel import (
+    PERMISSION_DENIED,
     SENT_TOKEN,
     TOKEN_REFUSALS,
     EtcdConfig,
@@ -73,6 +75,7 @@ from coordinator.store.kv import (
     KvAmbiguous,
     KvAuthError,
     KvError,
+    KvPermissionDenied,
     KvUnavailable,
     LeaseNotFound,
     Op,
@@ -187,6 +190,8 @@ class EtcdKv:
                     # Refused again: like an unreachable endpoint, with backoff and within the budget.
                     # Nothing was applied: etcd checks the token before it proposes anything.
                     mapped = _Retry(str(mapped), unsent=True)
+                if isinstance(mapped, KvAuthError):
+                    raise self._refused(mapped) from e
                 if not isinstance(mapped, _Retry):
                     raise mapped from e
                 retry = mapped
@@ -327,6 +332,8 @@ class EtcdKv:
                         # "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token".
                         if any(text in resp.cancel_reason for text in TOKEN_REFUSALS):
                             refused = reason
+                        elif PERMISSION_DENIED in resp.cancel_reason:
+                            raise KvPermissionDenied(reason)
                         break
                     if resp.created:
                         reauthenticated = False
@@ -349,6 +356,8 @@ class EtcdKv:
                 mapped = _classify(e)
                 if isinstance(mapped, _TokenRefused):
                     refused = str(mapped)
+                elif isinstance(mapped, KvAuthError):
+                    raise self._refused(mapped) from e
                 elif not isinstance(mapped, _Retry):
                     raise mapped from e
                 reason = str(mapped)

@@ -18,7 +18,9 @@ Error tree::
      +-- LeaseNotFound       the lease expired or was revoked
      +-- RevisionCompacted   a watch asked for history etcd has already compacted
      +-- KvAuthError         the store refused the credentials, or requires some and has none
-                             (configuration: not retried)
+          |                  (configuration: not retried)
+          +-- KvPermissionDenied  the credentials were accepted, but the user's roles do not
+                                  allow the operation on that key (configuration: not retried)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "KvAmbiguous",
     "KvAuthError",
     "KvError",
+    "KvPermissionDenied",
     "KvPort",
     "KvUnavailable",
     "LeaseNotFound",
@@ -73,6 +76,10 @@ class LeaseNotFound(KvError):
 
 class KvAuthError(KvError):
     """The store refused the configured credentials, or requires credentials and none are set."""
+
+
+class KvPermissionDenied(KvAuthError):
+    """The store accepted the credentials, but the user's roles do not allow the operation on that key."""
 
 
 class RevisionCompacted(KvError):

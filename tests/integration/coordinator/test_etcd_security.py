@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from clusterq_testing.certs import CertPair, TestCa
 from clusterq_testing.etcd import EtcdCluster, EtcdServerTls
 from clusterq_testing.ports import free_tcp_port
@@ -21,7 +22,7 @@ from clusterq_testing.processes import coordinator_process
 from coordinator.election.session import Session
 from coordinator.replica import LEADERSHIP_SERVICE
 from coordinator.store.etcd_kv import EtcdConfig, EtcdCredentials, EtcdKv, EtcdTls
-from coordinator.store.kv import Compare, KvAuthError, KvUnavailable, Put, WatchEvent
+from coordinator.store.kv import Compare, KvAuthError, KvPermissionDenied, KvUnavailable, Put, WatchEvent
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +260,77 @@ async def test_a_replica_with_a_wrong_password_exits_with_status_2(tmp_path: Pat
     assert code == 2, log[-3000:]
     assert "refused the credentials of user 'root'" in log and "CLUSTERQ_ETCD_PASSWORD" in log
     assert "wrong-Pw-1234" not in log
+
+
+# ------------------------------------------------------------- a user restricted to its prefix
+USER_PW = "cq-user-Pw-41c2"
+
+
+async def test_a_user_outside_its_prefix_is_refused_at_once_for_writes_reads_and_watches(
+        auth_etcd: EtcdCluster) -> None:
+    await auth_etcd.add_user("cq", USER_PW, b"/mine/")
+    kv = EtcdKv(EtcdConfig(tuple(auth_etcd.endpoints), credentials=EtcdCredentials("cq", USER_PW),
+                           retry_budget=5.0))
+    try:
+        await kv.put(b"/mine/k", b"v")  # inside its prefix: allowed
+        got = await kv.get(b"/mine/k")
+        assert got is not None and got.value == b"v"
+        started = time.monotonic()
+        with pytest.raises(KvPermissionDenied, match="permission denied"):
+            await kv.put(b"/clusterq/k", b"v")
+        # Not retried across endpoints until the budget is spent: a configuration error.
+        assert time.monotonic() - started < 2.0
+        assert kv.credentials_refused.is_set() and isinstance(kv.auth_error, KvPermissionDenied)
+        with pytest.raises(KvPermissionDenied):
+            await kv.get(b"/clusterq/k")
+        seen: list[WatchEvent] = []
+        with pytest.raises(KvPermissionDenied):
+            await asyncio.wait_for(_watch_into(kv, b"/clusterq/", seen), timeout=3)
+        assert seen == []
+    finally:
+        await kv.close()
+
+
+async def test_a_replica_whose_user_may_use_only_its_prefix_leads_and_writes(
+        tmp_path: Path, auth_etcd: EtcdCluster) -> None:
+    await auth_etcd.add_user("cq", USER_PW, b"/cq-a/")
+    port = free_tcp_port()
+    proc = coordinator_process("r-user", tmp_path, etcd_endpoints=auth_etcd.endpoints, port=port,
+                               extra_env={"CLUSTERQ_ETCD_USER": "cq", "CLUSTERQ_ETCD_PASSWORD": USER_PW,
+                                          "CLUSTERQ_ETCD_PREFIX": "/cq-a"})
+    proc.start()
+    try:
+        await proc.wait_log("leading with epoch", timeout=20)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            qa = admin_pb2_grpc.QueueAdminStub(ch)
+            await qa.CreateQueue(admin_pb2.CreateQueueRequest(queue=admin_pb2.QueueDefinition(name="sales")),
+                                 timeout=5)
+            listed = await qa.ListQueues(admin_pb2.ListQueuesRequest(), timeout=5)
+        assert [q.name for q in listed.queues] == ["sales"]
+    finally:
+        code = await proc.async_stop()
+    log = proc.log_text()
+    assert code == 0, log[-3000:]
+    # The definition really is in etcd, under the user's prefix.
+    kv = _kv(auth_etcd, password=PASSWORD)
+    try:
+        assert [k.key for k in (await kv.get_prefix(b"/cq-a/queues/")).kvs] == [b"/cq-a/queues/sales"]
+    finally:
+        await kv.close()
+
+
+async def test_a_replica_whose_user_may_not_use_the_prefix_exits_with_status_2(
+        tmp_path: Path, auth_etcd: EtcdCluster) -> None:
+    await auth_etcd.add_user("cq", USER_PW, b"/elsewhere/")
+    proc = coordinator_process("r-noperm", tmp_path, etcd_endpoints=auth_etcd.endpoints, port=free_tcp_port(),
+                               extra_env={"CLUSTERQ_ETCD_USER": "cq", "CLUSTERQ_ETCD_PASSWORD": USER_PW})
+    proc.start()
+    try:
+        assert proc.proc is not None
+        code = await asyncio.to_thread(proc.proc.wait, 20)
+    finally:
+        await proc.async_stop()
+    log = proc.log_text()
+    assert code == 2, log[-3000:]
+    assert "permission denied" in log and "'cq' needs readwrite on the prefix /clusterq/" in log, log[-3000:]
+    assert USER_PW not in log

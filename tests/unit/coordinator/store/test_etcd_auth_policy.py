@@ -13,7 +13,7 @@ import pytest
 from coordinator.store.etcd_channel import EtcdCredentials, EtcdTls, is_token_refusal
 from coordinator.store.etcd_grpc import _Conn
 from coordinator.store.etcd_kv import EtcdConfig, EtcdKv
-from coordinator.store.kv import KvAuthError, KvError, KvUnavailable
+from coordinator.store.kv import KvAuthError, KvError, KvPermissionDenied, KvUnavailable
 from tests.unit.coordinator.store.test_etcd_kv_policy import UNSENT, Script, rpc_error
 
 # etcd 3.4.23's answers, as seen on the real binary
@@ -154,9 +154,20 @@ async def test_refused_credentials_from_authenticate_are_raised_and_flagged(kv: 
     assert kv.credentials_refused.is_set()
 
 
-async def test_permission_denied_is_a_plain_error_and_transport_errors_still_rotate(kv: EtcdKv) -> None:
+async def test_permission_denied_stops_at_once_as_a_configuration_error(kv: EtcdKv) -> None:
+    """The user's roles do not cover the key: every member says the same, so no other endpoint is
+    tried, and the replica is told (credentials_refused) instead of looping while it looks ready."""
+    script = Script(DENIED)
+    with pytest.raises(KvPermissionDenied, match="permission denied"):
+        await kv._run(script)
+    assert script.endpoints == ["127.0.0.1:1"]
+    assert kv.credentials_refused.is_set() and isinstance(kv.auth_error, KvPermissionDenied)
+
+
+async def test_other_plain_errors_are_not_configuration_errors_and_transport_errors_still_rotate(
+        kv: EtcdKv) -> None:
     with pytest.raises(KvError) as err:
-        await kv._run(Script(DENIED))
+        await kv._run(Script(rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: duplicate key given in txn")))
     assert not isinstance(err.value, KvAuthError) and not kv.credentials_refused.is_set()
     script = Script(UNSENT)
     assert await kv._run(script) == "ok"
