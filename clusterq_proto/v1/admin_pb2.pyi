@@ -332,6 +332,7 @@ class LoginRequest(_message.Message):
     QUEUES_FIELD_NUMBER: _builtins.int
     SKILLS_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    STATE_INTERFACE_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """[A-Za-z0-9_.-]{1,64}"""
     endpoint: _builtins.str
@@ -340,6 +341,12 @@ class LoginRequest(_message.Message):
     """The node the agent is rung from."""
     paused: _builtins.bool
     """Start paused."""
+    state_interface: _builtins.str
+    """The device whose state tells whether the agent is busy, like app_queue's state_interface:
+    empty = the endpoint's device (the endpoint without Local's "/options", e.g. "PJSIP/alice").
+    Watched by the home node; in use (a call clusterq did not make) = offered only with ringinuse,
+    unavailable or invalid = not offered.
+    """
     @_builtins.property
     def queues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueMembership]: ...
     @_builtins.property
@@ -353,10 +360,11 @@ class LoginRequest(_message.Message):
         queues: _abc.Iterable[Global___QueueMembership] | None = ...,
         skills: _abc.Iterable[_common_pb2.Skill] | None = ...,
         paused: _builtins.bool = ...,
+        state_interface: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "endpoint", b"endpoint", "home_node", b"home_node", "paused", b"paused", "queues", b"queues", "skills", b"skills"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "endpoint", b"endpoint", "home_node", b"home_node", "paused", b"paused", "queues", b"queues", "skills", b"skills", "state_interface", b"state_interface"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -454,15 +462,22 @@ class AgentState(_message.Message):
     PAUSE_REASON_FIELD_NUMBER: _builtins.int
     CALLS_TAKEN_FIELD_NUMBER: _builtins.int
     IDLE_FOR_FIELD_NUMBER: _builtins.int
+    STATE_INTERFACE_FIELD_NUMBER: _builtins.int
+    DEVICE_STATE_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     endpoint: _builtins.str
     home_node: _builtins.str
     state: _builtins.str
-    """"available", "ringing", "in_call", "wrapup", "paused", "unavailable", "logged_out"."""
+    """"available", "ringing", "in_call", "wrapup", "paused", "busy" (its device is in use on a call
+    clusterq did not make), "unavailable" (home node lost, or device unavailable / invalid), "logged_out".
+    """
     pause_reason: _builtins.str
     calls_taken: _builtins.int
     idle_for: _builtins.float
     """Seconds since the agent's last call ended (0 if none)."""
+    state_interface: _builtins.str
+    device_state: _builtins.str
+    """The device's state as its node last reported it (UNKNOWN until then), e.g. NOT_INUSE, INUSE."""
     @_builtins.property
     def queues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueMembership]: ...
     @_builtins.property
@@ -479,10 +494,12 @@ class AgentState(_message.Message):
         pause_reason: _builtins.str = ...,
         calls_taken: _builtins.int = ...,
         idle_for: _builtins.float = ...,
+        state_interface: _builtins.str = ...,
+        device_state: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "calls_taken", b"calls_taken", "endpoint", b"endpoint", "home_node", b"home_node", "idle_for", b"idle_for", "pause_reason", b"pause_reason", "queues", b"queues", "skills", b"skills", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "calls_taken", b"calls_taken", "device_state", b"device_state", "endpoint", b"endpoint", "home_node", b"home_node", "idle_for", b"idle_for", "pause_reason", b"pause_reason", "queues", b"queues", "skills", b"skills", "state", b"state", "state_interface", b"state_interface"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

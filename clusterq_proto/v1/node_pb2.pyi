@@ -200,6 +200,7 @@ class NodeEvent(_message.Message):
     AGENT_LEG_FAILED_FIELD_NUMBER: _builtins.int
     CALL_ENDED_FIELD_NUMBER: _builtins.int
     DIGIT_PRESSED_FIELD_NUMBER: _builtins.int
+    DEVICE_STATE_CHANGED_FIELD_NUMBER: _builtins.int
     node_seq: _builtins.int
     at: _builtins.float
     """Node wall-clock time of the event, unix seconds (informational; the leader uses its own clock)."""
@@ -215,6 +216,8 @@ class NodeEvent(_message.Message):
     def call_ended(self) -> Global___CallEnded: ...
     @_builtins.property
     def digit_pressed(self) -> Global___DigitPressed: ...
+    @_builtins.property
+    def device_state_changed(self) -> Global___DeviceStateChanged: ...
     def __init__(
         self,
         *,
@@ -226,16 +229,50 @@ class NodeEvent(_message.Message):
         agent_leg_failed: Global___AgentLegFailed | None = ...,
         call_ended: Global___CallEnded | None = ...,
         digit_pressed: Global___DigitPressed | None = ...,
+        device_state_changed: Global___DeviceStateChanged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_leg_answered", b"agent_leg_answered", "agent_leg_failed", b"agent_leg_failed", "call_ended", b"call_ended", "call_joined", b"call_joined", "call_left", b"call_left", "digit_pressed", b"digit_pressed", "event", b"event"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_leg_answered", b"agent_leg_answered", "agent_leg_failed", b"agent_leg_failed", "call_ended", b"call_ended", "call_joined", b"call_joined", "call_left", b"call_left", "device_state_changed", b"device_state_changed", "digit_pressed", b"digit_pressed", "event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_leg_answered", b"agent_leg_answered", "agent_leg_failed", b"agent_leg_failed", "at", b"at", "call_ended", b"call_ended", "call_joined", b"call_joined", "call_left", b"call_left", "digit_pressed", b"digit_pressed", "event", b"event", "node_seq", b"node_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_leg_answered", b"agent_leg_answered", "agent_leg_failed", b"agent_leg_failed", "at", b"at", "call_ended", b"call_ended", "call_joined", b"call_joined", "call_left", b"call_left", "device_state_changed", b"device_state_changed", "digit_pressed", b"digit_pressed", "event", b"event", "node_seq", b"node_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["call_joined", "call_left", "agent_leg_answered", "agent_leg_failed", "call_ended", "digit_pressed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["call_joined", "call_left", "agent_leg_answered", "agent_leg_failed", "call_ended", "digit_pressed", "device_state_changed"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___NodeEvent: _TypeAlias = NodeEvent  # noqa: Y015
+
+@_typing.final
+class DeviceStateChanged(_message.Message):
+    """The state of a device this node was told to watch (WatchDevices), as Asterisk reports it:
+    sent once with the current state when the watch starts (and again after the node's ARI
+    connection is re-established), then on every change. Like app_queue's state_interface: an agent
+    whose device is in use (a call clusterq did not make) is offered only with ringinuse, an
+    unavailable or invalid one never.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    device: _builtins.str
+    """Asterisk's device name, e.g. "PJSIP/alice" or "Local/alice@agents"."""
+    state: _builtins.str
+    """Asterisk's device state name as ARI gives it: UNKNOWN, NOT_INUSE, INUSE, BUSY, INVALID,
+    UNAVAILABLE, RINGING, RINGINUSE, ONHOLD.
+    """
+    def __init__(
+        self,
+        *,
+        device: _builtins.str = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceStateChanged: _TypeAlias = DeviceStateChanged  # noqa: Y015
 
 @_typing.final
 class CallJoined(_message.Message):
@@ -509,6 +546,7 @@ class Decision(_message.Message):
     ANNOUNCE_FIELD_NUMBER: _builtins.int
     PERIODIC_ANNOUNCE_FIELD_NUMBER: _builtins.int
     QUEUE_MEDIA_FIELD_NUMBER: _builtins.int
+    WATCH_DEVICES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def stamp(self) -> _common_pb2.Stamp:
         """Filled by the node from DecisionBatch.stamp (leaders before that field stamped every decision).
@@ -533,6 +571,8 @@ class Decision(_message.Message):
     def periodic_announce(self) -> Global___PeriodicAnnounce: ...
     @_builtins.property
     def queue_media(self) -> Global___QueueMedia: ...
+    @_builtins.property
+    def watch_devices(self) -> Global___WatchDevices: ...
     def __init__(
         self,
         *,
@@ -546,16 +586,50 @@ class Decision(_message.Message):
         announce: Global___Announce | None = ...,
         periodic_announce: Global___PeriodicAnnounce | None = ...,
         queue_media: Global___QueueMedia | None = ...,
+        watch_devices: Global___WatchDevices | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp", "watch_devices", b"watch_devices"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp", "watch_devices", b"watch_devices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_decision: _TypeAlias = _typing.Literal["join_ack", "join_reject", "offer", "connect", "cancel_offer", "continue_in_dialplan", "announce", "periodic_announce", "queue_media"]  # noqa: Y015
+    _WhichOneofReturnType_decision: _TypeAlias = _typing.Literal["join_ack", "join_reject", "offer", "connect", "cancel_offer", "continue_in_dialplan", "announce", "periodic_announce", "queue_media", "watch_devices"]  # noqa: Y015
     _WhichOneofArgType_decision: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_decision) -> _WhichOneofReturnType_decision | None: ...
 
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class WatchDevices(_message.Message):
+    """The devices whose state this node reports (DeviceStateChanged): the state interfaces of the
+    agents homed on it. Sent with replace = true (the whole list) after the node registers, then as
+    changes when agents log in, change or log out.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCH_FIELD_NUMBER: _builtins.int
+    UNWATCH_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    replace: _builtins.bool
+    """watch is the whole list: stop watching every other device."""
+    @_builtins.property
+    def watch(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def unwatch(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        watch: _abc.Iterable[_builtins.str] | None = ...,
+        unwatch: _abc.Iterable[_builtins.str] | None = ...,
+        replace: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replace", b"replace", "unwatch", b"unwatch", "watch", b"watch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchDevices: _TypeAlias = WatchDevices  # noqa: Y015
 
 @_typing.final
 class JoinAck(_message.Message):
