@@ -46,7 +46,7 @@ import aiohttp
 
 from stasis_app.ari.aioari_connection import AioAriConnection, _brief
 from stasis_app.ari.events import BridgeInfo, ChannelInfo, bridge_info, channel_info, in_stasis_app
-from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone
+from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone, check_device_name
 from stasis_app.ari.slots import RequestSlots
 from stasis_app.ari.transport import POOL_SIZE, HttpStatus
 
@@ -234,3 +234,28 @@ class AioAriAdapter(AioAriConnection):
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         """Send DTMF digits to the channel."""
         await self._channel("sendDTMF", channel_id, dtmf=digits)
+
+    async def subscribe_device(self, device: str) -> None:
+        """POST /applications/{app}/subscription?eventSource=deviceState:<device> (any name is accepted;
+        subscribing twice is fine)."""
+        check_device_name(device)
+        await self._call("applications", "subscribe", applicationName=self._s.app,
+                         eventSource=f"deviceState:{device}")
+
+    async def unsubscribe_device(self, device: str) -> None:
+        """DELETE the subscription; 422 "Event source was not subscribed to" is fine."""
+        check_device_name(device)
+        try:
+            await self._call("applications", "unsubscribe", applicationName=self._s.app,
+                             eventSource=f"deviceState:{device}")
+        except AriError as exc:
+            if exc.status != 422 or "not subscribed" not in exc.message.lower():
+                raise
+
+    async def device_state(self, device: str) -> str:
+        """GET /deviceStates/{device} (aioswagger encodes its '/' and '@'; a raw '/' would be 404)."""
+        body = await self._call("deviceStates", "get", deviceName=device)
+        state = body.get("state") if isinstance(body, dict) else None
+        if not isinstance(state, str) or not state:
+            raise AriError(200, f"device state of {device!r} without a state: {body!r}"[:200])
+        return state

@@ -26,6 +26,10 @@ Sequences observed on Asterisk 22.10.1 (`subscribeAll=false`, one app), the cont
   i.e. a failed leg is a ChannelDestroyed for an originated id that never had StasisStart; its reason is
   the last non-empty Dial.dialstatus if any, else the cause (`failure_reason`). After StasisStart an
   originated leg ends with StasisEnd then ChannelDestroyed. Events of `<id>;2` halves also arrive.
+* Device state (`subscribe_device`): DeviceStateChanged {"device_state": {"name", "state"}} for each
+  change of a subscribed device, often twice in a row with the same state (both halves of a Local
+  call change it). A Local agent "Local/alice@ctx/n" is the device "Local/alice@ctx": INUSE as soon
+  as a channel to it rings (Local never says RINGING) and while it talks, NOT_INUSE after its hangup.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ __all__ = [
     "ChannelInfo",
     "ChannelLeftBridge",
     "ChannelStateChanged",
+    "DeviceStateChanged",
     "Dial",
     "DtmfReceived",
     "PlaybackFinished",
@@ -180,6 +185,14 @@ class Dial:
 
 
 @dataclass(frozen=True)
+class DeviceStateChanged:
+    """A subscribed device changed state; `state` is Asterisk's name (NOT_INUSE, INUSE, RINGING, ...)."""
+
+    device: str
+    state: str
+
+
+@dataclass(frozen=True)
 class AriConnected:
     """The event websocket is up; `resync` is True after a reconnect (events may have been missed)."""
 
@@ -211,6 +224,7 @@ AriEvent = (
     | ChannelEnteredBridge
     | ChannelLeftBridge
     | Dial
+    | DeviceStateChanged
     | AriConnected
     | AriDisconnected
     | ApplicationReplaced
@@ -300,6 +314,8 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], AriEvent]] = {
     "ChannelEnteredBridge": lambda r: ChannelEnteredBridge(str(r["bridge"]["id"]), _cid(r)),
     "ChannelLeftBridge": lambda r: ChannelLeftBridge(str(r["bridge"]["id"]), _cid(r)),
     "Dial": _dial,
+    "DeviceStateChanged": lambda r: DeviceStateChanged(str(r["device_state"]["name"]),
+                                                       str(r["device_state"]["state"])),
     "ApplicationReplaced": lambda r: ApplicationReplaced(),
 }
 

@@ -3,7 +3,8 @@
 Two faces: the `AriPort` methods the app calls, and a driver API the test calls to play the outside
 world (`caller_enters`, `caller_hangs_up`, `press_dtmf`, `finish_playback`, `answer_leg`, `fail_leg`,
 `drop_connection`, `restore_connection`, `replace_application`, `restart_asterisk`, `successor`).
-Tests inspect the state (`channels`, `bridges`, `playbacks`, `originations`, `continued`).
+Tests inspect the state (`channels`, `bridges`, `playbacks`, `originations`, `continued`); device
+state: `set_device_state` drives it, `devices`, `device_subscriptions`, `device_requests` show it.
 The state and the driver API are `FakeAsterisk` (fake_asterisk.py); `FakeAri` adds the `AriPort` face.
 
 Event sequences, errors and status codes copy what Asterisk 22.10.1 did (see events.py and port.py):
@@ -32,7 +33,7 @@ from stasis_app.ari.fake_model import (
     Originated,
     OriginateOutcome,
 )
-from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone
+from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, check_device_name
 
 __all__ = [
     "Continued", "FakeAri", "FakeBridge", "FakeChannel", "FakePlayback", "OriginateOutcome", "Originated",
@@ -74,6 +75,7 @@ class FakeAri(FakeAsterisk):
         other = FakeAri(self.node_id, self.app, now=self._now)
         other.channels, other.bridges, other.playbacks = self.channels, self.bridges, self.playbacks
         other.originations = self.originations
+        other.devices, other.device_subscriptions = self.devices, self.device_subscriptions
         other._ids = self._ids
         return other
 
@@ -239,6 +241,36 @@ class FakeAri(FakeAsterisk):
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         """Send DTMF to the channel (recorded in `dtmf_sent`)."""
         self._stasis(channel_id).dtmf_sent.append(digits)
+
+    async def subscribe_device(self, device: str) -> None:
+        """Subscribe our app to the device's state changes (idempotent)."""
+        check_device_name(device)
+        self._check_connected("subscribe_device")
+        self.device_requests.append(("subscribe", device))
+        self._injected("subscribe_device")
+        self.device_subscriptions.add(device)
+
+    async def unsubscribe_device(self, device: str) -> None:
+        """Drop the subscription (one that does not exist is fine)."""
+        check_device_name(device)
+        self._check_connected("unsubscribe_device")
+        self.device_requests.append(("unsubscribe", device))
+        self._injected("unsubscribe_device")
+        self.device_subscriptions.discard(device)
+
+    async def device_state(self, device: str) -> str:
+        """The device's state; INVALID for a device never set (as Asterisk answers)."""
+        self._check_connected("device_state")
+        self.device_requests.append(("get", device))
+        self.device_gets_in_flight += 1
+        self.device_gets_max = max(self.device_gets_max, self.device_gets_in_flight)
+        try:
+            await self.device_gets_open.wait()
+        finally:
+            self.device_gets_in_flight -= 1
+        self._check_connected("device_state")
+        self._injected("device_state")
+        return self.devices.get(device, "INVALID")
 
     # ---- internals: the port's checks ------------------------------------------------------------
 

@@ -51,8 +51,20 @@ class FakeAsterisk:
         self.continued: list[Continued] = []
         self.outcomes: dict[str, OriginateOutcome] = {}  # endpoint -> outcome applied at originate
         # operation name -> errors its next calls raise, in order (a request lost to a time-out, a
-        # refusal); for answer, start_moh, set_var, continue_in_dialplan, create_bridge and add_to_bridge
+        # refusal); for answer, start_moh, set_var, continue_in_dialplan, create_bridge, add_to_bridge,
+        # subscribe_device, unsubscribe_device and device_state
         self.errors: dict[str, list[AriError]] = {}
+        # Device states (a device not listed is INVALID, as on Asterisk), the app's device
+        # subscriptions (kept over a websocket drop, lost when Asterisk restarts), and every device
+        # request made, in order: ("subscribe" | "unsubscribe" | "get", device).
+        self.devices: dict[str, str] = {}
+        self.device_subscriptions: set[str] = set()
+        self.device_requests: list[tuple[str, str]] = []
+        # While cleared, device_state() waits (tests hold GETs in flight); the most held at once.
+        self.device_gets_open = asyncio.Event()
+        self.device_gets_open.set()
+        self.device_gets_in_flight = 0
+        self.device_gets_max = 0
 
     # ---- driver API: the outside world -----------------------------------------------------------
 
@@ -83,6 +95,13 @@ class FakeAsterisk:
         self.channels.clear()
         self.bridges.clear()
         self.playbacks.clear()
+        self.device_subscriptions.clear()
+
+    def set_device_state(self, device: str, state: str) -> None:
+        """A device changes state: DeviceStateChanged if our app subscribed to it."""
+        self.devices[device] = state
+        if device in self.device_subscriptions:
+            self._emit(ev.DeviceStateChanged(device, state))
 
     def caller_enters(self, args: Sequence[str], *, caller_number: str = "", caller_name: str = "",
                       channel_id: str | None = None, context: str = "clusterq-callers") -> str:

@@ -18,6 +18,10 @@ Guarantees of every `AriPort`:
   * A stalled Asterisk counts as disconnected within `heartbeat_interval + heartbeat_timeout`.
   * Idempotent teardown: `stop_playback` of a finished playback and `destroy_bridge` of a missing bridge
     succeed (the wanted end state holds); `get_var` of an unset variable is None; other 404s are errors.
+  * Device state: `subscribe_device` and `unsubscribe_device` are idempotent (subscribing twice, or
+    dropping a subscription that does not exist, succeeds); `device_state` of a device Asterisk does
+    not know is "INVALID" (Asterisk 22 answers 200 with that state, never 404). Subscriptions belong
+    to the app inside Asterisk: they outlive a websocket drop but not an Asterisk restart.
 Non-guarantees: no event is replayed after a disconnect; commands are not retried.
 """
 
@@ -39,6 +43,7 @@ __all__ = [
     "ChannelGone",
     "RETRY_DELAYS",
     "best_effort",
+    "check_device_name",
     "EventStream",
     "retried",
 ]
@@ -188,6 +193,12 @@ class EventStream:
         return item
 
 
+def check_device_name(device: str) -> None:
+    """Refuse a device name ARI would read as more than one device (see `AriPort.subscribe_device`)."""
+    if not device or "," in device:
+        raise ValueError(f"not a device name ARI can subscribe to alone: {device!r}")
+
+
 class AriPort(Protocol):
     """What the stasis app may ask of one Asterisk node (see the module docstring for guarantees)."""
 
@@ -298,4 +309,19 @@ class AriPort(Protocol):
 
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         """Send DTMF digits to the channel."""
+        ...
+
+    async def subscribe_device(self, device: str) -> None:
+        """Deliver DeviceStateChanged events of `device` (e.g. "PJSIP/alice") to our app.
+        `device` must be non-empty and free of commas: ARI reads "deviceState:" alone as every
+        device and splits its event sources on commas (ValueError here)."""
+        ...
+
+    async def unsubscribe_device(self, device: str) -> None:
+        """Stop the DeviceStateChanged events of `device`; one not subscribed is not an error."""
+        ...
+
+    async def device_state(self, device: str) -> str:
+        """The device's current state name (NOT_INUSE, INUSE, ...; INVALID when Asterisk does not
+        know the device)."""
         ...
