@@ -27,6 +27,7 @@ from stasis_app.call.agent_legs import UNANSWERED, AgentLegs
 from stasis_app.call.args import BadArgs, parse_args
 from stasis_app.call.callers import CallerActions
 from stasis_app.call.connections import CallerConnections
+from stasis_app.call.devices import DeviceWatch
 from stasis_app.call.resync import RESERVED_FIRST_ARGS, Reconciler
 from stasis_app.call.serial import KeyedSerializer
 from stasis_app.config import StasisSettings
@@ -54,6 +55,7 @@ class NodeApp:
         self.actions = CallerActions(self)
         self.connections = CallerConnections(self)
         self.legs = AgentLegs(self)
+        self.devices = DeviceWatch(ari, self.send)  # the leader's WatchDevices (call/devices.py)
         self._join_order = 0
         self._grace_task: asyncio.Task[None] | None = None
         # True once no coordinator was reachable for the grace time, until one is again.
@@ -86,6 +88,7 @@ class NodeApp:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.serial.cancel_all()
+            self.devices.close()
 
     async def _coordinator(self) -> None:
         try:
@@ -205,6 +208,10 @@ class NodeApp:
             self.actions.announce(dec.announce)
         elif kind == "periodic_announce":
             self.actions.periodic(dec.periodic_announce)
+        elif kind == "watch_devices":
+            self.devices.apply(dec.watch_devices)
+        else:  # a newer leader's kind this node does not know (None: unknown to our proto)
+            log.debug("ignoring decision of unknown kind %s", kind)
 
     def _gone_caller(self, caller_node: str, call_id: str) -> bool:
         return caller_node == self.node_id and call_id not in self.callers
@@ -223,12 +230,17 @@ class NodeApp:
                 self.actions.digit(c, event.digit)
         elif isinstance(event, ev.PlaybackFinished):
             self.actions.playback_finished(event.playback_id, event.target_channel_id)
+        elif isinstance(event, ev.DeviceStateChanged):
+            self.devices.on_event(event)
         elif isinstance(event, ev.AriConnected):
             await self.resync()
             self.ari_connected = True
+            self.devices.connected()  # after the resync: subscribe again and re-report every state
         elif isinstance(event, ev.AriDisconnected):
             self.ari_connected = False
+            self.devices.disconnected()
         elif isinstance(event, ev.ApplicationReplaced):
+            self.devices.disconnected()
             # A newer instance (rolling update) owns the app now: stand down, never fight.
             log.warning("another instance took over app %s on this node: standing down", self.settings.app)
             self._stopped.set()
