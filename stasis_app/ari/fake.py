@@ -259,9 +259,13 @@ class FakeAri(FakeAsterisk):
         self.device_subscriptions.discard(device)
 
     async def device_state(self, device: str) -> str:
-        """The device's state; INVALID for a device never set (as Asterisk answers)."""
+        """The device's state when asked; INVALID for a device never set (as Asterisk answers).
+        While `device_gets_open` is cleared the answer is held (in transit: it may be older than
+        events that arrive meanwhile)."""
         self._check_connected("device_state")
         self.device_requests.append(("get", device))
+        self._injected("device_state")
+        state = self.devices.get(device, "INVALID")
         self.device_gets_in_flight += 1
         self.device_gets_max = max(self.device_gets_max, self.device_gets_in_flight)
         try:
@@ -269,8 +273,7 @@ class FakeAri(FakeAsterisk):
         finally:
             self.device_gets_in_flight -= 1
         self._check_connected("device_state")
-        self._injected("device_state")
-        return self.devices.get(device, "INVALID")
+        return state
 
     # ---- internals: the port's checks ------------------------------------------------------------
 

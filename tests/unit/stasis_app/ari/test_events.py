@@ -38,6 +38,7 @@ DECODED_AS: dict[str, type] = {
     "ChannelDtmfReceived": ev.DtmfReceived, "PlaybackStarted": ev.PlaybackStarted,
     "PlaybackFinished": ev.PlaybackFinished, "ChannelEnteredBridge": ev.ChannelEnteredBridge,
     "ChannelLeftBridge": ev.ChannelLeftBridge, "Dial": ev.Dial, "ApplicationReplaced": ev.ApplicationReplaced,
+    "DeviceStateChanged": ev.DeviceStateChanged,
 }
 
 
@@ -51,6 +52,12 @@ def test_every_sample_decodes_to_its_typed_event_or_is_an_unused_type() -> None:
             assert event is None, raw["type"]
         else:
             assert isinstance(event, DECODED_AS[raw["type"]]), raw["type"]
+
+
+def test_device_state_changed_of_a_local_agent_device() -> None:
+    decoded = [ev.decode(raw) for raw in _load("devicestate-events.jsonl")]
+    device = "Local/alice@clusterq-agents-test"
+    assert decoded == [ev.DeviceStateChanged(device, "INUSE")] * 3 + [ev.DeviceStateChanged(device, "NOT_INUSE")] * 2
 
 
 def test_stasis_start_of_a_dialplan_caller() -> None:
