@@ -359,3 +359,32 @@ async def test_offer_channel_ids_are_prefix_free_on_asterisk(rec: Recorder, phon
         await port.hangup(channel_id)
     assert offer_of_bridge("a", bridge_id("a", "e2-1")) == "e2-1"
     assert offer_of_bridge("a", "a-br-e2-1") is None and offer_of_bridge("b", bridge_id("a", "e2-1")) is None
+
+
+async def test_device_state_subscribe_read_and_events(rec: Recorder, phones: AriObserver) -> None:
+    port, device = rec.adapter, "Local/devx@clusterq-agents-test"  # of the endpoint Local/devx@...-test/n
+    assert await port.device_state(device) == "NOT_INUSE"  # its extension exists, nobody on it
+    assert await port.device_state("PJSIP/nobody") == "INVALID"  # unknown to Asterisk: 200, never 404
+    assert await port.device_state("Local/devx@no-such-context") == "INVALID"
+    await port.subscribe_device(device)
+    await port.subscribe_device(device)  # idempotent
+    with pytest.raises(ValueError):
+        await port.subscribe_device("")  # ARI: every device
+    with pytest.raises(ValueError):
+        await port.subscribe_device(f"{device},PJSIP/other")  # ARI: two event sources
+    mark = rec.mark()
+    await phones.ari("POST", "/channels", {"endpoint": f"{device}/n", "app": phones.app, "appArgs": "phone",
+                                           "channelId": "devx-1", "formats": "ulaw"})
+    await rec.wait(lambda e: e == ev.DeviceStateChanged(device, "INUSE"), since=mark)
+    assert await port.device_state(device) == "INUSE"
+    await phones.hangup("devx-1")
+    await rec.wait(lambda e: e == ev.DeviceStateChanged(device, "NOT_INUSE"), since=mark)
+    await port.unsubscribe_device(device)
+    await port.unsubscribe_device(device)  # 422 "Event source was not subscribed to": fine
+    mark = rec.mark()
+    await phones.ari("POST", "/channels", {"endpoint": f"{device}/n", "app": phones.app, "appArgs": "phone",
+                                           "channelId": "devx-2", "formats": "ulaw"})
+    await phones.wait_for(lambda e: e.type == "StasisStart" and e.channel_id == "devx-2")
+    await phones.hangup("devx-2")
+    with pytest.raises(TimeoutError):
+        await rec.wait(_is(ev.DeviceStateChanged), timeout=0.5, since=mark)
