@@ -11,6 +11,9 @@ carries every adopted caller with its arrival sequence.
 Without a coordinator, callers keep their music for `grace` seconds; then the waiting ones (and
 those still waiting for a cross-node trunk leg) leave with UNAVAILABLE, unanswered agent legs are
 hung up, and until a coordinator is back new callers leave at once with UNAVAILABLE.
+
+The devices the leader names (WatchDevices, the agents' state interfaces) are watched by
+call/devices.py, which reports their states (DeviceStateChanged) through the same event path.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.fake import FakeAri
 from stasis_app.ari.port import AriError, AriUnavailable
 from stasis_app.call import devices
+from stasis_app.coordinator_client import CoordinatorClient
 from tests.unit.stasis_app.harness import Node, running
 
 ALICE, BOB, CAROL = "Local/alice@agents", "PJSIP/bob", "Local/carol@agents"
@@ -243,5 +244,23 @@ async def test_a_decision_of_a_kind_this_node_does_not_know_is_ignored() -> None
         n.app.on_decision(unknown)
         n.app.on_decision(node_pb2.Decision(stamp=stamp))  # none set at all
         _watch(n, [ALICE], replace=True)  # the node goes on
+        await n.settle()
+        assert _reported(n) == [(ALICE, "NOT_INUSE")]
+
+
+async def test_a_watch_of_a_stale_leader_is_refused_like_any_decision() -> None:
+    ari = _fake()
+    async with running(ari) as n:
+        client = CoordinatorClient("a", ("127.0.0.1:1",), n.app.snapshot, n.app.on_decision, lambda _up: None)
+        client.highest_epoch = 5
+
+        def watch(epoch: int) -> node_pb2.Decision:
+            return node_pb2.Decision(stamp=common_pb2.Stamp(epoch=epoch, seq=1),
+                                     watch_devices=node_pb2.WatchDevices(watch=[ALICE], replace=True))
+
+        assert not client.deliver(watch(4))
+        await n.settle()
+        assert ari.device_requests == [] and n.app.devices.watched == set()
+        assert client.deliver(watch(5))
         await n.settle()
         assert _reported(n) == [(ALICE, "NOT_INUSE")]
