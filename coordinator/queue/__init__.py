@@ -14,6 +14,7 @@ from coordinator.queue.decisions import (
     Offer,
     PeriodicAnnounce,
     QueueStats,
+    WatchDevices,
 )
 from coordinator.queue.events import (
     AgentLoggedIn,
@@ -24,6 +25,7 @@ from coordinator.queue.events import (
     CallEnded,
     CallerJoined,
     CallerLeft,
+    DeviceStateChanged,
     Event,
     NodeAlive,
     NodeDetached,
@@ -64,6 +66,7 @@ __all__ = [
     "CancelOffer",
     "Connect",
     "Decision",
+    "DeviceStateChanged",
     "Event",
     "JoinAccepted",
     "JoinRejected",
@@ -84,4 +87,5 @@ __all__ = [
     "Requirement",
     "Strategy",
     "Tick",
+    "WatchDevices",
 ]

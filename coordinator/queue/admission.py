@@ -3,8 +3,11 @@
 With a non-empty condition set, a queue with no logged-in member is "empty" (JOINEMPTY / LEAVEEMPTY);
 a queue whose members are all unusable is "unavailable" (JOINUNAVAIL / LEAVEUNAVAIL). A member is
 unusable when it is in one of the listed conditions: paused, penalty (outside the caller's current
-penalty band), inuse (in a call), ringing (an offer pending), unavailable (home node lost), wrapup.
-"invalid" and "unknown" are accepted for compatibility; a logged-in agent is never in those states.
+penalty band), inuse (in a call, or its device INUSE, BUSY, ONHOLD or RINGINUSE), ringing (an offer
+pending, or its device RINGING or RINGINUSE), unavailable (home node lost, or its device UNAVAILABLE),
+invalid (its device INVALID), unknown (its device UNKNOWN: not reported yet, or Asterisk cannot tell),
+wrapup. The device states follow app_queue's get_member_status, which also counts only INUSE as
+"inuse"; BUSY and ONHOLD are counted too here, since such a member cannot take the call either.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ EMPTY = "empty"
 UNAVAIL = "unavail"
 
 
+_DEVICE_INUSE = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
+_DEVICE_RINGING = frozenset({"RINGING", "RINGINUSE"})
+
+
 def _unusable(
     agent: AgentRec, member: MemberRec, conditions: Set[str], band: tuple[int, int] | None, now: float
 ) -> bool:
@@ -31,11 +38,16 @@ def _unusable(
         return True
     if "penalty" in conditions and band is not None and not band[0] <= member.penalty <= band[1]:
         return True
-    if "inuse" in conditions and agent.calls:
+    device = agent.device_state
+    if "inuse" in conditions and (agent.calls or device in _DEVICE_INUSE):
         return True
-    if "ringing" in conditions and agent.offer_id is not None:
+    if "ringing" in conditions and (agent.offer_id is not None or device in _DEVICE_RINGING):
         return True
-    if "unavailable" in conditions and not agent.node_up:
+    if "unavailable" in conditions and (not agent.node_up or device == "UNAVAILABLE"):
+        return True
+    if "invalid" in conditions and device == "INVALID":
+        return True
+    if "unknown" in conditions and device == "UNKNOWN":
         return True
     return "wrapup" in conditions and agent.wrapup_until > now
 

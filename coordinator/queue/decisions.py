@@ -21,6 +21,7 @@ __all__ = [
     "Offer",
     "PeriodicAnnounce",
     "QueueStats",
+    "WatchDevices",
 ]
 
 
@@ -133,6 +134,19 @@ class AgentStateChanged:
     reason: str
 
 
+@fast_init
+@dataclass(frozen=True, slots=True)
+class WatchDevices:
+    """Which devices `node_id` must watch and report (DeviceStateChanged): the devices of the agents
+    homed there. replace = True: `watch` is the whole list (after the node (re)attaches); otherwise a
+    change (an agent logged in, changed its device or home, or logged out)."""
+
+    node_id: str
+    watch: tuple[str, ...]
+    unwatch: tuple[str, ...]
+    replace: bool
+
+
 Decision = (
     JoinAccepted
     | JoinRejected
@@ -143,6 +157,7 @@ Decision = (
     | Announce
     | PeriodicAnnounce
     | AgentStateChanged
+    | WatchDevices
 )
 """Every output of QueueEngine.apply."""
 
@@ -155,7 +170,8 @@ class QueueStats:
     service_level_pct = answered within service_level / answered x 100.
     service_level2_pct = (answered within + abandoned within) / (answered + abandoned) x 100.
     asa = mean wait of answered callers. Percentages and means are 0.0 when nothing was counted.
-    agents_busy counts members in a call or ringing; members in wrap-up are neither available nor busy.
+    agents_busy counts members in a call or ringing, or whose device is in use; members in wrap-up are
+    neither available nor busy, nor are members whose device is in use.
     """
 
     queue: str
@@ -180,8 +196,10 @@ class QueueStats:
 class AgentView:
     """An agent as the engine sees it.
 
-    state is one of "available", "ringing", "busy", "wrapup", "paused", "unavailable" (home node lost);
-    the first that applies in the order unavailable, paused, busy, ringing, wrapup, available.
+    state is one of "available", "ringing", "busy" (in a call clusterq made), "wrapup", "paused",
+    "inuse" (its device is in use on a call clusterq did not make), "unavailable" (home node lost, or
+    device UNAVAILABLE / INVALID); the first that applies in the order unavailable, paused, busy,
+    ringing, wrapup, inuse, available.
     """
 
     agent_id: str
@@ -198,6 +216,10 @@ class AgentView:
     skills: tuple[tuple[str, str], ...] = ()
     last_call_end: float = float("-inf")
     """Engine time (the `now` of events) when its last call ended; -inf before its first."""
+    state_interface: str = ""
+    """The device followed (the configured state_interface, else the endpoint's device)."""
+    device_state: str = "UNKNOWN"
+    """That device's state as its node last reported it."""
 
 
 @fast_init

@@ -16,6 +16,7 @@ __all__ = [
     "CallEnded",
     "CallerJoined",
     "CallerLeft",
+    "DeviceStateChanged",
     "Event",
     "NodeAlive",
     "NodeDetached",
@@ -181,6 +182,20 @@ class NodeAlive:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class DeviceStateChanged:
+    """A node reports the state of a device it watches (see decisions.WatchDevices): it applies to the
+    agents homed on that node whose state_interface is that device (device names are per node).
+
+    state is Asterisk's name: in use (INUSE, BUSY, RINGING, RINGINUSE, ONHOLD) = offered only with
+    ringinuse; UNAVAILABLE or INVALID = never offered; NOT_INUSE or UNKNOWN (or any other) = available."""
+
+    node_id: str
+    device: str
+    state: str
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Tick:
     """No news; only timers run (ring timeouts, wrap-up ends, max wait, penalty widening, announcements)."""
 
@@ -201,6 +216,7 @@ Event = (
     | NodeLost
     | NodeDetached
     | NodeAlive
+    | DeviceStateChanged
     | Tick
 )
 """Every input of QueueEngine.apply."""

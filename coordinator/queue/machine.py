@@ -29,6 +29,7 @@ from coordinator.queue.decisions import (
     JoinRejected,
     QueueStats,
 )
+from coordinator.queue.devices import device_state_changed, follow_device, forget_device
 from coordinator.queue.dispatch import dispatch
 from coordinator.queue.events import (
     AgentLoggedIn,
@@ -39,6 +40,7 @@ from coordinator.queue.events import (
     CallEnded,
     CallerJoined,
     CallerLeft,
+    DeviceStateChanged,
     Event,
     NodeAlive,
     NodeDetached,
@@ -165,6 +167,7 @@ class QueueEngine:
             NodeLost: lambda e, now, out: node_lost(st, e.node_id, now, out),
             NodeDetached: lambda e, now, out: node_detached(st, e.node_id, now, out),
             NodeAlive: lambda e, now, out: node_alive(st, e.node_id, now, out),
+            DeviceStateChanged: lambda e, now, out: device_state_changed(st, e, now),
             Tick: _ignore,
         }
 
@@ -205,9 +208,11 @@ class QueueEngine:
         st = self._st
         agent = st.agents.get(cfg.agent_id)
         new_queues = {m.queue for m in cfg.memberships}
+        old_device: tuple[str, str] | None = None
         if agent is None:
             agent = st.agents[cfg.agent_id] = AgentRec(cfg, available_since=now)
         else:
+            old_device = (agent.config.home_node, agent.config.device)
             for m in agent.config.memberships:
                 q = st.queues.get(m.queue)
                 if m.queue not in new_queues and q is not None:
@@ -217,6 +222,7 @@ class QueueEngine:
                 cancel_offer(st, offer, "membership_removed", now, out)
             agent.config = cfg
         agent.node_up = cfg.home_node not in st.lost_nodes and cfg.home_node not in st.detached_nodes
+        follow_device(st, agent, old_device, out)
         restore_agent_calls(st, cfg.agent_id)
         for m in cfg.memberships:
             q = st.queues.get(m.queue)
@@ -237,6 +243,7 @@ class QueueEngine:
             q = st.queues.get(m.queue)
             if q is not None:
                 q.members.pop(event.agent_id, None)
+        forget_device(st, agent, out)
         del st.agents[event.agent_id]
         st.idle.pop(event.agent_id, None)
         out.append(AgentStateChanged(event.agent_id, "logged_out", ""))

@@ -19,11 +19,13 @@ __all__ = [
     "NAME_RE",
     "AgentConfig",
     "CallerStatus",
+    "DEVICE_STATES",
     "Membership",
     "PenaltyRule",
     "QueueConfig",
     "Requirement",
     "Strategy",
+    "device_of",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -31,6 +33,11 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 EMPTY_CONDITIONS = frozenset({"paused", "penalty", "inuse", "ringing", "unavailable", "invalid", "unknown", "wrapup"})
 """Member conditions accepted by joinempty / leavewhenempty (app_queue's list)."""
+
+DEVICE_STATES = frozenset(
+    {"UNKNOWN", "NOT_INUSE", "INUSE", "BUSY", "INVALID", "UNAVAILABLE", "RINGING", "RINGINUSE", "ONHOLD"}
+)
+"""Asterisk's device state names as ARI gives them (an agent's state_interface is in one of them)."""
 
 ANNOUNCE_POSITION_VALUES = frozenset({"yes", "no", "limit", "more"})
 ANNOUNCE_HOLDTIME_VALUES = frozenset({"yes", "no", "once"})
@@ -219,6 +226,14 @@ class AgentConfig:
     """None = use the queue's ringinuse."""
     wrapup_time: float | None = None
     """None = use the queue's wrapup_time."""
+    state_interface: str = ""
+    """The device whose state tells whether the agent is busy (app_queue's state_interface), watched on
+    its home node; "" = the endpoint's own device (see `device`)."""
+
+    @property
+    def device(self) -> str:
+        """The device the engine follows: state_interface, else the endpoint's device (`device_of`)."""
+        return self.state_interface or device_of(self.endpoint)
 
     def validate(self) -> None:
         """Raise ValueError for an unusable agent definition."""
@@ -244,3 +259,13 @@ class AgentConfig:
             if not any(k == req.key and (req.value == "*" or v == req.value) for k, v in self.skills):
                 return False
         return True
+
+
+def device_of(endpoint: str) -> str:
+    """The device name of a dial string, as Asterisk's device state knows it: a Local channel's
+    "/options" suffix is not part of its device ("Local/alice@agents/n" -> "Local/alice@agents");
+    any other dial string is its own device ("PJSIP/alice")."""
+    tech, sep, rest = endpoint.partition("/")
+    if sep and tech.lower() == "local":
+        return f"{tech}/{rest.partition('/')[0]}"
+    return endpoint

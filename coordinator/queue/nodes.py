@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coordinator.queue.decisions import AgentStateChanged, Decision
+from coordinator.queue.devices import watch_list
 from coordinator.queue.lifecycle import cancel_offer, end_call, exit_caller
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.state import CONNECTED, EngineState
@@ -51,7 +52,9 @@ def node_detached(st: EngineState, node_id: str, now: float, out: list[Decision]
 
 def node_alive(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
     """A lost or detached node is back: the agents homed there are available again, its callers
-    can be offered again."""
+    can be offered again. It is told the whole list of devices to watch (its agents' devices keep
+    their last reported state until it reports them again)."""
+    out.append(watch_list(st, node_id))
     st.lost_nodes.discard(node_id)
     if node_id in st.detached_nodes:
         st.detached_nodes.discard(node_id)

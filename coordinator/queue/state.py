@@ -4,7 +4,9 @@ Invariants kept by the engine:
 - an agent has at most one pending offer (`AgentRec.offer_id`);
 - a caller has pending offers only while state == "ringing" (several only under ringall);
 - a caller is in its queue's QueueLine exactly while state is "waiting" or "ringing";
-- `EngineState.idle` holds exactly the agents that could take an offer now in at least one queue.
+- `EngineState.idle` holds exactly the agents that could take an offer now in at least one queue;
+- `EngineState.devices[node][device]` exists exactly while a logged-in agent homed on `node` has that
+  device, lists those agents, and holds the device's last reported state, copied to each of them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,27 @@ from coordinator.queue.model import AgentConfig, QueueConfig, Requirement
 from coordinator.queue.ranking import QueueLine, RankKey
 from coordinator.queue.stats import QueueCounters
 
-__all__ = ["AgentRec", "CallerRec", "EngineState", "MemberRec", "OfferRec", "QueueRec", "Timer"]
+__all__ = [
+    "DEVICE_DOWN",
+    "DEVICE_IN_USE",
+    "AgentRec",
+    "CallerRec",
+    "DeviceRec",
+    "EngineState",
+    "MemberRec",
+    "OfferRec",
+    "QueueRec",
+    "Timer",
+]
 
 WAITING = "waiting"
 RINGING = "ringing"
 CONNECTED = "connected"
+
+# app_queue's rules for a member's device: in use = rung only with ringinuse; down = never rung.
+# NOT_INUSE and UNKNOWN (not reported yet, or Asterisk cannot tell) are available.
+DEVICE_IN_USE = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+DEVICE_DOWN = frozenset({"UNAVAILABLE", "INVALID"})
 
 
 @dataclass(slots=True, eq=False)
@@ -72,6 +90,24 @@ class AgentRec:
     available_since: float = 0.0
     unanswered: int = 0
     calls_taken: int = 0
+    device_state: str = "UNKNOWN"
+    """Its device's last reported state (a copy of its DeviceRec's); the two flags below follow it."""
+    device_in_use: bool = False
+    device_down: bool = False
+
+    def set_device_state(self, state: str) -> None:
+        """Take a reported device state (and what it means for offers)."""
+        self.device_state = state
+        self.device_in_use = state in DEVICE_IN_USE
+        self.device_down = state in DEVICE_DOWN
+
+
+@dataclass(slots=True, eq=False)
+class DeviceRec:
+    """A device watched on one node: its last reported state and the agents homed there that use it."""
+
+    state: str = "UNKNOWN"
+    agents: dict[str, None] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)
@@ -152,6 +188,8 @@ class EngineState:
     idle: dict[str, None] = field(default_factory=dict)
     lost_nodes: set[str] = field(default_factory=set)
     detached_nodes: set[str] = field(default_factory=set)  # streams down, not (yet) lost: no new offers
+    devices: dict[str, dict[str, DeviceRec]] = field(default_factory=dict)
+    """node id -> device name -> DeviceRec: what each node must watch, and who a report is about."""
     timers: list[Timer] = field(default_factory=list)
     timer_seq: int = 0
     arrival_counter: int = 0
@@ -179,10 +217,12 @@ class EngineState:
         return queue.wrapup_time if queue is not None else 0.0
 
     def can_take(self, agent: AgentRec, queue: QueueConfig, now: float) -> bool:
-        """The agent could be offered a caller of `queue` now (ignores skills and penalties)."""
-        if agent.paused or not agent.node_up or agent.offer_id is not None or agent.wrapup_until > now:
+        """The agent could be offered a caller of `queue` now (ignores skills and penalties). In a call,
+        or its device in use on a call clusterq did not make: only with ringinuse; device down: never."""
+        if (agent.paused or not agent.node_up or agent.offer_id is not None or agent.wrapup_until > now
+                or agent.device_down):
             return False
-        return not agent.calls or self.ringinuse(agent, queue)
+        return not (agent.calls or agent.device_in_use) or self.ringinuse(agent, queue)
 
     def refresh_idle(self, agent_id: str, now: float) -> None:
         """Recompute whether an agent belongs to the idle set after any change to it."""

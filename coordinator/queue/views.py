@@ -16,12 +16,13 @@ def caller_view(c: CallerRec, position: int | None) -> CallerView:
 
 def caller_ewt(st: EngineState, q: QueueRec, caller: CallerRec, now: float) -> float:
     """Estimated remaining wait of a caller queued in `q`, by the queue's method (Erlang C needs an
-    average handle time and a logged-in, unpaused member on a live node; otherwise the ewma estimate)."""
+    average handle time and a logged-in, unpaused member on a live node whose device is not unavailable or
+    invalid; otherwise the ewma estimate)."""
     counters = q.counters
     if q.config.ewt_method == "erlang_c":
         agents = sum(
             1 for m in q.members.values()
-            if (a := st.agents.get(m.agent_id)) is not None and not a.paused and a.node_up
+            if (a := st.agents.get(m.agent_id)) is not None and not a.paused and a.node_up and not a.device_down
         )
         aht = counters.aht
         if agents > 0 and aht is not None:
@@ -30,7 +31,8 @@ def caller_ewt(st: EngineState, q: QueueRec, caller: CallerRec, now: float) -> f
 
 
 def agent_state(a: AgentRec, now: float) -> str:
-    if not a.node_up:
+    """The AgentView state (see its docstring for the order)."""
+    if not a.node_up or a.device_down:
         return "unavailable"
     if a.paused:
         return "paused"
@@ -40,6 +42,8 @@ def agent_state(a: AgentRec, now: float) -> str:
         return "ringing"
     if a.wrapup_until > now:
         return "wrapup"
+    if a.device_in_use:
+        return "inuse"
     return "available"
 
 
@@ -58,6 +62,8 @@ def agent_view(a: AgentRec, now: float) -> AgentView:
         memberships=a.config.memberships,
         skills=a.config.skills,
         last_call_end=a.last_call_end,
+        state_interface=a.config.device,
+        device_state=a.device_state,
     )
 
 
@@ -70,7 +76,7 @@ def queue_stats(st: EngineState, q: QueueRec, now: float) -> QueueStats:
         if a is None:
             continue
         paused += a.paused
-        busy += bool(a.calls) or a.offer_id is not None
+        busy += bool(a.calls) or a.offer_id is not None or a.device_in_use
         available += agent_state(a, now) == "available"
     return QueueStats(
         queue=q.config.name,

@@ -30,6 +30,7 @@ def agent(
     skills: tuple[tuple[str, str], ...] = (),
     ringinuse: bool | None = None,
     wrapup: float | None = None,
+    iface: str = "",
 ) -> AgentConfig:
     """An agent in `queues` (default: "q") with the same penalty and weight in each."""
     names = queues or ("q",)
@@ -41,6 +42,7 @@ def agent(
         skills=skills,
         ringinuse=ringinuse,
         wrapup_time=wrapup,
+        state_interface=iface,
     )
 
 

@@ -13,6 +13,15 @@ from coordinator.queue import AgentConfig, Requirement
 QUEUES = ("q1", "q2")
 AGENT_IDS = ("a0", "a1", "a2", "a3")
 NODES = ("n1", "n2")
+# Agents' devices: their own (PJSIP/<id>, from the endpoint) or one they share.
+SHARED_DEVICE = "PJSIP/shared"
+DEVICES = (*(f"PJSIP/{a}" for a in AGENT_IDS), SHARED_DEVICE)
+STATE_INTERFACES = ("", "", SHARED_DEVICE)
+# NOT_INUSE repeated: devices come back free often enough for agents to be offered again.
+DEVICE_STATE_DRAWS = ("NOT_INUSE", "NOT_INUSE", "NOT_INUSE", "UNKNOWN", "INUSE", "BUSY", "RINGING", "RINGINUSE",
+                      "ONHOLD", "UNAVAILABLE", "INVALID")
+IN_USE = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+DOWN = frozenset({"UNAVAILABLE", "INVALID"})
 # Repeats bias the draws towards overlap, so that agents and callers actually meet.
 SKILL_SETS: tuple[tuple[tuple[str, str], ...], ...] = ((), (), (("lang", "en"),), (("lang", "fr"),))
 MEMBERSHIPS: tuple[tuple[tuple[str, int], ...], ...] = (
@@ -53,6 +62,11 @@ class RAgent:
     offer: str | None = None
     calls: set[str] = field(default_factory=set)
     wrapup_until: float = float("-inf")
+
+
+def device(cfg: AgentConfig) -> str:
+    """The device an agent's state follows (endpoints here are PJSIP/<id>: their own device)."""
+    return cfg.state_interface or cfg.endpoint
 
 
 def skilled(cfg: AgentConfig, reqs: tuple[Requirement, ...]) -> bool:

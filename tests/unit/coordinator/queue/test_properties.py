@@ -5,7 +5,11 @@ decisions it receives, and checks after every step:
 - an Offer goes to a free, eligible agent and to that agent's best waiting caller
   (key: -(queue weight + membership weight), -priority, arrival_seq), never to a caller already ringing
   (except several offers in the same ringall batch);
-- no agent has two pending offers or is offered while in a call; no caller is connected twice;
+- no agent has two pending offers or is offered while in a call or while its device is in use
+  (unless the queue has ringinuse), nor ever while its device is unavailable or invalid; device
+  reports are per node, and the WatchDevices decisions keep each node watching exactly the devices
+  of the agents homed there;
+- no caller is connected twice;
 - work conservation: after a step no free agent and eligible waiting caller are left unmatched;
 - positions reported by the engine equal the reference rank order;
 - every joined caller ends exactly once (connected then ended, exited, or left): counts are conserved.
@@ -34,6 +38,7 @@ from coordinator.queue import (
     CancelOffer,
     Connect,
     Decision,
+    DeviceStateChanged,
     Event,
     JoinAccepted,
     JoinRejected,
@@ -50,16 +55,23 @@ from coordinator.queue import (
     Requirement,
     Strategy,
     Tick,
+    WatchDevices,
 )
 from tests.unit.coordinator.queue.reference_model import (
     AGENT_IDS,
+    DEVICE_STATE_DRAWS,
+    DEVICES,
+    DOWN,
+    IN_USE,
     MEMBERSHIPS,
     NODES,
     QUEUES,
     REQUIREMENTS,
     SKILL_SETS,
+    STATE_INTERFACES,
     RAgent,
     RCaller,
+    device,
     skilled,
 )
 
@@ -76,6 +88,9 @@ class EngineVsReference(RuleBasedStateMachine):
         self.qweight: dict[str, int] = {}
         self.wrapup = 0.0
         self.ringall = False
+        self.ringinuse: dict[str, bool] = {}
+        self.devstate: dict[tuple[str, str], str] = {}  # (node, device) -> last report, while some agent uses it
+        self.watched: dict[str, set[str]] = {}  # node -> devices, as the WatchDevices decisions say
         self.callers: dict[str, RCaller] = {}
         self.agents: dict[str, RAgent] = {}
         self.pending: dict[str, tuple[str, str]] = {}  # offer -> (call, agent)
@@ -92,14 +107,18 @@ class EngineVsReference(RuleBasedStateMachine):
         wrapup=st.sampled_from([0.0, 5.0]),
         autopause=st.sampled_from([0, 2]),
         seed=st.integers(0, 1000),
+        ringinuse=st.sampled_from([(False, False), (False, False), (False, True), (True, True)]),
     )
-    def setup(self, strategy: Strategy, q2_weight: int, wrapup: float, autopause: int, seed: int) -> None:
+    def setup(self, strategy: Strategy, q2_weight: int, wrapup: float, autopause: int, seed: int,
+              ringinuse: tuple[bool, bool]) -> None:
         strategy = self.force_strategy or strategy
         self.engine = QueueEngine(random.Random(seed), offer_id_prefix="e1-")
         self.wrapup, self.ringall = wrapup, strategy is Strategy.RINGALL
-        for name, weight in (("q1", 0), ("q2", q2_weight)):
-            cfg = QueueConfig(name, strategy=strategy, wrapup_time=wrapup, autopause_after=autopause, weight=weight)
+        for (name, weight), inuse in zip((("q1", 0), ("q2", q2_weight)), ringinuse, strict=True):
+            cfg = QueueConfig(name, strategy=strategy, wrapup_time=wrapup, autopause_after=autopause, weight=weight,
+                              ringinuse=inuse)
             self.qweight[name] = weight
+            self.ringinuse[name] = inuse
             assert self.step(QueueDefined(cfg)) == []
 
     # ---------------------------------------------------------------- driver
@@ -151,6 +170,13 @@ class EngineVsReference(RuleBasedStateMachine):
         elif isinstance(event, NodeAlive):
             self.lost.discard(event.node_id)
             self.detached.discard(event.node_id)
+        elif isinstance(event, DeviceStateChanged):
+            # Only devices some agent homed on that node uses are known (the others are not watched).
+            if any(a.cfg.home_node == event.node_id and device(a.cfg) == event.device for a in self.agents.values()):
+                self.devstate[(event.node_id, event.device)] = event.state
+        used = {(a.cfg.home_node, device(a.cfg)) for a in self.agents.values()}
+        for key in [k for k in self.devstate if k not in used]:
+            del self.devstate[key]  # nobody uses it any more: forgotten (UNKNOWN if used again)
 
     def finish_call(self, c: RCaller) -> None:
         self.set_outcome(c.call_id, "ended")
@@ -179,13 +205,20 @@ class EngineVsReference(RuleBasedStateMachine):
         weight = next(m.weight for m in agent.cfg.memberships if m.queue == c.queue)
         return (-(self.qweight[c.queue] + weight), -c.priority, c.seq)
 
-    def free(self, agent: RAgent) -> bool:
+    def device_state(self, agent: RAgent) -> str:
+        return self.devstate.get((agent.cfg.home_node, device(agent.cfg)), "UNKNOWN")
+
+    def free(self, agent: RAgent, queue: str) -> bool:
+        """The agent may be offered a caller of `queue` (in a call or its device in use: only with
+        ringinuse; its device unavailable or invalid: never)."""
+        state = self.device_state(agent)
         return (
             not agent.paused
             and agent.cfg.home_node not in self.lost
             and agent.cfg.home_node not in self.detached
             and agent.offer is None
-            and not agent.calls
+            and state not in DOWN
+            and (not (agent.calls or state in IN_USE) or self.ringinuse[queue])
             and self.now >= agent.wrapup_until
         )
 
@@ -248,6 +281,16 @@ class EngineVsReference(RuleBasedStateMachine):
         elif isinstance(d, AgentStateChanged):
             if d.reason == "autopause":
                 self.agents[d.agent_id].paused = True
+        elif isinstance(d, WatchDevices):
+            watched = self.watched.setdefault(d.node_id, set())
+            if d.replace:
+                assert isinstance(event, NodeAlive) and event.node_id == d.node_id and not d.unwatch
+                watched.clear()
+            else:
+                assert isinstance(event, AgentLoggedIn | AgentLoggedOut)
+                assert not watched & set(d.watch) and set(d.unwatch) <= watched, (d, watched)
+            watched |= set(d.watch)
+            watched -= set(d.unwatch)
         else:
             raise AssertionError(f"unexpected decision {d!r}")
 
@@ -260,9 +303,10 @@ class EngineVsReference(RuleBasedStateMachine):
             assert self.ringall and c.offers <= self.batch, (d, c)
         else:
             assert c.state == "waiting"
-        assert self.free(agent), (d, agent)
+        assert self.free(agent, c.queue), (d, agent, self.device_state(agent))
         assert any(m.queue == c.queue for m in agent.cfg.memberships) and skilled(agent.cfg, c.reqs)
-        best = min((self.key_for(agent, o) for o in self.callers.values() if self.may_take(agent, o)), default=None)
+        best = min((self.key_for(agent, o) for o in self.callers.values()
+                    if self.may_take(agent, o) and self.free(agent, o.queue)), default=None)
         if c.state == "waiting":
             assert best is not None and self.key_for(agent, c) == best, (d, best)
         else:
@@ -283,8 +327,11 @@ class EngineVsReference(RuleBasedStateMachine):
             assert (c.state == "ringing") == bool(c.offers)
         # Work conservation: nothing free is left next to something it could take.
         for agent in self.agents.values():
-            if self.free(agent):
-                assert not any(self.may_take(agent, c) for c in self.callers.values()), (event, agent)
+            assert not any(self.may_take(agent, c) and self.free(agent, c.queue) for c in self.callers.values()), (
+                event, agent, self.device_state(agent))
+        for node in NODES:
+            homed = {device(a.cfg) for a in self.agents.values() if a.cfg.home_node == node}
+            assert self.watched.get(node, set()) == homed, (event, node)
 
     # ----------------------------------------------------------------- rules
     @rule(
@@ -324,12 +371,15 @@ class EngineVsReference(RuleBasedStateMachine):
         queues=st.sampled_from(MEMBERSHIPS),
         skills=st.sampled_from(SKILL_SETS),
         node=st.sampled_from(NODES),
+        iface=st.sampled_from(STATE_INTERFACES),
     )
     def login(
-        self, agent_id: str, queues: tuple[tuple[str, int], ...], skills: tuple[tuple[str, str], ...], node: str
+        self, agent_id: str, queues: tuple[tuple[str, int], ...], skills: tuple[tuple[str, str], ...], node: str,
+        iface: str,
     ) -> None:
         memberships = tuple(Membership(q, 0, w) for q, w in queues)
-        self.step(AgentLoggedIn(AgentConfig(agent_id, f"PJSIP/{agent_id}", node, memberships, skills)))
+        self.step(AgentLoggedIn(AgentConfig(agent_id, f"PJSIP/{agent_id}", node, memberships, skills,
+                                            state_interface=iface)))
 
     @precondition(lambda self: bool(self.agents))
     @rule(data=st.data())
@@ -346,6 +396,19 @@ class EngineVsReference(RuleBasedStateMachine):
     def node(self, node: str, kind: str) -> None:
         self.step(NodeAlive(node) if kind == "alive" else NodeLost(node) if kind == "lost" else NodeDetached(node))
 
+    @precondition(lambda self: bool(self.agents))
+    @rule(data=st.data(), state=st.sampled_from(DEVICE_STATE_DRAWS))
+    def agent_device(self, data: st.DataObject, state: str) -> None:
+        """A report about a logged-in agent's device, on its home node."""
+        agent = self.agents[data.draw(st.sampled_from(sorted(self.agents)))]
+        self.step(DeviceStateChanged(agent.cfg.home_node, device(agent.cfg), state))
+
+    @rule(node=st.sampled_from(NODES), dev=st.sampled_from(DEVICES), state=st.sampled_from(DEVICE_STATE_DRAWS))
+    def any_device(self, node: str, dev: str, state: str) -> None:
+        """A report about any device on any node (another node's device of the same name, or one no
+        agent uses, changes nobody)."""
+        self.step(DeviceStateChanged(node, dev, state))
+
     @rule(dt=st.sampled_from([0.5, 3.0, 16.0]))
     def tick(self, dt: float) -> None:
         self.now += dt
@@ -361,7 +424,9 @@ class EngineVsReference(RuleBasedStateMachine):
             assert view.position == expected
         for agent_view in self.engine.agent_states():
             assert agent_view.agent_id in self.agents
-            assert agent_view.offer_id == self.agents[agent_view.agent_id].offer
+            agent = self.agents[agent_view.agent_id]
+            assert agent_view.offer_id == agent.offer
+            assert (agent_view.state_interface, agent_view.device_state) == (device(agent.cfg), self.device_state(agent))
 
 
 class RingallVsReference(EngineVsReference):
