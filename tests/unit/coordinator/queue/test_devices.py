@@ -12,6 +12,7 @@ from coordinator.queue import (
     AgentPaused,
     CallerExit,
     CallerStatus,
+    Decision,
     DeviceStateChanged,
     JoinAccepted,
     JoinRejected,
@@ -136,8 +137,8 @@ def test_the_default_device_is_the_endpoint_without_locals_options(endpoint: str
 
 
 # ---- what nodes watch -----------------------------------------------------------------------------
-def _watches(out: list[object]) -> list[WatchDevices]:
-    return [d for d in out if isinstance(d, WatchDevices)]
+def _watches(out: list[Decision]) -> list[WatchDevices]:
+    return only(out, WatchDevices)
 
 
 def test_node_alive_sends_the_whole_list_of_that_nodes_devices() -> None:
