@@ -175,6 +175,9 @@ class LeaderRuntime:
                 self._send(dec.node_id, dec)
             elif isinstance(dec, (d.Announce, d.PeriodicAnnounce)):
                 self._send(dec.node_id, dec)
+            elif isinstance(dec, d.WatchDevices):
+                # Not attached: nothing to send; the whole list goes out when it attaches (NodeAlive).
+                self._send(dec.node_id, dec)
 
     def _send(self, node: str, dec: Decision) -> None:
         link = self.links.get(node)
@@ -306,7 +309,7 @@ class LeaderRuntime:
                 if err:
                     errors.append(err)
                 continue
-            conv = convert_event(ev, kind)
+            conv = convert_event(ev, kind, link.node_id)
             if isinstance(conv, BadNodeEvent):
                 errors.append(conv.message)
             elif conv is not None:

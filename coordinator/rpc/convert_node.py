@@ -16,12 +16,14 @@ from coordinator.queue import (
     CallerLeft,
     CallerStatus,
     Decision,
+    DeviceStateChanged,
     Event,
     OfferAnswered,
     OfferFailed,
     Requirement,
 )
 from coordinator.queue import decisions as d
+from coordinator.queue.model import DEVICE_STATES
 
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 256
@@ -114,13 +116,18 @@ def agent_leg_error(leg: node_pb2.AgentLegSnapshot) -> str | None:
 _valid_queue_names: set[str] = set()
 
 
-def simple_event(ev: node_pb2.NodeEvent) -> Event | BadNodeEvent | None:
-    """Convert every node event except call_joined; None for informational events."""
-    return convert_event(ev, ev.WhichOneof("event"))
+def simple_event(ev: node_pb2.NodeEvent, node_id: str = "") -> Event | BadNodeEvent | None:
+    """Convert every node event except call_joined (from the node `node_id`); None for informational events."""
+    return convert_event(ev, ev.WhichOneof("event"), node_id)
 
 
-def convert_event(ev: node_pb2.NodeEvent, kind: str | None) -> Event | BadNodeEvent | None:
-    """`simple_event` for a caller that already asked the event which `kind` it is."""
+def convert_event(ev: node_pb2.NodeEvent, kind: str | None, node_id: str = "") -> Event | BadNodeEvent | None:
+    """`simple_event` for a caller that already asked the event which `kind` it is.
+
+    A device state names a device of the node whose stream it came on (`node_id`): device names are
+    per node. A state name Asterisk may add later (or a node bug) counts as UNKNOWN, as Asterisk's own
+    "cannot tell": the agent stays offerable as without device state, and a state reported before is
+    not left standing (refusing the report would keep, say, INUSE forever)."""
     if kind == "call_left":
         m = ev.call_left
         call_id = m.call_id
@@ -149,6 +156,15 @@ def convert_event(ev: node_pb2.NodeEvent, kind: str | None) -> Event | BadNodeEv
             return BadNodeEvent(_check_id(offer_id, "offer_id") or "")
         reason = f.reason
         return OfferFailed(offer_id, reason if reason in FAIL_REASONS else "failed")
+    if kind == "device_state_changed":
+        ds = ev.device_state_changed
+        device = ds.device
+        if not device or len(device) > MAX_TEXT_LEN:
+            return BadNodeEvent(f"device state: device is empty or longer than {MAX_TEXT_LEN} characters")
+        if not node_id:
+            return BadNodeEvent(f"device state of {device[:70]!r} from no known node")
+        state = ds.state
+        return DeviceStateChanged(node_id, device, state if state in DEVICE_STATES else "UNKNOWN")
     if kind == "digit_pressed":
         return None
     return BadNodeEvent(f"unknown or empty node event {kind!r}")
@@ -198,6 +214,12 @@ def fill_decision(out: node_pb2.Decision, dec: Decision) -> bool:
             dec.call_id, dec.position, dec.estimated_wait, dec.say_position, dec.say_holdtime)
     elif type(dec) is d.PeriodicAnnounce:
         out.periodic_announce.call_id, out.periodic_announce.prompt = dec.call_id, dec.prompt
+    elif type(dec) is d.WatchDevices:
+        w = out.watch_devices
+        w.SetInParent()  # an empty replacing list is a decision too (watch nothing)
+        w.watch.extend(dec.watch)
+        w.unwatch.extend(dec.unwatch)
+        w.replace = dec.replace
     else:
         return False
     return True

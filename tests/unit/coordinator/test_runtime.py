@@ -42,38 +42,46 @@ def _decisions(link: NodeLink) -> list[node_pb2.Decision]:
     return [d for msg in link.take_ready() for d in msg.decisions.decisions]
 
 
+def _attach(rt: LeaderRuntime, node_id: str, instance_id: str) -> NodeLink:
+    """Attach a node and take what it is sent first: the whole list of devices to watch."""
+    link = rt.attach(node_id, instance_id)
+    [watch] = [d for msg in link.take_ready() for d in msg.decisions.decisions]
+    assert watch.WhichOneof("decision") == "watch_devices" and watch.watch_devices.replace
+    return link
+
+
 async def test_a_node_batch_leaves_in_one_message_with_consecutive_stamps() -> None:
     rt = _runtime()
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     assert rt.handle_batch(link, _joins("c1", "c2", "c3")) == []
     msgs = link.take_ready()
     assert len(msgs) == 1
     decs = list(msgs[0].decisions.decisions)
     assert [d.WhichOneof("decision") for d in decs] == ["join_ack"] * 3  # the queue's media ride inside
-    # One stamp per message: the leader's epoch and the seq of its first decision.
-    assert (msgs[0].decisions.stamp.epoch, msgs[0].decisions.stamp.seq) == (7, 1)
+    # One stamp per message: the leader's epoch and the seq of its first decision (1 was the watch list).
+    assert (msgs[0].decisions.stamp.epoch, msgs[0].decisions.stamp.seq) == (7, 2)
     assert not any(d.HasField("stamp") for d in decs)
     assert [d.join_ack.position for d in decs] == [1, 2, 3]
     assert decs[0].join_ack.call_id == "c1" and decs[0].join_ack.media.music_class == "jazz"
     rt.handle_batch(link, _joins("c4", "c5"))
-    assert [d.stamp.seq for m in link.take_ready() for d in stamped(m.decisions)] == [4, 5]  # the sequence goes on
+    assert [d.stamp.seq for m in link.take_ready() for d in stamped(m.decisions)] == [5, 6]  # the sequence goes on
 
 
 async def test_a_full_message_is_split_and_each_part_stamps_its_first_decision() -> None:
     rt = _runtime()
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     rt.handle_batch(link, _joins(*(f"c{i}" for i in range(MAX_BATCH))))
     rt.handle_batch(link, _joins("x1", "x2"))  # nothing written in between: they overflow the message
     msgs = link.take_ready()
     assert [len(m.decisions.decisions) for m in msgs] == [MAX_BATCH, 2]
-    assert [m.decisions.stamp.seq for m in msgs] == [1, MAX_BATCH + 1]
+    assert [m.decisions.stamp.seq for m in msgs] == [2, MAX_BATCH + 2]
     seqs = [d.stamp.seq for m in msgs for d in stamped(m.decisions)]
-    assert seqs == list(range(1, MAX_BATCH + 3))
+    assert seqs == list(range(2, MAX_BATCH + 4))
 
 
 async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> None:
     rt = _runtime()
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     rt.handle_batch(link, _joins("c1"))
     first = await asyncio.wait_for(link.next_message(), 1)
     assert first is not None and len(first.decisions.decisions) == 1
@@ -93,7 +101,7 @@ async def test_the_writer_gets_what_was_decided_then_the_end_of_the_stream() -> 
 
 async def test_invalid_and_duplicate_joins() -> None:
     rt = _runtime()
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     errors = rt.handle_batch(link, _joins("c1", "c1"))
     assert errors == []
     assert [d.WhichOneof("decision") for d in _decisions(link)] == ["join_ack"]  # duplicate ignored
@@ -108,7 +116,7 @@ async def test_re_reported_callers_wake_the_timer_task_for_their_deadlines() -> 
     rt = _runtime(QueueConfig("q", max_wait=0.2))
     timers = asyncio.ensure_future(rt.run_timers())
     try:
-        link = rt.attach("n1", "i1")
+        link = _attach(rt, "n1", "i1")
         await asyncio.sleep(0.05)  # the timer task now sleeps with no deadline at all
         rt.register(link, node_pb2.Register(node_id="n1", instance_id="i1", calls=[node_pb2.CallSnapshot(
             joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=5, state="waiting")]))
@@ -170,13 +178,14 @@ def _kinds(link: NodeLink) -> list[tuple[str, str]]:
 
 async def test_nothing_is_offered_to_a_detached_node_until_it_is_back() -> None:
     rt = _runtime()
-    a, b = rt.attach("a", "ia"), rt.attach("b", "ib")
+    a, b = _attach(rt, "a", "ia"), rt.attach("b", "ib")
     rt.apply(_agent("far", "b"))
     rt.detach(b)
     rt.handle_batch(a, _joins("c1"))
     assert [k for k, _ in _kinds(a)] == ["join_ack"], "no offer the agent's node cannot get"
     b = rt.attach("b", "ib2")
-    assert [k for k, _ in _kinds(a)] == ["offer"] and [k for k, _ in _kinds(b)] == ["offer"]
+    # The node is told what to watch before anything else.
+    assert [k for k, _ in _kinds(a)] == ["offer"] and [k for k, _ in _kinds(b)] == ["watch_devices", "offer"]
 
 
 async def test_an_answer_lost_with_the_old_stream_is_applied_from_the_snapshot() -> None:
@@ -198,7 +207,7 @@ async def test_an_answer_lost_with_the_old_stream_is_applied_from_the_snapshot()
 
 async def test_a_connect_and_a_cancel_lost_with_the_old_stream_are_sent_again() -> None:
     rt = _runtime()
-    a, b = rt.attach("a", "ia"), rt.attach("b", "ib")
+    a, b = _attach(rt, "a", "ia"), rt.attach("b", "ib")
     rt.apply(_agent("far", "b"))
     rt.handle_batch(a, _joins("c1"))
     [(_, offer_id)] = [k for k in _kinds(a) if k[0] == "offer"]
@@ -212,7 +221,7 @@ async def test_a_connect_and_a_cancel_lost_with_the_old_stream_are_sent_again() 
                                    state="waiting", offer_id=offer_id, agent_id="far")
     stale = node_pb2.AgentLegSnapshot(offer_id="e6-99", agent_id="x", call_id="old", state="ringing")
     rt.register(a, node_pb2.Register(node_id="a", instance_id="ia2", calls=[caller], agent_legs=[stale]))
-    assert _kinds(a) == [("cancel_offer", "e6-99"), ("connect", offer_id)]
+    assert _kinds(a) == [("watch_devices", ""), ("cancel_offer", "e6-99"), ("connect", offer_id)]
 
 
 async def test_run_timers_ends_when_cancelled_even_as_it_is_woken() -> None:

@@ -43,6 +43,14 @@ def _decisions(link: NodeLink) -> list[node_pb2.Decision]:
     return [d for msg in link.take_ready() for d in msg.decisions.decisions]
 
 
+def _attach(rt: LeaderRuntime, node_id: str, instance_id: str) -> NodeLink:
+    """Attach a node and take what it is sent first: the whole list of devices to watch."""
+    link = rt.attach(node_id, instance_id)
+    [watch] = [d for msg in link.take_ready() for d in msg.decisions.decisions]
+    assert watch.WhichOneof("decision") == "watch_devices" and watch.watch_devices.replace
+    return link
+
+
 def _join(call_id: str, waited: float = 0.0) -> node_pb2.EventBatch:
     return node_pb2.EventBatch(events=[node_pb2.NodeEvent(call_joined=node_pb2.CallJoined(
         call_id=call_id, queue="q", waited=waited))])
@@ -50,7 +58,7 @@ def _join(call_id: str, waited: float = 0.0) -> node_pb2.EventBatch:
 
 async def test_a_re_reported_sequence_no_leader_handed_out_is_ignored() -> None:
     rt = _runtime()
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     rt.register(link, node_pb2.Register(node_id="n1", instance_id="i1", calls=[node_pb2.CallSnapshot(
         joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=2**64 - 1, state="waiting")]))
     assert rt.handle_batch(link, _join("c2")) == []  # used to fail encoding a sequence of 2**64
@@ -79,7 +87,7 @@ async def test_a_join_without_a_reserved_sequence_is_refused_unavailable() -> No
     res = Reservations()
     res.failing = True
     rt = _runtime(SeqAllocator(1, 2, 2, res))
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     rt.handle_batch(link, _join("c1"))
     assert rt.handle_batch(link, _join("c2")) == ["no arrival sequence reserved (etcd writes failing?)"]
     decs = _decisions(link)
@@ -93,7 +101,7 @@ async def test_an_impossible_wait_rejects_the_caller_before_the_engine_or_queue_
     rt = _runtime()
     lines: list[str] = []
     rt.queue_log = QueueLogBook(lines.append)
-    link = rt.attach("n1", "i1")
+    link = _attach(rt, "n1", "i1")
     [err] = rt.handle_batch(link, _join("c1", waited))
     assert "waited" in err and not rt.engine.holds("c1") and lines == []
     [dec] = _decisions(link)

@@ -62,3 +62,51 @@ def test_a_call_end_names_its_offer_and_an_oversized_offer_id_is_refused() -> No
     long = node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(call_id="c1", offer_id="o" * 129))
     bad = simple_event(long)
     assert isinstance(bad, BadNodeEvent) and "offer_id" in bad.message
+
+
+def _device(device: str, state: str) -> node_pb2.NodeEvent:
+    return node_pb2.NodeEvent(device_state_changed=node_pb2.DeviceStateChanged(device=device, state=state))
+
+
+@pytest.mark.parametrize(("device", "state", "expected"), [
+    ("PJSIP/alice", "INUSE", "INUSE"),
+    ("Local/alice@agents", "NOT_INUSE", "NOT_INUSE"),
+    ("PJSIP/alice", "UNAVAILABLE", "UNAVAILABLE"),
+    # A state name this leader does not know (a newer Asterisk, a node bug) counts as UNKNOWN.
+    ("PJSIP/alice", "SOMETHING_NEW", "UNKNOWN"),
+    ("PJSIP/alice", "", "UNKNOWN"),
+    ("PJSIP/alice", "inuse", "UNKNOWN"),
+])
+def test_a_device_state_is_about_the_device_of_the_node_that_sent_it(device: str, state: str, expected: str) -> None:
+    from coordinator.queue import DeviceStateChanged
+    from coordinator.rpc.convert_node import simple_event
+
+    assert simple_event(_device(device, state), "n7") == DeviceStateChanged("n7", device, expected)
+
+
+@pytest.mark.parametrize(("ev", "node", "fragment"), [
+    (_device("", "INUSE"), "n1", "device is empty"),
+    (_device("P" * 257, "INUSE"), "n1", "longer than 256"),
+    (_device("PJSIP/alice", "INUSE"), "", "no known node"),
+])
+def test_an_unusable_device_state_is_refused(ev: node_pb2.NodeEvent, node: str, fragment: str) -> None:
+    from coordinator.rpc.convert_node import simple_event
+
+    bad = simple_event(ev, node)
+    assert isinstance(bad, BadNodeEvent) and fragment in bad.message and len(bad.message) < 200
+
+
+@pytest.mark.parametrize("dec", [
+    ("n1", ("PJSIP/a", "Local/b@agents"), (), True),
+    ("n1", (), (), True),  # watch nothing: still a decision the node must get
+    ("n1", ("PJSIP/c",), ("PJSIP/a",), False),
+])
+def test_watch_devices_is_filled_into_the_node_message(dec: tuple[str, tuple[str, ...], tuple[str, ...], bool]) -> None:
+    from coordinator.queue import WatchDevices
+    from coordinator.rpc.convert_node import fill_decision
+
+    out = node_pb2.Decision()
+    assert fill_decision(out, WatchDevices(*dec))
+    assert out.WhichOneof("decision") == "watch_devices"
+    w = node_pb2.Decision.FromString(out.SerializeToString()).watch_devices
+    assert (tuple(w.watch), tuple(w.unwatch), w.replace) == dec[1:]
