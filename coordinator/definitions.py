@@ -11,6 +11,7 @@ The queues file (YAML, like queues.conf) looks like:
         penalty_rules: [{after_seconds: 30, max_penalty: 2}]
     agents:            # optional: agents logged in at start
       alice: {endpoint: "PJSIP/alice", home_node: a, queues: {support: {penalty: 0}}, skills: {language: en}}
+      bob: {endpoint: "Local/bob@agents/n", home_node: b, queues: [support], state_interface: "PJSIP/bob"}
 
 Which wins when both change: the file is applied when the leader starts, but only for the queues
 and agents whose file text changed since it was last applied (a hash per entry is kept in etcd). So
@@ -38,7 +39,7 @@ from coordinator.queue.model import NAME_RE, AgentConfig, Membership, PenaltyRul
 MAX_QUEUES_FILE_BYTES = 1_000_000
 # Bounds on what one definition may carry: a queue's media settings ride in every JoinAck, and
 # every definition is held in memory and written to etcd. Names are bounded by NAME_RE already.
-MAX_TEXT_LEN = 256  # music class, exit context, endpoint, each periodic prompt
+MAX_TEXT_LEN = 256  # music class, exit context, endpoint, state interface, each periodic prompt
 MAX_ITEMS = 64  # penalty rules, periodic prompts, memberships, skills
 MAX_SKILL_VALUE_LEN = 64
 _FIELDS = {f.name: f for f in dataclasses.fields(QueueConfig)}
@@ -163,7 +164,8 @@ def agent_from_mapping(agent_id: str, raw: Mapping[str, Any]) -> AgentConfig:
     except (TypeError, ValueError, AttributeError) as exc:
         raise DefinitionError(f"agent {agent_id}: bad queues or skills: {exc}") from exc
     return checked_agent(AgentConfig(agent_id=agent_id, endpoint=str(raw["endpoint"]),
-                                     home_node=str(raw["home_node"]), memberships=memberships, skills=skills))
+                                     home_node=str(raw["home_node"]), memberships=memberships, skills=skills,
+                                     state_interface=str(raw.get("state_interface") or "")))
 
 
 def checked_agent(agent: AgentConfig) -> AgentConfig:
@@ -176,6 +178,11 @@ def checked_agent(agent: AgentConfig) -> AgentConfig:
                               f"(at most {MAX_TEXT_LEN} characters)")
     if not NAME_RE.match(agent.home_node):
         raise DefinitionError(f"agent {agent.agent_id}: home_node must match {NAME_RE.pattern}")
+    iface = agent.state_interface
+    # A device name: it goes to the home node's watch list and into Asterisk's device state lookups.
+    if iface and (len(iface) > MAX_TEXT_LEN or not iface.isprintable() or any(c.isspace() for c in iface)):
+        raise DefinitionError(f"agent {agent.agent_id}: state_interface must be a device name like PJSIP/alice "
+                              f"(at most {MAX_TEXT_LEN} characters, no spaces or control characters)")
     if not agent.memberships:
         raise DefinitionError(f"agent {agent.agent_id}: an agent needs at least one queue membership")
     if len(agent.memberships) > MAX_ITEMS:
@@ -262,15 +269,18 @@ def agent_from_pb(req: admin_pb2.LoginRequest) -> AgentConfig:
     return checked_agent(AgentConfig(
         agent_id=req.agent_id, endpoint=req.endpoint, home_node=req.home_node,
         memberships=tuple(Membership(m.queue, m.penalty, m.weight) for m in req.queues),
-        skills=tuple((s.key, s.value) for s in req.skills)))
+        skills=tuple((s.key, s.value) for s in req.skills), state_interface=req.state_interface))
 
 
 def agent_json(agent: AgentConfig, paused: bool, reason: str) -> bytes:
-    """JSON bytes of an agent's durable state (login, pause, skills) for etcd."""
-    return json.dumps({"agent_id": agent.agent_id, "endpoint": agent.endpoint, "home_node": agent.home_node,
-                       "queues": {m.queue: {"penalty": m.penalty, "weight": m.weight} for m in agent.memberships},
-                       "skills": dict(agent.skills), "paused": paused, "pause_reason": reason},
-                      sort_keys=True).encode()
+    """JSON bytes of an agent's durable state (login, pause, skills, state interface) for etcd."""
+    record: dict[str, Any] = {
+        "agent_id": agent.agent_id, "endpoint": agent.endpoint, "home_node": agent.home_node,
+        "queues": {m.queue: {"penalty": m.penalty, "weight": m.weight} for m in agent.memberships},
+        "skills": dict(agent.skills), "paused": paused, "pause_reason": reason}
+    if agent.state_interface:  # only when set: records of agents without one stay as they were
+        record["state_interface"] = agent.state_interface
+    return json.dumps(record, sort_keys=True).encode()
 
 
 def agent_from_json(data: bytes) -> tuple[AgentConfig, bool, str]:

@@ -9,8 +9,9 @@ from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.queue import AgentView, CallerView
 from coordinator.runtime import LeaderRuntime
 
-# Engine agent states mapped onto the API's documented vocabulary.
-_STATE = {"busy": "in_call"}
+# Engine agent states mapped onto the API's documented vocabulary: the engine's "busy" is a call
+# clusterq made; its "inuse" (the device in use on a call clusterq did not make) is the API's "busy".
+_STATE = {"busy": "in_call", "inuse": "busy"}
 MAX_CALLERS_LISTED = 10_000  # per queue
 
 
@@ -26,7 +27,8 @@ def agent_state_pb(view: AgentView | None, rt: LeaderRuntime, agent_id: str) -> 
                 for m in view.memberships],
         skills=[common_pb2.Skill(key=k, value=v) for k, v in view.skills],
         state=_STATE.get(view.state, view.state), pause_reason=view.pause_reason,
-        calls_taken=view.calls_taken, idle_for=max(0.0, idle))
+        calls_taken=view.calls_taken, idle_for=max(0.0, idle), state_interface=view.state_interface,
+        device_state=view.device_state)
 
 
 def snapshot_pb(rt: LeaderRuntime, queue: str, now: float) -> admin_pb2.StatsSnapshot:

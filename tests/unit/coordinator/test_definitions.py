@@ -87,6 +87,11 @@ def _login(**kw: object) -> admin_pb2.LoginRequest:
     (_login(queues=[admin_pb2.QueueMembership(queue=f"q{i}") for i in range(65)]), "at most 64"),
     (_login(skills=[common_pb2.Skill(key=f"k{i}", value="x") for i in range(65)]), "at most 64"),
     (_login(endpoint="PJSIP/" + "x" * 300), "endpoint"),
+    (_login(state_interface="PJSIP/" + "x" * 300), "state_interface"),
+    (_login(state_interface="PJSIP/al ice"), "state_interface"),
+    (_login(state_interface="PJSIP/alice\t"), "state_interface"),
+    (_login(state_interface="PJSIP/\x00alice"), "state_interface"),
+    (_login(state_interface="PJSIP/al\u200bice"), "state_interface"),
 ])
 def test_a_login_the_engine_would_refuse_is_a_definition_error(login: admin_pb2.LoginRequest, fragment: str) -> None:
     # Written to etcd first, it would fail the Login after the write and every later leader's start.
@@ -102,6 +107,8 @@ def test_a_login_the_engine_would_refuse_is_a_definition_error(login: admin_pb2.
     ({"endpoint": "PJSIP/a", "home_node": "a", "queues": ["bad name"]}, "invalid queue name"),
     ({"endpoint": "PJSIP/a", "home_node": "a"}, "at least one queue"),
     ({"endpoint": "alice", "home_node": "a", "queues": ["support"]}, "endpoint"),
+    ({"endpoint": "PJSIP/a", "home_node": "a", "queues": ["support"], "state_interface": "PJSIP/a b"},
+     "state_interface"),
 ])
 def test_file_and_stored_agents_are_validated(raw: dict[str, object], fragment: str) -> None:
     with pytest.raises(DefinitionError, match=fragment):
@@ -133,3 +140,20 @@ def test_queue_definitions_are_bounded_in_the_file_and_in_the_api(raw: dict[str,
                                    penalty_rules=[admin_pb2.PenaltyRule(**r) for r in raw.get("penalty_rules", [])])
     with pytest.raises(DefinitionError, match=fragment):
         queue_from_pb(pb)
+
+
+def test_a_state_interface_rides_in_the_file_the_login_and_the_stored_record(tmp_path: Path) -> None:
+    f = tmp_path / "q.yaml"
+    f.write_text("queues:\n  support: {}\nagents:\n  bob: {endpoint: Local/bob@agents/n, home_node: b, "
+                 "queues: [support], state_interface: PJSIP/bob}\n  carol: {endpoint: Local/carol@agents/n, "
+                 "home_node: b, queues: [support]}\n")
+    _, agents = load_file(f)
+    bob, carol = agents["bob"][0], agents["carol"][0]
+    assert (bob.state_interface, bob.device) == ("PJSIP/bob", "PJSIP/bob")
+    assert (carol.state_interface, carol.device) == ("", "Local/carol@agents")
+    assert agent_from_json(agent_json(bob, False, ""))[0] == bob
+    # Without one, the stored record is what it was before state interfaces existed.
+    assert b"state_interface" not in agent_json(carol, False, "")
+    assert agent_from_json(agent_json(carol, False, ""))[0] == carol
+    assert agent_from_pb(_login(state_interface="Custom:alice")).state_interface == "Custom:alice"
+    assert agent_from_pb(_login()).state_interface == ""

@@ -137,3 +137,35 @@ async def test_one_corrupt_stored_agent_does_not_block_the_others(
     assert (paused.state, paused.pause_reason) == ("paused", "lunch")
     assert set(await replica.state.store.load_agents()) == {"a1"}
     assert (await ag.Logout(admin_pb2.LogoutRequest(agent_id="a1"))).state == "logged_out"
+
+
+async def test_login_takes_a_state_interface_and_the_agent_state_shows_the_device(
+        replica: Replica, channel: grpc.aio.Channel) -> None:
+    from coordinator.queue import DeviceStateChanged
+
+    ag = admin_pb2_grpc.AgentsStub(channel)
+    state = await ag.Login(admin_pb2.LoginRequest(agent_id="a2", endpoint="Local/a2@agents/n", home_node="a",
+                                                  queues=[admin_pb2.QueueMembership(queue="support")]))
+    assert (state.state, state.state_interface, state.device_state) == ("available", "Local/a2@agents", "UNKNOWN")
+    state = await ag.Login(admin_pb2.LoginRequest(agent_id="a1", endpoint="PJSIP/a1", home_node="a",
+                                                  queues=[admin_pb2.QueueMembership(queue="support")],
+                                                  state_interface="PJSIP/desk1"))
+    assert (state.state_interface, state.device_state) == ("PJSIP/desk1", "UNKNOWN")
+    rt = replica.state.runtime
+    assert rt is not None
+    rt.apply(DeviceStateChanged("a", "PJSIP/desk1", "INUSE"))
+    state = await ag.GetState(admin_pb2.AgentStateRequest(agent_id="a1"))
+    assert (state.state, state.device_state) == ("busy", "INUSE")
+    stats = await admin_pb2_grpc.StatsStub(channel).Snapshot(admin_pb2.StatsRequest(queue="support"))
+    assert (stats.queues[0].agents_logged_in, stats.queues[0].agents_available, stats.queues[0].agents_busy) == (
+        2, 1, 1)
+    rt.apply(DeviceStateChanged("a", "PJSIP/desk1", "INVALID"))
+    state = await ag.GetState(admin_pb2.AgentStateRequest(agent_id="a1"))
+    assert (state.state, state.device_state) == ("unavailable", "INVALID")
+    # Survives a leader change: the stored login keeps it.
+    stored = (await replica.state.store.load_agents())["a1"]
+    assert stored.config.state_interface == "PJSIP/desk1"
+    err = await _error(ag.Login(admin_pb2.LoginRequest(
+        agent_id="a3", endpoint="PJSIP/a3", home_node="a", queues=[admin_pb2.QueueMembership(queue="support")],
+        state_interface="PJSIP/a 3")))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "state_interface" in (err.details() or "")
