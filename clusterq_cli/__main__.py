@@ -5,6 +5,7 @@
     clusterq queue delete QUEUE
     clusterq agent show AGENT
     clusterq agent login AGENT --endpoint PJSIP/alice --node a --queue support[:PENALTY[:WEIGHT]] ...
+                         [--state-interface PJSIP/alice] [--skill KEY=VALUE ...] [--paused]
     clusterq agent logout|unpause AGENT
     clusterq agent pause AGENT [--reason lunch]
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import grpc
 
 from clusterq_cli.leader_client import AdminClient
-from clusterq_cli.show import agent_line, queue_show
+from clusterq_cli.show import agent_line, device_line, queue_show
 from clusterq_common import tls
 from clusterq_proto.v1 import admin_pb2, common_pb2
 
@@ -81,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
                        metavar="QUEUE[:PENALTY[:WEIGHT]]")
     login.add_argument("--skill", dest="skills", action="append", type=_skill, default=[], metavar="KEY=VALUE")
     login.add_argument("--paused", action="store_true")
+    login.add_argument("--state-interface", default="", metavar="DEVICE",
+                       help="the device whose state tells whether the agent is busy, like app_queue's "
+                            "state_interface (default: the endpoint's device)")
     agent.add_parser("logout").add_argument("agent")
     pause = agent.add_parser("pause")
     pause.add_argument("agent")
@@ -110,7 +114,8 @@ async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
         return [f"Deleted queue {args.queue}."]
     if args.command == "login":
         req = admin_pb2.LoginRequest(agent_id=args.agent, endpoint=args.endpoint, home_node=args.node,
-                                     queues=args.queues, skills=args.skills, paused=args.paused)
+                                     queues=args.queues, skills=args.skills, paused=args.paused,
+                                     state_interface=args.state_interface)
         state = await client.login_request(req)
     elif args.command == "logout":
         state = await client.logout(args.agent)
@@ -120,6 +125,8 @@ async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
         state = await client.unpause(args.agent)
     else:
         state = await client.agent_state(args.agent)
+        if state.state_interface:  # "" from a leader without device state
+            return [agent_line(state), device_line(state)]
     return [agent_line(state)]
 
 

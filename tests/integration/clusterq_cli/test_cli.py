@@ -56,17 +56,17 @@ async def test_an_operator_session_through_a_follower(replicas: Replicas) -> Non
             status, out, err = await clusterq(follower, "agent", "login", "alice", "--endpoint", "PJSIP/alice",
                                               "--node", "a", "--queue", "support:1", "--paused")
             assert (status, out.strip(), err) == (
-                0, "alice (PJSIP/alice on a) (paused:login) has taken no calls yet", "")
+                0, "alice (PJSIP/alice on a) (paused:login) (Unknown) has taken no calls yet", "")
             status, out, _ = await clusterq(follower, "agent", "pause", "alice", "--reason", "lunch")
-            assert (status, out.strip()) == (0, "alice (PJSIP/alice on a) (paused:lunch) has taken no calls yet")
+            assert (status, out.strip()) == (0, "alice (PJSIP/alice on a) (paused:lunch) (Unknown) has taken no calls yet")
 
             status, out, _ = await clusterq(follower, "queue", "show", "support")
             lines = out.splitlines()
             assert status == 0
             assert lines[0].startswith("support has 2 calls (max 50) in 'leastrecent' strategy (")
             assert lines[0].endswith(", W:0, C:0, A:0, SL:0.0%, SL2:0.0% within 60s")
-            assert lines[1:4] == ["   Members:", "      alice (PJSIP/alice on a) (penalty 1) (paused:lunch) has taken "
-                                  "no calls yet", "   Callers:"]
+            assert lines[1:4] == ["   Members:", "      alice (PJSIP/alice on a) (penalty 1) (paused:lunch) (Unknown) "
+                                  "has taken no calls yet", "   Callers:"]
             assert [line.split(" (wait")[0] for line in lines[4:6]] == ["      1. a-2 on a", "      2. a-1 on a"]
             assert "prio: 5" in lines[4] and "prio: 0" in lines[5]
 
@@ -81,7 +81,8 @@ async def test_an_operator_session_through_a_follower(replicas: Replicas) -> Non
                 offered = next((d.offer for d in msg.decisions.decisions if d.WhichOneof("decision") == "offer"), None)
             assert (offered.call_id, offered.agent_id) == ("a-2", "alice")
             status, out, _ = await clusterq(follower, "agent", "show", "alice")
-            assert (status, out.strip()) == (0, "alice (PJSIP/alice on a) (ringing) has taken no calls yet")
+            assert (status, out.strip()) == (0, "alice (PJSIP/alice on a) (ringing) (Unknown) has taken no calls yet\n"
+                                                "   device PJSIP/alice: UNKNOWN")
 
             status, out, _ = await clusterq(follower, "agent", "logout", "alice")
             assert status == 0 and "(logged_out)" in out

@@ -51,3 +51,42 @@ def test_tls_flags_default_to_the_stasis_apps_variables(monkeypatch: pytest.Monk
     assert (args.ca_file, args.cert_file, args.key_file, args.tls_name) == (
         "/etc/clusterq/ca.pem", "", "", "clusterq-coordinator")
     assert parser().parse_args(["--ca-file", "/tmp/x.pem", "queue", "show"]).ca_file == "/tmp/x.pem"
+
+
+def test_login_takes_a_state_interface() -> None:
+    base = ["agent", "login", "alice", "--endpoint", "Local/alice@agents/n", "--node", "a", "--queue", "support"]
+    assert parser().parse_args(base).state_interface == ""
+    assert parser().parse_args([*base, "--state-interface", "PJSIP/alice"]).state_interface == "PJSIP/alice"
+
+
+class _Client:
+    """What _execute asks of the AdminClient, answered from memory."""
+
+    def __init__(self) -> None:
+        from clusterq_proto.v1 import admin_pb2
+
+        self.requests: list[admin_pb2.LoginRequest] = []
+        self.state = admin_pb2.AgentState(agent_id="alice", endpoint="Local/alice@agents/n", home_node="a",
+                                          state="busy", state_interface="PJSIP/alice", device_state="INUSE")
+
+    async def login_request(self, req: object) -> object:
+        self.requests.append(req)  # type: ignore[arg-type]
+        return self.state
+
+    async def agent_state(self, agent_id: str) -> object:
+        return self.state
+
+
+async def test_login_sends_the_state_interface_and_agent_show_prints_the_device() -> None:
+    from typing import Any
+
+    from clusterq_cli.__main__ import _execute
+
+    client: Any = _Client()
+    lines = await _execute(parser().parse_args(["agent", "login", "alice", "--endpoint", "Local/alice@agents/n",
+                                                "--node", "a", "--queue", "support", "--state-interface",
+                                                "PJSIP/alice"]), client)
+    assert [r.state_interface for r in client.requests] == ["PJSIP/alice"]
+    assert lines == ["alice (Local/alice@agents/n from PJSIP/alice on a) (busy) (In use) has taken no calls yet"]
+    assert await _execute(parser().parse_args(["agent", "show", "alice"]), client) == [
+        lines[0], "   device PJSIP/alice: INUSE"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clusterq_cli.show import agent_line, queue_show
+from clusterq_cli.show import agent_line, device_line, queue_show
 from clusterq_proto.v1 import admin_pb2
 
 
@@ -25,6 +25,34 @@ def _agent(agent_id: str, state: str = "available", queue: str = "support", pena
 ])
 def test_member_lines(agent: admin_pb2.AgentState, line: str) -> None:
     assert agent_line(agent, "support") == line
+
+
+def _device(agent_id: str, endpoint: str, iface: str, device_state: str, state: str = "available"
+            ) -> admin_pb2.AgentState:
+    return admin_pb2.AgentState(agent_id=agent_id, endpoint=endpoint, home_node="b", state=state,
+                                state_interface=iface, device_state=device_state,
+                                queues=[admin_pb2.QueueMembership(queue="support")])
+
+
+@pytest.mark.parametrize(("agent", "line"), [
+    (_device("alice", "PJSIP/alice", "PJSIP/alice", "NOT_INUSE"),
+     "alice (PJSIP/alice on b) (available) (Not in use) has taken no calls yet"),
+    (_device("bob", "PJSIP/bob", "PJSIP/bob", "INUSE", "busy"), "bob (PJSIP/bob on b) (busy) (In use) has taken no calls yet"),
+    (_device("carol", "Local/carol@agents/n", "Local/carol@agents", "UNAVAILABLE", "unavailable"),
+     "carol (Local/carol@agents/n on b) (unavailable) (Unavailable) has taken no calls yet"),
+    (_device("dave", "Local/dave@agents/n", "PJSIP/dave", "INVALID", "unavailable"),
+     "dave (Local/dave@agents/n from PJSIP/dave on b) (unavailable) (Invalid) has taken no calls yet"),
+    (_device("erin", "PJSIP/erin", "PJSIP/erin", "RINGINUSE", "in_call"),
+     "erin (PJSIP/erin on b) (in_call) (Ring+Inuse) has taken no calls yet"),
+    (_device("fred", "PJSIP/fred", "PJSIP/fred", "UNKNOWN"), "fred (PJSIP/fred on b) (available) (Unknown) has taken no calls yet"),
+])
+def test_member_lines_show_the_device_like_app_queue(agent: admin_pb2.AgentState, line: str) -> None:
+    assert agent_line(agent, "support") == line
+
+
+def test_agent_show_names_the_device_and_its_state() -> None:
+    agent = _device("dave", "Local/dave@agents/n", "PJSIP/dave", "ONHOLD", "busy")
+    assert device_line(agent) == "   device PJSIP/dave: ONHOLD"
 
 
 def test_a_penalty_is_shown_for_the_queue_being_shown_only() -> None:
