@@ -11,10 +11,12 @@ import sys
 from functools import partial
 
 from clusterq_common.startup import freeze_startup_heap
-from coordinator.config import CoordinatorSettings
+from coordinator.config import CoordinatorSettings, host_port
 from coordinator.definitions import load_file
 from coordinator.election.election import Election
 from coordinator.election.leader import run_elected
+from coordinator.metrics import build_version, collect
+from coordinator.metrics_http import MetricsServer
 from coordinator.replica import ReplicaState, lead
 from coordinator.rpc.server import build_health_server, build_server, new_health, set_ready
 from coordinator.store.etcd_kv import EtcdConfig, EtcdCredentials, EtcdKv, EtcdTls
@@ -100,6 +102,20 @@ async def _follow_leader(state: ReplicaState, election: Election) -> None:
         state.leader_address = info.value.decode() if info is not None else ""
 
 
+async def _start_metrics(state: ReplicaState, listen: str) -> MetricsServer:
+    """GET /metrics on `listen`, rendered from this replica's state at each scrape; StartupError if
+    the address cannot be bound."""
+    version = build_version()
+    host, port = host_port(listen, "CLUSTERQ_METRICS_LISTEN")
+    server = MetricsServer(host, port, lambda: collect(state.runtime, version))
+    try:
+        await server.start()
+    except OSError as exc:  # address in use, no such address or host name
+        raise StartupError(f"cannot listen on {listen} (CLUSTERQ_METRICS_LISTEN): {exc.strerror or exc}") from None
+    log.info("Prometheus metrics, plaintext, on http://%s/metrics", listen)
+    return server
+
+
 async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = None) -> None:
     """Run one replica until cancelled: campaign, lead when elected, serve gRPC throughout.
 
@@ -127,9 +143,12 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
                                    f"{exc}") from None
             raise
         log.info("health service alone, plaintext, on %s", settings.health_listen)
-    if ready is not None:
-        ready.set()
+    metrics_server = None
     try:
+        if settings.metrics_listen:
+            metrics_server = await _start_metrics(state, settings.metrics_listen)
+        if ready is not None:
+            ready.set()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(run_elected(kv, store.election_prefix, settings.advertise_address.encode(),
                                        settings.lease_ttl, partial(lead, state),
@@ -148,6 +167,8 @@ async def serve(settings: CoordinatorSettings, ready: asyncio.Event | None = Non
         await server.stop(1.0)
         if health_server is not None:
             await health_server.stop(None)
+        if metrics_server is not None:
+            await metrics_server.close()
         with contextlib.suppress(Exception):
             await kv.close()
 

@@ -35,6 +35,8 @@ class CoordinatorSettings:
     # A second, plaintext port that serves only grpc.health.v1.Health ("" = none): kubelet's gRPC probe
     # cannot speak TLS. Off unless set, with or without TLS (no port is ever opened unasked).
     health_listen: str = ""
+    # Prometheus text metrics on GET /metrics over plain HTTP ("" = none; coordinator/metrics.py).
+    metrics_listen: str = ""
     queues_file: Path | None = None
     # app_queue-style queue_log written by the leader (coordinator/queue_log.py); None = off.
     queue_log: Path | None = None
@@ -65,6 +67,13 @@ class CoordinatorSettings:
         if self.health_listen and self.health_listen.rpartition(":")[2] == self.listen.rpartition(":")[2]:
             # Same port under another address (0.0.0.0 vs 127.0.0.1) would also clash.
             raise ValueError("CLUSTERQ_HEALTH_LISTEN must use another port than CLUSTERQ_LISTEN")
+        if self.metrics_listen:
+            _, port = host_port(self.metrics_listen, "CLUSTERQ_METRICS_LISTEN")
+            taken = {self.listen.rpartition(":")[2]: "CLUSTERQ_LISTEN"}
+            if self.health_listen:
+                taken[self.health_listen.rpartition(":")[2]] = "CLUSTERQ_HEALTH_LISTEN"
+            if port != 0 and (other := taken.get(str(port))):
+                raise ValueError(f"CLUSTERQ_METRICS_LISTEN must use another port than {other}")
         # The messages name the variables, never the values: a password must not reach a log.
         if bool(self.etcd_user) != bool(self.etcd_password):
             raise ValueError("etcd authentication needs both CLUSTERQ_ETCD_USER and CLUSTERQ_ETCD_PASSWORD "
@@ -101,6 +110,8 @@ class CoordinatorSettings:
         kw["tls"] = server_tls_from_env(e)
         if v := e.get("CLUSTERQ_HEALTH_LISTEN"):
             kw["health_listen"] = v
+        if v := e.get("CLUSTERQ_METRICS_LISTEN"):
+            kw["metrics_listen"] = v
         if v := e.get("CLUSTERQ_QUEUES_FILE"):
             kw["queues_file"] = Path(v)
         if v := e.get("CLUSTERQ_QUEUE_LOG"):
@@ -113,6 +124,14 @@ class CoordinatorSettings:
             kw["fault_step_down_delay"] = float(v)
         kw.update(_etcd_security_from_env(e))
         return cls(**kw)  # type: ignore[arg-type]
+
+
+def host_port(listen: str, var: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets; port 0 = any free port) as (host, port); ValueError naming `var` otherwise."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{var} must be host:port, not {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def _etcd_security_from_env(e: Mapping[str, str]) -> dict[str, object]:
