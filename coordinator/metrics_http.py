@@ -72,7 +72,7 @@ class MetricsServer:
         self._host, self._port = host, port
         self._figures = figures
         self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
+        self._open: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
         self.port = 0
 
     async def start(self) -> None:
@@ -85,8 +85,11 @@ class MetricsServer:
         if self._server is None:
             return
         self._server.close()
+        # Closing a connection ends its handler (its read sees the end); none is left cancelled.
+        handlers = list(self._open.values())
         for writer in list(self._open):
             writer.close()
+        await asyncio.gather(*handlers, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
 
@@ -94,7 +97,9 @@ class MetricsServer:
         if len(self._open) >= MAX_CONNECTIONS:
             writer.close()
             return
-        self._open.add(writer)
+        task = asyncio.current_task()
+        assert task is not None  # a handler always runs in its own task
+        self._open[writer] = task
         try:
             response = await self._read(reader)
             if response is not None:
@@ -104,7 +109,7 @@ class MetricsServer:
         except (TimeoutError, ConnectionError):
             pass  # a client that went away or is too slow: nothing to answer
         finally:
-            self._open.discard(writer)
+            self._open.pop(writer, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -116,7 +121,7 @@ class MetricsServer:
                 head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             return _response(431, b"request head too large\n")
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionError):
             return None
         head = head[:-4]
         if (refused := refusal(head)) is not None:
