@@ -84,7 +84,7 @@ def test_coordinator_replicas_probes_and_rollout(rendered: Rendered) -> None:
     assert c["readinessProbe"]["grpc"] == {"port": 50051}
     # Not "": an etcd outage makes every replica unready, and must not restart them all.
     assert c["livenessProbe"]["grpc"] == {"port": 50051, "service": LIVENESS_SERVICE}
-    assert [p["containerPort"] for p in c["ports"]] == [50051]
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("grpc", 50051), ("metrics", 9102)]
     assert _pod_spec(dep)["terminationGracePeriodSeconds"] > 0
     assert rendered.get("PodDisruptionBudget", "clusterq-coordinator")["spec"]["maxUnavailable"] == 1
     svc = rendered.get("Service", "clusterq-coordinator")
@@ -117,6 +117,18 @@ def test_coordinator_environment(rendered: Rendered, tmp_path: Path) -> None:
     copy.write_text(data[queues.name])
     defined, _agents = load_file(copy)  # the coordinator's own loader; raises on a bad file
     assert defined
+
+
+def test_coordinator_metrics_port_env_and_scrape_annotations_agree(rendered: Rendered) -> None:
+    """CLUSTERQ_METRICS_LISTEN binds the container port named "metrics", and the prometheus.io/*
+    annotations on the pod template point a scraper at that port and /metrics."""
+    dep = rendered.get("Deployment", "clusterq-coordinator")
+    c = _container(dep, "coordinator")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert _host_port(_config_env(rendered, c)["CLUSTERQ_METRICS_LISTEN"]) == ("0.0.0.0", ports["metrics"])
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(ports["metrics"]),
+                           "prometheus.io/path": "/metrics"}
 
 
 def test_timings_are_ordered_and_shared(rendered: Rendered) -> None:
@@ -166,6 +178,7 @@ def test_rendered_env_is_accepted_by_the_real_settings(rendered: Rendered) -> No
     assert coordinator.advertise_address == "10.1.2.3:50051"
     assert coordinator.replica_id == "clusterq-coordinator-abc12"
     assert coordinator.queues_file == Path("/etc/clusterq/queues.yaml")
+    assert coordinator.metrics_listen == "0.0.0.0:9102"
     sts = rendered.get("StatefulSet", "asterisk-node")
     fields = {"metadata.name": "asterisk-node-0", "metadata.namespace": NAMESPACE}
     stasis = StasisSettings.from_env(_pod_env(rendered, _container(sts, "stasis-app"), fields, "not-real"))
