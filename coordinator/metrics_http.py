@@ -107,7 +107,9 @@ class MetricsServer:
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await writer.drain()
         except (TimeoutError, ConnectionError):
-            pass  # a client that went away or is too slow: nothing to answer
+            # A client that went away or is too slow: nothing to answer, and nothing still buffered
+            # for it is sent (a plain close would wait for that buffer to drain, possibly forever).
+            writer.transport.abort()
         finally:
             self._open.pop(writer, None)
             writer.close()

@@ -5,6 +5,7 @@ cannot be bound stops the replica with status 2)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -100,6 +101,30 @@ async def test_a_client_that_trickles_its_head_is_dropped_and_others_are_served(
         assert await asyncio.wait_for(reader.read(), 3) == b""  # closed unanswered after the deadline
     finally:
         writer.close()
+
+
+async def test_a_client_that_does_not_read_its_answer_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_http, "WRITE_TIMEOUT", 0.3)
+    huge = ReplicaFigures("x" * 32_000_000, None)  # far beyond what socket buffers hold
+    s = MetricsServer("127.0.0.1", 0, lambda: huge)
+    await s.start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", s.port))
+    sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    try:
+        await asyncio.sleep(2.0)  # rendering, then WRITE_TIMEOUT without reading
+        reader, writer = await asyncio.open_connection(sock=sock)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), 5):
+                received += len(chunk)
+        writer.close()
+        # The rest of the answer was dropped with the connection, not kept for it (forever).
+        assert 0 < received < 32_000_000
+    finally:
+        sock.close()
+        await s.close()
 
 
 async def test_connections_beyond_the_cap_are_closed_unanswered(monkeypatch: pytest.MonkeyPatch,
