@@ -92,6 +92,10 @@ def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: 
     """Offer every free agent its best eligible caller; append the Offer decisions to `out`."""
     if not st.idle or not st.dispatch_dirty:
         return
+    if not st.lines.callers:
+        # Nobody waits: nothing to offer. Without this, each of N agents logging in (a new leader
+        # loads them all in one step) walked every idle agent: O(N^2), seconds for 2,000 agents.
+        return
     st.dispatch_dirty = False
     if len(st.idle) == 1:
         _dispatch_one(st, rng, prefix, st.agents[next(iter(st.idle))], now, out)

@@ -62,7 +62,7 @@ from coordinator.queue.lifecycle import (
 )
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.nodes import node_alive, node_detached, node_lost
-from coordinator.queue.ranking import rank_key
+from coordinator.queue.ranking import QueueLine, rank_key
 from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
 from coordinator.queue.views import agent_view, caller_ewt, caller_view, queue_stats
@@ -177,7 +177,7 @@ class QueueEngine:
         st = self._st
         q = st.queues.get(cfg.name)
         if q is None:
-            q = st.queues[cfg.name] = QueueRec(cfg)
+            q = st.queues[cfg.name] = QueueRec(cfg, QueueLine(st.lines))
             for agent in st.agents.values():
                 for m in agent.config.memberships:
                     if m.queue == cfg.name:

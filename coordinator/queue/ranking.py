@@ -29,12 +29,23 @@ def rank_key(priority: int, order: int | Fraction, uid: int) -> RankKey:
     return (-priority, order, uid)
 
 
+class LineTally:
+    """How many callers stand in the lines sharing this tally (all queues of one engine), kept by
+    QueueLine itself: dispatch skips its pass over the idle agents when no caller waits anywhere."""
+
+    __slots__ = ("callers",)
+
+    def __init__(self) -> None:
+        self.callers = 0
+
+
 class QueueLine:
     """The not-yet-connected callers (waiting or ringing) of one queue, in rank order."""
 
-    __slots__ = ("_by_arrival", "_joined", "_last_joined", "_ranks")
+    __slots__ = ("_by_arrival", "_joined", "_last_joined", "_ranks", "_tally")
 
-    def __init__(self) -> None:
+    def __init__(self, tally: LineTally | None = None) -> None:
+        self._tally = LineTally() if tally is None else tally
         # The rank keys in order: a plain list while the line is short, a SortedList once it outgrows
         # _SMALL (for good). Bisection, append and iteration of a plain list have no Python-level
         # overhead; its insert/delete move up to _SMALL pointers (32 KB, a memmove), which measured
@@ -98,6 +109,7 @@ class QueueLine:
             position = int(keys.bisect_left(key)) + 1
         if len(keys) > _SMALL and isinstance(keys, list):
             self._ranks = SortedList(keys)
+        self._tally.callers += 1
         arrivals = self._by_arrival
         if arrivals is not None and joined_at >= self._last_joined:
             arrivals[key[2]] = joined_at
@@ -116,6 +128,7 @@ class QueueLine:
             if index == len(keys) or keys[index] != key:
                 raise ValueError(f"{key!r} not in line")
             del keys[index]
+        self._tally.callers -= 1
         if self._by_arrival is not None:
             del self._by_arrival[key[2]]
         else:

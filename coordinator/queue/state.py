@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from coordinator.queue.model import AgentConfig, QueueConfig, Requirement
-from coordinator.queue.ranking import QueueLine, RankKey
+from coordinator.queue.ranking import LineTally, QueueLine, RankKey
 from coordinator.queue.stats import QueueCounters
 
 __all__ = [
@@ -188,6 +188,8 @@ class EngineState:
     idle: dict[str, None] = field(default_factory=dict)
     lost_nodes: set[str] = field(default_factory=set)
     detached_nodes: set[str] = field(default_factory=set)  # streams down, not (yet) lost: no new offers
+    lines: LineTally = field(default_factory=LineTally)
+    """Callers in all queues' lines together, shared by every QueueLine of this engine."""
     devices: dict[str, dict[str, DeviceRec]] = field(default_factory=dict)
     """node id -> device name -> DeviceRec: what each node must watch, and who a report is about."""
     timers: list[Timer] = field(default_factory=list)

@@ -88,3 +88,26 @@ def test_idle_agents_are_not_rescanned_when_nothing_could_pair(monkeypatch: pyte
     assert scans == 0
     out = e.apply(join("y"), 200.0)  # a caller anyone can take: a pass again
     assert scans > 0 and {call for call, _ in offered(out)} == {"y"}
+
+
+def test_agents_logging_in_while_nobody_waits_do_not_walk_the_idle_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new leader applies every stored agent in one step: with a pass over the idle agents per login
+    that was O(N^2) (about 6 s for 2,000 agents, longer than the election lease's TTL)."""
+    scans = 0
+    original = dispatch_module._best_callers
+
+    def counting(*args: object) -> object:
+        nonlocal scans
+        scans += 1
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_module, "_best_callers", counting)
+    e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT), QueueConfig("r", strategy=Strategy.LEASTRECENT))
+    for i in range(2_000):
+        e.apply(AgentLoggedIn(agent(f"a{i}", "q", "r")), float(i))
+    assert scans == 0
+    # The tally follows the lines: the first caller after the logins is offered at once.
+    out = e.apply(join("x", queue="r"), 3_000.0)
+    assert offered(out) == [("x", "a0")]  # leastrecent: nobody took a call, the first logged in wins ties
+    out = e.apply(join("y", queue="q"), 3_001.0)
+    assert offered(out) == [("y", "a1")]
