@@ -152,8 +152,10 @@ def test_help_text_is_escaped() -> None:
     assert out[0] == "# HELP clusterq_x a \\\\ b\\nc"
 
 
-# ---------------------------------------------------------------------------------- the cost
-async def test_a_thousand_queues_of_twenty_agents_render_in_milliseconds() -> None:
+# ---------------------------------------------------------------------------------- many queues
+async def test_a_thousand_queues_of_twenty_agents_are_all_exported() -> None:
+    """Every queue's series, with the memberships counted (the cost is printed, for docs/benchmarks.md,
+    not asserted: tests never pass or fail on timing)."""
     clock = [0.0]
     rt = _runtime(clock)
     names = [f"queue-{q:04d}" for q in range(1000)]
@@ -175,5 +177,3 @@ async def test_a_thousand_queues_of_twenty_agents_render_in_milliseconds() -> No
     families = parse(text)
     assert len(families["clusterq_queue_agents_logged_in"].samples) == 1000
     assert value(families, "clusterq_queue_agents_logged_in", "queue-0999") == 20
-    # Generous for a shared CI core (measured ~15-20 ms + ~10 ms); fails on anything quadratic.
-    assert min(c + r for c, r in timings) < 0.3
