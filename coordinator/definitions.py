@@ -180,9 +180,10 @@ def checked_agent(agent: AgentConfig) -> AgentConfig:
         raise DefinitionError(f"agent {agent.agent_id}: home_node must match {NAME_RE.pattern}")
     iface = agent.state_interface
     # A device name: it goes to the home node's watch list and into Asterisk's device state lookups.
-    if iface and (len(iface) > MAX_TEXT_LEN or not iface.isprintable() or any(c.isspace() for c in iface)):
+    # A comma would make the node's ARI subscription several event sources: it refuses such a name.
+    if iface and (len(iface) > MAX_TEXT_LEN or not iface.isprintable() or any(c.isspace() or c == "," for c in iface)):
         raise DefinitionError(f"agent {agent.agent_id}: state_interface must be a device name like PJSIP/alice "
-                              f"(at most {MAX_TEXT_LEN} characters, no spaces or control characters)")
+                              f"(at most {MAX_TEXT_LEN} characters, no spaces, commas or control characters)")
     if not agent.memberships:
         raise DefinitionError(f"agent {agent.agent_id}: an agent needs at least one queue membership")
     if len(agent.memberships) > MAX_ITEMS:

@@ -5,7 +5,7 @@ a queue whose members are all unusable is "unavailable" (JOINUNAVAIL / LEAVEUNAV
 unusable when it is in one of the listed conditions: paused, penalty (outside the caller's current
 penalty band), inuse (in a call, or its device INUSE, BUSY, ONHOLD or RINGINUSE), ringing (an offer
 pending, or its device RINGING or RINGINUSE), unavailable (home node lost, or its device UNAVAILABLE),
-invalid (its device INVALID), unknown (its device UNKNOWN: not reported yet, or Asterisk cannot tell),
+invalid (its device INVALID), unknown (its node reported its device UNKNOWN: not before a first report),
 wrapup. The device states follow app_queue's get_member_status, which also counts only INUSE as
 "inuse"; BUSY and ONHOLD are counted too here, since such a member cannot take the call either.
 """

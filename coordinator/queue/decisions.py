@@ -170,8 +170,11 @@ class QueueStats:
     service_level_pct = answered within service_level / answered x 100.
     service_level2_pct = (answered within + abandoned within) / (answered + abandoned) x 100.
     asa = mean wait of answered callers. Percentages and means are 0.0 when nothing was counted.
-    agents_busy counts members in a call or ringing, or whose device is in use; members in wrap-up are
-    neither available nor busy, nor are members whose device is in use.
+    agents_available counts members whose state is "available" (not paused, in a call, ringing, in
+    wrap-up or with a device in use, down or unavailable); agents_busy members in a call, ringing, or
+    whose device is in use on a call clusterq did not make (with ringinuse such a member may still be
+    offered, and counts as busy). Members in wrap-up, and members whose device is unavailable or
+    invalid, are neither (unless in a call or ringing).
     """
 
     queue: str

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from coordinator.queue.decisions import Decision, WatchDevices
 from coordinator.queue.events import DeviceStateChanged
-from coordinator.queue.state import AgentRec, DeviceRec, EngineState
+from coordinator.queue.state import NOT_REPORTED, AgentRec, DeviceRec, EngineState
 
 __all__ = ["device_state_changed", "follow_device", "forget_device", "watch_list"]
 
@@ -42,6 +42,12 @@ def follow_device(st: EngineState, agent: AgentRec, old: tuple[str, str] | None,
     if old == (node, device):
         return
     unwatch = old is not None and _release(st, agent_id, old[0], old[1])
+    if not device:
+        # No device to follow (see model.device_of): offered as if it were always free.
+        agent.set_device_state(NOT_REPORTED)
+        if unwatch and old is not None:
+            out.append(WatchDevices(old[0], (), (old[1],), False))
+        return
     node_devices = st.devices.get(node)
     if node_devices is None:
         node_devices = st.devices[node] = {}
@@ -67,9 +73,15 @@ def forget_device(st: EngineState, agent: AgentRec, out: list[Decision]) -> None
         out.append(WatchDevices(cfg.home_node, (), (cfg.device,), False))
 
 
+MAX_WATCH_LIST = 10_000
+"""Devices in one replacing list, as many as a node watches (stasis_app/call/devices.py): 10,000
+names of up to 256 characters stay within gRPC's default 4 MB message. Agents on devices past it are
+offered as if their device were free (not reported)."""
+
+
 def watch_list(st: EngineState, node: str) -> WatchDevices:
     """Everything `node` must watch, as a replacing list (sent when it (re)attaches)."""
-    return WatchDevices(node, tuple(sorted(st.devices.get(node, ()))), (), True)
+    return WatchDevices(node, tuple(sorted(st.devices.get(node, ())))[:MAX_WATCH_LIST], (), True)
 
 
 def device_state_changed(st: EngineState, ev: DeviceStateChanged, now: float) -> None:
@@ -82,6 +94,11 @@ def device_state_changed(st: EngineState, ev: DeviceStateChanged, now: float) ->
     rec.state = ev.state
     agents = st.agents
     for agent_id in rec.agents:
-        agents[agent_id].set_device_state(ev.state)
-        # A device becoming free can make the agent offerable now: refresh_idle marks dispatch dirty.
-        st.refresh_idle(agent_id, now)
+        agent = agents[agent_id]
+        before = agent.device_in_use, agent.device_down
+        agent.set_device_state(ev.state)
+        # Only a change of what the state means for offers can pair the agent now (refresh_idle marks
+        # dispatch dirty). Not the first reports after a takeover (not reported -> NOT_INUSE): with
+        # callers nobody can take, one pass over every idle agent per report was O(N^2).
+        if (agent.device_in_use, agent.device_down) != before:
+            st.refresh_idle(agent_id, now)

@@ -262,10 +262,18 @@ class AgentConfig:
 
 
 def device_of(endpoint: str) -> str:
-    """The device name of a dial string, as Asterisk's device state knows it: a Local channel's
-    "/options" suffix is not part of its device ("Local/alice@agents/n" -> "Local/alice@agents");
-    any other dial string is its own device ("PJSIP/alice")."""
+    """The device name of a dial string, as Asterisk's device state knows it, or "" (no device: the
+    agent is offered as if its device were always free, as before device state).
+
+    A Local channel's "/options" are not part of its device ("Local/alice@agents/n" ->
+    "Local/alice@agents"); for other technologies the device is TECH/resource, without a contact
+    after it ("PJSIP/alice/sip:alice@10.0.0.1" -> "PJSIP/alice"). A resource with "@"
+    ("PJSIP/1001@provider": a number through a trunk, whose device would be the trunk's) or a dial
+    string of several ("&", ",") has no device of its own; state_interface can name one."""
     tech, sep, rest = endpoint.partition("/")
-    if sep and tech.lower() == "local":
-        return f"{tech}/{rest.partition('/')[0]}"
-    return endpoint
+    if not sep or "&" in endpoint or "," in endpoint:
+        return ""
+    resource = rest.partition("/")[0]
+    if tech.lower() == "local":
+        return f"{tech}/{resource}"
+    return "" if "@" in resource or not resource else f"{tech}/{resource}"

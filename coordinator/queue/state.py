@@ -42,6 +42,11 @@ DEVICE_IN_USE = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
 DEVICE_DOWN = frozenset({"UNAVAILABLE", "INVALID"})
 
 
+NOT_REPORTED = ""
+"""A device's state before its node reported one (a new login, a new leader): available like UNKNOWN,
+shown as UNKNOWN, but not app_queue's "unknown" member condition, which means Asterisk said UNKNOWN.
+Otherwise leavewhenempty=unknown would empty every queue after each leader change."""
+
 @dataclass(slots=True, eq=False)
 class CallerRec:
     """One caller from join until it leaves or its connected call ends."""
@@ -90,7 +95,7 @@ class AgentRec:
     available_since: float = 0.0
     unanswered: int = 0
     calls_taken: int = 0
-    device_state: str = "UNKNOWN"
+    device_state: str = NOT_REPORTED
     """Its device's last reported state (a copy of its DeviceRec's); the two flags below follow it."""
     device_in_use: bool = False
     device_down: bool = False
@@ -106,7 +111,7 @@ class AgentRec:
 class DeviceRec:
     """A device watched on one node: its last reported state and the agents homed there that use it."""
 
-    state: str = "UNKNOWN"
+    state: str = NOT_REPORTED
     agents: dict[str, None] = field(default_factory=dict)
 
 

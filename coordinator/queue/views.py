@@ -63,7 +63,7 @@ def agent_view(a: AgentRec, now: float) -> AgentView:
         skills=a.config.skills,
         last_call_end=a.last_call_end,
         state_interface=a.config.device,
-        device_state=a.device_state,
+        device_state=a.device_state or "UNKNOWN",
     )
 
 

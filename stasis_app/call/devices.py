@@ -65,6 +65,12 @@ class DeviceWatch:
         # The state last reported per watched device; None: none since the watch or the last connect
         # (then the next GET answer or event is reported whatever it says).
         self._reported: dict[str, str | None] = {}
+        # Per device, when its report was last reset by a WatchDevices (a count of such resets): a GET
+        # answer or failure of a request started before the latest reset is stale, and the reset has
+        # queued a new GET. Without it, an answer in flight across a replace list was reported after a
+        # newer event, and the fresh answer then dropped (the leader kept a state Asterisk had left).
+        self._resets = 0
+        self._reset_at: dict[str, int] = {}
         self._connected = False
         self._generation = 0  # bumped per connect: answers to requests of an older one are ignored
         self._task: asyncio.Task[None] | None = None
@@ -94,6 +100,8 @@ class DeviceWatch:
                 self._failed.discard(device)  # named again: try again
                 self._to_get.add(device)
                 self._reported[device] = None
+                self._resets += 1
+                self._reset_at[device] = self._resets
         if refused:
             log.warning("WatchDevices: %d devices over the limit of %d ignored", refused, self._max)
         self._kick()
@@ -129,6 +137,7 @@ class DeviceWatch:
         self._to_get.discard(device)
         self._failed.discard(device)
         self._reported.pop(device, None)
+        self._reset_at.pop(device, None)
 
     def _report(self, device: str, state: str) -> None:
         self._reported[device] = state
@@ -161,7 +170,7 @@ class DeviceWatch:
 
     async def _sync(self, device: str, subscribe: bool) -> None:
         """Subscribe (before the GET: no change may fall between the two) and/or read and report."""
-        generation = self._generation
+        generation, reset = self._generation, self._reset_at.get(device)
         async with self._slots:
             try:
                 if subscribe:
@@ -169,18 +178,20 @@ class DeviceWatch:
                     subscribe = False
                 state = await self._ari.device_state(device)  # a new subscription reports too
             except Exception as exc:  # this device only: the others and the decisions go on
-                self._failure(device, generation, exc, unsubscribed=subscribe)
+                self._failure(device, generation, reset, exc, unsubscribed=subscribe)
                 return
-        if generation == self._generation and device in self.watched and self._reported.get(device) is None:
+        if (generation == self._generation and reset == self._reset_at.get(device) and device in self.watched
+                and self._reported.get(device) is None):
             self._report(device, state)
 
-    def _failure(self, device: str, generation: int, exc: Exception, *, unsubscribed: bool) -> None:
+    def _failure(self, device: str, generation: int, reset: int | None, exc: Exception, *,
+                 unsubscribed: bool) -> None:
         if generation != self._generation:
             return  # the connect since then redoes it
         if unsubscribed:
             self._subscribed.discard(device)
-        if device not in self.watched:
-            return
+        if device not in self.watched or reset != self._reset_at.get(device):
+            return  # unwatched, or watched again since: that queued a new GET
         self._failed.add(device)
         if isinstance(exc, AriUnavailable) and not self._connected:
             return  # the resync after the reconnect reports the real state

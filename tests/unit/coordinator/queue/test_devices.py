@@ -126,10 +126,13 @@ def test_a_device_keeps_its_state_while_its_node_is_detached() -> None:
         ("Local/alice@agents/n", "Local/alice@agents"),
         ("Local/alice@agents", "Local/alice@agents"),
         ("local/alice@agents/nj", "local/alice@agents"),
-        ("PJSIP/alice/sip:alice@10.0.0.1", "PJSIP/alice/sip:alice@10.0.0.1"),
+        ("PJSIP/alice/sip:alice@10.0.0.1", "PJSIP/alice"),
+        ("PJSIP/1001@provider", ""),  # a number through a trunk: no device of its own
+        ("PJSIP/alice&PJSIP/bob", ""),
+        ("DAHDI/1", "DAHDI/1"),
     ],
 )
-def test_the_default_device_is_the_endpoint_without_locals_options(endpoint: str, device: str) -> None:
+def test_the_default_device_is_the_endpoints_tech_and_resource(endpoint: str, device: str) -> None:
     assert device_of(endpoint) == device
     cfg = AgentConfig("a", endpoint, "n1", (Membership("q"),))
     assert cfg.device == device
@@ -227,13 +230,14 @@ def test_stats_count_a_busy_device_as_busy_and_an_unavailable_one_as_neither() -
         ("invalid", "UNAVAILABLE", False),
         ("unknown", "UNKNOWN", True),
         ("unknown", "NOT_INUSE", False),
+        ("unknown", "", False),  # not reported yet (a login, a new leader): not Asterisk's UNKNOWN
         ("paused", "INUSE", False),
         ("wrapup", "UNAVAILABLE", False),
     ],
 )
 def test_joinempty_counts_device_states(condition: str, state: str, refused: bool) -> None:
     e = engine(QueueConfig("q", joinempty=frozenset({condition})), agents=(agent("a"),))
-    if state != "UNKNOWN":
+    if state:
         e.apply(DeviceStateChanged("n1", "PJSIP/a", state), 0.0)
     out = e.apply(join("x"), 1.0)
     if refused:
@@ -248,3 +252,58 @@ def test_leavewhenempty_sends_waiting_callers_away_when_the_last_device_goes_una
     assert only(e.apply(join("x"), 1.0), CallerExit) == []
     out = e.apply(DeviceStateChanged("n1", "PJSIP/a", "UNAVAILABLE"), 2.0)
     assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.LEAVEUNAVAIL)]
+
+
+def test_leavewhenempty_unknown_waits_for_a_report_instead_of_emptying_the_queue_after_a_takeover() -> None:
+    """A new leader (or a new login) knows no device state yet: that is not Asterisk's UNKNOWN."""
+    e = engine(QueueConfig("q", leavewhenempty=frozenset({"unknown"})), agents=(agent("a"), agent("b")))
+    e.apply(AgentPaused("a", "lunch"), 0.0)
+    e.apply(AgentPaused("b", "lunch"), 0.0)
+    assert only(e.apply(join("x"), 1.0), CallerExit) == []
+    assert _states(e)["a"] == ("paused", "UNKNOWN")  # shown as UNKNOWN all the same
+    e.apply(DeviceStateChanged("n1", "PJSIP/a", "UNKNOWN"), 2.0)
+    assert only(e.apply(DeviceStateChanged("n1", "PJSIP/b", "NOT_INUSE"), 3.0), CallerExit) == []
+    out = e.apply(DeviceStateChanged("n1", "PJSIP/b", "UNKNOWN"), 4.0)  # now both said UNKNOWN
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.LEAVEUNAVAIL)]
+
+
+def test_first_reports_after_a_takeover_do_not_walk_the_idle_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each node re-reports every device to a new leader: not reported -> NOT_INUSE changes nothing about
+    offers. With a caller nobody can take waiting, a dispatch pass per report was O(N^2) (40 s for 2,000)."""
+    import coordinator.queue.dispatch as dispatch_module
+
+    scans = 0
+    original = dispatch_module._best_callers
+
+    def counting(*args: object) -> object:
+        nonlocal scans
+        scans += 1
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_module, "_best_callers", counting)
+    e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i}") for i in range(300)))
+    e.apply(join("x", requires=(("lang", "fr"),)), 1.0)  # nobody speaks French
+    scans = 0
+    for i in range(300):
+        e.apply(DeviceStateChanged("n1", f"PJSIP/a{i}", "NOT_INUSE"), 2.0)
+    assert scans == 0
+    e.apply(DeviceStateChanged("n1", "PJSIP/a7", "INUSE"), 3.0)
+    out = e.apply(DeviceStateChanged("n1", "PJSIP/a7", "NOT_INUSE"), 4.0)  # a real change: a pass again
+    assert scans > 0 and offered(out) == []
+
+
+def test_an_agent_without_a_device_of_its_own_is_watched_nowhere_and_offered_as_before() -> None:
+    e = engine(QueueConfig("q"))
+    cfg = AgentConfig("t", "PJSIP/1001@provider", "n1", (Membership("q"),))  # a number through a trunk
+    assert _watches(e.apply(AgentLoggedIn(cfg), 0.0)) == []
+    assert _watches(e.apply(NodeAlive("n1"), 0.0)) == [WatchDevices("n1", (), (), True)]
+    assert _states(e)["t"] == ("available", "UNKNOWN")
+    assert offered(e.apply(join("x"), 1.0)) == [("x", "t")]
+
+
+def test_a_replacing_watch_list_is_capped_at_what_a_node_watches() -> None:
+    from coordinator.queue.devices import MAX_WATCH_LIST
+
+    e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i:05d}") for i in range(MAX_WATCH_LIST + 5)))
+    [w] = _watches(e.apply(NodeAlive("n1"), 0.0))
+    assert len(w.watch) == MAX_WATCH_LIST and w.replace

@@ -264,3 +264,22 @@ async def test_a_watch_of_a_stale_leader_is_refused_like_any_decision() -> None:
         assert client.deliver(watch(5))
         await n.settle()
         assert _reported(n) == [(ALICE, "NOT_INUSE")]
+
+
+async def test_a_read_started_before_a_new_watch_list_is_not_taken_for_the_fresh_one() -> None:
+    """A GET answer in flight when a replacing list arrives (a new leader, a stream re-attached) is older
+    than what the new list asks for: reported after a newer event, it would stand for good (the fresh
+    answer dropped as a repeat). Only the read started after the list counts."""
+    ari = _fake(**{ALICE: "INUSE"})
+    ari.device_gets_open.clear()
+    async with running(ari) as n:
+        _watch(n, [ALICE], replace=True)  # its GET waits in transit, the answer will say INUSE
+        await n.settle()
+        ari.set_device_state(ALICE, "NOT_INUSE")  # her call ends meanwhile
+        await n.settle()
+        assert _reported(n) == [(ALICE, "NOT_INUSE")]
+        _watch(n, [ALICE], replace=True)  # the whole list again
+        await n.settle()
+        ari.device_gets_open.set()  # the old answer (INUSE), then the new GET's (NOT_INUSE)
+        await n.settle()
+        assert _reported(n) == [(ALICE, "NOT_INUSE"), (ALICE, "NOT_INUSE")]
