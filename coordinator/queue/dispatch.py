@@ -39,13 +39,20 @@ def eligible(st: EngineState, agent: AgentRec, caller: CallerRec, now: float) ->
 def _caller_fits(st: EngineState, agent: AgentRec, member: MemberRec, caller: CallerRec, now: float) -> bool:
     """The per-caller part of `eligible`, for an agent that is a `member` of the caller's queue and
     can take it now."""
+    return _caller_open(st, caller, now) and _agent_fits(agent, member, caller, st.band(caller, now))
+
+
+def _caller_open(st: EngineState, caller: CallerRec, now: float) -> bool:
+    """The caller may be offered to someone now: waiting, not pausing between rounds, node reachable."""
     if caller.state != WAITING or caller.retry_until > now:
         return False
-    if st.detached_nodes and caller.node_id in st.detached_nodes:
-        return False  # its node could not receive the offer
+    return not (st.detached_nodes and caller.node_id in st.detached_nodes)  # else its node could not receive it
+
+
+def _agent_fits(agent: AgentRec, member: MemberRec, caller: CallerRec, band: tuple[int, int] | None) -> bool:
+    """The agent's skills cover the caller's requirements and its penalty is in the caller's `band`."""
     if caller.requirements and not agent.config.has_skills(caller.requirements):
         return False
-    band = st.band(caller, now)
     return band is None or band[0] <= member.penalty <= band[1]
 
 
@@ -99,6 +106,9 @@ def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: 
     st.dispatch_dirty = False
     if len(st.idle) == 1:
         _dispatch_one(st, rng, prefix, st.agents[next(iter(st.idle))], now, out)
+        return
+    if st.lines.callers == 1:
+        _dispatch_lone_caller(st, rng, prefix, now, out)
         return
     cursors: dict[str, Iterator[CallerRec]] = {}
     groups: dict[int, list[AgentRec]] = {}
@@ -163,6 +173,27 @@ def _dispatch_one(st: EngineState, rng: random.Random, prefix: str, agent: Agent
     _offer(st, prefix, best, agent, now, out)
 
 
+def _dispatch_lone_caller(st: EngineState, rng: random.Random, prefix: str, now: float, out: list[Decision]) -> None:
+    """Many free agents, one caller in all lines (the usual case while agents wait for calls): the
+    agents eligible for it are exactly those whose best caller it is, so the strategy chooses among
+    them, in the idle set's order like the general pass, without a cursor and a heap entry per agent
+    (that pass cost about 12 us per idle agent for each caller joining: 24 ms with 2,000 idle)."""
+    caller = next(st.by_uid[next(iter(q.line))[2]] for q in st.queues.values() if q.line)
+    if not _caller_open(st, caller, now):
+        return  # ringing already, pausing between rounds, or its node unreachable: nothing to offer
+    q = st.queues[caller.queue]
+    members, cfg, agents, band = q.members, q.config, st.agents, st.band(caller, now)
+    group = []
+    for aid in st.idle:  # what `eligible` checks, with the caller's part done once
+        member = members.get(aid)
+        if member is not None and st.can_take(agent := agents[aid], cfg, now) and _agent_fits(agent, member,
+                                                                                                caller, band):
+            group.append(agent)
+    if group:
+        for agent in _choose(st, rng, caller, group):
+            _offer(st, prefix, caller, agent, now, out)
+
+
 def _first_eligible(st: EngineState, agent: AgentRec, q: QueueRec, now: float) -> CallerRec | None:
     """The first caller of `q`'s line that `eligible` accepts for `agent`, which can_take `q` now.
 
@@ -201,16 +232,12 @@ def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list
             q.rr_last = q.members[fresh[0].config.agent_id].order
         return fresh
     by_id = {a.config.agent_id: a for a in fresh}
+    members = q.members
     candidates = [
-        Candidate(
-            agent_id=a.config.agent_id,
-            penalty=q.members[a.config.agent_id].penalty,
-            order=q.members[a.config.agent_id].order,
-            last_call_end=a.last_call_end,
-            available_since=a.available_since,
-            calls_taken=q.members[a.config.agent_id].calls_taken,
-        )
+        Candidate(aid, m.penalty, m.order, a.last_call_end, a.available_since, m.calls_taken)
         for a in fresh
+        for aid in (a.config.agent_id,)
+        for m in (members[aid],)
     ]
     picked = choose_agents(q.config.strategy, candidates, rng, q.rr_last)
     if picked and q.config.strategy in ("rrmemory", "rrordered"):

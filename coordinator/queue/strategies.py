@@ -10,11 +10,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from coordinator.queue.fastinit import fast_init
 from coordinator.queue.model import Strategy
 
 __all__ = ["Candidate", "choose_agents"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """What a strategy may look at about one free eligible agent."""

@@ -3,6 +3,8 @@ each node is told to watch, the agent views and statistics, joinempty / leavewhe
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from coordinator.queue import (
@@ -273,14 +275,18 @@ def test_first_reports_after_a_takeover_do_not_walk_the_idle_agents(monkeypatch:
     import coordinator.queue.dispatch as dispatch_module
 
     scans = 0
-    original = dispatch_module._best_callers
 
-    def counting(*args: object) -> object:
-        nonlocal scans
-        scans += 1
-        return original(*args)  # type: ignore[arg-type]
+    def counting(original: Any) -> Any:
+        def wrapper(*args: object) -> object:
+            nonlocal scans
+            scans += 1
+            return original(*args)
 
-    monkeypatch.setattr(dispatch_module, "_best_callers", counting)
+        return wrapper
+
+    # An agent looked at by a pass: the general one (_best_callers) or the one for a lone caller (_agent_fits).
+    monkeypatch.setattr(dispatch_module, "_best_callers", counting(dispatch_module._best_callers))
+    monkeypatch.setattr(dispatch_module, "_agent_fits", counting(dispatch_module._agent_fits))
     e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i}") for i in range(300)))
     e.apply(join("x", requires=(("lang", "fr"),)), 1.0)  # nobody speaks French
     scans = 0
