@@ -17,17 +17,18 @@ on the event loop; `render` ~10 ms for 0.85 MB of text, run by metrics_http in a
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from clusterq_common.prometheus import CONTENT_TYPE, build_version, escape_label, number
+from clusterq_common.prometheus import header as _header
 from coordinator.queue import QueueStats
 from coordinator.runtime import LeaderRuntime
 
-__all__ = ["CONTENT_TYPE", "LeaderFigures", "QueueFigures", "ReplicaFigures", "build_version", "collect", "render"]
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# escape_label and number are re-exported: they were defined here before clusterq_common/prometheus.py.
+__all__ = ["CONTENT_TYPE", "LeaderFigures", "QueueFigures", "ReplicaFigures", "build_version", "collect",
+           "escape_label", "number", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +58,6 @@ class ReplicaFigures:
     leader: LeaderFigures | None
 
 
-def build_version() -> str | None:
-    """The installed clusterq package's version (pyproject's at install time), None if not installed."""
-    try:
-        return importlib.metadata.version("clusterq")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def collect(rt: LeaderRuntime | None, version: str | None) -> ReplicaFigures:
     """The figures of this replica now: `rt` is its runtime while it leads (ReplicaState.runtime),
     read without an await in between, as the Stats service reads it."""
@@ -78,29 +71,6 @@ def collect(rt: LeaderRuntime | None, version: str | None) -> ReplicaFigures:
 
 
 # ---- rendering -------------------------------------------------------------------------------------
-def escape_label(value: str) -> str:
-    """A label value escaped as the format requires: backslash, double quote and line feed."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def number(value: float) -> str:
-    """A sample value: integers as such, floats at full precision, NaN and infinities spelled as Prometheus does."""
-    if isinstance(value, int):
-        return str(value)
-    if math.isfinite(value):
-        return repr(value)
-    return "NaN" if math.isnan(value) else "+Inf" if value > 0 else "-Inf"
-
-
-def _header(out: list[str], name: str, kind: str, help_text: str) -> None:
-    out.append(f"# HELP {name} {_escape_help(help_text)}")
-    out.append(f"# TYPE {name} {kind}")
-
-
 def _ratio(part: float, counted: int) -> float:
     # The engine says 0 % when nothing was counted yet; NaN keeps a quiet queue out of `< 0.8` alerts.
     return part / 100.0 if counted else math.nan
