@@ -7,11 +7,13 @@ import logging
 import signal
 import sys
 
+from clusterq_common.prometheus import build_version
 from clusterq_common.startup import freeze_startup_heap
 from stasis_app.ari.aioari_adapter import AioAriAdapter
 from stasis_app.ari.port import AriSettings
 from stasis_app.config import StasisSettings
 from stasis_app.health import HealthServer
+from stasis_app.metrics import collect, render
 from stasis_app.node import NodeApp
 
 log = logging.getLogger("stasis_app")
@@ -22,7 +24,9 @@ async def serve(settings: StasisSettings) -> None:
     ari = AioAriAdapter(AriSettings(url=settings.ari_url, username=settings.ari_user,
                                     password=settings.ari_password, node_id=settings.node_id, app=settings.app))
     app = NodeApp(settings, ari)
-    health = HealthServer(settings.health_listen, app.readiness) if settings.health_listen else None
+    version = build_version()
+    health = (HealthServer(settings.health_listen, app.readiness, lambda: render(collect(app, version)))
+              if settings.health_listen else None)
     if health is not None:
         await health.start()
     task = asyncio.ensure_future(app.run())

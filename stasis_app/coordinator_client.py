@@ -86,6 +86,7 @@ class CoordinatorClient:
         # each message's fixed cost on the leader is spread over.
         self.messages_sent = 0
         self.messages_received = 0
+        self.events_sent = 0  # node events handed to a stream (Register snapshots not counted)
         self._node_seq = 0
         self._pending: list[node_pb2.NodeEvent] = []
         self._wake = asyncio.Event()
@@ -99,6 +100,11 @@ class CoordinatorClient:
         self._generation = 0
         # Set by request_reregister(): the current stream is closed and a fresh Register follows.
         self._reregister = False
+
+    @property
+    def pending(self) -> int:
+        """Events queued for the current stream and not sent yet."""
+        return len(self._pending)
 
     def send(self, event: node_pb2.NodeEvent) -> None:
         """Queue one event for the current stream (dropped if none: the next Register covers it)."""
@@ -188,6 +194,7 @@ class CoordinatorClient:
                     batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                     last_sent = loop.time()
                     self.messages_sent += 1
+                    self.events_sent += len(batch)
                     yield node_pb2.NodeMessage(events=node_pb2.EventBatch(events=batch))
 
             call = stub.Connect(outgoing())

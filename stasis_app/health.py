@@ -10,6 +10,9 @@
   from it, and marking every node unready at once would only add a second outage; but a node whose
   coordinator settings are wrong never becomes ready, so a rolling update stops on it.
 
+- `GET /metrics`: the node's Prometheus metrics (stasis_app/metrics.py), on the same address: one
+  port per pod to expose and probe, and a scrape is as cheap as a probe.
+
 A pure `Readiness` value computes the answer (tested without HTTP); `HealthServer` serves it with
 aiohttp, which the app already depends on through aioari.
 """
@@ -21,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from clusterq_common.prometheus import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +64,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class HealthServer:
-    """/livez and /readyz on one address; `readiness` is read at each request."""
+    """/livez, /readyz and (given `metrics`) /metrics on one address; `readiness` and `metrics` (the
+    exposition text) are called at each request."""
 
-    def __init__(self, listen: str, readiness: Callable[[], Readiness]) -> None:
+    def __init__(self, listen: str, readiness: Callable[[], Readiness],
+                 metrics: Callable[[], str] | None = None) -> None:
         self._host, self._port = parse_listen(listen)
         self._readiness = readiness
+        self._metrics = metrics
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -72,6 +80,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self._metrics_text)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -81,7 +91,8 @@ class HealthServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        log.info("health endpoints on %s:%d (/livez, /readyz)", self._host, self.port)
+        log.info("health endpoints on %s:%d (/livez, /readyz%s)", self._host, self.port,
+                 ", /metrics" if self._metrics is not None else "")
 
     async def close(self) -> None:
         """Stop serving."""
@@ -97,3 +108,7 @@ class HealthServer:
         if reason:
             return web.Response(status=503, text=reason + "\n")
         return web.Response(text="ready\n")
+
+    async def _metrics_text(self, _request: web.Request) -> web.Response:
+        assert self._metrics is not None  # the route exists only with it
+        return web.Response(body=self._metrics().encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

@@ -36,6 +36,7 @@ from stasis_app.call.serial import KeyedSerializer
 from stasis_app.config import StasisSettings
 from stasis_app.coordinator_client import CoordinatorClient
 from stasis_app.health import Readiness
+from stasis_app.metrics import NodeCounters
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class NodeApp:
         self.ari = ari
         self.serial = KeyedSerializer()
         self.callers: dict[str, r.Caller] = {}
+        self.counters = NodeCounters()  # /metrics totals, incremented by the call modules (metrics.py)
         self.coord = CoordinatorClient(settings.node_id, settings.coordinators, self.snapshot, self.on_decision,
                                        self.on_coordinator, flush_delay=settings.flush_interval,
                                        tls=settings.coordinator_tls)
@@ -236,6 +238,8 @@ class NodeApp:
         elif isinstance(event, ev.DeviceStateChanged):
             self.devices.on_event(event)
         elif isinstance(event, ev.AriConnected):
+            if event.resync:
+                self.counters.ari_reconnects += 1
             await self.resync()
             self.ari_connected = True
             self.devices.connected()  # after the resync: subscribe again and re-report every state

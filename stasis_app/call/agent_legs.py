@@ -124,6 +124,7 @@ class AgentLegs:
                     endpoint=m.endpoint, channel_id=leg.channel_id, app_args=["agentleg", m.offer_id],
                     caller_id=_caller_id(m.caller_name, m.caller_number), timeout=max(1, math.ceil(m.ring_timeout)),
                     formats="ulaw" if local else None)
+                self.app.counters.agent_legs_originated += 1
             except AriUnavailable as exc:
                 # Asterisk is unreachable (reconnecting): do not fail the offer at once, or the leader
                 # would re-offer this agent at once and fail again, in a tight loop for the whole
@@ -150,6 +151,7 @@ class AgentLegs:
             self.app.serial.run(channel_id, lambda: best_effort(self.ari.hangup(channel_id)), "hangup-stray")
             return
         leg.state = "answered"
+        self.app.counters.agent_legs_answered += 1
         log.info("agent %s answered offer %s", leg.agent_id, offer_id)
         if leg.caller_node == self.app.node_id:
             self.app.connections.agent_answered(leg.call_id, offer_id)

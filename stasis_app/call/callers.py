@@ -80,6 +80,7 @@ class CallerActions:
 
         self.app.serial.run(c.call_id, setup, "join")
         self.report_join(c)
+        self.app.counters.callers_joined += 1
         self._arm_timeout(c)
 
     async def _answer(self, c: r.Caller) -> None:
@@ -130,6 +131,7 @@ class CallerActions:
         """A caller we never queued (bad arguments, no coordinator): straight back to the dialplan."""
         variables = {"CLUSTERQ_STATUS": status, "CLUSTERQ_WAIT": "0", r.VAR_POSITION: "0",
                      "CLUSTERQ_MESSAGE": message[:200]}
+        self.app.counters.caller_sent_back(status)
         self.app.serial.run(channel_id, lambda: self._continue(channel_id, variables), "reject")
 
     def join_ack(self, m: node_pb2.JoinAck) -> None:
@@ -207,6 +209,7 @@ class CallerActions:
             return
         self._disarm_timeout(c)
         c.state = r.LEAVING
+        self.app.counters.caller_sent_back(status)
         # The time spent waiting in the queue: for a caller that talked to an agent, until then.
         wait = max(0, round((c.connected_wall or time.time()) - c.joined_wall))
         variables = {"CLUSTERQ_STATUS": status, "CLUSTERQ_WAIT": str(wait), r.VAR_POSITION: str(c.position)}
@@ -286,10 +289,12 @@ class CallerActions:
             return
         self._disarm_timeout(c)
         if c.state in (r.CONNECTED, r.CONNECTING):
+            self.app.counters.callers_hung_up_connected += 1
             self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
                 call_id=c.call_id, offer_id=c.offer_id, agent_hung_up=False)))
             self.app.connections.teardown(c, hang_peer=True)
         elif c.state != r.LEAVING:
+            self.app.counters.callers_hung_up_waiting += 1
             self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="hangup")))
             self.app.legs.caller_left(c.call_id)
 

@@ -25,6 +25,9 @@ class FakeCoordinator:
         self.sent: list[node_pb2.NodeEvent] = []
         self.registers: list[node_pb2.Register] = []
         self.reregisters = 0
+        self.refused = 0  # read by /metrics (stasis_app/metrics.py), as on the real client
+        self.failed = 0
+        self.pending = 0  # nothing waits: events are "sent" at once
         self._seq = 0
         self._closed = asyncio.Event()
 
@@ -53,6 +56,11 @@ class FakeCoordinator:
         """Events are kept only while connected (as the real client drops them)."""
         if self.connected:
             self.sent.append(event)
+
+    @property
+    def events_sent(self) -> int:
+        """Events sent so far (the real client's counter)."""
+        return len(self.sent)
 
     def request_reregister(self) -> None:
         """A fresh Register snapshot."""

@@ -93,6 +93,26 @@ async def test_events_queued_together_leave_in_one_message_and_are_counted(
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_events_are_pending_until_the_stream_takes_them_then_counted_as_sent(
+        leader: tuple[RecordingLeader, str]) -> None:
+    servicer, addr = leader
+    client = CoordinatorClient("n1", (addr,), node_pb2.Register, lambda d: None, lambda up: None)
+    client.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id="early", digit="1")))
+    assert (client.pending, client.events_sent) == (0, 0), "no stream: dropped, neither pending nor sent"
+    task = asyncio.create_task(client.run())
+    try:
+        await _until(lambda: client.connected)
+        for i in range(MAX_BATCH + 3):
+            client.send(node_pb2.NodeEvent(digit_pressed=node_pb2.DigitPressed(call_id=f"c{i}", digit="1")))
+        assert (client.pending, client.events_sent) == (MAX_BATCH + 3, 0)
+        await _until(lambda: len(servicer.events) == MAX_BATCH + 3)
+        assert (client.pending, client.events_sent) == (0, MAX_BATCH + 3)
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def test_a_batch_stamp_stamps_every_decision_and_an_unstamped_decision_stays_stale() -> None:
     batch = node_pb2.DecisionBatch(stamp=common_pb2.Stamp(epoch=9, seq=41), decisions=[
         node_pb2.Decision(join_ack=node_pb2.JoinAck(call_id="c1")),

@@ -1,4 +1,4 @@
-"""The stasis app's /livez and /readyz: what makes a node ready, and the HTTP answers."""
+"""The stasis app's /livez, /readyz and /metrics: what makes a node ready, and the HTTP answers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import asyncio
 import aiohttp
 import pytest
 
+from clusterq_common.prometheus import CONTENT_TYPE
+from clusterq_testing.exposition import parse
 from stasis_app.ari.fake import FakeAri
 from stasis_app.config import StasisSettings
 from stasis_app.health import HealthServer, Readiness, parse_listen
+from stasis_app.metrics import collect, render
 from tests.unit.stasis_app.harness import running
 
 
@@ -76,9 +79,43 @@ async def test_the_http_endpoints_answer_from_the_current_readiness() -> None:
             async with http.get(f"{base}/readyz") as resp:
                 assert resp.status == 200
             async with http.get(f"{base}/metrics") as resp:
-                assert resp.status == 404
+                assert resp.status == 404, "no metrics given: no /metrics"
     finally:
         await server.close()
+
+
+async def test_metrics_are_served_beside_the_probes_and_other_paths_and_methods_are_refused() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        n.app.counters.callers_joined = 3
+        server = HealthServer("127.0.0.1:0", n.app.readiness, lambda: render(collect(n.app, "9.9")))
+        await server.start()
+        try:
+            base = f"http://127.0.0.1:{server.port}"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{base}/metrics") as resp:
+                    assert resp.status == 200
+                    assert resp.headers["Content-Type"] == CONTENT_TYPE
+                    families = parse(await resp.text())
+                assert families["clusterq_node_callers_joined_total"].samples == {(): 3.0}
+                assert families["clusterq_node_build_info"].samples == {(("version", "9.9"),): 1.0}
+                n.app.counters.callers_joined = 4  # read at each scrape
+                async with http.get(f"{base}/metrics") as resp:
+                    assert parse(await resp.text())["clusterq_node_callers_joined_total"].samples == {(): 4.0}
+                async with http.head(f"{base}/metrics") as resp:
+                    assert resp.status == 200
+                for path in ("/", "/metric", "/metrics/x", "/favicon.ico"):
+                    async with http.get(f"{base}{path}") as resp:
+                        assert resp.status == 404, path
+                for path in ("/metrics", "/livez", "/readyz"):
+                    async with http.post(f"{base}{path}") as resp:
+                        assert resp.status == 405, path
+                async with http.get(f"{base}/livez") as resp:
+                    assert (resp.status, await resp.text()) == (200, "ok\n")
+                async with http.get(f"{base}/readyz") as resp:
+                    assert (resp.status, await resp.text()) == (200, "ready\n")
+        finally:
+            await server.close()
 
 
 async def test_a_stopping_node_is_not_ready_while_its_connections_still_look_up() -> None:
