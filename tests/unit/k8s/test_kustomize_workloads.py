@@ -200,3 +200,16 @@ def test_stasis_app_probes_hit_its_health_endpoints(rendered: Rendered) -> None:
         get = app[probe]["httpGet"]
         assert get["path"] == path
         assert ports[get["port"]] == listen_port
+
+
+def test_stasis_app_metrics_are_scraped_on_its_health_port(rendered: Rendered) -> None:
+    """The prometheus.io/* annotations of the node pods point a scraper at /metrics on the port the
+    stasis app's CLUSTERQ_HEALTH_LISTEN binds (the app serves its metrics beside its probes)."""
+    sts = rendered.get("StatefulSet", "asterisk-node")
+    app = _container(sts, "stasis-app")
+    ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+    _, listen_port = _host_port(_config_env(rendered, app)["CLUSTERQ_HEALTH_LISTEN"])
+    assert ports["health"] == listen_port
+    annotations = sts["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(listen_port),
+                           "prometheus.io/path": "/metrics"}
