@@ -79,18 +79,26 @@ async def _bridged(obs: AriObserver, channel_id: str, timeout: float = 10.0) -> 
                               and len(e.raw["bridge"]["channels"]) == 2, timeout=timeout)
 
 
-async def test_an_agent_on_a_call_clusterq_did_not_make_is_rung_only_after_it_ends(
-        clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
+async def _one_agent(clusterq: Clusterq, asterisk_factory: Any, observers: Any, agent: str, queue: str
+                     ) -> tuple[AriObserver, AdminClient]:
+    """One node, one coordinator, `agent` logged in to `queue` and answering; returns once its node
+    reported the device free."""
     clusterq.queues_file.write_text(QUEUES)
     [node] = await asterisk_factory(["a"])
     obs: AriObserver = await observers(node)
     await clusterq.start_coordinators(1)
     await clusterq.start_stasis([node])
     client = clusterq.client()
-    obs.set_agent_behaviour("dora", "answer", delay=0.1)
-    await client.login("dora", f"Local/dora@{AGENT_CONTEXT}/n", "a", ["devq"])
+    obs.set_agent_behaviour(agent, "answer", delay=0.1)
+    await client.login(agent, f"Local/{agent}@{AGENT_CONTEXT}/n", "a", [queue])
+    await _device_state(client, agent, {"NOT_INUSE"})
+    return obs, client
+
+
+async def test_an_agent_on_a_call_clusterq_did_not_make_is_rung_only_after_it_ends(
+        clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
+    obs, client = await _one_agent(clusterq, asterisk_factory, observers, "dora", "devq")
     assert (await client.agent_state("dora")).state_interface == f"Local/dora@{AGENT_CONTEXT}"
-    await _device_state(client, "dora", {"NOT_INUSE"})
 
     direct = await _direct_call(obs, "dora")
     await _device_state(client, "dora", {"INUSE"})
@@ -111,15 +119,7 @@ async def test_an_agent_on_a_call_clusterq_did_not_make_is_rung_only_after_it_en
 
 async def test_ringinuse_rings_an_agent_whose_phone_is_on_another_call(
         clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
-    clusterq.queues_file.write_text(QUEUES)
-    [node] = await asterisk_factory(["a"])
-    obs: AriObserver = await observers(node)
-    await clusterq.start_coordinators(1)
-    await clusterq.start_stasis([node])
-    client = clusterq.client()
-    obs.set_agent_behaviour("ines", "answer", delay=0.1)
-    await client.login("ines", f"Local/ines@{AGENT_CONTEXT}/n", "a", ["devq_inuse"])
-    await _device_state(client, "ines", {"NOT_INUSE"})
+    obs, client = await _one_agent(clusterq, asterisk_factory, observers, "ines", "devq_inuse")
     await _direct_call(obs, "ines")
     await _device_state(client, "ines", {"INUSE"})
     caller = await _caller(obs, "devq_inuse", "902")

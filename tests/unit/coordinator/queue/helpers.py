@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import TypeVar
+
+import pytest
 
 from coordinator.queue import (
     AgentConfig,
@@ -88,3 +91,20 @@ def only(decisions: list[Decision], kind: type[T]) -> list[T]:
 def offered(decisions: list[Decision]) -> list[tuple[str, str]]:
     """(call_id, agent_id) of every Offer, in order."""
     return [(o.call_id, o.agent_id) for o in only(decisions, Offer)]
+
+
+class CallCounter:
+    """Counts the calls of module-level functions it replaces through monkeypatch: how many agents or
+    callers a dispatch pass looked at, to show a pass was skipped (not how long it took)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: object, *names: str) -> None:
+        self.calls = 0
+        for name in names:
+            monkeypatch.setattr(module, name, self._counting(getattr(module, name)))
+
+    def _counting(self, original: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(*args: object) -> object:
+            self.calls += 1
+            return original(*args)
+
+        return wrapper

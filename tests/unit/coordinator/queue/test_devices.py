@@ -3,8 +3,6 @@ each node is told to watch, the agent views and statistics, joinempty / leavewhe
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from coordinator.queue import (
@@ -28,7 +26,7 @@ from coordinator.queue import (
 )
 from coordinator.queue.model import DEVICE_STATES, device_of
 
-from .helpers import agent, engine, join, offered, only
+from .helpers import CallCounter, agent, engine, join, offered, only
 
 IN_USE = ("INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD")
 DOWN = ("UNAVAILABLE", "INVALID")
@@ -274,28 +272,17 @@ def test_first_reports_after_a_takeover_do_not_walk_the_idle_agents(monkeypatch:
     offers. With a caller nobody can take waiting, a dispatch pass per report was O(N^2) (40 s for 2,000)."""
     import coordinator.queue.dispatch as dispatch_module
 
-    scans = 0
-
-    def counting(original: Any) -> Any:
-        def wrapper(*args: object) -> object:
-            nonlocal scans
-            scans += 1
-            return original(*args)
-
-        return wrapper
-
     # An agent looked at by a pass: the general one (_best_callers) or the one for a lone caller (_agent_fits).
-    monkeypatch.setattr(dispatch_module, "_best_callers", counting(dispatch_module._best_callers))
-    monkeypatch.setattr(dispatch_module, "_agent_fits", counting(dispatch_module._agent_fits))
+    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers", "_agent_fits")
     e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i}") for i in range(300)))
     e.apply(join("x", requires=(("lang", "fr"),)), 1.0)  # nobody speaks French
-    scans = 0
+    scans.calls = 0
     for i in range(300):
         e.apply(DeviceStateChanged("n1", f"PJSIP/a{i}", "NOT_INUSE"), 2.0)
-    assert scans == 0
+    assert scans.calls == 0
     e.apply(DeviceStateChanged("n1", "PJSIP/a7", "INUSE"), 3.0)
     out = e.apply(DeviceStateChanged("n1", "PJSIP/a7", "NOT_INUSE"), 4.0)  # a real change: a pass again
-    assert scans > 0 and offered(out) == []
+    assert scans.calls > 0 and offered(out) == []
 
 
 def test_an_agent_without_a_device_of_its_own_is_watched_nowhere_and_offered_as_before() -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import pytest
 
 import coordinator.queue.dispatch as dispatch_module
 from coordinator.queue import AgentLoggedIn, CallEnded, CallerLeft, OfferAnswered, QueueConfig, Strategy
 
-from .helpers import agent, engine, join, offered
+from .helpers import CallCounter, agent, engine, join, offered
 
 N = 10_000
 
@@ -42,70 +41,43 @@ def test_positions_at_scale_match_a_list_reference() -> None:
 
 
 def test_joins_with_all_agents_busy_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = 0
-
-    def counting(original: Callable[..., object]) -> Callable[..., object]:
-        def wrapper(*args: object) -> object:
-            nonlocal calls
-            calls += 1
-            return original(*args)
-
-        return wrapper
-
     # Eligibility is judged by eligible() or, for one free agent in one queue, _first_eligible().
-    monkeypatch.setattr(dispatch_module, "eligible", counting(dispatch_module.eligible))
-    monkeypatch.setattr(dispatch_module, "_first_eligible", counting(dispatch_module._first_eligible))
+    counter = CallCounter(monkeypatch, dispatch_module, "eligible", "_first_eligible")
     e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT))
     e.apply(AgentLoggedIn(agent("a")), 0.0)
     e.apply(join("first"), 0.0)
     e.apply(OfferAnswered("o1"), 0.0)
-    calls = 0
+    counter.calls = 0
     for i in range(N):
         e.apply(join(f"c{i}"), 1.0 + i)
-    assert calls == 0  # no free agent: dispatch returns at once
+    assert counter.calls == 0  # no free agent: dispatch returns at once
     out = e.apply(CallEnded("first", False), 2.0 * N)
-    assert offered(out) == [("c0", "a")] and calls == 1
+    assert offered(out) == [("c0", "a")] and counter.calls == 1
 
 
 def test_idle_agents_are_not_rescanned_when_nothing_could_pair(monkeypatch: pytest.MonkeyPatch) -> None:
-    scans = 0
-    original = dispatch_module._best_callers
-
-    def counting(*args: object) -> object:
-        nonlocal scans
-        scans += 1
-        return original(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(dispatch_module, "_best_callers", counting)
+    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers")
     # 200 free agents, all needing a skill no caller asks for: nobody can be offered.
     e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i}", skills=(("lang", "de"),)) for i in range(200)))
     e.apply(join("x", requires=(("lang", "fr"),)), 1.0)  # one pass: 200 agents scanned
-    scans = 0
+    scans.calls = 0
     for i in range(100):
         # Events that cannot pair anyone (stale reports) leave the idle agents alone.
         e.apply(CallerLeft(f"gone{i}", "hangup"), 2.0 + i)
         e.apply(CallEnded(f"gone{i}", False), 2.0 + i)
-    assert scans == 0
+    assert scans.calls == 0
     out = e.apply(join("y"), 200.0)  # a caller anyone can take: a pass again
-    assert scans > 0 and {call for call, _ in offered(out)} == {"y"}
+    assert scans.calls > 0 and {call for call, _ in offered(out)} == {"y"}
 
 
 def test_agents_logging_in_while_nobody_waits_do_not_walk_the_idle_agents(monkeypatch: pytest.MonkeyPatch) -> None:
     """A new leader applies every stored agent in one step: with a pass over the idle agents per login
     that was O(N^2) (about 6 s for 2,000 agents, longer than the election lease's TTL)."""
-    scans = 0
-    original = dispatch_module._best_callers
-
-    def counting(*args: object) -> object:
-        nonlocal scans
-        scans += 1
-        return original(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(dispatch_module, "_best_callers", counting)
+    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers")
     e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT), QueueConfig("r", strategy=Strategy.LEASTRECENT))
     for i in range(2_000):
         e.apply(AgentLoggedIn(agent(f"a{i}", "q", "r")), float(i))
-    assert scans == 0
+    assert scans.calls == 0
     # The tally follows the lines: the first caller after the logins is offered at once.
     out = e.apply(join("x", queue="r"), 3_000.0)
     assert offered(out) == [("x", "a0")]  # leastrecent: nobody took a call, the first logged in wins ties
