@@ -20,8 +20,8 @@ from fractions import Fraction
 from typing import Any
 
 from coordinator.queue.admission import EMPTY, initial_band, join_args_problem, leave_when_empty, member_status
+from coordinator.queue.agents import agent_logged_in, agent_logged_out, agent_paused
 from coordinator.queue.decisions import (
-    AgentStateChanged,
     AgentView,
     CallerView,
     Decision,
@@ -29,7 +29,7 @@ from coordinator.queue.decisions import (
     JoinRejected,
     QueueStats,
 )
-from coordinator.queue.devices import device_state_changed, follow_device, forget_device
+from coordinator.queue.devices import device_state_changed
 from coordinator.queue.dispatch import dispatch
 from coordinator.queue.events import (
     AgentLoggedIn,
@@ -51,10 +51,9 @@ from coordinator.queue.events import (
     QueueDeleted,
     Tick,
 )
-from coordinator.queue.handover import adopt_call, fail_connected_offer, restore_agent_calls
+from coordinator.queue.handover import adopt_call, fail_connected_offer
 from coordinator.queue.lifecycle import (
     answer_offer,
-    cancel_offer,
     end_call,
     exit_caller,
     fail_offer,
@@ -63,7 +62,7 @@ from coordinator.queue.lifecycle import (
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.nodes import node_alive, node_detached, node_lost
 from coordinator.queue.ranking import QueueLine, rank_key
-from coordinator.queue.state import CONNECTED, AgentRec, CallerRec, EngineState, QueueRec
+from coordinator.queue.state import CONNECTED, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
 from coordinator.queue.views import agent_view, caller_ewt, caller_view, queue_stats
 
@@ -154,10 +153,10 @@ class QueueEngine:
         return {
             QueueDefined: lambda e, now, out: self._queue_defined(e, now),
             QueueDeleted: self._queue_deleted,
-            AgentLoggedIn: self._agent_logged_in,
-            AgentLoggedOut: self._agent_logged_out,
-            AgentPaused: lambda e, now, out: self._agent_paused(e.agent_id, True, e.reason, now, out),
-            AgentUnpaused: lambda e, now, out: self._agent_paused(e.agent_id, False, "", now, out),
+            AgentLoggedIn: lambda e, now, out: agent_logged_in(st, e.agent, now, out),
+            AgentLoggedOut: lambda e, now, out: agent_logged_out(st, e.agent_id, now, out),
+            AgentPaused: lambda e, now, out: agent_paused(st, e.agent_id, True, e.reason, now, out),
+            AgentUnpaused: lambda e, now, out: agent_paused(st, e.agent_id, False, "", now, out),
             CallerJoined: self._caller_joined,
             CallerLeft: self._caller_left,
             OfferAnswered: offer_answered,
@@ -202,61 +201,6 @@ class QueueEngine:
         for agent_id in q.members:
             st.refresh_idle(agent_id, now)
         self._leave_when_empty = any(x.config.leavewhenempty for x in st.queues.values())
-
-    def _agent_logged_in(self, event: AgentLoggedIn, now: float, out: list[Decision]) -> None:
-        cfg = event.agent
-        st = self._st
-        agent = st.agents.get(cfg.agent_id)
-        new_queues = {m.queue for m in cfg.memberships}
-        old_device: tuple[str, str] | None = None
-        if agent is None:
-            agent = st.agents[cfg.agent_id] = AgentRec(cfg, available_since=now)
-        else:
-            old_device = (agent.config.home_node, agent.config.device)
-            for m in agent.config.memberships:
-                q = st.queues.get(m.queue)
-                if m.queue not in new_queues and q is not None:
-                    q.members.pop(cfg.agent_id, None)
-            offer = st.offers.get(agent.offer_id) if agent.offer_id else None
-            if offer is not None and offer.queue not in new_queues:
-                cancel_offer(st, offer, "membership_removed", now, out)
-            agent.config = cfg
-        agent.node_up = cfg.home_node not in st.lost_nodes and cfg.home_node not in st.detached_nodes
-        follow_device(st, agent, old_device, out)
-        restore_agent_calls(st, cfg.agent_id)
-        for m in cfg.memberships:
-            q = st.queues.get(m.queue)
-            if q is not None:
-                q.add_member(cfg.agent_id, m.penalty, m.weight)
-        st.refresh_idle(cfg.agent_id, now)
-        out.append(AgentStateChanged(cfg.agent_id, "logged_in", ""))
-
-    def _agent_logged_out(self, event: AgentLoggedOut, now: float, out: list[Decision]) -> None:
-        st = self._st
-        agent = st.agents.get(event.agent_id)
-        if agent is None:
-            return
-        offer = st.offers.get(agent.offer_id) if agent.offer_id else None
-        if offer is not None:
-            cancel_offer(st, offer, "agent_logged_out", now, out)
-        for m in agent.config.memberships:
-            q = st.queues.get(m.queue)
-            if q is not None:
-                q.members.pop(event.agent_id, None)
-        forget_device(st, agent, out)
-        del st.agents[event.agent_id]
-        st.idle.pop(event.agent_id, None)
-        out.append(AgentStateChanged(event.agent_id, "logged_out", ""))
-
-    def _agent_paused(self, agent_id: str, paused: bool, reason: str, now: float, out: list[Decision]) -> None:
-        agent = self._st.agents.get(agent_id)
-        if agent is None:
-            return
-        agent.paused, agent.pause_reason = paused, reason if paused else ""
-        if not paused:
-            agent.unanswered = 0
-        self._st.refresh_idle(agent_id, now)
-        out.append(AgentStateChanged(agent_id, "paused" if paused else "unpaused", reason))
 
     def _caller_joined(self, ev: CallerJoined, now: float, out: list[Decision]) -> None:
         st = self._st
