@@ -30,13 +30,15 @@ def rank_key(priority: int, order: int | Fraction, uid: int) -> RankKey:
 
 
 class LineTally:
-    """How many callers stand in the lines sharing this tally (all queues of one engine), kept by
-    QueueLine itself: dispatch skips its pass over the idle agents when no caller waits anywhere."""
+    """How many callers stand in the lines sharing this tally (all queues of one engine), and in how
+    many lines, kept by QueueLine itself: dispatch skips its pass over the idle agents when no caller
+    waits anywhere, and takes a cheaper path when all of them wait in one queue."""
 
-    __slots__ = ("callers",)
+    __slots__ = ("callers", "lines")
 
     def __init__(self) -> None:
         self.callers = 0
+        self.lines = 0
 
 
 class QueueLine:
@@ -93,6 +95,8 @@ class QueueLine:
     def add(self, key: RankKey, joined_at: float) -> int:
         """Insert a caller (O(log n)); returns its 1-based position."""
         keys = self._ranks
+        if not keys:
+            self._tally.lines += 1
         if not keys or key > keys[-1]:
             # Live joins of one priority land at the end: the position is the length, no bisection.
             if isinstance(keys, list):
@@ -129,6 +133,8 @@ class QueueLine:
                 raise ValueError(f"{key!r} not in line")
             del keys[index]
         self._tally.callers -= 1
+        if not keys:
+            self._tally.lines -= 1
         if self._by_arrival is not None:
             del self._by_arrival[key[2]]
         else:

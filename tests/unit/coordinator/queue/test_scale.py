@@ -56,7 +56,7 @@ def test_joins_with_all_agents_busy_do_not_scan(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_idle_agents_are_not_rescanned_when_nothing_could_pair(monkeypatch: pytest.MonkeyPatch) -> None:
-    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers")
+    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers", "_agent_fits")
     # 200 free agents, all needing a skill no caller asks for: nobody can be offered.
     e = engine(QueueConfig("q"), agents=tuple(agent(f"a{i}", skills=(("lang", "de"),)) for i in range(200)))
     e.apply(join("x", requires=(("lang", "fr"),)), 1.0)  # one pass: 200 agents scanned
@@ -73,7 +73,7 @@ def test_idle_agents_are_not_rescanned_when_nothing_could_pair(monkeypatch: pyte
 def test_agents_logging_in_while_nobody_waits_do_not_walk_the_idle_agents(monkeypatch: pytest.MonkeyPatch) -> None:
     """A new leader applies every stored agent in one step: with a pass over the idle agents per login
     that was O(N^2) (about 6 s for 2,000 agents, longer than the election lease's TTL)."""
-    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers")
+    scans = CallCounter(monkeypatch, dispatch_module, "_best_callers", "_agent_fits")
     e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT), QueueConfig("r", strategy=Strategy.LEASTRECENT))
     for i in range(2_000):
         e.apply(AgentLoggedIn(agent(f"a{i}", "q", "r")), float(i))
@@ -83,3 +83,18 @@ def test_agents_logging_in_while_nobody_waits_do_not_walk_the_idle_agents(monkey
     assert offered(out) == [("x", "a0")]  # leastrecent: nobody took a call, the first logged in wins ties
     out = e.apply(join("y", queue="q"), 3_001.0)
     assert offered(out) == [("y", "a1")]
+
+
+def test_with_many_free_agents_a_caller_nobody_can_take_does_not_hold_up_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skills routing in one queue: a French caller nobody free speaks waits at the head; each caller
+    after it goes to the strategy's agent among all free ones, and only the line's callers are looked at."""
+    e = engine(QueueConfig("q", strategy=Strategy.LEASTRECENT),
+               agents=tuple(agent(f"a{i}", skills=(("lang", "en"),)) for i in range(300)))
+    e.apply(join("fr", requires=(("lang", "fr"),)), 1.0)
+    fits = CallCounter(monkeypatch, dispatch_module, "_agent_fits")
+    out = e.apply(join("en1", requires=(("lang", "en"),)), 2.0)
+    assert offered(out) == [("en1", "a0")]
+    assert fits.calls == 2 * 300  # each free agent against the two open callers, once
+    out = e.apply(join("en2"), 3.0)
+    assert offered(out) == [("en2", "a1")]
