@@ -7,7 +7,10 @@ tier for ringall). Agents not picked move on to their next best caller. Callers 
 eligible during a pass (they start ringing), never start, so each agent's scan is one forward walk
 over its queues' lines: O(agents x skipped callers); with no skills / penalty filtering the first
 waiting caller is usually taken at once. A pass leaves no free agent with an eligible caller, so the
-next one runs only after something that could pair one (`EngineState.dispatch_dirty`).
+next one runs only after something that could pair one (`EngineState.dispatch_dirty`), and none at
+all while no caller is in any line (`EngineState.lines`). Two cheaper shapes of the same pass: one
+free agent (`_dispatch_one`), and every caller in one queue (`_dispatch_one_queue`, caller by caller:
+all agents order one line alike), the usual cases under load and while agents wait for calls.
 """
 
 from __future__ import annotations
