@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from clusterq_testing.bench import report
+from clusterq_testing.bench.agents import AgentScalePoint, agent_scale
 from clusterq_testing.bench.failover import failover
 from clusterq_testing.bench.floor import FloorPoint, measure_floor
 from clusterq_testing.bench.pinning import split_cpus
@@ -25,7 +26,7 @@ from clusterq_testing.bench.scenarios import LoadSettings, latency_points, load_
 from clusterq_testing.bench.waiting import ABANDON_MODELS
 from clusterq_testing.etcd import EtcdCluster
 
-SCENARIOS = ("latency", "throughput", "memory", "failover")
+SCENARIOS = ("latency", "throughput", "memory", "failover", "agents")
 _ABANDON_TEXT = {"random": "a random waiting caller hangs up (Erlang A)",
                  "oldest": "the longest-waiting caller hangs up (--abandon oldest)"}
 
@@ -69,6 +70,7 @@ class Run:
         self.latency: list[LatencyPoint] = []
         self.memory: MemoryResult | None = None
         self.failover: FailoverResult | None = None
+        self.agents: list[AgentScalePoint] = []
         self.errors: list[str] = []
         self.loop_errors: dict[str, int] = {}
         self.pinning = "off"
@@ -151,6 +153,13 @@ async def _scenarios(args: argparse.Namespace, work: Path, run: Run) -> None:
             except Exception as exc:
                 run.errors.append(f"failover scenario: {exc!r}")
                 traceback.print_exc()
+        if "agents" in only:
+            _say("agents: the engine with 10, 500 and 2,000 free agents (in-process)")
+            try:
+                run.agents = await asyncio.to_thread(agent_scale)
+            except Exception as exc:
+                run.errors.append(f"agents scenario: {exc!r}")
+                traceback.print_exc()
     finally:
         await etcd.stop()
 
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     asyncio.run(_scenarios(args, work, run))
     elapsed = time.monotonic() - started
-    table = report.rows(run.throughput, run.floor, run.latency, run.memory, run.failover)
+    table = report.rows(run.throughput, run.floor, run.latency, run.memory, run.failover, run.agents)
     problems = _log_problems(work / "logs") if (work / "logs").is_dir() else []
     info = [*report.machine(), ("load average before / after", f"{load_before} / {report.loadavg()}"),
             ("load scenarios' CPU pinning", run.pinning),

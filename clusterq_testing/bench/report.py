@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import __version__ as protobuf_version
 
+from clusterq_testing.bench.agents import AgentScalePoint
 from clusterq_testing.bench.floor import FloorPoint
 from clusterq_testing.bench.results import (
     FailoverResult,
@@ -162,8 +163,20 @@ def _floor_rows(floor: list[FloorPoint]) -> list[Row]:
                 f"= {p.server_cpu_us_per_event:,.1f} us/event") for p in floor]
 
 
+def _agent_rows(points: list[AgentScalePoint]) -> list[Row]:
+    sec = "5 agents (engine, in-process)"
+    out = []
+    for p in points:
+        out.append(Row(sec, f"{p.agents:,} agents: log all in / NOT_INUSE report of each",
+                       f"{p.login_all_ms:,.1f} ms / {p.device_reports_ms:,.1f} ms"))
+        out.append(Row(sec, f"{p.agents:,} free agents: join + answer + end, line empty / behind an unservable caller",
+                       f"{p.cycle_us / 1e3:,.2f} ms / {p.cycle_behind_unservable_us / 1e3:,.2f} ms"))
+    return out
+
+
 def rows(throughput: ThroughputResult | None, floor: list[FloorPoint], latency: list[LatencyPoint],
-         memory: MemoryResult | None, failover: FailoverResult | None) -> list[Row]:
+         memory: MemoryResult | None, failover: FailoverResult | None,
+         agents: list[AgentScalePoint] | None = None) -> list[Row]:
     """Every row, in section order (sections that did not run are left out)."""
     out: list[Row] = []
     if throughput is not None:
@@ -174,7 +187,7 @@ def rows(throughput: ThroughputResult | None, floor: list[FloorPoint], latency: 
         out += _memory_rows(memory)
     if failover is not None:
         out += _failover_rows(failover)
-    return out
+    return out + _agent_rows(agents or [])
 
 
 def _fmt_score(score: float | None) -> str:
