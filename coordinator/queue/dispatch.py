@@ -113,6 +113,12 @@ def dispatch(st: EngineState, rng: random.Random, prefix: str, now: float, out: 
     if st.lines.lines == 1:
         _dispatch_one_queue(st, rng, prefix, now, out)
         return
+    _dispatch_general(st, rng, prefix, now, out)
+
+
+def _dispatch_general(st: EngineState, rng: random.Random, prefix: str, now: float, out: list[Decision]) -> None:
+    """The pass for any shape: each free agent's cursor over its best callers, callers taken from a heap
+    in (weight, rank) order, the strategy choosing among the agents whose best caller each is."""
     cursors: dict[str, Iterator[CallerRec]] = {}
     groups: dict[int, list[AgentRec]] = {}
     heap: list[tuple[int, RankKey]] = []
@@ -185,22 +191,24 @@ def _dispatch_one_queue(st: EngineState, rng: random.Random, prefix: str, now: f
     joining: 24 ms with 2,000 free). The strategy sees the same agents (it orders them itself)."""
     q = next(q for q in st.queues.values() if q.line)
     members, cfg, agents, idle, by_uid = q.members, q.config, st.agents, st.idle, st.by_uid
+    # The free members that can take this queue, found once (from the smaller side: another queue's
+    # free agents are not looked at per caller): what `eligible` checks apart from the caller. Only
+    # the agents offered a caller stop being free during the pass.
+    pairs = ((aid, members.get(aid)) for aid in idle) if len(idle) <= len(members) else (
+        (aid, m) for aid, m in members.items() if aid in idle)
+    free = [(agent, m) for aid, m in pairs if m is not None and st.can_take(agent := agents[aid], cfg, now)]
     for key in q.line:  # offers do not change the line (ringing callers stay in it)
-        if not idle:
+        if not free:
             return
         caller = by_uid[key[2]]
         if not _caller_open(st, caller, now):
             continue  # ringing already, pausing between rounds, or its node unreachable
         band = st.band(caller, now)
-        group = []
-        for aid in idle:  # what `eligible` checks, with the caller's part done once
-            member = members.get(aid)
-            if member is not None and st.can_take(agent := agents[aid], cfg, now) and _agent_fits(
-                    agent, member, caller, band):
-                group.append(agent)
+        group = [agent for agent, m in free if _agent_fits(agent, m, caller, band)]
         if group:
             for agent in _choose(st, rng, caller, group):
                 _offer(st, prefix, caller, agent, now, out)
+            free = [(agent, m) for agent, m in free if agent.offer_id is None]
 
 
 def _first_eligible(st: EngineState, agent: AgentRec, q: QueueRec, now: float) -> CallerRec | None:

@@ -145,7 +145,9 @@ class QueueRec:
     """A defined queue: config, ordered line of callers, members, rr pointer, counters."""
 
     config: QueueConfig
-    line: QueueLine = field(default_factory=QueueLine)
+    line: QueueLine
+    """Built with the engine's shared tally (EngineState.lines): a line without it would be invisible
+    to dispatch, which returns when the tally says nobody waits."""
     members: dict[str, MemberRec] = field(default_factory=dict)
     member_counter: int = 0
     rr_last: int = -1

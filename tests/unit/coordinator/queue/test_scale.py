@@ -98,3 +98,4 @@ def test_with_many_free_agents_a_caller_nobody_can_take_does_not_hold_up_the_nex
     assert fits.calls == 2 * 300  # each free agent against the two open callers, once
     out = e.apply(join("en2"), 3.0)
     assert offered(out) == [("en2", "a1")]
+

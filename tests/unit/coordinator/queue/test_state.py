@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from coordinator.queue.model import PenaltyRule, QueueConfig
+from coordinator.queue.ranking import QueueLine
 from coordinator.queue.state import CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import schedule_caller_timers
 
@@ -24,7 +25,7 @@ KNOBS = {
 def test_caller_timers_is_true_exactly_when_a_join_would_arm_a_timer(knobs: dict[str, object]) -> None:
     cfg = QueueConfig("q", **knobs)  # type: ignore[arg-type]
     st = EngineState()
-    st.queues["q"] = rec = QueueRec(cfg)
+    st.queues["q"] = rec = QueueRec(cfg, QueueLine(st.lines))
     caller = CallerRec(1, "c1", "q", "n1", 0, 1, (0, 1, 1), (), "", "", 0.0)
     before = (caller.next_announce, caller.next_periodic)
     schedule_caller_timers(st, caller, 0.0)
