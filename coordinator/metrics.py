@@ -8,6 +8,7 @@ a figure of a term it does not run. All counters count since the current leaders
 (the engine's statistics live in the leader's memory): each term restarts them at 0 on another
 replica, and Prometheus sees a new series, or a counter reset when the same replica leads again, so
 `rate()` / `increase()` stay right; aggregate across replicas with `sum without (instance, pod)`.
+A queue's counters also restart at 0 when it is deleted and defined again within a term.
 
 Cost, for 1,000 queues x 20 member agents (tests/unit/coordinator/test_metrics.py times it):
 `collect` ~15-20 ms, almost all of it the engine's own snapshot (the same call Stats.Watch makes),

@@ -20,6 +20,7 @@ from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from clusterq_testing.exposition import Family, http_get, parse, value
 from clusterq_testing.ports import free_tcp_port
 from clusterq_testing.processes import ManagedProcess, coordinator_process
+from coordinator.metrics_http import CACHE_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +35,11 @@ class Replica:
     grpc_port: int
     metrics_port: int
 
-    async def scrape(self) -> dict[str, Family]:
-        """GET /metrics, checked as exposition format 0.0.4."""
+    async def scrape(self, fresh: bool = False) -> dict[str, Family]:
+        """GET /metrics, checked as exposition format 0.0.4; `fresh`: after the server's cache of the
+        last rendering (CACHE_SECONDS) has expired, so it shows what happened before the call."""
+        if fresh:
+            await asyncio.sleep(CACHE_SECONDS + 0.05)
         answer = await http_get("127.0.0.1", self.metrics_port)
         assert answer.status == 200 and answer.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         return parse(answer.body)
@@ -99,7 +103,7 @@ async def test_leader_and_follower_metrics_follow_the_admin_api_and_a_failover(r
             queues=[admin_pb2.QueueMembership(queue="support")]), timeout=5)
         await admin_pb2_grpc.AgentsStub(ch).Pause(admin_pb2.PauseRequest(agent_id="alice", reason="lunch"), timeout=5)
 
-    after = await leader.scrape()
+    after = await leader.scrape(fresh=True)
     gauges = {name: value(after, name, "support") for name in (
         "clusterq_queue_callers_waiting", "clusterq_queue_answered_total", "clusterq_queue_agents_logged_in",
         "clusterq_queue_agents_paused", "clusterq_queue_agents_available", "clusterq_queue_service_level_threshold_seconds")}
@@ -109,7 +113,7 @@ async def test_leader_and_follower_metrics_follow_the_admin_api_and_a_failover(r
     # QueueDefined, AgentLoggedIn and AgentPaused at least, on top of what the term had applied.
     assert value(after, "clusterq_events_applied_total") >= value(before, "clusterq_events_applied_total") + 3
     assert value(after, "clusterq_nodes_attached") == 0
-    assert set(await follower.scrape()) == REPLICA_ONLY
+    assert set(await follower.scrape(fresh=True)) == REPLICA_ONLY
 
     # The replicas' other paths and methods, as Prometheus or a curious operator would meet them.
     assert (await http_get("127.0.0.1", follower.metrics_port, "/")).status == 404
@@ -120,7 +124,7 @@ async def test_leader_and_follower_metrics_follow_the_admin_api_and_a_failover(r
     successor, rest = await _leader_and_followers(replicas)
     assert successor is follower and rest == []
     await successor.proc.wait_log("settled after", timeout=10)
-    taken_over = await successor.scrape()
+    taken_over = await successor.scrape(fresh=True)
     assert value(taken_over, "clusterq_leader_epoch") > epoch
     assert value(taken_over, "clusterq_queue_agents_logged_in", "support") == 1
     assert value(taken_over, "clusterq_queue_answered_total", "support") == 0

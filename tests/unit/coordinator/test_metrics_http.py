@@ -127,16 +127,14 @@ async def test_a_client_that_does_not_read_its_answer_is_cut_off(monkeypatch: py
         await s.close()
 
 
-async def test_connections_beyond_the_cap_are_closed_unanswered(monkeypatch: pytest.MonkeyPatch,
-                                                                server: MetricsServer) -> None:
+async def test_connections_beyond_the_cap_get_503_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                          server: MetricsServer) -> None:
     monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 2)
     idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
     try:
         await asyncio.sleep(0.1)  # both are being served (waiting for their heads)
-        try:  # closed before its request was read: an end or a reset, never an answer
-            assert await _exchange(server.port, b"GET /metrics HTTP/1.1\r\n\r\n") == b""
-        except ConnectionResetError:
-            pass
+        status, headers, body = _split(await _exchange(server.port, b"GET /metrics HTTP/1.1\r\n\r\n"))
+        assert (status, headers["retry-after"], body) == ("HTTP/1.1 503 Service Unavailable", "1", b"")
     finally:
         for _, w in idle:
             w.close()
@@ -218,3 +216,29 @@ def test_a_taken_metrics_port_exits_with_status_2_naming_the_setting() -> None:
                               text=True, timeout=30, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"cannot listen on {busy} (CLUSTERQ_METRICS_LISTEN)" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_scrapes_close_together_share_one_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests back to back, or at once, collect the leader's figures once per CACHE_SECONDS."""
+    calls: list[int] = []
+
+    def counted() -> ReplicaFigures:
+        calls.append(1)
+        return FOLLOWER
+
+    monkeypatch.setattr(metrics_http, "CACHE_SECONDS", 0.5)
+    s = MetricsServer("127.0.0.1", 0, counted)
+    await s.start()
+    try:
+        answers = await asyncio.gather(*(_exchange(s.port, b"GET /metrics HTTP/1.1\r\n\r\n") for _ in range(6)))
+        assert {_split(a)[0] for a in answers} == {"HTTP/1.1 200 OK"} and len(calls) == 1
+        await asyncio.sleep(0.6)
+        assert _split(await _exchange(s.port, b"GET /metrics HTTP/1.1\r\n\r\n"))[0] == "HTTP/1.1 200 OK"
+        assert len(calls) == 2
+    finally:
+        await s.close()
+
+
+async def test_a_head_request_that_is_refused_has_no_body(server: MetricsServer) -> None:
+    status, headers, body = _split(await _exchange(server.port, b"HEAD / HTTP/1.1\r\n\r\n"))
+    assert status == "HTTP/1.1 404 Not Found" and int(headers["content-length"]) > 0 and body == b""
