@@ -244,12 +244,10 @@ async def test_a_replica_configured_by_environment_leads_over_tls_and_auth(tmp_p
         assert PASSWORD not in log
 
 
-async def test_a_replica_with_a_wrong_password_exits_with_status_2(tmp_path: Path, auth_etcd: EtcdCluster) -> None:
-    pw_file = tmp_path / "etcd-password"
-    pw_file.write_text("wrong-Pw-1234\n")
-    proc = coordinator_process("r-bad", tmp_path, etcd_endpoints=auth_etcd.endpoints, port=free_tcp_port(),
-                               extra_env={"CLUSTERQ_ETCD_USER": "root",
-                                          "CLUSTERQ_ETCD_PASSWORD_FILE": str(pw_file)})
+async def _exit_2(tmp_path: Path, name: str, cluster: EtcdCluster, env: dict[str, str]) -> str:
+    """Start a replica with `env` and return its log once it exited with status 2 (a configuration
+    error), within 20 s."""
+    proc = coordinator_process(name, tmp_path, etcd_endpoints=cluster.endpoints, port=free_tcp_port(), extra_env=env)
     proc.start()
     try:
         assert proc.proc is not None
@@ -258,6 +256,14 @@ async def test_a_replica_with_a_wrong_password_exits_with_status_2(tmp_path: Pat
         await proc.async_stop()
     log = proc.log_text()
     assert code == 2, log[-3000:]
+    return log
+
+
+async def test_a_replica_with_a_wrong_password_exits_with_status_2(tmp_path: Path, auth_etcd: EtcdCluster) -> None:
+    pw_file = tmp_path / "etcd-password"
+    pw_file.write_text("wrong-Pw-1234\n")
+    log = await _exit_2(tmp_path, "r-bad", auth_etcd, {"CLUSTERQ_ETCD_USER": "root",
+                                                       "CLUSTERQ_ETCD_PASSWORD_FILE": str(pw_file)})
     assert "refused the credentials of user 'root'" in log and "CLUSTERQ_ETCD_PASSWORD" in log
     assert "wrong-Pw-1234" not in log
 
@@ -322,15 +328,6 @@ async def test_a_replica_whose_user_may_use_only_its_prefix_leads_and_writes(
 async def test_a_replica_whose_user_may_not_use_the_prefix_exits_with_status_2(
         tmp_path: Path, auth_etcd: EtcdCluster) -> None:
     await auth_etcd.add_user("cq", USER_PW, b"/elsewhere/")
-    proc = coordinator_process("r-noperm", tmp_path, etcd_endpoints=auth_etcd.endpoints, port=free_tcp_port(),
-                               extra_env={"CLUSTERQ_ETCD_USER": "cq", "CLUSTERQ_ETCD_PASSWORD": USER_PW})
-    proc.start()
-    try:
-        assert proc.proc is not None
-        code = await asyncio.to_thread(proc.proc.wait, 20)
-    finally:
-        await proc.async_stop()
-    log = proc.log_text()
-    assert code == 2, log[-3000:]
+    log = await _exit_2(tmp_path, "r-noperm", auth_etcd, {"CLUSTERQ_ETCD_USER": "cq", "CLUSTERQ_ETCD_PASSWORD": USER_PW})
     assert "permission denied" in log and "'cq' needs readwrite on the prefix /clusterq/" in log, log[-3000:]
     assert USER_PW not in log
