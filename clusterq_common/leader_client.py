@@ -1,0 +1,122 @@
+"""A small client for the coordinator's client-facing services that follows the leader.
+
+Any replica answers a call it cannot serve with FAILED_PRECONDITION and the leader's address in the
+`clusterq-leader` trailer; the client follows it, and retries while an election is under way.
+With `tls` every address, the leader's too, is dialled over TLS with the same credentials.
+Used by the `clusterq` CLI, the stasis app's agent operations from the dialplan
+(stasis_app/call/agent_ops.py) and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+
+from clusterq_common.tls import ClientTls, open_channel
+from clusterq_proto.v1 import LEADER_TRAILER, admin_pb2, admin_pb2_grpc
+
+T = TypeVar("T")
+
+
+class AdminClient:
+    """Calls QueueAdmin / Agents / Stats on whichever replica leads (retries while none does)."""
+
+    def __init__(self, addresses: Sequence[str], tls: ClientTls | None = None) -> None:
+        self.addresses = list(addresses)
+        self.tls = tls  # None: plaintext
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._leader: str | None = None
+        # The last refusal seen ("UNAVAILABLE: ..."): says why no leader answered, e.g. a TLS handshake.
+        self.last_error = ""
+
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        if addr not in self._channels:
+            self._channels[addr] = open_channel(addr, self.tls)
+        return self._channels[addr]
+
+    async def call(self, fn: Callable[[grpc.aio.Channel], Awaitable[T]], timeout: float = 15.0) -> T:
+        """Run fn on the leader's channel, following FAILED_PRECONDITION hints and retrying UNAVAILABLE."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        i = 0
+        while True:
+            addr = self._leader or self.addresses[i % len(self.addresses)]
+            try:
+                result = await fn(self._channel(addr))
+                self._leader = addr
+                return result
+            except grpc.aio.AioRpcError as exc:
+                hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
+                if not (isinstance(hint, str) and hint):
+                    # A follower's redirect is no refusal: keeping it would hide the error of the hop after it
+                    # (e.g. the leader's failed TLS handshake) from the operator.
+                    self.last_error = f"{exc.code().name}: {exc.details()}"
+                retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
+                if not retryable or asyncio.get_running_loop().time() > deadline:
+                    raise
+                self._leader = hint if isinstance(hint, str) and hint else None
+                i += 1
+                await asyncio.sleep(0.05 if self._leader else 0.2)
+
+    async def create_queue(self, q: admin_pb2.QueueDefinition) -> admin_pb2.QueueDefinition:
+        """QueueAdmin.CreateQueue."""
+        return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).CreateQueue(
+            admin_pb2.CreateQueueRequest(queue=q), timeout=5))
+
+    async def login(self, agent_id: str, endpoint: str, home_node: str, queues: Sequence[str],
+                    skills: dict[str, str] | None = None, paused: bool = False) -> admin_pb2.AgentState:
+        """Agents.Login."""
+        from clusterq_proto.v1 import common_pb2
+
+        req = admin_pb2.LoginRequest(agent_id=agent_id, endpoint=endpoint, home_node=home_node,
+                                     queues=[admin_pb2.QueueMembership(queue=q) for q in queues],
+                                     skills=[common_pb2.Skill(key=k, value=v) for k, v in (skills or {}).items()],
+                                     paused=paused)
+        return await self.login_request(req)
+
+    async def login_request(self, req: admin_pb2.LoginRequest) -> admin_pb2.AgentState:
+        """Agents.Login with a request built by the caller (penalties, weights)."""
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Login(req, timeout=5))
+
+    async def logout(self, agent_id: str) -> admin_pb2.AgentState:
+        """Agents.Logout."""
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Logout(
+            admin_pb2.LogoutRequest(agent_id=agent_id), timeout=5))
+
+    async def pause(self, agent_id: str, reason: str = "") -> admin_pb2.AgentState:
+        """Agents.Pause."""
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Pause(
+            admin_pb2.PauseRequest(agent_id=agent_id, reason=reason), timeout=5))
+
+    async def unpause(self, agent_id: str) -> admin_pb2.AgentState:
+        """Agents.Unpause."""
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Unpause(
+            admin_pb2.UnpauseRequest(agent_id=agent_id), timeout=5))
+
+    async def list_queues(self) -> list[admin_pb2.QueueDefinition]:
+        """QueueAdmin.ListQueues."""
+        resp = await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).ListQueues(
+            admin_pb2.ListQueuesRequest(), timeout=5))
+        return list(resp.queues)
+
+    async def delete_queue(self, name: str) -> None:
+        """QueueAdmin.DeleteQueue (its waiting callers go back to the dialplan)."""
+        await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).DeleteQueue(
+            admin_pb2.DeleteQueueRequest(name=name), timeout=5))
+
+    async def agent_state(self, agent_id: str) -> admin_pb2.AgentState:
+        """Agents.GetState."""
+        return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).GetState(
+            admin_pb2.AgentStateRequest(agent_id=agent_id), timeout=5))
+
+    async def snapshot(self, queue: str = "", include_callers: bool = False) -> admin_pb2.StatsSnapshot:
+        """Stats.Snapshot."""
+        return await self.call(lambda ch: admin_pb2_grpc.StatsStub(ch).Snapshot(
+            admin_pb2.StatsRequest(queue=queue, include_callers=include_callers), timeout=5))
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
