@@ -26,7 +26,9 @@ from clusterq_proto.v1 import node_pb2
 from stasis_app.ari import events as ev
 from stasis_app.ari.port import AriPort
 from stasis_app.call import records as r
+from stasis_app.call.agent_args import AGENT_OPS
 from stasis_app.call.agent_legs import UNANSWERED, AgentLegs
+from stasis_app.call.agent_ops import AgentOps
 from stasis_app.call.args import BadArgs, parse_args
 from stasis_app.call.callers import CallerActions
 from stasis_app.call.connections import CallerConnections
@@ -61,6 +63,7 @@ class NodeApp:
         self.connections = CallerConnections(self)
         self.legs = AgentLegs(self)
         self.devices = DeviceWatch(ari, self.send)  # the leader's WatchDevices (call/devices.py)
+        self.agent_ops = AgentOps(self)  # agent-login & co. from the dialplan (call/agent_ops.py)
         self._join_order = 0
         self._grace_task: asyncio.Task[None] | None = None
         # True once no coordinator was reachable for the grace time, until one is again.
@@ -94,6 +97,7 @@ class NodeApp:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.serial.cancel_all()
             self.devices.close()
+            await self.agent_ops.close()
 
     async def _coordinator(self) -> None:
         try:
@@ -261,6 +265,8 @@ class NodeApp:
         elif first == "inbound":
             token = e.args[1] if len(e.args) >= 2 else e.channel.dialplan_exten
             self.connections.inbound(e.channel.id, token.removeprefix("cq-"))
+        elif first in AGENT_OPS:
+            self.agent_ops.start(e.channel, e.args)
         else:
             c = self.add_caller(e.channel, e.args)
             if c is not None:
@@ -271,7 +277,7 @@ class NodeApp:
         """Record a caller (new, or adopted from its channel variables); None when it was sent
         straight back to the dialplan (invalid arguments, or no coordinator for the grace time)."""
         parsed = parse_args(args)
-        if isinstance(parsed, BadArgs) or (args and args[0] in RESERVED_FIRST_ARGS):
+        if isinstance(parsed, BadArgs) or (args and (args[0] in RESERVED_FIRST_ARGS or args[0] in AGENT_OPS)):
             msg = parsed.message if isinstance(parsed, BadArgs) else f"{args[0]} is a reserved name"
             log.info("caller %s: invalid Stasis args %r: %s", ch.id, args, msg)
             self.actions.reject_early(ch.id, "INVALID_ARGS", msg)

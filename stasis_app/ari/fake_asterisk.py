@@ -104,12 +104,14 @@ class FakeAsterisk:
             self._emit(ev.DeviceStateChanged(device, state))
 
     def caller_enters(self, args: Sequence[str], *, caller_number: str = "", caller_name: str = "",
-                      channel_id: str | None = None, context: str = "clusterq-callers") -> str:
-        """A channel runs `Stasis(<app>,<args>)` from the dialplan: StasisStart (state Ring)."""
+                      channel_id: str | None = None, context: str = "clusterq-callers",
+                      name: str | None = None) -> str:
+        """A channel runs `Stasis(<app>,<args>)` from the dialplan: StasisStart (state Ring). Its name
+        is a Local channel's unless `name` is given (e.g. "PJSIP/alice-0000001a")."""
         cid = channel_id or self._new_id()
         exten = args[0] if args else "s"
         chan = FakeChannel(
-            cid, f"Local/{exten}@{context}-{len(self.channels):08x};2", "Ring", caller_number, caller_name,
+            cid, name or f"Local/{exten}@{context}-{len(self.channels):08x};2", "Ring", caller_number, caller_name,
             context, exten, ",".join((self.app, *args)), self._now(), in_stasis=True,
         )
         self.channels[cid] = chan

@@ -12,6 +12,9 @@ Syntax (documented in docs/dialplan.md):
 - skills: requirements matched against agent skills; several with '+', or repeat skill=K:V;
   V may be '*' (any value of K)
 - ringing: yes = indicate ringing instead of answering with music (like Queue()'s r option)
+
+Reserved first arguments, never queues: agentleg, inbound, trunk (clusterq's own legs, resync.py)
+and agent-login, agent-logout, agent-pause, agent-unpause (agent operations, agent_args.py).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class CallerActions:
         variables = {"CLUSTERQ_STATUS": status, "CLUSTERQ_WAIT": "0", r.VAR_POSITION: "0",
                      "CLUSTERQ_MESSAGE": message[:200]}
         self.app.counters.caller_sent_back(status)
-        self.app.serial.run(channel_id, lambda: self._continue(channel_id, variables), "reject")
+        self.app.serial.run(channel_id, lambda: self.continue_channel(channel_id, variables), "reject")
 
     def join_ack(self, m: node_pb2.JoinAck) -> None:
         """The leader sequenced the caller: keep the sequence ON the channel (survives restarts).
@@ -218,14 +218,16 @@ class CallerActions:
 
         async def back() -> None:
             await self.silence(c)
-            await self._continue(c.call_id, variables, context, extension)
+            await self.continue_channel(c.call_id, variables, context, extension)
 
         self.app.serial.run(c.call_id, back, "leave")
 
-    async def _continue(self, call_id: str, variables: dict[str, str], context: str = "", extension: str = "") -> None:
+    async def continue_channel(self, call_id: str, variables: dict[str, str], context: str = "",
+                               extension: str = "") -> None:
         """Set the result variables, then continue in the dialplan. A variable that cannot be set must
         not keep the caller in silence: the variables are best effort, the continue is tried again
-        while Asterisk gives no answer (the caller is no longer tracked, nothing else would)."""
+        while Asterisk gives no answer (the caller is no longer tracked, nothing else would). Also
+        used for channels that never were callers (agent operations, call/agent_ops.py)."""
         await asyncio.gather(*(best_effort(self.ari.set_var(call_id, k, v)) for k, v in variables.items()))
         for delay in LEAVE_RETRIES:
             try:

@@ -11,7 +11,9 @@ After each (re)connect the app lists the channels in its Stasis app and the brid
                                      and given music if the old process died before doing so;
     caller in our bridge          -> connected with the bridge's other channel (agent or trunk leg);
     agent leg + trunk leg bridged -> the agent's side of a cross-node call;
-    any other leg                 -> hung up (an offer of the old process: the leader offers again).
+    any other leg                 -> hung up (an offer of the old process: the leader offers again);
+    agent operation channel       -> its operation is performed again (call/agent_ops.py): it was
+                                     never sent back, so it never got an answer.
 Our bridges are named `<node>-br-<offer id>_` on both sides of a call (see names.py).
 """
 
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
+from stasis_app.call.agent_args import AGENT_OPS
 from stasis_app.call.names import offer_of_bridge
 
 if TYPE_CHECKING:
@@ -46,8 +49,11 @@ class _Found:
 
     @property
     def role(self) -> str:
-        """"caller", or the reserved first argument of a leg (agentleg, trunk, inbound)."""
+        """"caller", "agent-op" (agent-login & co.), or the reserved first argument of a leg (agentleg,
+        trunk, inbound)."""
         first = self.args[0] if self.args else ""
+        if first in AGENT_OPS:
+            return "agent-op"
         return first if first in RESERVED_FIRST_ARGS else "caller"
 
 
@@ -93,7 +99,8 @@ class Reconciler:
         unknown: dict[str, _Found] = {}
         for ch in channels:
             parts = ch.app_data.split(",")
-            if ch.id not in app.callers and not app.legs.owns(ch.id) and parts[0] == app.settings.app:
+            if (ch.id not in app.callers and not app.legs.owns(ch.id) and not app.agent_ops.owns(ch.id)
+                    and parts[0] == app.settings.app):
                 unknown[ch.id] = _Found(ch, tuple(parts[1:]))
         if not unknown:
             return
@@ -111,6 +118,9 @@ class Reconciler:
         for found in unknown.values():
             if found.role == "caller":
                 waiting.append(found)
+            elif found.role == "agent-op":
+                log.info("resync: performing the agent operation of %s again", found.channel.id)
+                app.agent_ops.start(found.channel, found.args)
             else:  # a leg of an offer this process never made or no longer tracks
                 log.info("resync: hanging up stray %s leg %s", found.role, found.channel.id)
                 app.serial.run(found.channel.id, functools.partial(self._hangup, found.channel.id), "hangup-stray")
