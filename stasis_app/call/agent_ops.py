@@ -142,8 +142,6 @@ class AgentOps:
 
     def start(self, channel: ChannelInfo, args: tuple[str, ...]) -> None:
         """A channel entered Stasis with an agent operation: perform it, then send the channel back."""
-        if channel.id in self._active:
-            return
         self._active.add(channel.id)
 
         async def run() -> None:

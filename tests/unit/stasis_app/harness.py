@@ -10,6 +10,7 @@ from typing import Any
 
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.fake import FakeAri
+from stasis_app.call.agent_ops import OP_TIMEOUT, AgentAdmin, AgentOps
 from stasis_app.config import StasisSettings
 from stasis_app.node import NodeApp
 
@@ -135,10 +136,13 @@ def settings(node_id: str = "a", grace: float = 20.0, shared_music: bool = False
 
 @contextlib.asynccontextmanager
 async def running(ari: FakeAri, *, grace: float = 20.0, connect: bool = True,
-                  node_id: str = "a", shared_music: bool = False) -> AsyncIterator[Node]:
+                  node_id: str = "a", shared_music: bool = False, agent_admin: AgentAdmin | None = None,
+                  agent_timeout: float = OP_TIMEOUT) -> AsyncIterator[Node]:
     """Run a NodeApp on `ari` until the block ends (then stop it like a SIGKILL would: no cleanup
-    on Asterisk, the channels stay)."""
+    on Asterisk, the channels stay). `agent_admin` answers the dialplan's agent operations (none:
+    the real client, towards the unreachable coordinator of `settings`)."""
     app = NodeApp(settings(node_id, grace, shared_music), ari)
+    app.agent_ops = AgentOps(app, agent_admin, agent_timeout)
     coord = FakeCoordinator(app, connect_on_run=connect)
     app.coord = coord  # type: ignore[assignment]
     node = Node(app, ari, coord)
