@@ -44,6 +44,13 @@ exten => _[a-zA-Z0-9].,1,Stasis({stasis_app},inbound,${{EXTEN}})
 exten => _[a-zA-Z0-9].,1,Stasis({test_app},agent,${{EXTEN}})
  same => n,Hangup()
 
+[clusterq-agent-ops-test]
+; agent feature codes: Local/s@clusterq-agent-ops-test/n with channel var CQ_ARGS holding the Stasis args
+; (e.g. "agent-login,dora,queue=support"); clusterq sends the channel back unanswered: report and hang up.
+exten => s,1,Stasis({stasis_app},${{CQ_ARGS}})
+ same => n,UserEvent(ClusterqAgentOp,status: ${{CLUSTERQ_AGENT_STATUS}},message: ${{CLUSTERQ_MESSAGE}})
+ same => n,Hangup()
+
 [clusterq-agents-auto]
 ; demo agents for `make run`: ring 1 s, answer, talk a few seconds, hang up
 exten => _[a-zA-Z0-9].,1,Ringing()

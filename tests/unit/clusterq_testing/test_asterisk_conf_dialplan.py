@@ -9,9 +9,12 @@ from tests.unit.clusterq_testing.helpers import sections
 def test_dialplan_contexts_and_app_names() -> None:
     text = extensions_conf("myq", "mytest")
     assert sections(text) == ["general", "clusterq-callers", "clusterq-exit", "clusterq-from-node",
-                              "clusterq-agents-test", "clusterq-agents-auto", "clusterq-hold"]
+                              "clusterq-agents-test", "clusterq-agent-ops-test", "clusterq-agents-auto",
+                              "clusterq-hold"]
     assert 'Stasis(myq,${IF($["${CQ_ARGS}" = ""]?${EXTEN}:${CQ_ARGS})})' in text
     assert "Stasis(myq,inbound,${EXTEN})" in text
+    assert "exten => s,1,Stasis(myq,${CQ_ARGS})" in text
+    assert "UserEvent(ClusterqAgentOp,status: ${CLUSTERQ_AGENT_STATUS},message: ${CLUSTERQ_MESSAGE})" in text
     assert "Stasis(mytest,agent,${EXTEN})" in text
     assert "UserEvent(ClusterqResult,status: ${CLUSTERQ_STATUS},wait: ${CLUSTERQ_WAIT}," \
            "position: ${CLUSTERQ_POSITION})" in text
