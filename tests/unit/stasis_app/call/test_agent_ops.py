@@ -244,3 +244,18 @@ async def test_a_followers_redirect_is_followed_to_the_leader() -> None:
     finally:
         await leader_server.stop(None)
         await follower_server.stop(None)
+
+
+async def test_a_channel_that_hangs_up_during_the_operation_is_forgotten() -> None:
+    ari = FakeAri("a")
+    agents = FakeAgents()
+    agents.answering.clear()
+    async with running(ari, agent_admin=agents) as n:
+        cid = ari.caller_enters(["agent-login", "alice", "queue=support"], name=PHONE)
+        await n.settle()
+        ari.caller_hangs_up(cid)
+        await n.settle()
+        agents.answering.set()  # the leader still logs alice in: the phone only hung up
+        await n.settle()
+        assert "alice" in agents.agents and not ari.continued
+        assert not n.app.agent_ops.owns(cid) and not n.coord.kinds()
