@@ -86,8 +86,10 @@ async def test_readiness_follows_asterisk_and_latches_the_coordinator(
                                              ("clusterq_node_coordinator_connected", ""): 1,
                                              ("clusterq_node_ari_connected", ""): 1})
         await obs.hangup(caller.phone_id)
+        # Events pending 0: the CallLeft has left for the coordinator (counted in events sent).
         families = await _metrics_until(http, metrics, {("clusterq_node_callers_hung_up_total", "waiting"): 1,
-                                                        ("clusterq_node_callers", "waiting"): 0})
+                                                        ("clusterq_node_callers", "waiting"): 0,
+                                                        ("clusterq_node_events_pending", ""): 0})
         assert families["clusterq_node_callers_joined_total"].samples == {(): 1}
         assert not any(families["clusterq_node_callers_sent_back_total"].samples.values())
         assert families["clusterq_node_leader_epoch"].samples[()] >= 1
