@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from clusterq_common.dialplan import RESERVED_FIRST_ARGS
 from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
 from coordinator.queue.model import NAME_RE, AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
@@ -76,6 +77,9 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
 
 
 def _check_queue_bounds(cfg: QueueConfig) -> None:
+    if cfg.name in RESERVED_FIRST_ARGS:
+        raise DefinitionError(f"queue {cfg.name}: the name is reserved (Stasis(clusterq,{cfg.name},...) means "
+                              "one of clusterq's own legs or an agent's feature code, never a queue)")
     for field in ("music_class", "exit_context"):
         if len(getattr(cfg, field)) > MAX_TEXT_LEN:
             raise DefinitionError(f"queue {cfg.name}: {field} longer than {MAX_TEXT_LEN} characters")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clusterq_common.dialplan import AGENT_OPERATIONS
 from stasis_app.call.args import MAX_ARG_LEN, NAME_RE, BadArgs
 
 __all__ = [
@@ -33,7 +34,8 @@ __all__ = [
 
 # The first Stasis arguments that name an agent operation (reserved: no queue can be reached by them).
 LOGIN, LOGOUT, PAUSE, UNPAUSE = "agent-login", "agent-logout", "agent-pause", "agent-unpause"
-AGENT_OPS = frozenset({LOGIN, LOGOUT, PAUSE, UNPAUSE})
+AGENT_OPS = AGENT_OPERATIONS  # clusterq_common.dialplan: the coordinator refuses them as queue names
+assert AGENT_OPS == {LOGIN, LOGOUT, PAUSE, UNPAUSE}
 MAX_ITEMS = 64  # queue memberships, skills (the coordinator's MAX_ITEMS)
 MAX_DEVICE_LEN = 256  # endpoint, state interface (the coordinator's MAX_TEXT_LEN)
 MAX_REASON_LEN = 128  # pause reason (Agents.Pause refuses longer ones)

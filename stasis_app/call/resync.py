@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from clusterq_common.dialplan import LEG_ARGS
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESERVED_FIRST_ARGS = frozenset({"agentleg", "inbound", "trunk"})
+RESERVED_FIRST_ARGS = LEG_ARGS  # clusterq_common.dialplan: the coordinator refuses them as queue names
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,14 @@ def test_a_state_interface_rides_in_the_file_the_login_and_the_stored_record(tmp
     assert agent_from_json(agent_json(carol, False, ""))[0] == carol
     assert agent_from_pb(_login(state_interface="Custom:alice")).state_interface == "Custom:alice"
     assert agent_from_pb(_login()).state_interface == ""
+
+
+@pytest.mark.parametrize("name", ["agentleg", "inbound", "trunk", "agent-login", "agent-logout", "agent-pause",
+                                  "agent-unpause"])
+def test_a_queue_cannot_take_a_name_the_dialplan_reserves(name: str) -> None:
+    """Stasis(clusterq,<name>,...) is a leg or an agent's feature code: no caller could join such a queue."""
+    with pytest.raises(DefinitionError, match="reserved"):
+        queue_from_pb(admin_pb2.QueueDefinition(name=name))
+    with pytest.raises(DefinitionError, match="reserved"):
+        queue_from_mapping(name, {})
+    assert queue_from_mapping(name.upper(), {}).name == name.upper()  # the stasis app matches them exactly
