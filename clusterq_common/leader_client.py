@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -19,44 +20,75 @@ from clusterq_proto.v1 import LEADER_TRAILER, admin_pb2, admin_pb2_grpc
 
 T = TypeVar("T")
 
+LAST_ERROR: ContextVar[str] = ContextVar("LAST_ERROR", default="")
+"""The last refusal the current task's latest `call` met: `AdminClient.last_error` is the client's
+(shared by concurrent calls), this one is the caller's own."""
+
 
 class AdminClient:
     """Calls QueueAdmin / Agents / Stats on whichever replica leads (retries while none does)."""
 
-    def __init__(self, addresses: Sequence[str], tls: ClientTls | None = None) -> None:
+    def __init__(self, addresses: Sequence[str], tls: ClientTls | None = None, *,
+                 attempt_timeout: float | None = None, channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+        """`attempt_timeout`: how long one address may take before the next is tried (None: each
+        call's own gRPC deadline); a caller with a short overall budget sets it, so that one silent
+        address (a hung replica that still accepts connections) cannot use up the budget alone."""
         self.addresses = list(addresses)
         self.tls = tls  # None: plaintext
+        self.attempt_timeout = attempt_timeout
+        self._options = list(channel_options)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._leader: str | None = None
+        self._start = 0  # where the next search for a leader begins (moves on past silent addresses)
         # The last refusal seen ("UNAVAILABLE: ..."): says why no leader answered, e.g. a TLS handshake.
         self.last_error = ""
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         if addr not in self._channels:
-            self._channels[addr] = open_channel(addr, self.tls)
+            self._channels[addr] = open_channel(addr, self.tls, self._options)
         return self._channels[addr]
 
+    def _refused(self, error: str) -> None:
+        self.last_error = error
+        LAST_ERROR.set(error)
+
     async def call(self, fn: Callable[[grpc.aio.Channel], Awaitable[T]], timeout: float = 15.0) -> T:
-        """Run fn on the leader's channel, following FAILED_PRECONDITION hints and retrying UNAVAILABLE."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        i = 0
+        """Run fn on the leader's channel, following FAILED_PRECONDITION hints and retrying UNAVAILABLE
+        and silent addresses (see attempt_timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        LAST_ERROR.set("")
         while True:
-            addr = self._leader or self.addresses[i % len(self.addresses)]
+            addr = self._leader or self.addresses[self._start % len(self.addresses)]
             try:
-                result = await fn(self._channel(addr))
+                async with asyncio.timeout(self.attempt_timeout):
+                    result = await fn(self._channel(addr))
                 self._leader = addr
                 return result
+            except TimeoutError:
+                # Silent: not the leader to remember, and not where the next search begins.
+                self._refused(f"no answer from {addr} within {self.attempt_timeout:g} s")
+                self._leader = None
+                self._start += 1
+                if loop.time() > deadline:
+                    raise
+                continue
+            except asyncio.CancelledError:
+                self._leader = None  # the caller gave up on it: the next call searches afresh
+                raise
             except grpc.aio.AioRpcError as exc:
                 hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
                 if not (isinstance(hint, str) and hint):
                     # A follower's redirect is no refusal: keeping it would hide the error of the hop after it
                     # (e.g. the leader's failed TLS handshake) from the operator.
-                    self.last_error = f"{exc.code().name}: {exc.details()}"
-                retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
-                if not retryable or asyncio.get_running_loop().time() > deadline:
+                    self._refused(f"{exc.code().name}: {exc.details()}")
+                retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
+                                           grpc.StatusCode.DEADLINE_EXCEEDED)
+                if not retryable or loop.time() > deadline:
                     raise
                 self._leader = hint if isinstance(hint, str) and hint else None
-                i += 1
+                if self._leader is None:
+                    self._start += 1
                 await asyncio.sleep(0.05 if self._leader else 0.2)
 
     async def create_queue(self, q: admin_pb2.QueueDefinition) -> admin_pb2.QueueDefinition:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clusterq_common.tls import ServerTls, server_tls_from_env
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from clusterq_common.files import read_secret_text
 from clusterq_common.tls import ClientTls, client_tls_from_env
 from stasis_app.health import parse_listen
 
-NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
 
 
 @dataclass(frozen=True)

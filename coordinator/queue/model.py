@@ -28,7 +28,7 @@ __all__ = [
     "device_of",
 ]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
 """Queue names: safe as etcd key segments, channel variables and metric labels."""
 
 EMPTY_CONDITIONS = frozenset({"paused", "penalty", "inuse", "ringing", "unavailable", "invalid", "unknown", "wrapup"})

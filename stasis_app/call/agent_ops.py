@@ -23,13 +23,14 @@ A restarted app finds such a channel in Stasis and performs its operation again 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from clusterq_common.leader_client import AdminClient
+from clusterq_common.leader_client import LAST_ERROR, AdminClient
 from clusterq_proto.v1 import admin_pb2, common_pb2
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.call.agent_args import (
@@ -42,6 +43,7 @@ from stasis_app.call.agent_args import (
     parse_agent_op,
 )
 from stasis_app.call.args import BadArgs
+from stasis_app.coordinator_client import CHANNEL_OPTIONS
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
@@ -126,23 +128,53 @@ class AgentOps:
         self.app = app
         self.timeout = timeout
         self._admin = admin
-        self._active: set[str] = set()  # channels whose operation runs (a resync must not start it again)
+        # Channel -> token of the operation running for it: a second trigger (its StasisStart queued
+        # behind an ARI reconnect and the resync's listing both) must not perform it twice.
+        self._runs: dict[str, int] = {}
+        self._tokens = itertools.count(1)
+        # Channel -> whether its StasisEnd was seen since it was sent back. Until then a StasisStart or a
+        # resync listing of it is older than the sending back (performing it again would, e.g., undo a
+        # pause made since with a second login); once ended, a StasisStart is the dialplan running an
+        # operation again on the same channel. Forgotten when the channel is destroyed.
+        self._sent_back: dict[str, bool] = {}
 
     @property
     def admin(self) -> AgentAdmin:
         """The coordinator client, made on first use (it opens its channels lazily too)."""
         if self._admin is None:
             settings = self.app.settings
-            self._admin = AdminClient(settings.coordinators, settings.coordinator_tls)
+            # One silent address (a hung replica still accepting connections) must not use up the whole
+            # budget: each gets a share of it, then the next is tried. The node stream's channel options
+            # (keepalive, reconnect backoff of at most 1 s) so a coordinator back is found at once.
+            self._admin = AdminClient(settings.coordinators, settings.coordinator_tls,
+                                      attempt_timeout=max(0.5, self.timeout / (len(settings.coordinators) + 1)),
+                                      channel_options=CHANNEL_OPTIONS)
         return self._admin
 
     def owns(self, channel_id: str) -> bool:
         """Whether an operation of this channel is in progress."""
-        return channel_id in self._active
+        return channel_id in self._runs
+
+    def handled(self, channel_id: str) -> bool:
+        """In progress, or performed and the channel sent back: a resync listing it leaves it alone."""
+        return channel_id in self._runs or channel_id in self._sent_back
+
+    def gone(self, channel_id: str, destroyed: bool) -> None:
+        """The channel left Stasis (StasisEnd) or was destroyed."""
+        if destroyed:
+            self._sent_back.pop(channel_id, None)
+        elif channel_id in self._sent_back:
+            self._sent_back[channel_id] = True
 
     def start(self, channel: ChannelInfo, args: tuple[str, ...]) -> None:
         """A channel entered Stasis with an agent operation: perform it, then send the channel back."""
-        self._active.add(channel.id)
+        cid = channel.id
+        ended = self._sent_back.get(cid)
+        if ended is False or (ended is None and cid in self._runs):
+            log.debug("agent operation of channel %s: already performed or running", cid)
+            return
+        self._sent_back.pop(cid, None)  # ended: the dialplan runs an operation again on this channel
+        token = self._runs[cid] = next(self._tokens)
 
         async def run() -> None:
             try:
@@ -152,11 +184,13 @@ class AgentOps:
                 outcome = Outcome("ERROR", "clusterq failed to perform the operation (see the stasis app's log)")
             log.info("agent operation %s of channel %s: %s (%s)", ",".join(args[:2])[:80], channel.id,
                      outcome.status, outcome.message)
+            self._sent_back[cid] = False
             try:
                 await self.app.actions.continue_channel(
                     channel.id, {VAR_STATUS: outcome.status, VAR_MESSAGE: outcome.message[:200]})
             finally:
-                self._active.discard(channel.id)
+                if self._runs.get(cid) == token:
+                    del self._runs[cid]
 
         self.app.serial.run(channel.id, run, "agent-op")
 
@@ -179,8 +213,11 @@ class AgentOps:
                 else:
                     state = await admin.unpause(op.agent_id)
         except TimeoutError:
-            last = f" (last error: {admin.last_error})" if admin.last_error else ""
-            return Outcome("UNAVAILABLE", f"no coordinator leader answered within {self.timeout:g} s{last}")
+            # This operation's own last error (the client's attribute is shared by concurrent operations).
+            error = LAST_ERROR.get() if isinstance(admin, AdminClient) else admin.last_error
+            last = f" (last error: {error})" if error else ""
+            return Outcome("UNAVAILABLE", f"no coordinator leader answered within {self.timeout:g} s{last}; "
+                                          "the change may still have been made")
         except grpc.aio.AioRpcError as exc:
             return refused(op, exc)
         return done(op, state)

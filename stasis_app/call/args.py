@@ -23,8 +23,8 @@ import math
 import re
 from dataclasses import dataclass
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-SKILL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.*-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
+SKILL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.*-]{1,64}\Z")
 MAX_ARG_LEN = 512
 MAX_SKILLS = 16
 

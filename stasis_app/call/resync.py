@@ -100,7 +100,7 @@ class Reconciler:
         unknown: dict[str, _Found] = {}
         for ch in channels:
             parts = ch.app_data.split(",")
-            if (ch.id not in app.callers and not app.legs.owns(ch.id) and not app.agent_ops.owns(ch.id)
+            if (ch.id not in app.callers and not app.legs.owns(ch.id) and not app.agent_ops.handled(ch.id)
                     and parts[0] == app.settings.app):
                 unknown[ch.id] = _Found(ch, tuple(parts[1:]))
         if not unknown:

@@ -169,3 +169,11 @@ def test_a_queue_cannot_take_a_name_the_dialplan_reserves(name: str) -> None:
     with pytest.raises(DefinitionError, match="reserved"):
         queue_from_mapping(name, {})
     assert queue_from_mapping(name.upper(), {}).name == name.upper()  # the stasis app matches them exactly
+
+
+def test_a_name_with_a_trailing_newline_is_refused() -> None:
+    """Python's "$" also matches before a final newline; names end exactly where they end."""
+    with pytest.raises(DefinitionError):
+        queue_from_mapping("support\n", {})
+    with pytest.raises(DefinitionError):
+        queue_from_pb(admin_pb2.QueueDefinition(name="support\n"))

@@ -89,3 +89,8 @@ def test_invalid(args: tuple[str, ...], fragment: str) -> None:
 ])
 def test_channel_device(name: str, device: str | None) -> None:
     assert channel_device(name) == device
+
+
+def test_names_with_a_trailing_newline_are_refused() -> None:
+    assert isinstance(parse_agent_op(("agent-login", "alice", "queue=support\n:1")), BadArgs)
+    assert isinstance(parse_agent_op(("agent-login", "alice", "queue=support", "skill=lang\n:de")), BadArgs)

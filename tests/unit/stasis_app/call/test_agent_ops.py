@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -139,7 +140,7 @@ async def test_a_coordinator_that_never_answers_gives_unavailable_within_the_tim
         status, message = await _op(n, "agent-pause", "alice")
         assert status == "UNAVAILABLE"
         assert message == ("no coordinator leader answered within 0.3 s "
-                           "(last error: UNAVAILABLE: connection refused)")
+                           "(last error: UNAVAILABLE: connection refused); the change may still have been made")
         assert 0.25 < time.monotonic() - started < 2.0
         assert not n.app.agent_ops.owns(n.ari.continued[0].channel_id)
 
@@ -259,3 +260,61 @@ async def test_a_channel_that_hangs_up_during_the_operation_is_forgotten() -> No
         await n.settle()
         assert "alice" in agents.agents and not ari.continued
         assert not n.app.agent_ops.owns(cid) and not n.coord.kinds()
+
+
+# ---- once per entry into Stasis ------------------------------------------------------------------
+async def _quiet(n: Node, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await n.settle()
+
+
+async def test_a_stasis_start_behind_a_reconnect_and_the_resyncs_listing_perform_it_once() -> None:
+    """The channel's StasisStart is queued right behind AriConnected: the resync lists the channel and
+    the event starts it too."""
+    ari = FakeAri("a")
+    agents = FakeAgents()
+    async with running(ari, agent_admin=agents) as n:
+        agents.agents["alice"] = admin_pb2.AgentState(agent_id="alice", state="available")
+        ari.drop_connection()
+        ari.restore_connection()
+        ari.caller_enters(["agent-logout", "alice"], name=PHONE)
+        await _quiet(n)
+        assert [m for m, _ in agents.requests] == ["logout"] and len(ari.continued) == 1
+
+
+async def test_a_listing_taken_before_the_channel_was_sent_back_does_not_perform_it_again() -> None:
+    """The operation ends, and its channel is sent back, while the resync's GET /channels is in flight:
+    the listing still shows the channel in Stasis with its operation (a second login would undo a pause
+    made since)."""
+    ari = FakeAri("a")
+    agents = FakeAgents()
+    agents.answering.clear()
+    listed = ari.list_channels
+
+    async def slow_listing() -> Any:
+        channels = await listed()
+        agents.answering.set()  # the leader answers while the listing travels back
+        await asyncio.sleep(0.05)
+        return channels
+
+    ari.list_channels = slow_listing  # type: ignore[method-assign]
+    async with running(ari, agent_admin=agents) as n:
+        ari.caller_enters(["agent-login", "alice", "queue=support"], name=PHONE)
+        await n.settle()
+        ari.drop_connection()
+        ari.restore_connection()
+        await asyncio.sleep(0.3)
+        await _quiet(n)
+        assert [m for m, _ in agents.requests] == ["login"] and len(ari.continued) == 1
+
+
+async def test_the_same_channel_running_a_second_operation_after_the_first_is_performed_again() -> None:
+    ari = FakeAri("a")
+    agents = FakeAgents()
+    async with running(ari, agent_admin=agents) as n:
+        cid = ari.caller_enters(["agent-login", "alice", "queue=support"], name=PHONE)
+        assert (await _sent_back(ari, cid))[0] == "LOGGEDIN"
+        await _quiet(n)  # its StasisEnd
+        ari.caller_enters(["agent-pause", "alice", "reason=lunch"], channel_id=cid, name=PHONE)
+        await _quiet(n)
+        assert [m for m, _ in agents.requests] == ["login", "pause"] and len(ari.continued) == 2
