@@ -209,12 +209,17 @@ def _login(agent_id: str, memberships: list[Membership], skills: list[tuple[str,
     return AgentLogin(agent_id, tuple(memberships), endpoint, state_interface, tuple(skills), paused)
 
 
+PHONE_TECHS = frozenset({"pjsip", "sip"})
+"""Technologies whose channel name is TECH/<endpoint>-<unique>, the endpoint a phone is rung at. Other
+names are no dial string once the suffix is cut (IAX2/10.0.0.5:4569-1, DAHDI/i1/5551234-1, Local):
+such a caller must say endpoint=."""
+
+
 def channel_device(channel_name: str) -> str | None:
     """The device of the calling channel ("PJSIP/alice-0000001a" -> "PJSIP/alice"), or None when it
-    has none an agent could be rung at: a Local channel (its name is the dialplan it runs, not a
-    phone) or a name without TECH/resource."""
+    has none an agent could be rung at (see PHONE_TECHS)."""
     device = channel_name.rsplit("-", 1)[0] if "-" in channel_name else channel_name
     tech, sep, resource = device.partition("/")
-    if not sep or not tech or not resource or tech.lower() == "local":
+    if not sep or tech.lower() not in PHONE_TECHS or not resource or "/" in resource:
         return None
     return device

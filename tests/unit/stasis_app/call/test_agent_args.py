@@ -81,7 +81,9 @@ def test_invalid(args: tuple[str, ...], fragment: str) -> None:
     ("PJSIP/alice-0000001a", "PJSIP/alice"),
     ("PJSIP/front-desk-00000002", "PJSIP/front-desk"),
     ("SIP/1001-0000abcd", "SIP/1001"),
-    ("IAX2/bob", "IAX2/bob"),
+    ("IAX2/bob-1234", None),  # IAX2 and DAHDI names are no dial strings once cut: endpoint= is needed
+    ("IAX2/10.0.0.5:4569-1234", None),
+    ("DAHDI/i1/5551234-1", None),
     ("Local/dora@agents-00000003;2", None),
     ("local/dora@agents-00000003;1", None),
     ("nodevice-0001", None),
