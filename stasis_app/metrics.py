@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from clusterq_common.prometheus import escape_label, header, number
 from clusterq_proto.v1 import common_pb2
 from stasis_app.call import records as r
+from stasis_app.call.agent_ops import AGENT_STATUSES
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
@@ -56,11 +57,18 @@ class NodeCounters:
     agent_legs_answered: int = 0  # agent legs answered while their offer stood
     # CLUSTERQ_STATUS -> callers sent back to the dialplan with it (early refusals included).
     sent_back: dict[str, int] = field(default_factory=_no_callers_sent_back)
+    # CLUSTERQ_AGENT_STATUS -> agents' feature-code operations that ended with it.
+    agent_operations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AGENT_STATUSES, 0))
 
     def caller_sent_back(self, status: str) -> None:
         """Count one caller given back to the dialplan with CLUSTERQ_STATUS `status`."""
         key = status if status in self.sent_back or status == OTHER else OTHER
         self.sent_back[key] = self.sent_back.get(key, 0) + 1
+
+    def agent_operation(self, status: str) -> None:
+        """Count one agent operation (agent-login & co.) that ended with CLUSTERQ_AGENT_STATUS `status`."""
+        key = status if status in self.agent_operations else OTHER
+        self.agent_operations[key] = self.agent_operations.get(key, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,7 @@ class NodeFigures:
     agent_legs_originated: int
     agent_legs_answered: int
     devices_watched: int
+    agent_operations: tuple[tuple[str, int], ...] = ()  # (CLUSTERQ_AGENT_STATUS, count)
 
 
 def collect(app: NodeApp, version: str | None) -> NodeFigures:
@@ -109,7 +118,8 @@ def collect(app: NodeApp, version: str | None) -> NodeFigures:
         queue_callers_unlisted=unlisted, callers_joined=k.callers_joined,
         callers_sent_back=tuple(k.sent_back.items()), callers_hung_up_waiting=k.callers_hung_up_waiting,
         callers_hung_up_connected=k.callers_hung_up_connected, agent_legs_originated=k.agent_legs_originated,
-        agent_legs_answered=k.agent_legs_answered, devices_watched=len(app.devices.watched))
+        agent_legs_answered=k.agent_legs_answered, devices_watched=len(app.devices.watched),
+        agent_operations=tuple(k.agent_operations.items()))
 
 
 # ---- rendering -------------------------------------------------------------------------------------
@@ -176,5 +186,8 @@ def render(f: NodeFigures) -> str:
          "Agent legs answered while their offer stood." + SINCE, f.agent_legs_answered)
     _one(out, "clusterq_node_devices_watched", "gauge",
          "Devices whose state this node watches for the leader (the agents' state interfaces).", f.devices_watched)
+    _labelled(out, "clusterq_node_agent_operations_total", "counter",
+              "Agents' feature-code operations (agent-login, -logout, -pause, -unpause) by the "
+              "CLUSTERQ_AGENT_STATUS they ended with." + SINCE, "status", f.agent_operations)
     out.append("")
     return "\n".join(out)

@@ -55,6 +55,8 @@ VAR_MESSAGE = "CLUSTERQ_MESSAGE"
 # Seconds to find a leader and get its answer: the agent's phone waits this long at most.
 OP_TIMEOUT = 5.0
 _DONE = {AgentLogin: "LOGGEDIN", AgentLogout: "LOGGEDOUT", AgentPause: "PAUSED", AgentUnpause: "UNPAUSED"}
+AGENT_STATUSES = (*_DONE.values(), "NOTFOUND", "NOSUCHQUEUE", "INVALID", "UNAVAILABLE", "ERROR")
+"""Every CLUSTERQ_AGENT_STATUS an operation ends with (exported by /metrics, each from the start)."""
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -184,6 +186,7 @@ class AgentOps:
                 outcome = Outcome("ERROR", "clusterq failed to perform the operation (see the stasis app's log)")
             log.info("agent operation %s of channel %s: %s (%s)", ",".join(args[:2])[:80], channel.id,
                      outcome.status, outcome.message)
+            self.app.counters.agent_operation(outcome.status)
             self._sent_back[cid] = False
             try:
                 await self.app.actions.continue_channel(

@@ -20,7 +20,7 @@ FIGURES = NodeFigures(
     callers_ringing=1, callers_connected=2, queue_callers=(("sales", 2), ('we"ird\\q', 4)),
     queue_callers_unlisted=0, callers_joined=11, callers_sent_back=(("TIMEOUT", 1), ("FULL", 0)),
     callers_hung_up_waiting=2, callers_hung_up_connected=1, agent_legs_originated=9, agent_legs_answered=6,
-    devices_watched=12)
+    devices_watched=12, agent_operations=(("LOGGEDIN", 3), ("UNAVAILABLE", 1)))
 
 
 def _families(text: str) -> dict[str, Family]:
@@ -56,6 +56,8 @@ def test_every_figure_is_rendered_with_its_type_and_labels() -> None:
         "clusterq_node_agent_legs_originated_total": ("counter", {(): 9}),
         "clusterq_node_agent_legs_answered_total": ("counter", {(): 6}),
         "clusterq_node_devices_watched": ("gauge", {(): 12}),
+        "clusterq_node_agent_operations_total": ("counter", {(("status", "LOGGEDIN"),): 3,
+                                                             (("status", "UNAVAILABLE"),): 1}),
     }
     assert {name: (fam.kind, fam.samples) for name, fam in f.items()} == expected
     assert all(fam.help for fam in f.values())

@@ -318,3 +318,14 @@ async def test_the_same_channel_running_a_second_operation_after_the_first_is_pe
         ari.caller_enters(["agent-pause", "alice", "reason=lunch"], channel_id=cid, name=PHONE)
         await _quiet(n)
         assert [m for m, _ in agents.requests] == ["login", "pause"] and len(ari.continued) == 2
+
+
+async def test_each_operation_is_counted_under_its_status_for_metrics() -> None:
+    ari = FakeAri("a")
+    async with running(ari, agent_admin=FakeAgents()) as n:
+        counted = n.app.counters.agent_operations
+        assert set(counted) >= {"LOGGEDIN", "NOTFOUND", "INVALID", "UNAVAILABLE"} and not any(counted.values())
+        assert (await _op(n, "agent-login", "alice", "queue=support"))[0] == "LOGGEDIN"
+        assert (await _op(n, "agent-logout", "nobody"))[0] == "NOTFOUND"
+        assert (await _op(n, "agent-pause"))[0] == "INVALID"
+        assert {k: v for k, v in counted.items() if v} == {"LOGGEDIN": 1, "NOTFOUND": 1, "INVALID": 1}
