@@ -27,9 +27,7 @@ from clusterq_common.prometheus import header as _header
 from coordinator.queue import QueueStats
 from coordinator.runtime import LeaderRuntime
 
-# escape_label and number are re-exported: they were defined here before clusterq_common/prometheus.py.
-__all__ = ["CONTENT_TYPE", "LeaderFigures", "QueueFigures", "ReplicaFigures", "build_version", "collect",
-           "escape_label", "number", "render"]
+__all__ = ["CONTENT_TYPE", "LeaderFigures", "QueueFigures", "ReplicaFigures", "build_version", "collect", "render"]
 
 
 @dataclass(frozen=True, slots=True)

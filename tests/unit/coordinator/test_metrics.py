@@ -14,8 +14,6 @@ from coordinator.metrics import (
     QueueFigures,
     ReplicaFigures,
     collect,
-    escape_label,
-    number,
     render,
 )
 from coordinator.queue import (
@@ -130,26 +128,6 @@ def test_label_values_are_escaped_and_read_back_unchanged(name: str) -> None:
     families = parse(render(figures))
     assert value(families, "clusterq_queue_callers_waiting", name) == 3
     assert families["clusterq_build_info"].samples == {(("version", 'v"1\\'),): 1.0}
-
-
-def test_escape_label_follows_the_format() -> None:
-    assert escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
-
-
-@pytest.mark.parametrize(("given", "text"), [
-    (3, "3"), (0, "0"), (0.25, "0.25"), (1e-7, "1e-07"), (12345678.5, "12345678.5"),
-    (math.nan, "NaN"), (math.inf, "+Inf"), (-math.inf, "-Inf"),
-])
-def test_numbers_are_written_as_prometheus_reads_them(given: float, text: str) -> None:
-    assert number(given) == text
-
-
-def test_help_text_is_escaped() -> None:
-    from coordinator.metrics import _header
-
-    out: list[str] = []
-    _header(out, "clusterq_x", "gauge", "a \\ b\nc")
-    assert out[0] == "# HELP clusterq_x a \\\\ b\\nc"
 
 
 # ---------------------------------------------------------------------------------- many queues
