@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clusterq_common.dialplan import AGENT_OPERATIONS
-from stasis_app.call.args import MAX_ARG_LEN, NAME_RE, BadArgs
+from stasis_app.call.args import MAX_ARG_LEN, NAME_RE, BadArgs, key_values, yes_no
 
 __all__ = [
     "AGENT_OPS",
@@ -124,13 +124,6 @@ def _skill(value: str) -> tuple[str, str] | BadArgs:
     return key, val
 
 
-def _yes_no(key: str, value: str) -> bool | BadArgs:
-    v = value.lower()
-    if v not in ("yes", "no", "true", "false", "1", "0"):
-        return BadArgs(f"{key} must be yes or no")
-    return v in ("yes", "true", "1")
-
-
 def parse_agent_op(args: tuple[str, ...]) -> AgentOp | BadArgs:
     """Parse Stasis args after the app name whose first is one of AGENT_OPS; never raises."""
     op = args[0] if args else ""
@@ -146,14 +139,10 @@ def parse_agent_op(args: tuple[str, ...]) -> AgentOp | BadArgs:
     memberships: list[Membership] = []
     skills: list[tuple[str, str]] = []
     single: dict[str, str] = {}
-    for raw in args[2:]:
-        raw = raw.strip()
-        if not raw:
-            continue
-        key, sep, value = raw.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not sep:
-            return BadArgs(f"argument {raw[:80]!r} is not key=value")
+    pairs = key_values(args[2:])
+    if isinstance(pairs, BadArgs):
+        return pairs
+    for key, value in pairs:
         if key not in _KEYS[op]:
             return BadArgs(f"unknown argument {key[:40]!r} for {op}")
         if key == "queue":
@@ -203,7 +192,7 @@ def _login(agent_id: str, memberships: list[Membership], skills: list[tuple[str,
         if isinstance(got, BadArgs):
             return got
         state_interface = got
-    paused = _yes_no("paused", single.get("paused", "no"))
+    paused = yes_no("paused", single.get("paused", "no"))
     if isinstance(paused, BadArgs):
         return paused
     return AgentLogin(agent_id, tuple(memberships), endpoint, state_interface, tuple(skills), paused)

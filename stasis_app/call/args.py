@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
@@ -55,6 +56,29 @@ def _skill(text: str) -> tuple[str, str] | str:
     return key, value
 
 
+def key_values(args: Iterable[str]) -> list[tuple[str, str]] | BadArgs:
+    """`key=value` arguments as (lower-case key, value) pairs, both stripped; empty arguments are
+    skipped, one without "=" is refused. Shared by callers' and agents' Stasis arguments."""
+    pairs = []
+    for raw in args:
+        raw = raw.strip()
+        if not raw:
+            continue
+        key, sep, value = raw.partition("=")
+        if not sep:
+            return BadArgs(f"argument {raw[:80]!r} is not key=value")
+        pairs.append((key.strip().lower(), value.strip()))
+    return pairs
+
+
+def yes_no(key: str, value: str) -> bool | BadArgs:
+    """yes / no (also true / false, 1 / 0, any case)."""
+    v = value.lower()
+    if v not in ("yes", "no", "true", "false", "1", "0"):
+        return BadArgs(f"{key} must be yes or no")
+    return v in ("yes", "true", "1")
+
+
 def parse_args(args: tuple[str, ...]) -> QueueArgs | BadArgs:
     """Parse Stasis args after the app name; never raises."""
     if not args or not args[0].strip():
@@ -67,14 +91,10 @@ def parse_args(args: tuple[str, ...]) -> QueueArgs | BadArgs:
     priority, timeout, position, ringing = 0, 0.0, 0, False
     skills: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for raw in args[1:]:
-        raw = raw.strip()
-        if not raw:
-            continue
-        key, sep, value = raw.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not sep:
-            return BadArgs(f"argument {raw[:80]!r} is not key=value")
+    pairs = key_values(args[1:])
+    if isinstance(pairs, BadArgs):
+        return pairs
+    for key, value in pairs:
         if key in seen and key != "skill":
             return BadArgs(f"{key} given twice")
         seen.add(key)
@@ -98,9 +118,10 @@ def parse_args(args: tuple[str, ...]) -> QueueArgs | BadArgs:
                         return BadArgs(got)
                     skills.append(got)
             elif key == "ringing":
-                if value.lower() not in ("yes", "no", "true", "false", "1", "0"):
-                    return BadArgs("ringing must be yes or no")
-                ringing = value.lower() in ("yes", "true", "1")
+                flag = yes_no("ringing", value)
+                if isinstance(flag, BadArgs):
+                    return flag
+                ringing = flag
             else:
                 return BadArgs(f"unknown argument {key[:40]!r}")
         except ValueError:
