@@ -16,7 +16,8 @@ from typing import Any
 import grpc
 import pytest
 
-from clusterq_testing.observer import AriObserver, ObservedEvent
+from clusterq_testing.observer import AriObserver
+from tests.e2e.calls import bridged
 from tests.e2e.conftest import Clusterq
 
 pytestmark = pytest.mark.e2e
@@ -41,11 +42,6 @@ async def _agent_op(obs: AriObserver, args: str) -> tuple[str, str]:
     return str(fields["status"]), str(fields["message"])
 
 
-async def _bridged(obs: AriObserver, channel_id: str) -> ObservedEvent:
-    return await obs.wait_for(lambda e: e.type == "ChannelEnteredBridge" and channel_id in e.raw["bridge"]["channels"]
-                              and len(e.raw["bridge"]["channels"]) == 2, timeout=15)
-
-
 async def test_an_agent_logs_in_pauses_and_logs_out_from_the_dialplan(
         clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
     [node] = await asterisk_factory(["a"])
@@ -62,7 +58,7 @@ async def test_an_agent_logs_in_pauses_and_logs_out_from_the_dialplan(
 
     # dora can take calls now: a caller of support is bridged with her phone.
     caller = await obs.originate_caller("support", caller_number="904")
-    await _bridged(obs, caller.queue_id)
+    await bridged(obs, caller.queue_id, timeout=15)
     [start] = [e for e in obs.events_of("StasisStart") if e.args[:2] == ("agent", "dora")]
     assert start.raw["channel"]["caller"]["number"] == "904"
     await obs.hangup(caller.phone_id)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import array
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from clusterq_testing.asterisk import AsteriskNode
-from clusterq_testing.observer import AriObserver, CallerLegs, ObservedEvent
+from clusterq_testing.observer import AriObserver, ObservedEvent
+from tests.e2e.calls import agent_starts, answered_caller, bridged, until
 from tests.e2e.conftest import QUEUES_YAML, Clusterq
 
 pytestmark = pytest.mark.e2e
@@ -66,21 +67,6 @@ async def _start(cq: Clusterq, factory: Any, observers: Any, names: Sequence[str
     return nodes, obs
 
 
-async def _until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return value
-
-
-async def _caller(obs: AriObserver, args: str, number: str = "100") -> CallerLegs:
-    """A caller answered by clusterq (its phone half is up in the test app)."""
-    legs = await obs.originate_caller(args, caller_number=number)
-    await obs.wait_for_type("StasisStart", legs.phone_id, timeout=10)
-    return legs
-
-
 def _playbacks(obs: AriObserver, channel_id: str, type_: str = "PlaybackStarted") -> list[ObservedEvent]:
     """Playback events on a channel (playback events carry no `channel`, only a target_uri)."""
     return [e for e in obs.events_of(type_) if e.raw["playback"]["target_uri"] == f"channel:{channel_id}"]
@@ -91,18 +77,8 @@ def _result(obs: AriObserver, channel_id: str, name: str = "ClusterqResult") -> 
     return dict(found[0].fields) if found else None
 
 
-def _agent_starts(obs: AriObserver, agent: str) -> list[ObservedEvent]:
-    return [e for e in obs.events_of("StasisStart") if e.args[:2] == ("agent", agent)]
-
-
 def _end_of(obs: AriObserver, channel_id: str) -> ObservedEvent | None:
     return next((e for e in obs.events_of("StasisEnd") if e.channel_id == channel_id), None)
-
-
-async def _bridge(obs: AriObserver, channel_id: str, timeout: float = 10.0) -> ObservedEvent:
-    """The ChannelEnteredBridge that put channel_id in a bridge with a second channel."""
-    return await obs.wait_for(lambda e: e.type == "ChannelEnteredBridge" and channel_id in e.raw["bridge"]["channels"]
-                              and len(e.raw["bridge"]["channels"]) == 2, timeout=timeout)
 
 
 def _prompt_seconds(node: AsteriskNode, *names: str) -> float:
@@ -134,14 +110,14 @@ async def heard(obs: AriObserver, node: AsteriskNode, phone_id: str, seconds: fl
 async def test_waiting_callers_hear_their_position_and_music_resumes_after(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
     [node], [obs] = await _start(clusterq, asterisk_factory, observers)
-    first = await _caller(obs, "announced", "201")
-    second = await _caller(obs, "announced", "202")
-    mute = await _caller(obs, "silent", "203")
+    first = await answered_caller(obs, "announced", "201")
+    second = await answered_caller(obs, "announced", "202")
+    mute = await answered_caller(obs, "silent", "203")
 
     p1 = await obs.wait_for(lambda e: e.type == "PlaybackStarted" and bool(_playbacks(obs, first.queue_id)), 10)
     pb1 = p1.raw["playback"]
     assert (pb1["media_uri"], pb1["next_media_uri"]) == ("sound:queue-youarenext", "sound:queue-thankyou")
-    await _until(lambda: len(_playbacks(obs, second.queue_id)) >= 3, 10, "the second caller's prompt")
+    await until(lambda: len(_playbacks(obs, second.queue_id)) >= 3, 10, "the second caller's prompt")
     assert [e.raw["playback"]["media_uri"] for e in _playbacks(obs, second.queue_id)][:3] == [
         "sound:queue-thereare", "sound:digits/2", "sound:queue-callswaiting"]
     assert await obs.get_var(first.queue_id, "CLUSTERQ_POSITION") == "1"
@@ -162,12 +138,12 @@ async def test_an_agent_freed_during_a_prompt_is_bridged_without_waiting_for_its
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
     [node], [obs] = await _start(clusterq, asterisk_factory, observers)
     client = clusterq.client()
-    ahead = await _caller(obs, "eager", "300")
+    ahead = await answered_caller(obs, "eager", "300")
     # Sequenced by the leader (its arrival sequence written on the channel) before the second caller
     # comes: otherwise the second one can join first and be told "you are next".
     await obs.wait_for(lambda e: e.type == "ChannelVarset" and e.channel_id == ahead.queue_id
                        and e.raw.get("variable") == "CLUSTERQ_SEQ", 10)
-    caller = await _caller(obs, "eager", "301")
+    caller = await answered_caller(obs, "eager", "301")
     started = await obs.wait_for(lambda e: e.type == "PlaybackStarted" and bool(_playbacks(obs, caller.queue_id)), 10)
     assert started.raw["playback"]["media_uri"] == "sound:queue-thereare"
     natural_end = started.received_at + _prompt_seconds(
@@ -178,11 +154,11 @@ async def test_an_agent_freed_during_a_prompt_is_bridged_without_waiting_for_its
     await asyncio.sleep(1.5)
     obs.set_agent_behaviour("ann", "answer", delay=0.1)
     await client.login("ann", "Local/ann@clusterq-agents-test/n", "a", ["eager"])
-    bridged = await _bridge(obs, caller.queue_id, timeout=10)
+    entered = await bridged(obs, caller.queue_id, timeout=10)
     stopped = await obs.wait_for(lambda e: e.type == "PlaybackFinished"
                                  and e.raw["playback"]["id"] == started.raw["playback"]["id"], 10)
-    assert bridged.received_at < natural_end - 2.0, (
-        f"bridged {bridged.received_at - started.received_at:.2f} s into a "
+    assert entered.received_at < natural_end - 2.0, (
+        f"bridged {entered.received_at - started.received_at:.2f} s into a "
         f"{natural_end - started.received_at:.2f} s prompt")
     assert stopped.received_at < natural_end - 2.0, "the prompt was stopped for the bridge, not played out"
     told = [e for e in obs.events_of("ChannelVarset") if e.channel_id == caller.queue_id
@@ -195,8 +171,8 @@ async def test_exit_digit_goes_to_the_exit_context_other_digits_and_queues_keep_
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
     [node], [obs] = await _start(clusterq, asterisk_factory, observers)
     await _dialplan_functions(node)
-    leaving = await _caller(obs, "exitable", "401")
-    staying = await _caller(obs, "support", "402")
+    leaving = await answered_caller(obs, "exitable", "401")
+    staying = await answered_caller(obs, "support", "402")
     # The queue's exit context reached the node (kept on the channel for a restarted app).
     await obs.wait_for(lambda e: e.type == "ChannelVarset" and e.channel_id == leaving.queue_id
                        and e.raw.get("variable") == "CLUSTERQ_EXIT_CONTEXT", timeout=10)
@@ -209,7 +185,7 @@ async def test_exit_digit_goes_to_the_exit_context_other_digits_and_queues_keep_
     assert _result(obs, leaving.queue_id, "ClusterqExitKey") is None and _result(obs, staying.queue_id) is None
     assert {leaving.queue_id, staying.queue_id} <= set(await obs.channel_ids())
     await obs.send_dtmf(leaving.phone_id, "5")
-    fields = await _until(lambda: _result(obs, leaving.queue_id, "ClusterqExitKey"), 10, "ClusterqExitKey")
+    fields = await until(lambda: _result(obs, leaving.queue_id, "ClusterqExitKey"), 10, "ClusterqExitKey")
     assert (fields["digit"], fields["status"]) == ("5", "EXITWITHKEY")
 
 
@@ -226,10 +202,10 @@ async def test_queue_max_wait_and_the_callers_own_timeout_end_with_timeout(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
     _, [obs] = await _start(clusterq, asterisk_factory, observers)
     t0 = time.monotonic()
-    by_queue = await _caller(obs, "short", "501")
-    by_arg = await _caller(obs, "support,timeout=2", "502")
+    by_queue = await answered_caller(obs, "short", "501")
+    by_arg = await answered_caller(obs, "support,timeout=2", "502")
     for legs in (by_queue, by_arg):
-        fields = await _until(lambda legs=legs: _result(obs, legs.queue_id), 10, f"the result of {legs.queue_id}")
+        fields = await until(lambda legs=legs: _result(obs, legs.queue_id), 10, f"the result of {legs.queue_id}")
         assert fields["status"] == "TIMEOUT"
         assert fields["wait"] in ("2", "3"), fields
         assert fields["position"] == "1"
@@ -246,9 +222,9 @@ async def test_busy_and_unanswering_agents_are_skipped_for_the_next_one(
     obs.set_agent_behaviour("good3", "answer", delay=0.2)
     for agent in ("busy1", "deaf2", "good3"):  # linear: tried in this order
         await client.login(agent, f"Local/{agent}@clusterq-agents-test/n", "a", ["linearq"])
-    caller = await _caller(obs, "linearq", "601")
-    bridged = await _bridge(obs, caller.queue_id, timeout=15)
-    legs = {a: _agent_starts(obs, a) for a in ("busy1", "deaf2", "good3")}
+    caller = await answered_caller(obs, "linearq", "601")
+    entered = await bridged(obs, caller.queue_id, timeout=15)
+    legs = {a: agent_starts(obs, a) for a in ("busy1", "deaf2", "good3")}
     assert all(len(v) == 1 for v in legs.values()), {a: len(v) for a, v in legs.items()}
     busy, deaf, good = legs["busy1"][0], legs["deaf2"][0], legs["good3"][0]
     assert busy.received_at < deaf.received_at < good.received_at
@@ -257,7 +233,7 @@ async def test_busy_and_unanswering_agents_are_skipped_for_the_next_one(
     deaf_end = _end_of(obs, deaf.channel_id or "")
     assert deaf_end is not None
     assert 1.5 <= deaf_end.received_at - deaf.received_at <= 3.5
-    assert (good.channel_id or "").removesuffix(";2") in bridged.raw["bridge"]["channels"]
+    assert (good.channel_id or "").removesuffix(";2") in entered.raw["bridge"]["channels"]
     assert all(e.raw["channel"]["caller"]["number"] == "601" for e in (busy, deaf, good))
 
 
@@ -267,14 +243,14 @@ async def test_a_caller_hanging_up_while_the_agent_rings_ends_the_agent_leg(
     client = clusterq.client()
     obs.set_agent_behaviour("slow", "noanswer")
     await client.login("slow", "Local/slow@clusterq-agents-test/n", "a", ["support"])
-    caller = await _caller(obs, "support", "701")
+    caller = await answered_caller(obs, "support", "701")
     ringing = await obs.wait_for(lambda e: e.type == "StasisStart" and e.args[:2] == ("agent", "slow"), 10)
     hung = time.monotonic()
     await obs.hangup(caller.phone_id)
     await obs.wait_for_type("StasisEnd", ringing.channel_id, timeout=5)
     assert time.monotonic() - hung < 3.0, "the leg must end with the caller, not at the 8 s ring timeout"
     await asyncio.sleep(1.0)
-    assert len(_agent_starts(obs, "slow")) == 1
+    assert len(agent_starts(obs, "slow")) == 1
 
 
 async def test_ringinuse_no_waits_for_the_agent_and_ringinuse_yes_rings_in_call(
@@ -284,19 +260,19 @@ async def test_ringinuse_no_waits_for_the_agent_and_ringinuse_yes_rings_in_call(
     for agent, queue in (("nora", "inuse_no"), ("yves", "inuse_yes")):
         obs.set_agent_behaviour(agent, "answer", delay=0.1)
         await client.login(agent, f"Local/{agent}@clusterq-agents-test/n", "a", [queue])
-    no_1 = await _caller(obs, "inuse_no", "801")
-    yes_1 = await _caller(obs, "inuse_yes", "811")
-    await _bridge(obs, no_1.queue_id)
-    await _bridge(obs, yes_1.queue_id)
-    no_2 = await _caller(obs, "inuse_no", "802")
-    yes_2 = await _caller(obs, "inuse_yes", "812")
-    await _bridge(obs, yes_2.queue_id)  # ringinuse=yes: yves is rung (and answers) while in a call
-    assert len(_agent_starts(obs, "yves")) == 2
+    no_1 = await answered_caller(obs, "inuse_no", "801")
+    yes_1 = await answered_caller(obs, "inuse_yes", "811")
+    await bridged(obs, no_1.queue_id)
+    await bridged(obs, yes_1.queue_id)
+    no_2 = await answered_caller(obs, "inuse_no", "802")
+    yes_2 = await answered_caller(obs, "inuse_yes", "812")
+    await bridged(obs, yes_2.queue_id)  # ringinuse=yes: yves is rung (and answers) while in a call
+    assert len(agent_starts(obs, "yves")) == 2
     await asyncio.sleep(1.5)
-    assert len(_agent_starts(obs, "nora")) == 1, "ringinuse=no: nora must not be rung while in a call"
+    assert len(agent_starts(obs, "nora")) == 1, "ringinuse=no: nora must not be rung while in a call"
     await obs.hangup(no_1.phone_id)
-    await _bridge(obs, no_2.queue_id)
-    assert [e.raw["channel"]["caller"]["number"] for e in _agent_starts(obs, "nora")] == ["801", "802"]
+    await bridged(obs, no_2.queue_id)
+    assert [e.raw["channel"]["caller"]["number"] for e in agent_starts(obs, "nora")] == ["801", "802"]
 
 
 async def test_agent_wrapup_follows_either_side_hanging_up(
@@ -305,23 +281,23 @@ async def test_agent_wrapup_follows_either_side_hanging_up(
     client = clusterq.client()
     obs.set_agent_behaviour("wendy", "answer_then_hangup", delay=0.1, after=1.0)
     await client.login("wendy", "Local/wendy@clusterq-agents-test/n", "a", ["wrapq"])
-    callers = [await _caller(obs, "wrapq", f"90{i}") for i in range(3)]
+    callers = [await answered_caller(obs, "wrapq", f"90{i}") for i in range(3)]
     # Call 1: the agent hangs up after 1 s; the caller continues in its dialplan.
-    await _bridge(obs, callers[0].queue_id)
-    fields = await _until(lambda: _result(obs, callers[0].queue_id), 10, "the first caller's result")
+    await bridged(obs, callers[0].queue_id)
+    fields = await until(lambda: _result(obs, callers[0].queue_id), 10, "the first caller's result")
     assert fields["status"] == "CONTINUE"
-    first_end = _end_of(obs, _agent_starts(obs, "wendy")[0].channel_id or "")
+    first_end = _end_of(obs, agent_starts(obs, "wendy")[0].channel_id or "")
     # Call 2 comes only after the 3 s wrap-up; this time the caller hangs up first.
-    await _bridge(obs, callers[1].queue_id, timeout=10)
-    second = _agent_starts(obs, "wendy")[1]
+    await bridged(obs, callers[1].queue_id, timeout=10)
+    second = agent_starts(obs, "wendy")[1]
     assert first_end is not None and second.received_at - first_end.received_at >= 2.9
     await obs.hangup(callers[1].phone_id)
     second_end = await obs.wait_for_type("StasisEnd", second.channel_id, timeout=5)
-    await _bridge(obs, callers[2].queue_id, timeout=10)
-    third = _agent_starts(obs, "wendy")[2]
+    await bridged(obs, callers[2].queue_id, timeout=10)
+    third = agent_starts(obs, "wendy")[2]
     assert third.received_at - second_end.received_at >= 2.9
     assert third.received_at - second_end.received_at < 6.0
-    assert [e.raw["channel"]["caller"]["number"] for e in _agent_starts(obs, "wendy")] == ["900", "901", "902"]
+    assert [e.raw["channel"]["caller"]["number"] for e in agent_starts(obs, "wendy")] == ["900", "901", "902"]
 
 
 async def test_a_real_pjsip_phone_on_another_node_takes_a_call_with_dtmf_both_ways(
@@ -332,18 +308,18 @@ async def test_a_real_pjsip_phone_on_another_node_takes_a_call_with_dtmf_both_wa
     obs_ph.set_agent_behaviour("desk1", "answer", delay=0.3)
     client = clusterq.client()
     await client.login("desk1", "PJSIP/desk1", "b", ["support"])
-    caller = await _caller(obs_a, "support", "4917")
+    caller = await answered_caller(obs_a, "support", "4917")
     phone = await obs_ph.wait_for(lambda e: e.type == "StasisStart" and e.args[:2] == ("agent", "desk1"), 15)
     assert phone.raw["channel"]["caller"]["number"] == "4917", "the agent's phone shows the caller's number"
-    on_a = await _bridge(obs_a, caller.queue_id, timeout=10)
+    on_a = await bridged(obs_a, caller.queue_id, timeout=10)
     assert not any(c.startswith("a-ag-") for c in on_a.raw["bridge"]["channels"])
     on_b = await obs_b.wait_for(lambda e: e.type == "ChannelEnteredBridge" and len(e.raw["bridge"]["channels"]) == 2
                                 and any(c.startswith("b-ag-") for c in e.raw["bridge"]["channels"]), 10)
     assert any(c.startswith("b-tr-") for c in on_b.raw["bridge"]["channels"])
     await obs_ph.send_dtmf(phone.channel_id or "", "7")
-    await _until(lambda: "7" in obs_a.dtmf_received(caller.phone_id), 10, "DTMF phone -> caller")
+    await until(lambda: "7" in obs_a.dtmf_received(caller.phone_id), 10, "DTMF phone -> caller")
     await obs_a.send_dtmf(caller.phone_id, "3")
-    await _until(lambda: "3" in obs_ph.dtmf_received(phone.channel_id or ""), 10, "DTMF caller -> phone")
+    await until(lambda: "3" in obs_ph.dtmf_received(phone.channel_id or ""), 10, "DTMF caller -> phone")
     await obs_ph.hangup(phone.channel_id or "")
-    fields = await _until(lambda: _result(obs_a, caller.queue_id), 10, "the caller's result")
+    fields = await until(lambda: _result(obs_a, caller.queue_id), 10, "the caller's result")
     assert fields["status"] == "CONTINUE"

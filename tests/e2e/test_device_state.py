@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from clusterq_cli.leader_client import AdminClient
-from clusterq_testing.observer import AriObserver, CallerLegs, ObservedEvent
+from clusterq_testing.observer import AriObserver
+from tests.e2e.calls import agent_starts, answered_caller, bridged, until
 from tests.e2e.conftest import QUEUES_YAML, Clusterq
 
 pytestmark = pytest.mark.e2e
@@ -35,14 +35,6 @@ QUEUES = QUEUES_YAML + """
 AGENT_CONTEXT = "clusterq-agents-test"
 
 
-async def _until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return value
-
-
 async def _device_state(client: AdminClient, agent: str, want: set[str], timeout: float = 10.0) -> str:
     """Wait until the leader knows the agent's device in one of the `want` states (reported by its node)."""
     deadline = time.monotonic() + timeout
@@ -54,29 +46,14 @@ async def _device_state(client: AdminClient, agent: str, want: set[str], timeout
         await asyncio.sleep(0.1)
 
 
-def _agent_starts(obs: AriObserver, agent: str) -> list[ObservedEvent]:
-    return [e for e in obs.events_of("StasisStart") if e.args[:2] == ("agent", agent)]
-
-
 async def _direct_call(obs: AriObserver, agent: str) -> str:
     """A call to the agent's device that clusterq does not know: a Local channel to its extension (the
     observer answers the agent's half). Returns the id of the calling half."""
     calling = f"direct-{uuid.uuid4().hex[:10]}"
     await obs.ari("POST", "/channels", {"endpoint": f"Local/{agent}@{AGENT_CONTEXT}/n", "app": obs.app,
                                         "appArgs": "direct", "channelId": calling, "formats": "ulaw"})
-    await _until(lambda: len(_agent_starts(obs, agent)) == 1, 10, f"the direct call to {agent}")
+    await until(lambda: len(agent_starts(obs, agent)) == 1, 10, f"the direct call to {agent}")
     return calling
-
-
-async def _caller(obs: AriObserver, queue: str, number: str) -> CallerLegs:
-    legs = await obs.originate_caller(queue, caller_number=number)
-    await obs.wait_for_type("StasisStart", legs.phone_id, timeout=10)
-    return legs
-
-
-async def _bridged(obs: AriObserver, channel_id: str, timeout: float = 10.0) -> ObservedEvent:
-    return await obs.wait_for(lambda e: e.type == "ChannelEnteredBridge" and channel_id in e.raw["bridge"]["channels"]
-                              and len(e.raw["bridge"]["channels"]) == 2, timeout=timeout)
 
 
 async def _one_agent(clusterq: Clusterq, asterisk_factory: Any, observers: Any, agent: str, queue: str
@@ -104,16 +81,16 @@ async def test_an_agent_on_a_call_clusterq_did_not_make_is_rung_only_after_it_en
     await _device_state(client, "dora", {"INUSE"})
     shown = await client.agent_state("dora")
     assert shown.state == "busy", shown
-    caller = await _caller(obs, "devq", "901")
+    caller = await answered_caller(obs, "devq", "901")
     await asyncio.sleep(2.0)
-    assert len(_agent_starts(obs, "dora")) == 1, "dora was rung while her phone was on another call"
+    assert len(agent_starts(obs, "dora")) == 1, "dora was rung while her phone was on another call"
     assert not [e for e in obs.events_of("ChannelEnteredBridge") if caller.queue_id in e.raw["bridge"]["channels"]]
 
     hung = time.monotonic()
     await obs.hangup(direct)
-    await _bridged(obs, caller.queue_id)
+    await bridged(obs, caller.queue_id)
     assert time.monotonic() - hung < 5.0
-    starts = _agent_starts(obs, "dora")
+    starts = agent_starts(obs, "dora")
     assert len(starts) == 2 and starts[1].raw["channel"]["caller"]["number"] == "901"
 
 
@@ -122,7 +99,7 @@ async def test_ringinuse_rings_an_agent_whose_phone_is_on_another_call(
     obs, client = await _one_agent(clusterq, asterisk_factory, observers, "ines", "devq_inuse")
     await _direct_call(obs, "ines")
     await _device_state(client, "ines", {"INUSE"})
-    caller = await _caller(obs, "devq_inuse", "902")
-    await _bridged(obs, caller.queue_id)
-    starts = _agent_starts(obs, "ines")
+    caller = await answered_caller(obs, "devq_inuse", "902")
+    await bridged(obs, caller.queue_id)
+    starts = agent_starts(obs, "ines")
     assert len(starts) == 2 and starts[1].raw["channel"]["caller"]["number"] == "902"
