@@ -27,9 +27,9 @@ from pathlib import Path
 
 import grpc
 
-from clusterq_cli.leader_client import AdminClient
 from clusterq_cli.show import agent_line, device_line, queue_show
 from clusterq_common import tls
+from clusterq_common.leader_client import AdminClient
 from clusterq_proto.v1 import admin_pb2, common_pb2
 
 __all__ = ["main", "run"]

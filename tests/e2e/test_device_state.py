@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from clusterq_cli.leader_client import AdminClient
+from clusterq_common.leader_client import AdminClient
 from clusterq_testing.observer import AriObserver
 from tests.e2e.calls import agent_starts, answered_caller, bridged, until
 from tests.e2e.conftest import QUEUES_YAML, Clusterq

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clusterq_cli.leader_client import AdminClient
+from clusterq_common.leader_client import AdminClient
 from clusterq_common.tls import ClientTls, ServerTls, client_tls_from_files, open_channel, server_tls_from_files
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc, node_pb2, node_pb2_grpc
 from clusterq_testing.certs import CertPair, TestCa
