@@ -281,13 +281,16 @@ class EtcdCluster:
                 leader = str(body["leader"])
         return None if leader is None else ids.get(leader)
 
+    def _first_member_channel(self) -> grpc.aio.Channel:
+        """A gRPC channel to the first member (TLS when the cluster serves it)."""
+        target = self.endpoints[0]
+        return (grpc.aio.insecure_channel(target) if self.tls is None
+                else grpc.aio.secure_channel(target, self.tls.grpc_credentials()))
+
     async def enable_auth(self, root_password: str) -> None:
         """Create user root with `root_password` and role root, then turn authentication on
         (etcd refuses AuthEnable without a root user holding the root role)."""
-        target = self.endpoints[0]
-        channel = (grpc.aio.insecure_channel(target) if self.tls is None
-                   else grpc.aio.secure_channel(target, self.tls.grpc_credentials()))
-        async with channel:
+        async with self._first_member_channel() as channel:
             auth = rpc.AuthStub(channel)
             await auth.UserAdd(rpc.AuthUserAddRequest(name="root", password=root_password), timeout=5)
             await auth.RoleAdd(rpc.AuthRoleAddRequest(name="root"), timeout=5)
@@ -299,10 +302,7 @@ class EtcdCluster:
         """As root (after enable_auth): a user whose one role may read and write only keys under
         `readwrite_prefix`, the way an operator restricts clusterq to its prefix."""
         assert self.root_password is not None, "enable_auth() first"
-        target = self.endpoints[0]
-        channel = (grpc.aio.insecure_channel(target) if self.tls is None
-                   else grpc.aio.secure_channel(target, self.tls.grpc_credentials()))
-        async with channel:
+        async with self._first_member_channel() as channel:
             auth = rpc.AuthStub(channel)
             token = (await auth.Authenticate(
                 rpc.AuthenticateRequest(name="root", password=self.root_password), timeout=5)).token
