@@ -13,14 +13,13 @@ import pytest
 
 from clusterq_testing.asterisk import AsteriskNode
 from clusterq_testing.observer import AriObserver
+from tests.e2e.calls import answered_caller, until
 from tests.e2e.conftest import Clusterq
 from tests.e2e.test_caller_experience import (
     QUEUES,
-    _caller,
     _dialplan_functions,
     _playbacks,
     _result,
-    _until,
     heard,
 )
 
@@ -45,8 +44,8 @@ async def _members(obs: AriObserver, bridge: str) -> set[str]:
 async def test_waiting_callers_hear_one_shared_stream_prompts_replace_it_and_a_call_moves_them_out(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
     node, obs = await _start(clusterq, asterisk_factory, observers)
-    first = await _caller(obs, "announced", "201")
-    second = await _caller(obs, "announced", "202")
+    first = await answered_caller(obs, "announced", "201")
+    second = await answered_caller(obs, "announced", "202")
     members = await _wait_members(obs, {first.queue_id, second.queue_id})
     assert members == {first.queue_id, second.queue_id}
     [hold] = [b for b in await obs.ari("GET", "/bridges") if b["id"] == HOLD]
@@ -87,11 +86,11 @@ async def test_an_exit_digit_works_from_inside_the_holding_bridge(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
     node, obs = await _start(clusterq, asterisk_factory, observers)
     await _dialplan_functions(node)
-    leaving = await _caller(obs, "exitable", "401")
+    leaving = await answered_caller(obs, "exitable", "401")
     assert await _wait_members(obs, {leaving.queue_id}) == {leaving.queue_id}
     await obs.wait_for(lambda e: e.type == "ChannelVarset" and e.channel_id == leaving.queue_id
                        and e.raw.get("variable") == "CLUSTERQ_EXIT_CONTEXT", timeout=10)
     await obs.send_dtmf(leaving.phone_id, "5")
-    fields = await _until(lambda: _result(obs, leaving.queue_id, "ClusterqExitKey"), 10, "ClusterqExitKey")
+    fields = await until(lambda: _result(obs, leaving.queue_id, "ClusterqExitKey"), 10, "ClusterqExitKey")
     assert (fields["digit"], fields["status"]) == ("5", "EXITWITHKEY")
     assert await _members(obs, HOLD) == set()
