@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stasis_app.ari.app_args import split_app_args
+
 __all__ = [
     "ApplicationReplaced",
     "AriConnected",
@@ -239,7 +241,7 @@ def in_stasis_app(app_name: str, app_data: str, app: str) -> bool:
     originated leg still dialing shows `AppDial2`, and one that continued in the dialplan shows its
     new application.
     """
-    return app_name == "Stasis" and (app_data == app or app_data.startswith(app + ","))
+    return app_name == "Stasis" and split_app_args(app_data)[0] == app
 
 
 def failure_reason(last_dialstatus: str | None, cause: int) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clusterq_common.dialplan import LEG_ARGS
+from stasis_app.ari.app_args import split_app_args
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
@@ -99,10 +100,10 @@ class Reconciler:
             app.actions.recover(c)
         unknown: dict[str, _Found] = {}
         for ch in channels:
-            parts = ch.app_data.split(",")
+            parts = split_app_args(ch.app_data)  # as Asterisk split them for StasisStart
             if (ch.id not in app.callers and not app.legs.owns(ch.id) and not app.agent_ops.handled(ch.id)
                     and parts[0] == app.settings.app):
-                unknown[ch.id] = _Found(ch, tuple(parts[1:]))
+                unknown[ch.id] = _Found(ch, parts[1:])
         if not unknown:
             return
         pairs: list[tuple[str, str, _Found, _Found]] = []
