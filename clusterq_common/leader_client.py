@@ -52,12 +52,27 @@ class AdminClient:
         self.last_error = error
         LAST_ERROR.set(error)
 
-    async def call(self, fn: Callable[[grpc.aio.Channel], Awaitable[T]], timeout: float = 15.0) -> T:
+    def _forget(self, addr: str) -> None:
+        """`addr` did not serve a call: stop taking it for the leader and begin the next search past
+        it, unless a concurrent call has learned better meanwhile (found the leader elsewhere, or moved
+        the search on already): calls in flight share these two values."""
+        if self._leader == addr:
+            self._leader = None
+        if self.addresses[self._start % len(self.addresses)] == addr:
+            self._start += 1
+
+    async def call(self, fn: Callable[[grpc.aio.Channel], Awaitable[T]], timeout: float = 15.0,
+                   settled: Callable[[grpc.aio.AioRpcError], T | None] | None = None) -> T:
         """Run fn on the leader's channel, following FAILED_PRECONDITION hints and retrying UNAVAILABLE
-        and silent addresses (see attempt_timeout)."""
+        and silent addresses (see attempt_timeout).
+
+        `settled`: after an attempt that got no answer in time (its change may have been made all the
+        same), a refusal of a later attempt that `settled` maps to a result is that result, e.g. a
+        logout retried after a silent first attempt that did log the agent out finds it NOT_FOUND."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         LAST_ERROR.set("")
+        unanswered = False
         while True:
             addr = self._leader or self.addresses[self._start % len(self.addresses)]
             try:
@@ -68,15 +83,18 @@ class AdminClient:
             except TimeoutError:
                 # Silent: not the leader to remember, and not where the next search begins.
                 self._refused(f"no answer from {addr} within {self.attempt_timeout:g} s")
-                self._leader = None
-                self._start += 1
+                self._forget(addr)
+                unanswered = True
                 if loop.time() > deadline:
                     raise
                 continue
             except asyncio.CancelledError:
-                self._leader = None  # the caller gave up on it: the next call searches afresh
+                if self._leader == addr:
+                    self._leader = None  # the caller gave up on it: the next call searches afresh
                 raise
             except grpc.aio.AioRpcError as exc:
+                if unanswered and settled is not None and (outcome := settled(exc)) is not None:
+                    return outcome
                 hint = dict(exc.trailing_metadata() or ()).get(LEADER_TRAILER)
                 if not (isinstance(hint, str) and hint):
                     # A follower's redirect is no refusal: keeping it would hide the error of the hop after it
@@ -84,11 +102,14 @@ class AdminClient:
                     self._refused(f"{exc.code().name}: {exc.details()}")
                 retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
                                            grpc.StatusCode.DEADLINE_EXCEEDED)
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    unanswered = True
                 if not retryable or loop.time() > deadline:
                     raise
-                self._leader = hint if isinstance(hint, str) and hint else None
-                if self._leader is None:
-                    self._start += 1
+                if isinstance(hint, str) and hint:
+                    self._leader = hint
+                else:
+                    self._forget(addr)
                 await asyncio.sleep(0.05 if self._leader else 0.2)
 
     async def create_queue(self, q: admin_pb2.QueueDefinition) -> admin_pb2.QueueDefinition:
@@ -112,9 +133,16 @@ class AdminClient:
         return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Login(req, timeout=5))
 
     async def logout(self, agent_id: str) -> admin_pb2.AgentState:
-        """Agents.Logout."""
+        """Agents.Logout. NOT_FOUND after an attempt that got no answer in time means that attempt
+        logged the agent out: the result is the logged-out state, not the refusal."""
+
+        def settled(exc: grpc.aio.AioRpcError) -> admin_pb2.AgentState | None:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return admin_pb2.AgentState(agent_id=agent_id, state="logged_out")
+            return None
+
         return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).Logout(
-            admin_pb2.LogoutRequest(agent_id=agent_id), timeout=5))
+            admin_pb2.LogoutRequest(agent_id=agent_id), timeout=5), settled=settled)
 
     async def pause(self, agent_id: str, reason: str = "") -> admin_pb2.AgentState:
         """Agents.Pause."""

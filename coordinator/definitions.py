@@ -188,6 +188,12 @@ def checked_agent(agent: AgentConfig) -> AgentConfig:
     if iface and (len(iface) > MAX_TEXT_LEN or not iface.isprintable() or any(c.isspace() or c == "," for c in iface)):
         raise DefinitionError(f"agent {agent.agent_id}: state_interface must be a device name like PJSIP/alice "
                               f"(at most {MAX_TEXT_LEN} characters, no spaces, commas or control characters)")
+    if iface[:5].lower() == "hint:":
+        # app_queue resolves hint:EXT@CONTEXT itself (extension state); Asterisk's device state, which
+        # the home node follows over ARI, has no such device and would say INVALID: never offered.
+        raise DefinitionError(f"agent {agent.agent_id}: state_interface {iface[:80]!r} is app_queue's extension "
+                              "hint form, which Asterisk's device state does not know; give the device the hint "
+                              "points at, e.g. PJSIP/1001")
     if not agent.memberships:
         raise DefinitionError(f"agent {agent.agent_id}: an agent needs at least one queue membership")
     if len(agent.memberships) > MAX_ITEMS:

@@ -301,7 +301,7 @@ class NodeApp:
         return c
 
     def _channel_gone(self, channel_id: str, cause: int) -> None:
-        self.agent_ops.gone(channel_id, destroyed=cause != -1)
+        self.agent_ops.gone(channel_id)
         c = self.callers.get(channel_id)
         if c is not None:
             self.actions.caller_gone(c)

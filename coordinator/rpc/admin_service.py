@@ -7,7 +7,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -22,6 +22,7 @@ from coordinator.queue import (
     AgentPaused,
     AgentUnpaused,
     AgentView,
+    Event,
     QueueDefined,
     QueueDeleted,
 )
@@ -68,11 +69,27 @@ async def _read(state: ReplicaState, rt: LeaderRuntime, context: Ctx, read: Awai
     return result
 
 
-async def _fenced(state: ReplicaState, rt: LeaderRuntime, context: Ctx, write: Awaitable[T]) -> T:
-    """A fenced etcd write of `rt`'s term; every store error is UNAVAILABLE with a message that says
-    whether the change was made, and the term must still be current before the caller applies it."""
-    try:
+async def _fenced(state: ReplicaState, rt: LeaderRuntime, context: Ctx, write: Awaitable[T], *events: Event,
+                  when: Callable[[T], bool] | None = None) -> T:
+    """A fenced etcd write of `rt`'s term, then `events` applied to the engine (if `when(result)`, when
+    given); every store error is UNAVAILABLE with a message that says whether the change was made.
+
+    The write and the apply run in one task that the RPC's cancellation (a client's deadline; the
+    client then retries) does not split: a change stored in etcd is also applied while the term
+    lasts. Cancelled between the two, a logout was stored but never applied: the agent kept being
+    offered calls, and every retry found no stored agent (NOT_FOUND)."""
+
+    async def commit() -> T:
         result = await write
+        if state.runtime is rt and not rt.closed and (when is None or when(result)):
+            for event in events:
+                rt.apply(event)
+        return result
+
+    task = asyncio.ensure_future(commit())
+    task.add_done_callback(_outcome_seen)
+    try:
+        result = await asyncio.shield(task)
     except FenceLost:
         log.warning("fenced write refused by etcd: this replica no longer holds the leader key")
         await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost during the write; retry on the new leader")
@@ -89,6 +106,13 @@ async def _fenced(state: ReplicaState, rt: LeaderRuntime, context: Ctx, write: A
                     "leadership moved right after the change was stored; the new leader applies it "
                     "(read it back there before retrying)")
     return result
+
+
+def _outcome_seen(task: asyncio.Future[Any]) -> None:
+    """Retrieve a commit's error when its RPC was cancelled before it ended (else asyncio logs
+    "exception was never retrieved"); the client's retry learns the outcome from etcd."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.info("a cancelled request's etcd write ended with %s: %s", type(exc).__name__, exc)
 
 
 class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
@@ -113,9 +137,9 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         if cfg.name in rt.queues:
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, f"queue {cfg.name} already exists")
         # etcd has the last word: a concurrent create of the same name passed the check above too.
-        if not await _fenced(self.state, rt, context, self.state.store.create_queue(fence, cfg)):
+        if not await _fenced(self.state, rt, context, self.state.store.create_queue(fence, cfg), QueueDefined(cfg),
+                             when=bool):
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, f"queue {cfg.name} already exists")
-        rt.apply(QueueDefined(cfg))
         return queue_to_pb(cfg)
 
     async def UpdateQueue(self, request: admin_pb2.UpdateQueueRequest, context: Ctx) -> admin_pb2.QueueDefinition:
@@ -127,8 +151,7 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         assert isinstance(cfg, QueueConfig)
         if cfg.name not in rt.queues:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {cfg.name} does not exist")
-        await _fenced(self.state, rt, context, self.state.store.put_queue(fence, cfg))
-        rt.apply(QueueDefined(cfg))
+        await _fenced(self.state, rt, context, self.state.store.put_queue(fence, cfg), QueueDefined(cfg))
         return queue_to_pb(cfg)
 
     async def DeleteQueue(self, request: admin_pb2.DeleteQueueRequest, context: Ctx) -> admin_pb2.DeleteQueueResponse:
@@ -136,8 +159,8 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         rt, fence = await _leader(self.state, context)
         if request.name not in rt.queues:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.name[:70]!r} does not exist")
-        await _fenced(self.state, rt, context, self.state.store.delete_queue(fence, request.name))
-        rt.apply(QueueDeleted(request.name))
+        await _fenced(self.state, rt, context, self.state.store.delete_queue(fence, request.name),
+                      QueueDeleted(request.name))
         return admin_pb2.DeleteQueueResponse()
 
     async def ListQueues(self, request: admin_pb2.ListQueuesRequest, context: Ctx) -> admin_pb2.ListQueuesResponse:
@@ -179,19 +202,26 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         missing = [m.queue for m in agent.memberships if m.queue not in rt.queues]
         if missing:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"unknown queue(s): {', '.join(missing)}")
-        stored = StoredAgent(agent, request.paused, "login" if request.paused else "")
-        await _fenced(self.state, rt, context, self.state.store.put_agent(fence, stored))
-        rt.apply(AgentLoggedIn(agent))
-        if request.paused:
-            rt.apply(AgentPaused(agent.agent_id, "login"))
+        # A login of an agent already logged in changes its memberships and skills; a pause it is in
+        # stays (with its reason, as app_queue keeps a member's pause), in etcd as in the engine.
+        current = _find_agent(rt, agent.agent_id)
+        if current is not None and current.paused:
+            paused, reason = True, current.pause_reason
+        else:
+            paused, reason = request.paused, "login" if request.paused else ""
+        events: list[Event] = [AgentLoggedIn(agent)]
+        if paused and (current is None or not current.paused):
+            events.append(AgentPaused(agent.agent_id, reason))
+        await _fenced(self.state, rt, context, self.state.store.put_agent(fence, StoredAgent(agent, paused, reason)),
+                      *events)
         return self._state(rt, agent.agent_id)
 
     async def Logout(self, request: admin_pb2.LogoutRequest, context: Ctx) -> admin_pb2.AgentState:
         """Log an agent out (a call in progress continues; no new offers)."""
         rt, fence = await _leader(self.state, context)
         await self._known(rt, request.agent_id, context)
-        await _fenced(self.state, rt, context, self.state.store.delete_agent(fence, request.agent_id))
-        rt.apply(AgentLoggedOut(request.agent_id))
+        await _fenced(self.state, rt, context, self.state.store.delete_agent(fence, request.agent_id),
+                      AgentLoggedOut(request.agent_id))
         return admin_pb2.AgentState(agent_id=request.agent_id, state="logged_out")
 
     async def Pause(self, request: admin_pb2.PauseRequest, context: Ctx) -> admin_pb2.AgentState:
@@ -201,16 +231,15 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "reason longer than 128 characters")
         stored = await self._known(rt, request.agent_id, context)
         await _fenced(self.state, rt, context, self.state.store.put_agent(
-            fence, StoredAgent(stored.config, True, request.reason)))
-        rt.apply(AgentPaused(request.agent_id, request.reason))
+            fence, StoredAgent(stored.config, True, request.reason)), AgentPaused(request.agent_id, request.reason))
         return self._state(rt, request.agent_id)
 
     async def Unpause(self, request: admin_pb2.UnpauseRequest, context: Ctx) -> admin_pb2.AgentState:
         """Make a paused agent available again."""
         rt, fence = await _leader(self.state, context)
         stored = await self._known(rt, request.agent_id, context)
-        await _fenced(self.state, rt, context, self.state.store.put_agent(fence, StoredAgent(stored.config, False, "")))
-        rt.apply(AgentUnpaused(request.agent_id))
+        await _fenced(self.state, rt, context, self.state.store.put_agent(fence, StoredAgent(stored.config, False, "")),
+                      AgentUnpaused(request.agent_id))
         return self._state(rt, request.agent_id)
 
     async def GetState(self, request: admin_pb2.AgentStateRequest, context: Ctx) -> admin_pb2.AgentState:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -54,6 +56,9 @@ VAR_STATUS = "CLUSTERQ_AGENT_STATUS"
 VAR_MESSAGE = "CLUSTERQ_MESSAGE"
 # Seconds to find a leader and get its answer: the agent's phone waits this long at most.
 OP_TIMEOUT = 5.0
+ENDED_KEEP = 60.0
+"""Seconds an operation's channel is remembered after its StasisEnd (see AgentOps._sent_back)."""
+_clock = time.monotonic  # replaced by tests
 _DONE = {AgentLogin: "LOGGEDIN", AgentLogout: "LOGGEDOUT", AgentPause: "PAUSED", AgentUnpause: "UNPAUSED"}
 AGENT_STATUSES = (*_DONE.values(), "NOTFOUND", "NOSUCHQUEUE", "INVALID", "UNAVAILABLE", "ERROR")
 """Every CLUSTERQ_AGENT_STATUS an operation ends with (exported by /metrics, each from the start)."""
@@ -137,8 +142,15 @@ class AgentOps:
         # Channel -> whether its StasisEnd was seen since it was sent back. Until then a StasisStart or a
         # resync listing of it is older than the sending back (performing it again would, e.g., undo a
         # pause made since with a second login); once ended, a StasisStart is the dialplan running an
-        # operation again on the same channel. Forgotten when the channel is destroyed.
+        # operation again on the same channel, but a listing may still be older than the StasisEnd (HTTP
+        # answers and websocket events are not ordered), so it is left alone. Ended entries are
+        # forgotten ENDED_KEEP seconds after the StasisEnd: a channel back in the dialplan gets no
+        # ChannelDestroyed, and waiting for that kept every operation's channel id for ever.
         self._sent_back: dict[str, bool] = {}
+        self._ended: deque[tuple[float, str]] = deque()  # (StasisEnd time, channel), oldest first
+        # Channels whose StasisEnd came while their operation ran (the caller hung up): not to be
+        # remembered as sent back when it finishes.
+        self._left: set[str] = set()
 
     @property
     def admin(self) -> AgentAdmin:
@@ -161,12 +173,18 @@ class AgentOps:
         """In progress, or performed and the channel sent back: a resync listing it leaves it alone."""
         return channel_id in self._runs or channel_id in self._sent_back
 
-    def gone(self, channel_id: str, destroyed: bool) -> None:
+    def gone(self, channel_id: str) -> None:
         """The channel left Stasis (StasisEnd) or was destroyed."""
-        if destroyed:
-            self._sent_back.pop(channel_id, None)
-        elif channel_id in self._sent_back:
+        now = _clock()
+        while self._ended and self._ended[0][0] < now - ENDED_KEEP:
+            _, old = self._ended.popleft()
+            if self._sent_back.get(old) is True:
+                del self._sent_back[old]
+        if self._sent_back.get(channel_id) is False:
             self._sent_back[channel_id] = True
+            self._ended.append((now, channel_id))
+        if channel_id in self._runs:
+            self._left.add(channel_id)
 
     def start(self, channel: ChannelInfo, args: tuple[str, ...]) -> None:
         """A channel entered Stasis with an agent operation: perform it, then send the channel back."""
@@ -176,6 +194,7 @@ class AgentOps:
             log.debug("agent operation of channel %s: already performed or running", cid)
             return
         self._sent_back.pop(cid, None)  # ended: the dialplan runs an operation again on this channel
+        self._left.discard(cid)
         token = self._runs[cid] = next(self._tokens)
 
         async def run() -> None:
@@ -187,13 +206,15 @@ class AgentOps:
             log.info("agent operation %s of channel %s: %s (%s)", ",".join(args[:2])[:80], channel.id,
                      outcome.status, outcome.message)
             self.app.counters.agent_operation(outcome.status)
-            self._sent_back[cid] = False
+            if cid not in self._left:
+                self._sent_back[cid] = False  # before the continue: its StasisEnd may come before the answer
             try:
                 await self.app.actions.continue_channel(
                     channel.id, {VAR_STATUS: outcome.status, VAR_MESSAGE: outcome.message[:200]})
             finally:
                 if self._runs.get(cid) == token:
                     del self._runs[cid]
+                    self._left.discard(cid)
 
         self.app.serial.run(channel.id, run, "agent-op")
 

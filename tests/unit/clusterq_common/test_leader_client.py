@@ -96,3 +96,65 @@ async def test_a_silent_address_gets_its_share_of_the_time_and_the_next_one_is_t
         await client.close()
         await server.stop(None)
         silent.close()
+
+
+async def test_concurrent_calls_that_time_out_on_one_address_all_move_on_to_the_leader() -> None:
+    """Calls in flight share the leader and the search start: ten timing out on the silent address
+    together move the search past it once, not ten times (which sent every other one back to it)."""
+    silent, silent_addr = await _silent_server()
+    leader = _Leader()
+    server = grpc.aio.server()
+    admin_pb2_grpc.add_QueueAdminServicer_to_server(leader, server)
+    leader_addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    client = AdminClient([silent_addr, leader_addr], attempt_timeout=0.3)
+
+    def list_queues(ch: grpc.aio.Channel) -> Any:
+        return admin_pb2_grpc.QueueAdminStub(ch).ListQueues(admin_pb2.ListQueuesRequest(), timeout=5)
+
+    try:
+        results = await asyncio.gather(*(client.call(list_queues, timeout=0.5) for _ in range(10)),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert not failed, failed
+        assert leader.calls == 10
+    finally:
+        await client.close()
+        await server.stop(None)
+        silent.close()
+
+
+class _SlowLogout(admin_pb2_grpc.AgentsServicer):
+    """The first Logout is answered too late (the agent is logged out all the same); later ones find
+    the agent gone (NOT_FOUND), as a leader does after a logout that a client's deadline cut short."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def Logout(self, request: admin_pb2.LogoutRequest,
+                     context: grpc.aio.ServicerContext[object, object]) -> admin_pb2.AgentState:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(1.0)
+            return admin_pb2.AgentState(agent_id=request.agent_id, state="logged_out")
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"agent {request.agent_id} is not logged in")
+        raise AssertionError("abort returned")
+
+
+async def test_a_logout_retried_after_a_silent_attempt_is_done_not_not_found() -> None:
+    agents = _SlowLogout()
+    server = grpc.aio.server()
+    admin_pb2_grpc.add_AgentsServicer_to_server(agents, server)
+    addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    client = AdminClient([addr], attempt_timeout=0.3)
+    try:
+        state = await client.logout("alice")
+        assert (state.agent_id, state.state, agents.calls) == ("alice", "logged_out", 2)
+        # Without a silent attempt before it, NOT_FOUND is the answer: the agent was not logged in.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await client.logout("bob")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and agents.calls == 3
+    finally:
+        await client.close()
+        await server.stop(None)

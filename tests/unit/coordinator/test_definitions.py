@@ -93,6 +93,8 @@ def _login(**kw: object) -> admin_pb2.LoginRequest:
     (_login(state_interface="PJSIP/\x00alice"), "state_interface"),
     (_login(state_interface="PJSIP/al\u200bice"), "state_interface"),
     (_login(state_interface="PJSIP/a,PJSIP/b"), "state_interface"),
+    (_login(state_interface="hint:1001@ext-local"), "hint form.*PJSIP/1001"),  # FreePBX's usual member line
+    (_login(state_interface="HINT:1001@ext-local"), "hint form"),
 ])
 def test_a_login_the_engine_would_refuse_is_a_definition_error(login: admin_pb2.LoginRequest, fragment: str) -> None:
     # Written to etcd first, it would fail the Login after the write and every later leader's start.

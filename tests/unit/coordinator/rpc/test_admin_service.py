@@ -169,3 +169,71 @@ async def test_login_takes_a_state_interface_and_the_agent_state_shows_the_devic
         agent_id="a3", endpoint="PJSIP/a3", home_node="a", queues=[admin_pb2.QueueMembership(queue="support")],
         state_interface="PJSIP/a 3")))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "state_interface" in (err.details() or "")
+
+
+@pytest.mark.parametrize("rpc", ["logout", "pause", "delete_queue"])
+async def test_a_write_cancelled_by_the_client_deadline_is_still_applied(
+        replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch, rpc: str) -> None:
+    """The client gives up (deadline) while etcd commits; the change is stored, so the engine must
+    apply it too: a logout stored but not applied left the agent rung, and each retry NOT_FOUND."""
+    qa, ag = admin_pb2_grpc.QueueAdminStub(channel), admin_pb2_grpc.AgentsStub(channel)
+    await ag.Login(LOGIN)
+    rt = replica.state.runtime
+    assert rt is not None
+    committed = asyncio.Event()
+    release = asyncio.Event()
+    real_txn = replica.kv.txn
+
+    async def slow_txn(*args: Any, **kwargs: Any) -> Any:
+        result = await real_txn(*args, **kwargs)  # stored in etcd ...
+        committed.set()
+        await release.wait()  # ... but the reply is slow
+        return result
+
+    monkeypatch.setattr(replica.kv, "txn", slow_txn)
+    call = {
+        "logout": lambda: ag.Logout(admin_pb2.LogoutRequest(agent_id="a1"), timeout=0.3),
+        "pause": lambda: ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch"), timeout=0.3),
+        "delete_queue": lambda: qa.DeleteQueue(admin_pb2.DeleteQueueRequest(name="support"), timeout=0.3),
+    }[rpc]
+    err = await _error(call())
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert committed.is_set()
+    release.set()
+    for _ in range(100):  # the server-side commit finishes on its own
+        await asyncio.sleep(0.01)
+        views = {a.agent_id: a for a in rt.engine.agent_states()}
+        done = {"logout": "a1" not in views, "pause": "a1" in views and views["a1"].paused,
+                "delete_queue": "support" not in rt.queues}[rpc]
+        if done:
+            break
+    assert done, f"{rpc} stored in etcd but never applied to the engine"
+    monkeypatch.undo()
+    stored = await replica.state.store.load_agents()
+    queues = await replica.state.store.load_queues()
+    assert {"logout": "a1" not in stored, "pause": stored.get("a1") is not None and stored["a1"].paused,
+            "delete_queue": "support" not in queues}[rpc]
+
+
+async def test_a_login_again_keeps_the_pause_in_the_engine_and_in_etcd(
+        replica: Replica, channel: grpc.aio.Channel) -> None:
+    """Re-login changes memberships; a paused agent stays paused with its reason (as app_queue keeps a
+    member's pause), so a later leader, loading etcd, agrees with this one."""
+    ag = admin_pb2_grpc.AgentsStub(channel)
+    await ag.Login(LOGIN)
+    await ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch"))
+    again = admin_pb2.LoginRequest()
+    again.CopyFrom(LOGIN)
+    again.skills.add(key="lang", value="de")
+    state = await ag.Login(again)
+    assert state.state == "paused" and state.pause_reason == "lunch"
+    stored = (await replica.state.store.load_agents())["a1"]
+    assert stored.paused and stored.pause_reason == "lunch" and stored.config.skills == (("lang", "de"),)
+    await ag.Unpause(admin_pb2.UnpauseRequest(agent_id="a1"))
+    state = await ag.Login(again)
+    assert state.state != "paused" and not (await replica.state.store.load_agents())["a1"].paused
+    paused_login = admin_pb2.LoginRequest()
+    paused_login.CopyFrom(LOGIN)
+    paused_login.paused = True
+    state = await ag.Login(paused_login)
+    assert state.state == "paused" and (await replica.state.store.load_agents())["a1"].paused

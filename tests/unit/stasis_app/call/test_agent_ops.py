@@ -329,3 +329,40 @@ async def test_each_operation_is_counted_under_its_status_for_metrics() -> None:
         assert (await _op(n, "agent-logout", "nobody"))[0] == "NOTFOUND"
         assert (await _op(n, "agent-pause"))[0] == "INVALID"
         assert {k: v for k, v in counted.items() if v} == {"LOGGEDIN": 1, "NOTFOUND": 1, "INVALID": 1}
+
+
+async def test_performed_operations_are_forgotten_a_while_after_their_stasis_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channel back in the dialplan gets no ChannelDestroyed: its entry goes ENDED_KEEP s after its
+    StasisEnd (kept until the StasisEnd was seen, and shortly after, against stale listings), so a
+    node performing operations all day does not keep every channel id."""
+    from stasis_app.call import agent_ops as ops_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(ops_module, "_clock", lambda: clock[0])
+    ari = FakeAri("a")
+    async with running(ari, agent_admin=FakeAgents()) as n:
+        ops = n.app.agent_ops
+        first = [await _op(n, "agent-login", f"ag{i}", "queue=support") for i in range(5)]
+        assert {s for s, _ in first} == {"LOGGEDIN"}
+        await _quiet(n)  # their StasisEnds
+        assert len(ops._sent_back) == 5
+        clock[0] += ops_module.ENDED_KEEP + 1
+        assert (await _op(n, "agent-pause", "ag0"))[0] == "PAUSED"
+        await _quiet(n)
+        assert len(ops._sent_back) == 1, "the five older channels are forgotten, the newest is kept"
+
+
+async def test_a_channel_hanging_up_during_its_operation_is_not_remembered() -> None:
+    ari = FakeAri("a")
+    agents = FakeAgents()
+    agents.answering.clear()
+    async with running(ari, agent_admin=agents) as n:
+        cid = ari.caller_enters(["agent-login", "alice", "queue=support"], name=PHONE)
+        await n.settle()
+        ari.caller_hangs_up(cid)
+        await n.settle()
+        agents.answering.set()
+        await _quiet(n)
+        assert [m for m, _ in agents.requests] == ["login"]
+        assert not n.app.agent_ops._sent_back and not n.app.agent_ops._left and not n.app.agent_ops.owns(cid)
