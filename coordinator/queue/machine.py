@@ -349,3 +349,8 @@ class QueueEngine:
     def agent_states(self) -> list[AgentView]:
         """Every logged-in agent, sorted by id (wrap-up judged at the last applied `now`)."""
         return [agent_view(a, self._now) for _, a in sorted(self._st.agents.items())]
+
+    def agent_state(self, agent_id: str) -> AgentView | None:
+        """One logged-in agent's view (None if not logged in); O(1), for per-agent requests."""
+        a = self._st.agents.get(agent_id)
+        return agent_view(a, self._now) if a is not None else None

@@ -170,7 +170,7 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
 
 
 def _find_agent(rt: LeaderRuntime, agent_id: str) -> AgentView | None:
-    return next((a for a in rt.engine.agent_states() if a.agent_id == agent_id), None)
+    return rt.engine.agent_state(agent_id)
 
 
 class AgentsServicer(admin_pb2_grpc.AgentsServicer):

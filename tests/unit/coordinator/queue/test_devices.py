@@ -201,6 +201,9 @@ def test_views_show_the_device_and_paused_or_in_call_come_before_inuse() -> None
     views = {v.agent_id: (v.state, v.state_interface, v.device_state) for v in e.agent_states()}
     assert views == {"a": ("busy", "Custom:a", "INUSE"), "p": ("paused", "PJSIP/p", "INUSE"),
                      "t": ("inuse", "PJSIP/t", "INUSE"), "loc": ("available", "Local/loc@agents", "UNKNOWN")}
+    # One agent's view (what the Agents service answers per request) is its entry in the listing.
+    assert all(e.agent_state(v.agent_id) == v for v in e.agent_states())
+    assert e.agent_state("nobody") is None
 
 
 def test_stats_count_a_busy_device_as_busy_and_an_unavailable_one_as_neither() -> None:
