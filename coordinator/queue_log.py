@@ -4,17 +4,18 @@ Reporting tools built on Asterisk's `/var/log/asterisk/queue_log` read the same 
 `epoch|callid|queue|agent|event|data1|data2|...` (docs.asterisk.org, Operation/Logging/Queue-Logs), with
 the caller's channel id as callid, the agent id as agent ("NONE" when there is none) and times in whole
 seconds, except RINGNOANSWER's and RINGCANCELED's ring time in ms, as app_queue writes them (its
-CONNECT ring time is whole seconds, truncated). A position is the one last told to the caller (at its
-join, or in its latest announcement):
+CONNECT ring time is whole seconds, truncated). A caller's position when it leaves is its 1-based place
+in the line at that moment (as app_queue renumbers its callers); origposition is its position at join:
 
-  ENTERQUEUE||callerid|position        CONNECT|holdtime|agent leg (offer id)|ringtime s
+  ENTERQUEUE||callerid|position        CONNECT|holdtime|agent leg channel id|ringtime s
   COMPLETECALLER / COMPLETEAGENT|holdtime|calltime|origposition
   ABANDON / EXITWITHTIMEOUT / EXITEMPTY|position|origposition|waittime
   EXITWITHKEY|key|position|origposition|waittime (the key is not known to the leader: empty)
-  RINGNOANSWER|ringtime ms             RINGCANCELED|ringtime ms
+  RINGNOANSWER|ringtime ms             RINGCANCELED|ringtime ms (before the caller's ABANDON)
   FULL / JOINEMPTY / JOINUNAVAIL       ADDMEMBER / REMOVEMEMBER / PAUSE|reason / UNPAUSE
-and clusterq's own: NODELOST|position|origposition|waittime (the caller's node was lost) and
-QUEUEDELETED|position|origposition|waittime.
+  PAUSE|Auto-Pause (autopause after unanswered rings, like app_queue)
+A caller whose node was lost is logged as ABANDON, one whose queue was deleted as EXITEMPTY: only
+app_queue's own ending events, so that no call stays open in a reporting tool.
 
 `QueueLogBook` turns each engine step (the event, the decisions it produced, the leader's clock) into
 lines: pure and synchronous like the engine, so it runs on the leader's event path without I/O; the
@@ -31,10 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from clusterq_common.channel_names import agent_leg_id
 from coordinator.queue import (
     AgentLoggedIn,
     AgentLoggedOut,
     AgentPaused,
+    AgentStateChanged,
     AgentUnpaused,
     Announce,
     CallAdopted,
@@ -58,9 +61,13 @@ __all__ = ["QueueLogBook", "QueueLogFile"]
 
 log = logging.getLogger(__name__)
 
+# Every way a waiting caller ends is one of app_queue's ending events, which reporting tools know: a
+# caller whose node was lost is gone unanswered (ABANDON); one whose queue was deleted goes back to the
+# dialplan as a queue without members sends it (EXITEMPTY). clusterq's own reason is the caller's
+# CLUSTERQ_STATUS and the coordinator's log; a verb of its own here left the call open in the tools.
 _EXITS = {CallerStatus.TIMEOUT: "EXITWITHTIMEOUT", CallerStatus.LEAVEEMPTY: "EXITEMPTY",
-          CallerStatus.LEAVEUNAVAIL: "EXITEMPTY", CallerStatus.NODE_LOST: "NODELOST",
-          CallerStatus.QUEUE_DELETED: "QUEUEDELETED", CallerStatus.EXITWITHKEY: "EXITWITHKEY"}
+          CallerStatus.LEAVEUNAVAIL: "EXITEMPTY", CallerStatus.NODE_LOST: "ABANDON",
+          CallerStatus.QUEUE_DELETED: "EXITEMPTY", CallerStatus.EXITWITHKEY: "EXITWITHKEY"}
 _REJECTS = {CallerStatus.FULL: "FULL", CallerStatus.JOINEMPTY: "JOINEMPTY", CallerStatus.JOINUNAVAIL: "JOINUNAVAIL"}
 _LEFT = {"hangup": "ABANDON", "timeout": "EXITWITHTIMEOUT", "exitkey": "EXITWITHKEY"}
 
@@ -94,9 +101,19 @@ class QueueLogBook:
         self._rings: dict[str, _Ring] = {}  # offer id -> ring
         self._queues_of: dict[str, tuple[str, ...]] = {}  # agent -> queues it is a member of
 
-    def record(self, event: Event, decisions: Sequence[Decision], now: float, wall: float) -> None:
-        """Log one engine step: `now` on the leader's clock (the engine's), `wall` the Unix time."""
+    def record(self, event: Event, decisions: Sequence[Decision], now: float, wall: float,
+               position: int | None = None) -> None:
+        """Log one engine step: `now` on the leader's clock (the engine's), `wall` the Unix time;
+        `position`: for a CallerLeft, the caller's 1-based position just before it left (the engine's,
+        read before the step), which app_queue logs in ABANDON and EXITWITHKEY."""
         stamp = f"{int(wall)}"
+        if isinstance(event, CallerLeft):
+            # app_queue ends the ring (RINGCANCELED) before the caller's ABANDON: a tool closing the
+            # call at ABANDON would see a stray ring line after it.
+            for d in decisions:
+                self._decision(d, now, stamp)
+            self._left(event, now, stamp, position)
+            return
         self._event(event, now, stamp)
         for d in decisions:
             self._decision(d, now, stamp)
@@ -104,6 +121,21 @@ class QueueLogBook:
     def _line(self, stamp: str, call_id: str, queue: str, agent: str, kind: str, *data: object) -> None:
         self._write("|".join((stamp, call_id or "NONE", queue or "NONE", agent or "NONE", kind,
                               *(str(x) for x in data))) + "\n")
+
+    def _left(self, event: CallerLeft, now: float, stamp: str, position: int | None) -> None:
+        c = self._calls.pop(event.call_id, None)
+        if c is None:
+            return
+        if c.connected_at:
+            # The hangup crossed the Connect (the node still thought the caller was ringing): the
+            # engine ends the call, so the CONNECT logged for it gets its end.
+            self._line(stamp, event.call_id, c.queue, c.agent, "COMPLETECALLER", _secs(c.connected_at - c.joined_at),
+                       _secs(now - c.connected_at), _orig(c))
+            return
+        kind = _LEFT.get(event.reason, "ABANDON")
+        key = ("",) if kind == "EXITWITHKEY" else ()
+        self._line(stamp, event.call_id, c.queue, "", kind, *key, position or c.position, _orig(c),
+                   _secs(now - c.joined_at))
 
     def _event(self, event: Event, now: float, stamp: str) -> None:
         if isinstance(event, CallerJoined):
@@ -119,13 +151,6 @@ class QueueLogBook:
             if event.call_id not in self._calls and event.queue:
                 self._calls[event.call_id] = _Call(event.queue, event.node_id, "", now, orig_position=-1,
                                                    agent=event.agent_id, connected_at=now)
-        elif isinstance(event, CallerLeft):
-            c = self._calls.pop(event.call_id, None)
-            if c is not None and not c.connected_at:
-                kind = _LEFT.get(event.reason, "ABANDON")
-                key = ("",) if kind == "EXITWITHKEY" else ()
-                self._line(stamp, event.call_id, c.queue, "", kind, *key, c.position, _orig(c),
-                           _secs(now - c.joined_at))
         elif isinstance(event, OfferFailed):
             ring = self._rings.pop(event.offer_id, None)
             if ring is not None:
@@ -181,6 +206,11 @@ class QueueLogBook:
                 c.position = d.position
         elif isinstance(d, Offer):
             self._rings[d.offer_id] = _Ring(d.call_id, d.queue, d.agent_id, now)
+        elif isinstance(d, AgentStateChanged):
+            if d.state == "paused" and d.reason == "autopause":
+                # app_queue's rna() pauses the member with the reason "Auto-Pause" (and logs PAUSE).
+                for q in self._queues_of.get(d.agent_id, ()):
+                    self._line(stamp, "", q, d.agent_id, "PAUSE", "Auto-Pause")
         elif isinstance(d, Connect):
             ring = self._rings.pop(d.offer_id, None)
             c = self._calls.get(d.call_id)
@@ -188,8 +218,9 @@ class QueueLogBook:
                 c.agent, c.connected_at = d.agent_id, now
                 # app_queue: (orig - to) / 1000, the ring time in ms divided down to whole seconds.
                 ring_s = _ms(now - ring.at) // 1000 if ring is not None else 0
-                self._line(stamp, d.call_id, c.queue, d.agent_id, "CONNECT", _secs(now - c.joined_at), d.offer_id,
-                           ring_s)
+                # data2: the member channel's id, as app_queue logs it (to join CDRs and recordings).
+                self._line(stamp, d.call_id, c.queue, d.agent_id, "CONNECT", _secs(now - c.joined_at),
+                           agent_leg_id(d.agent_node, d.offer_id), ring_s)
         elif isinstance(d, CancelOffer):
             ring = self._rings.pop(d.offer_id, None)
             if ring is None:

@@ -139,10 +139,13 @@ class LeaderRuntime:
         return decs
 
     def _apply(self, event: Event, now: float) -> list[Decision]:
+        book = self.queue_log
+        # queue_log's ABANDON carries the caller's position as it left: read before the engine drops it.
+        left_at = self.engine.position(event.call_id) if book is not None and type(event) is CallerLeft else None
         decs = self.engine.apply(event, now)
         self.events_applied += 1
-        if self.queue_log is not None:
-            self.queue_log.record(event, decs, now, time.time())
+        if book is not None:
+            book.record(event, decs, now, time.time(), left_at)
         if type(event) is QueueDefined:
             self.queues[event.config.name] = event.config
         elif type(event) is QueueDeleted:

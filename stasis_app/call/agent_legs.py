@@ -17,9 +17,9 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from clusterq_common.channel_names import agent_leg_id, bridge_id, trunk_leg_id
 from clusterq_proto.v1 import node_pb2
 from stasis_app.ari.port import AriError, AriUnavailable, ChannelGone, best_effort, create_bridge_once, retried
-from stasis_app.call.names import agent_leg_id, bridge_id, trunk_leg_id
 from stasis_app.call.records import AgentLeg
 
 if TYPE_CHECKING:

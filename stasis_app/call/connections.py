@@ -8,11 +8,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from clusterq_common.channel_names import bridge_id
 from clusterq_proto.v1 import node_pb2
 from stasis_app.ari.port import AriError, ChannelGone, best_effort, create_bridge_once, retried
 from stasis_app.call import records as r
 from stasis_app.call.bridge_order import BridgeOrder
-from stasis_app.call.names import bridge_id
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp

@@ -20,9 +20,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from clusterq_common.channel_names import holding_bridge_id
 from stasis_app.ari.port import AriError, ChannelGone, best_effort, retried
 from stasis_app.call import records as r
-from stasis_app.call.names import holding_bridge_id
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp

@@ -26,13 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from clusterq_common.channel_names import offer_of_bridge
 from clusterq_common.dialplan import LEG_ARGS
 from stasis_app.ari.app_args import split_app_args
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
 from stasis_app.call.agent_args import AGENT_OPS
-from stasis_app.call.names import offer_of_bridge
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from stasis_app.call.names import agent_leg_id, trunk_leg_id
+from clusterq_common.channel_names import agent_leg_id, trunk_leg_id
 from tests.e2e.scale import SEQ_VAR, Ledger, Placed, Stamp, refresh
 
 

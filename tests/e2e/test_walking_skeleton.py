@@ -71,9 +71,8 @@ async def test_one_call_is_queued_rung_bridged_and_dtmf_flows(
         await asyncio.sleep(0.1)
     assert agent_leg not in await obs.channel_ids()
 
-    # The leader's queue_log tells the same story in app_queue's format (flushed every 0.5 s); the
-    # offer id it logs with CONNECT is the one in the agent leg's channel id on Asterisk.
-    offer = agent_leg.removeprefix("a-ag-").removesuffix("_")
+    # The leader's queue_log tells the same story in app_queue's format (flushed every 0.5 s); CONNECT
+    # names the agent leg by its channel id on Asterisk, as app_queue names the member channel.
     expected = [["support", "NONE", "ENTERQUEUE", "", "5551234", "1"], ["support", "alice", "ADDMEMBER"],
                 ["support", "alice", "CONNECT"], ["support", "alice", "COMPLETECALLER"]]
     deadline = asyncio.get_running_loop().time() + 5
@@ -84,9 +83,9 @@ async def test_one_call_is_queued_rung_bridged_and_dtmf_flows(
         await asyncio.sleep(0.1)
     assert [s[:len(e)] for s, e in zip(story, expected, strict=False)] == expected, story
     connect, complete = story[2], story[3]
-    # CONNECT|holdtime|offer|ringtime, both in whole seconds as app_queue writes them: the caller's wait
-    # includes its agent's ringing.
-    assert connect[4] == offer and int(connect[3]) >= int(connect[5]) >= 0, connect
+    # CONNECT|holdtime|agent leg|ringtime, both in whole seconds as app_queue writes them: the caller's
+    # wait includes its agent's ringing.
+    assert connect[4] == agent_leg and int(connect[3]) >= int(connect[5]) >= 0, connect
     assert int(complete[4]) >= 0 and complete[5] == "1", complete  # call time; entered at position 1
 
 

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from clusterq_common.channel_names import agent_leg_id, bridge_id, offer_of_bridge, trunk_leg_id
 from clusterq_testing.asterisk import AsteriskNode
 from clusterq_testing.observer import AriObserver
 from stasis_app.ari import events as ev
 from stasis_app.ari.aioari_adapter import AioAriAdapter
 from stasis_app.ari.port import AriError, AriSettings, AriUnavailable, ChannelGone
-from stasis_app.call.names import agent_leg_id, bridge_id, offer_of_bridge, trunk_leg_id
 from tests.conftest import AsteriskFactory, ObserverFactory
 
 pytestmark = pytest.mark.integration

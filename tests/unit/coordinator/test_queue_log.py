@@ -13,10 +13,12 @@ from coordinator.queue import (
     CallEnded,
     CallerLeft,
     Event,
+    NodeLost,
     Offer,
     OfferAnswered,
     OfferFailed,
     QueueConfig,
+    QueueDeleted,
     Strategy,
     Tick,
 )
@@ -36,9 +38,11 @@ class Run:
         self.offers: list[Offer] = []
 
     def step(self, event: Event, now: float) -> None:
+        # As LeaderRuntime does: a leaving caller's position is read before the engine drops it.
+        left_at = self.engine.position(event.call_id) if isinstance(event, CallerLeft) else None
         decisions = self.engine.apply(event, now)
         self.offers += only(decisions, Offer)
-        self.book.record(event, decisions, now, WALL0 + now)
+        self.book.record(event, decisions, now, WALL0 + now, left_at)
 
     def events(self) -> list[str]:
         """Each line without its timestamp."""
@@ -58,8 +62,9 @@ def test_a_call_from_join_to_completion() -> None:
         "x|q|NONE|ENTERQUEUE|||1",
         "y|q|NONE|ENTERQUEUE|||2",
         "NONE|q|a|ADDMEMBER|PJSIP/a",
-        f"x|q|a|CONNECT|8|{offer.offer_id}|2",  # ring time in whole seconds (app_queue: ms / 1000)
-        "y|q|NONE|ABANDON|2|2|8",
+        # data2 the agent leg's channel id; ring time in whole seconds (app_queue: ms / 1000)
+        f"x|q|a|CONNECT|8|n1-ag-{offer.offer_id}_|2",
+        "y|q|NONE|ABANDON|1|2|8",  # x left the line when connected: y was first
         "x|q|a|COMPLETECALLER|8|60|1",
     ]
     assert run.lines[0].startswith(f"{WALL0}|") and all(line.endswith("\n") for line in run.lines)
@@ -129,7 +134,7 @@ def test_the_connect_ring_time_is_truncated_to_seconds_like_app_queue() -> None:
     run.step(AgentLoggedIn(agent("a")), 0.0)
     run.step(join("x"), 1.0)
     run.step(OfferAnswered(run.offers[0].offer_id), 3.9)
-    assert run.events()[-1] == f"x|q|a|CONNECT|3|{run.offers[0].offer_id}|2"
+    assert run.events()[-1] == f"x|q|a|CONNECT|3|n1-ag-{run.offers[0].offer_id}_|2"
 
 
 def test_the_file_appends_buffered_lines(tmp_path: Path) -> None:
@@ -140,3 +145,59 @@ def test_the_file_appends_buffered_lines(tmp_path: Path) -> None:
     out.write("2|a|q|NONE|ABANDON|1|1|1\n")
     out.flush()
     assert out.path.read_text().splitlines() == ["1|a|q|NONE|ENTERQUEUE||1|1", "2|a|q|NONE|ABANDON|1|1|1"]
+
+
+def test_a_leaving_caller_is_logged_at_its_position_then_not_first_the_ring() -> None:
+    """app_queue renumbers its callers as others leave, and ends a ring (RINGCANCELED) before the
+    caller's ABANDON."""
+    run = Run(QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=20.0))
+    for i, cid in enumerate(("x", "y", "z")):
+        run.step(join(cid), float(i))
+    run.step(CallerLeft("x", "hangup"), 10.0)
+    run.step(CallerLeft("z", "hangup"), 11.0)  # y is first now, z second
+    run.step(AgentLoggedIn(agent("a")), 12.0)  # y rings
+    run.step(CallerLeft("y", "hangup"), 14.5)
+    assert run.events()[3:] == [
+        "x|q|NONE|ABANDON|1|1|10",
+        "z|q|NONE|ABANDON|2|3|9",
+        "NONE|q|a|ADDMEMBER|PJSIP/a",
+        "y|q|a|RINGCANCELED|2500",
+        "y|q|NONE|ABANDON|1|2|14",
+    ]
+
+
+def test_a_hangup_crossing_the_connect_completes_the_call() -> None:
+    """The node sends CallLeft while it still sees the caller ringing, after the leader connected it:
+    the CONNECT logged must get its end, or reporting tools show the call talking for ever."""
+    run = Run(QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=20.0))
+    run.step(AgentLoggedIn(agent("a")), 0.0)
+    run.step(join("x"), 1.0)
+    run.step(OfferAnswered(run.offers[0].offer_id), 4.0)
+    run.step(CallerLeft("x", "hangup"), 4.2)
+    assert [e.split("|")[3] for e in run.events()] == ["ADDMEMBER", "ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
+    assert run.events()[-1] == "x|q|a|COMPLETECALLER|3|0|1"
+
+
+def test_autopause_is_logged_as_app_queue_pauses_a_member_that_did_not_answer() -> None:
+    run = Run(QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=15.0, autopause_after=1))
+    run.step(AgentLoggedIn(agent("a", "q", "other")), 0.0)
+    run.step(join("x"), 1.0)
+    run.step(OfferFailed(run.offers[0].offer_id, "noanswer"), 16.0)
+    run.step(AgentUnpaused("a"), 60.0)
+    assert run.events()[3:] == [
+        "x|q|a|RINGNOANSWER|15000",
+        "NONE|q|a|PAUSE|Auto-Pause",
+        "NONE|other|a|PAUSE|Auto-Pause",
+        "NONE|q|a|UNPAUSE|",
+        "NONE|other|a|UNPAUSE|",
+    ]
+
+
+def test_callers_of_a_lost_node_or_a_deleted_queue_end_with_app_queue_events() -> None:
+    """Only app_queue's own ending events: a verb of clusterq's own left the call open in the tools."""
+    run = Run(QueueConfig("q"), QueueConfig("gone"))
+    run.step(join("x", node="n2"), 0.0)
+    run.step(join("y", "gone"), 1.0)
+    run.step(NodeLost("n2"), 10.0)
+    run.step(QueueDeleted("gone"), 11.0)
+    assert run.events()[2:] == ["x|q|NONE|ABANDON|1|1|10", "y|gone|NONE|EXITEMPTY|1|1|10"]

@@ -1,4 +1,5 @@
-"""Ids of the channels and bridges the app creates for an offer: `<node>-<kind>-<offer id>_`.
+"""Ids of the channels and bridges a node creates for an offer: `<node>-<kind>-<offer id>_` (shared: the
+leader names the agent leg in queue_log CONNECT lines, as app_queue names the member channel).
 
 Asterisk refuses a new channel id that is a case-insensitive PREFIX of an existing one (measured on
 22.10: with `x-10` up, originating `x-1` answers 409 "already exists"; after such a 409, `core stop now`
