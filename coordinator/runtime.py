@@ -32,6 +32,7 @@ from coordinator.queue import (
     Decision,
     Event,
     NodeAlive,
+    NodeAttached,
     NodeDetached,
     NodeLost,
     OfferAnswered,
@@ -189,8 +190,12 @@ class LeaderRuntime:
             self.decisions_sent += 1
 
     # ---- node streams ----------------------------------------------------------------------
-    def attach(self, node_id: str, instance_id: str) -> NodeLink:
-        """Attach a node stream; a reconnect of the same instance replaces the old stream."""
+    def attach(self, node_id: str, instance_id: str, reg: node_pb2.Register | None = None) -> NodeLink:
+        """Attach a node stream with the node's Register (None: one re-reporting nothing); a reconnect
+        of the same instance replaces the old stream. The node's calls and legs are re-reported before
+        its agents and callers can be offered again (NodeAttached ... NodeAlive, all in this one step):
+        an agent still talking on it must be known busy before any offer is made. Raises what the
+        re-report raises (ValueError, KeyError: the engine refused it), with the link detached."""
         old = self.links.get(node_id)
         if old is not None and not old.closed:
             if old.instance_id != instance_id:
@@ -199,7 +204,15 @@ class LeaderRuntime:
         link = NodeLink(node_id, instance_id, self.epoch)
         self.links[node_id] = link
         self._node_lost_at.pop(node_id, None)
+        try:
+            self.apply(NodeAttached(node_id))
+            self._register(link, reg if reg is not None else node_pb2.Register(node_id=node_id,
+                                                                                instance_id=instance_id))
+        except BaseException:
+            self.detach(link)
+            raise
         self.apply(NodeAlive(node_id))
+        self._check_deadline()  # the re-reported callers' timers (max wait, announcements)
         return link
 
     def detach(self, link: NodeLink) -> None:
@@ -219,7 +232,7 @@ class LeaderRuntime:
             self._node_lost_at.setdefault(node_id, self.clock() + self.node_ttl)
             self.apply(NodeDetached(node_id))
 
-    def register(self, link: NodeLink, reg: node_pb2.Register) -> None:
+    def _register(self, link: NodeLink, reg: node_pb2.Register) -> None:
         """Re-report a node's calls after (re)connecting: original arrival order is kept."""
         # Callers that already had a sequence go first in sequence order; callers that joined
         # while no leader was reachable follow in the order they joined their node.
@@ -266,14 +279,20 @@ class LeaderRuntime:
                 # later (the queue is filled in then); with the caller's node known, losing that node
                 # ends the call and frees the agent.
                 self.apply(CallAdopted(leg.call_id, "", leg.caller_node, leg.agent_id, leg.offer_id))
-        for snap in known:
-            if snap.state != "connected" and not self.engine.holds(snap.joined.call_id):
-                self._join(link, snap.joined, snap.arrival_seq)
-        for snap in fresh:
-            if snap.state != "connected" and not self.engine.holds(snap.joined.call_id):
-                self._join(link, snap.joined, None)
+        for snaps, keep_seq in ((known, True), (fresh, False)):
+            for snap in snaps:
+                if snap.state == "connected":
+                    continue
+                held = self.engine.caller(snap.joined.call_id)
+                if held is None:
+                    self._join(link, snap.joined, snap.arrival_seq if keep_seq else None)
+                elif held.position is not None and held.node_id == link.node_id and \
+                        held.arrival_seq != snap.arrival_seq:
+                    # Held here, but the node has not its sequence: the JoinAck went with the old
+                    # stream. Sent again (the engine answers a repeated join with it), or the caller
+                    # waits without music and, at the next leader change, loses its place.
+                    self._rejoin(link, snap.joined, held.arrival_seq)
         self._resend_lost(link, reg, legs)
-        self._check_deadline()  # the re-reported callers' timers (max wait, announcements)
 
     def _resend_lost(self, link: NodeLink, reg: node_pb2.Register, legs: list[node_pb2.AgentLegSnapshot]) -> None:
         """What went with a node's old stream, seen in its snapshot: an agent's answer the leader
@@ -343,6 +362,17 @@ class LeaderRuntime:
         finally:
             self._call_node.pop(ev.call_id, None)
         return None
+
+    def _rejoin(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int) -> None:
+        """The engine's JoinAccepted (sequence, position, media) for a caller it already holds."""
+        now = self.clock()
+        ev = joined_event(msg, link.node_id, seq, now, re_report=True)
+        if type(ev) is CallerJoined:
+            self._call_node[ev.call_id] = link.node_id
+            try:
+                self._apply(ev, now)
+            finally:
+                self._call_node.pop(ev.call_id, None)
 
     def _reject_invalid(self, link: NodeLink, call_id: str, message: str,
                         status: CallerStatus = CallerStatus.INVALID_ARGS) -> None:

@@ -128,9 +128,9 @@ async def _run(rounds: int, size: int, fake_clock: bool, lag: int, profiler: cPr
     rt = LeaderRuntime(QueueEngine(offer_id_prefix="e1-"), 1, clock, SeqAllocator(1, 10**12, 10**6, reserve), 6.0)
     rt.apply(QueueDefined(QueueConfig(name=QUEUE, strategy=Strategy.LEASTRECENT)))
     nodes = [_Node(n) for n in NODES]
-    links = {n.node_id: rt.attach(n.node_id, "mix") for n in nodes}
+    links = {n.node_id: rt.attach(n.node_id, "mix", node_pb2.Register(node_id=n.node_id, instance_id="mix"))
+             for n in nodes}
     for n in nodes:
-        rt.register(links[n.node_id], node_pb2.Register(node_id=n.node_id, instance_id="mix"))
         for i in range(5):
             rt.apply(AgentLoggedIn(AgentConfig(f"{n.node_id}-ag{i}", f"Local/{n.node_id}-ag{i}@b/n", n.node_id,
                                                (Membership(QUEUE),))))

@@ -19,6 +19,7 @@ __all__ = [
     "DeviceStateChanged",
     "Event",
     "NodeAlive",
+    "NodeAttached",
     "NodeDetached",
     "NodeLost",
     "OfferAnswered",
@@ -174,8 +175,19 @@ class NodeDetached:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class NodeAttached:
+    """A node's stream is (re)attached and its re-report of calls and legs follows, then NodeAlive:
+    meanwhile it may re-join its callers (it is no longer lost) but, as while detached, nothing is
+    offered to it or for it. Offered at once, an agent it still has in a call (freed by NodeLost, or
+    not yet known to a new leader) was rung for a second caller before the re-report said it talks."""
+
+    node_id: str
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class NodeAlive:
-    """A lost node is back: agents homed there are available again."""
+    """A lost or detached node is back (after its re-report): agents homed there are available again."""
 
     node_id: str
 
@@ -215,6 +227,7 @@ Event = (
     | CallEnded
     | NodeLost
     | NodeDetached
+    | NodeAttached
     | NodeAlive
     | DeviceStateChanged
     | Tick

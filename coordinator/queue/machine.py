@@ -43,6 +43,7 @@ from coordinator.queue.events import (
     DeviceStateChanged,
     Event,
     NodeAlive,
+    NodeAttached,
     NodeDetached,
     NodeLost,
     OfferAnswered,
@@ -60,7 +61,7 @@ from coordinator.queue.lifecycle import (
     remove_waiting_caller,
 )
 from coordinator.queue.model import CallerStatus
-from coordinator.queue.nodes import node_alive, node_detached, node_lost
+from coordinator.queue.nodes import node_alive, node_attached, node_detached, node_lost
 from coordinator.queue.ranking import QueueLine, rank_key
 from coordinator.queue.state import CONNECTED, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
@@ -165,6 +166,7 @@ class QueueEngine:
             CallEnded: call_ended,
             NodeLost: lambda e, now, out: node_lost(st, e.node_id, now, out),
             NodeDetached: lambda e, now, out: node_detached(st, e.node_id, now, out),
+            NodeAttached: lambda e, now, out: node_attached(st, e.node_id, now, out),
             NodeAlive: lambda e, now, out: node_alive(st, e.node_id, now, out),
             DeviceStateChanged: lambda e, now, out: device_state_changed(st, e, now),
             Tick: _ignore,

@@ -8,7 +8,7 @@ from coordinator.queue.lifecycle import cancel_offer, end_call, exit_caller
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.state import CONNECTED, EngineState
 
-__all__ = ["node_alive", "node_detached", "node_lost"]
+__all__ = ["node_alive", "node_attached", "node_detached", "node_lost"]
 
 
 def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
@@ -48,6 +48,13 @@ def node_detached(st: EngineState, node_id: str, now: float, out: list[Decision]
             agent.node_up = False
             st.refresh_idle(agent.config.agent_id, now)
             out.append(AgentStateChanged(agent.config.agent_id, "unavailable", "node_detached"))
+
+
+def node_attached(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
+    """A node's stream is back and its re-report follows (see events.NodeAttached): no longer lost,
+    still detached until NodeAlive."""
+    st.lost_nodes.discard(node_id)
+    node_detached(st, node_id, now, out)
 
 
 def node_alive(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:

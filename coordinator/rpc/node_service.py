@@ -22,17 +22,18 @@ Ctx: TypeAlias = Any
 MAX_RESYNC_CALLS = 100_000
 
 
-def _register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) -> tuple[grpc.StatusCode, str] | None:
-    """Apply a Register; the status to end the stream with when the runtime refuses it."""
+def _attach(rt: LeaderRuntime, reg: node_pb2.Register) -> NodeLink | tuple[grpc.StatusCode, str]:
+    """Attach the node with its Register; the status to end the stream with when refused."""
     try:
-        rt.register(link, reg)
+        return rt.attach(reg.node_id, reg.instance_id, reg)
+    except NodeAlreadyConnected as exc:
+        return grpc.StatusCode.ALREADY_EXISTS, str(exc)
     except (ValueError, KeyError) as exc:  # the engine's refusal of what the node reported
         log.warning("node %s: Register refused: %s", reg.node_id, exc)
         return grpc.StatusCode.INVALID_ARGUMENT, f"Register refused: {exc}"
     except Exception as exc:
         log.exception("node %s: Register failed", reg.node_id)
         return grpc.StatusCode.INTERNAL, f"Register failed on the coordinator: {type(exc).__name__}: {exc}"
-    return None
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
@@ -66,20 +67,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                         f"more than {MAX_RESYNC_LEGS} agent legs in Register")
         if reg.highest_epoch > rt.epoch:
             await abort_not_leader(context, self.state.leader_address)
-        try:
-            link = rt.attach(reg.node_id, reg.instance_id)
-        except NodeAlreadyConnected as exc:
-            await abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        # The node's calls are re-reported in the attach itself (no await in between): the settle loop
+        # treats an attached node as re-reported, and its agents must not be offered before its
+        # connected calls and waiting callers are known. A refused Register leaves no link behind (the
+        # node's next instance would be refused as ALREADY_EXISTS for the rest of the term).
+        attached = _attach(rt, reg)
+        if not isinstance(attached, NodeLink):
+            await abort(context, *attached)
+        link = attached
         reader: asyncio.Future[None] | None = None
         try:
-            # Re-report the node's calls in the same step as the attach (no await in between): the
-            # settle loop treats an attached node as re-reported, and agents freed by the attach must
-            # not be offered before the node's connected calls and waiting callers are known.
-            # Inside the try: a refused Register must detach the link, or the node's next instance
-            # would be refused as ALREADY_EXISTS for the rest of the term.
-            failure = _register(rt, link, reg)
-            if failure is not None:
-                await abort(context, *failure)
             log.info("node %s attached (instance %s, %d calls re-reported)", reg.node_id, reg.instance_id,
                      len(reg.calls))
             self._remember_node(reg.node_id, reg.instance_id)

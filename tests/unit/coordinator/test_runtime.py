@@ -116,11 +116,11 @@ async def test_re_reported_callers_wake_the_timer_task_for_their_deadlines() -> 
     rt = _runtime(QueueConfig("q", max_wait=0.2))
     timers = asyncio.ensure_future(rt.run_timers())
     try:
-        link = _attach(rt, "n1", "i1")
         await asyncio.sleep(0.05)  # the timer task now sleeps with no deadline at all
-        rt.register(link, node_pb2.Register(node_id="n1", instance_id="i1", calls=[node_pb2.CallSnapshot(
-            joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=5, state="waiting")]))
-        assert [d.join_ack.call_id for d in _decisions(link)[::2]] == ["c1"]
+        link = rt.attach("n1", "i1", node_pb2.Register(node_id="n1", instance_id="i1", calls=[
+            node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=5,
+                                  state="waiting")]))
+        assert [d.WhichOneof("decision") for d in _decisions(link)] == ["join_ack", "watch_devices"]
         deadline = time.monotonic() + 2
         exits: list[node_pb2.Decision] = []
         while not exits and time.monotonic() < deadline:
@@ -142,8 +142,7 @@ async def test_a_call_only_the_agents_node_re_reports_ends_when_the_callers_node
     # and node a never comes back: once a is lost, the agent is free again (not busy forever).
     rt = _runtime()
     rt.apply(AgentLoggedIn(AgentConfig("ag", "PJSIP/ag", "b", (Membership("q", 0, 0),))))
-    link = rt.attach("b", "i1")
-    rt.register(link, node_pb2.Register(node_id="b", instance_id="i1", agent_legs=[node_pb2.AgentLegSnapshot(
+    rt.attach("b", "i1", node_pb2.Register(node_id="b", instance_id="i1", agent_legs=[node_pb2.AgentLegSnapshot(
         offer_id="e1-5", agent_id="ag", call_id="a-q-1", state="connected", caller_node="a")]))
     assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"ag": "busy"}
     rt.apply(NodeLost("a"))
@@ -156,10 +155,9 @@ async def test_a_re_registering_node_drops_the_calls_its_snapshot_no_longer_has(
     link = rt.attach("n1", "i1")
     rt.handle_batch(link, _joins("gone", "stays", "also-gone"))
     rt.detach(link)
-    link = rt.attach("n1", "i2")
     stays = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="stays", queue="q"), arrival_seq=2,
                                   state="waiting")
-    rt.register(link, node_pb2.Register(node_id="n1", instance_id="i2", calls=[stays]))
+    rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=[stays]))
     assert [c.call_id for c in rt.engine.waiting_callers("q")] == ["stays"]
     assert rt.engine.position("stays") == 1
 
@@ -195,12 +193,11 @@ async def test_an_answer_lost_with_the_old_stream_is_applied_from_the_snapshot()
     rt.handle_batch(n1, _joins("c1"))
     [(_, offer_id)] = [k for k in _kinds(n1) if k[0] == "offer"]
     rt.detach(n1)  # the AgentLegAnswered went with this stream
-    n1 = rt.attach("n1", "i2")
     caller = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
                                    state="waiting", offer_id=offer_id, agent_id="ag")
     leg = node_pb2.AgentLegSnapshot(offer_id=offer_id, agent_id="ag", call_id="c1", state="answered",
                                     caller_node="n1")
-    rt.register(n1, node_pb2.Register(node_id="n1", instance_id="i2", calls=[caller], agent_legs=[leg]))
+    n1 = rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=[caller], agent_legs=[leg]))
     assert ("connect", offer_id) in _kinds(n1)
     assert rt.engine.offer_status(offer_id, "c1") == "connected"
 
@@ -216,12 +213,12 @@ async def test_a_connect_and_a_cancel_lost_with_the_old_stream_are_sent_again() 
     rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
         agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
     assert ("connect", offer_id) in _kinds(b)  # node a, detached, missed its copy
-    a = rt.attach("a", "ia2")
     caller = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
                                    state="waiting", offer_id=offer_id, agent_id="far")
     stale = node_pb2.AgentLegSnapshot(offer_id="e6-99", agent_id="x", call_id="old", state="ringing")
-    rt.register(a, node_pb2.Register(node_id="a", instance_id="ia2", calls=[caller], agent_legs=[stale]))
-    assert _kinds(a) == [("watch_devices", ""), ("cancel_offer", "e6-99"), ("connect", offer_id)]
+    a = rt.attach("a", "ia2", node_pb2.Register(node_id="a", instance_id="ia2", calls=[caller], agent_legs=[stale]))
+    # The list of devices to watch comes with the node's return (NodeAlive), after its re-report.
+    assert _kinds(a) == [("cancel_offer", "e6-99"), ("connect", offer_id), ("watch_devices", "")]
 
 
 async def test_run_timers_ends_when_cancelled_even_as_it_is_woken() -> None:
@@ -245,3 +242,70 @@ async def test_run_timers_ends_when_cancelled_even_as_it_is_woken() -> None:
             task.cancel()
             await asyncio.wait([task], timeout=0.5)
     assert lost == 0, f"{lost} of 50 cancellations of run_timers were swallowed"
+
+
+def _offers(*links: NodeLink) -> list[tuple[str, str]]:
+    """(call id, agent id) of every offer the links were sent."""
+    return [(dec.offer.call_id, dec.offer.agent_id) for link in links for dec in _decisions(link)
+            if dec.WhichOneof("decision") == "offer"]
+
+
+async def test_an_agent_still_talking_on_a_node_that_comes_back_is_not_offered_another_call() -> None:
+    """Node b was lost (the engine ended its calls, freeing agent x) but x still talks on Asterisk; b
+    comes back and re-reports x's call. No offer may reach x in between: the re-report is applied
+    before b's agents are available again."""
+    rt = _runtime()
+    a = _attach(rt, "a", "ia")
+    b = _attach(rt, "b", "ib")
+    rt.apply(_agent("x", "b"))
+    rt.handle_batch(b, _joins("b-c0"))
+    [(_, offer_id)] = [k for k in _kinds(b) if k[0] == "offer"]
+    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    rt.detach(b)
+    rt.apply(NodeLost("b"))  # past node_ttl: the engine ends x's call
+    rt.handle_batch(a, _joins("a-c1"))  # a caller waits on a
+    _decisions(a)
+    talking = node_pb2.Register(node_id="b", instance_id="ib2", calls=[node_pb2.CallSnapshot(
+        joined=node_pb2.CallJoined(call_id="b-c0", queue="q"), arrival_seq=1, state="connected",
+        offer_id=offer_id, agent_id="x")], agent_legs=[node_pb2.AgentLegSnapshot(
+            offer_id=offer_id, agent_id="x", call_id="b-c0", state="connected", caller_node="b")])
+    b = rt.attach("b", "ib2", talking)
+    assert _offers(a, b) == [], "x is on a call: ringing it for a-c1 would give it two"
+    assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"x": "busy"}
+
+
+async def test_a_new_leaders_first_attach_of_a_node_knows_its_agents_calls_before_offering() -> None:
+    """A new leader loaded x (homed on b) while b had not attached yet; b attaches re-reporting x in a
+    call: x is not offered the caller waiting on a."""
+    rt = _runtime()
+    rt.expect_node("b")
+    rt.apply(_agent("x", "b"))
+    a = _attach(rt, "a", "ia")
+    rt.handle_batch(a, _joins("a-c1"))
+    b = rt.attach("b", "ib", node_pb2.Register(node_id="b", instance_id="ib", agent_legs=[
+        node_pb2.AgentLegSnapshot(offer_id="e6-3", agent_id="x", call_id="b-c0", state="connected",
+                                  caller_node="b")], calls=[node_pb2.CallSnapshot(
+                                      joined=node_pb2.CallJoined(call_id="b-c0", queue="q"), arrival_seq=1,
+                                      state="connected", offer_id="e6-3", agent_id="x")]))
+    assert _offers(a, b) == []
+    assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"x": "busy"}
+
+
+async def test_a_join_ack_lost_with_the_stream_is_sent_again_on_re_attach() -> None:
+    """The JoinAck went with the old stream: the node re-reports its caller without a sequence; the
+    leader, which holds it, answers with its sequence again (music starts, CLUSTERQ_SEQ is written)."""
+    rt = _runtime()
+    link = _attach(rt, "n1", "i1")
+    rt.handle_batch(link, _joins("c0", "c1"))
+    [seq0, seq1] = [d.join_ack.arrival_seq for d in _decisions(link) if d.HasField("join_ack")]
+    rt.detach(link)  # c1's JoinAck never arrived; c0's did
+    snaps = [node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c0", queue="q"), arrival_seq=seq0,
+                                   state="waiting"),
+             node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q", node_join_order=2),
+                                   state="waiting")]
+    link = rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=snaps))
+    acks = [d.join_ack for d in _decisions(link) if d.HasField("join_ack")]
+    assert [(x.call_id, x.arrival_seq, x.position) for x in acks] == [("c1", seq1, 2)]
+    assert acks[0].media.music_class == "jazz", "with the queue's media, as the first JoinAck"
+    assert [c.call_id for c in rt.engine.waiting_callers("q")] == ["c0", "c1"]

@@ -30,6 +30,7 @@ from coordinator.queue import (
     Event,
     Membership,
     NodeAlive,
+    NodeAttached,
     NodeDetached,
     NodeLost,
     OfferAnswered,
@@ -88,7 +89,7 @@ def _event(r: random.Random, e: QueueEngine, calls: list[int]) -> Event | None:
     if k < 0.74:
         return CallerLeft(r.choice(sorted(state.callers)), "hangup") if state.callers else None
     if k < 0.77:
-        return r.choice([NodeAlive, NodeAlive, NodeDetached, NodeLost])(r.choice(NODES))
+        return r.choice([NodeAlive, NodeAlive, NodeAttached, NodeDetached, NodeLost])(r.choice(NODES))
     if k < 0.82:
         if not agents:
             return None

@@ -44,6 +44,7 @@ from coordinator.queue import (
     JoinRejected,
     Membership,
     NodeAlive,
+    NodeAttached,
     NodeDetached,
     NodeLost,
     Offer,
@@ -167,6 +168,9 @@ class EngineVsReference(RuleBasedStateMachine):
             for c in list(self.callers.values()):
                 if c.state == "connected" and c.node == event.node_id:
                     self.finish_call(self.callers.pop(c.call_id))
+        elif isinstance(event, NodeAttached):  # back, its re-report follows: not lost, still detached
+            self.lost.discard(event.node_id)
+            self.detached.add(event.node_id)
         elif isinstance(event, NodeAlive):
             self.lost.discard(event.node_id)
             self.detached.discard(event.node_id)
@@ -392,9 +396,10 @@ class EngineVsReference(RuleBasedStateMachine):
         agent_id = data.draw(st.sampled_from(sorted(self.agents)))
         self.step(AgentPaused(agent_id, "break") if pause else AgentUnpaused(agent_id))
 
-    @rule(node=st.sampled_from(NODES), kind=st.sampled_from(["alive", "lost", "detached"]))
+    @rule(node=st.sampled_from(NODES), kind=st.sampled_from(["alive", "lost", "detached", "attached"]))
     def node(self, node: str, kind: str) -> None:
-        self.step(NodeAlive(node) if kind == "alive" else NodeLost(node) if kind == "lost" else NodeDetached(node))
+        events = {"alive": NodeAlive, "lost": NodeLost, "detached": NodeDetached, "attached": NodeAttached}
+        self.step(events[kind](node))
 
     @precondition(lambda self: bool(self.agents))
     @rule(data=st.data(), state=st.sampled_from(DEVICE_STATE_DRAWS))

@@ -63,12 +63,12 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
         replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
     rt = replica.state.runtime
     assert rt is not None
-    real_register = rt.register
+    real_register = rt._register
 
     def refuse(link: object, reg: node_pb2.Register) -> None:
         raise ValueError("call a-1: arrival_seq out of range")
 
-    monkeypatch.setattr(rt, "register", refuse)
+    monkeypatch.setattr(rt, "_register", refuse)
     call = node_pb2_grpc.NodeServiceStub(channel).Connect()
     await call.write(_register("a", "inst-1"))
     err = await _status(call)
@@ -79,7 +79,7 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
     def crash(link: object, reg: node_pb2.Register) -> None:
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(rt, "register", crash)
+    monkeypatch.setattr(rt, "_register", crash)
     call = node_pb2_grpc.NodeServiceStub(channel).Connect()
     await call.write(_register("a", "inst-2"))
     err = await _status(call)
@@ -87,7 +87,7 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
     assert "a" not in rt.links
 
     # The node's next instance is not refused as ALREADY_EXISTS.
-    monkeypatch.setattr(rt, "register", real_register)
+    monkeypatch.setattr(rt, "_register", real_register)
     call = node_pb2_grpc.NodeServiceStub(channel).Connect()
     await call.write(_register("a", "inst-3"))
     reg = await asyncio.wait_for(call.read(), 5)
