@@ -10,10 +10,12 @@ in the line at that moment (as app_queue renumbers its callers); origposition is
   ENTERQUEUE||callerid|position        CONNECT|holdtime|agent leg channel id|ringtime s
   COMPLETECALLER / COMPLETEAGENT|holdtime|calltime|origposition
   ABANDON / EXITWITHTIMEOUT / EXITEMPTY|position|origposition|waittime
-  EXITWITHKEY|key|position|origposition|waittime (the key is not known to the leader: empty)
+  EXITWITHKEY|key|position|origposition|waittime
   RINGNOANSWER|ringtime ms             RINGCANCELED|ringtime ms (before the caller's ABANDON)
-  FULL / JOINEMPTY / JOINUNAVAIL       ADDMEMBER / REMOVEMEMBER / PAUSE|reason / UNPAUSE
-  PAUSE|Auto-Pause (autopause after unanswered rings, like app_queue)
+  ADDMEMBER| / REMOVEMEMBER|           PAUSEALL|reason, then PAUSE|reason per queue (UNPAUSEALL, UNPAUSE)
+  PAUSEALL|Auto-Pause, PAUSE|Auto-Pause (autopause after unanswered rings, like app_queue's autopause=all)
+An event without data ends with "|"; a caller refused at join (full, joinempty) gets no line, as in
+app_queue. Checked against the lines Asterisk 22.10's app_queue writes for the same scenarios.
 A caller whose node was lost is logged as ABANDON, one whose queue was deleted as EXITEMPTY: only
 app_queue's own ending events, so that no call stays open in a reporting tool.
 
@@ -68,7 +70,6 @@ log = logging.getLogger(__name__)
 _EXITS = {CallerStatus.TIMEOUT: "EXITWITHTIMEOUT", CallerStatus.LEAVEEMPTY: "EXITEMPTY",
           CallerStatus.LEAVEUNAVAIL: "EXITEMPTY", CallerStatus.NODE_LOST: "ABANDON",
           CallerStatus.QUEUE_DELETED: "EXITEMPTY", CallerStatus.EXITWITHKEY: "EXITWITHKEY"}
-_REJECTS = {CallerStatus.FULL: "FULL", CallerStatus.JOINEMPTY: "JOINEMPTY", CallerStatus.JOINUNAVAIL: "JOINUNAVAIL"}
 _LEFT = {"hangup": "ABANDON", "timeout": "EXITWITHTIMEOUT", "exitkey": "EXITWITHKEY"}
 
 
@@ -119,8 +120,19 @@ class QueueLogBook:
             self._decision(d, now, stamp)
 
     def _line(self, stamp: str, call_id: str, queue: str, agent: str, kind: str, *data: object) -> None:
+        # An event without data still ends with "|" ("...|QUEUESTART|"), as Asterisk's logger writes it.
         self._write("|".join((stamp, call_id or "NONE", queue or "NONE", agent or "NONE", kind,
-                              *(str(x) for x in data))) + "\n")
+                              *((str(x) for x in data) if data else ("",)))) + "\n")
+
+    def _pause_lines(self, stamp: str, agent_id: str, paused: bool, reason: str) -> None:
+        """A clusterq pause is the agent's, in every queue: app_queue's pause without a queue, PAUSEALL
+        (UNPAUSEALL) then one PAUSE (UNPAUSE) per queue, each with the reason."""
+        queues = self._queues_of.get(agent_id, ())
+        if not queues:
+            return
+        self._line(stamp, "", "", agent_id, "PAUSEALL" if paused else "UNPAUSEALL", reason)
+        for q in queues:
+            self._line(stamp, "", q, agent_id, "PAUSE" if paused else "UNPAUSE", reason)
 
     def _left(self, event: CallerLeft, now: float, stamp: str, position: int | None) -> None:
         c = self._calls.pop(event.call_id, None)
@@ -133,7 +145,7 @@ class QueueLogBook:
                        _secs(now - c.connected_at), _orig(c))
             return
         kind = _LEFT.get(event.reason, "ABANDON")
-        key = ("",) if kind == "EXITWITHKEY" else ()
+        key = (event.key,) if kind == "EXITWITHKEY" else ()
         self._line(stamp, event.call_id, c.queue, "", kind, *key, position or c.position, _orig(c),
                    _secs(now - c.joined_at))
 
@@ -170,21 +182,22 @@ class QueueLogBook:
         elif isinstance(event, AgentLoggedIn):
             queues = tuple(m.queue for m in event.agent.memberships)
             old = self._queues_of.get(event.agent.agent_id, ())
+            # app_queue's data is empty ("PAUSED" for a member added paused: clusterq logs the pause
+            # of a paused login as its own PAUSE lines right after).
             for q in queues:
                 if q not in old:
-                    self._line(stamp, "", q, event.agent.agent_id, "ADDMEMBER", event.agent.endpoint)
+                    self._line(stamp, "", q, event.agent.agent_id, "ADDMEMBER")
             for q in old:
                 if q not in queues:
-                    self._line(stamp, "", q, event.agent.agent_id, "REMOVEMEMBER", event.agent.endpoint)
+                    self._line(stamp, "", q, event.agent.agent_id, "REMOVEMEMBER")
             self._queues_of[event.agent.agent_id] = queues
         elif isinstance(event, AgentLoggedOut):
             for q in self._queues_of.pop(event.agent_id, ()):
-                self._line(stamp, "", q, event.agent_id, "REMOVEMEMBER", "")
-        elif isinstance(event, AgentPaused | AgentUnpaused):
-            paused = isinstance(event, AgentPaused)
-            reason = event.reason if isinstance(event, AgentPaused) else ""
-            for q in self._queues_of.get(event.agent_id, ()):
-                self._line(stamp, "", q, event.agent_id, "PAUSE" if paused else "UNPAUSE", reason)
+                self._line(stamp, "", q, event.agent_id, "REMOVEMEMBER")
+        elif isinstance(event, AgentPaused):
+            self._pause_lines(stamp, event.agent_id, True, event.reason)
+        elif isinstance(event, AgentUnpaused):
+            self._pause_lines(stamp, event.agent_id, False, "")
 
     def _decision(self, d: Decision, now: float, stamp: str) -> None:
         if isinstance(d, JoinAccepted):
@@ -196,10 +209,8 @@ class QueueLogBook:
                 c.orig_position = d.position
                 self._line(stamp, d.call_id, d.queue, "", "ENTERQUEUE", "", c.number, d.position)
         elif isinstance(d, JoinRejected):
-            c = self._calls.pop(d.call_id, None)
-            kind = _REJECTS.get(d.status)
-            if c is not None and kind is not None:
-                self._line(stamp, d.call_id, c.queue, "", kind)
+            # app_queue logs nothing for a caller Queue() refuses (full, joinempty): it never entered.
+            self._calls.pop(d.call_id, None)
         elif isinstance(d, Announce):
             c = self._calls.get(d.call_id)
             if c is not None:
@@ -208,9 +219,9 @@ class QueueLogBook:
             self._rings[d.offer_id] = _Ring(d.call_id, d.queue, d.agent_id, now)
         elif isinstance(d, AgentStateChanged):
             if d.state == "paused" and d.reason == "autopause":
-                # app_queue's rna() pauses the member with the reason "Auto-Pause" (and logs PAUSE).
-                for q in self._queues_of.get(d.agent_id, ()):
-                    self._line(stamp, "", q, d.agent_id, "PAUSE", "Auto-Pause")
+                # app_queue's rna() pauses the member with the reason "Auto-Pause"; clusterq's pause is
+                # in every queue, as app_queue's autopause=all logs it.
+                self._pause_lines(stamp, d.agent_id, True, "Auto-Pause")
         elif isinstance(d, Connect):
             ring = self._rings.pop(d.offer_id, None)
             c = self._calls.get(d.call_id)

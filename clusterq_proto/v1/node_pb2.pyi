@@ -339,18 +339,22 @@ class CallLeft(_message.Message):
 
     CALL_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     reason: _builtins.str
     """"hangup", "exitkey", "timeout", "grace"."""
+    key: _builtins.str
+    """The key pressed (reason "exitkey"): one of 0-9 * # A-D, as app_queue logs it in EXITWITHKEY."""
     def __init__(
         self,
         *,
         call_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "key", b"key", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -110,6 +110,8 @@ class CallerLeft:
 
     call_id: str
     reason: str
+    key: str = ""
+    """The exit key pressed (reason "exitkey"), for queue_log's EXITWITHKEY."""
 
 
 @fast_init

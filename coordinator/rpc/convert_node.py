@@ -116,6 +116,10 @@ def agent_leg_error(leg: node_pb2.AgentLegSnapshot) -> str | None:
 _valid_queue_names: set[str] = set()
 
 
+EXIT_KEYS = "0123456789*#ABCD"
+"""DTMF keys a caller can exit with (anything else reported is logged as no key)."""
+
+
 def simple_event(ev: node_pb2.NodeEvent, node_id: str = "") -> Event | BadNodeEvent | None:
     """Convert every node event except call_joined (from the node `node_id`); None for informational events."""
     return convert_event(ev, ev.WhichOneof("event"), node_id)
@@ -134,7 +138,9 @@ def convert_event(ev: node_pb2.NodeEvent, kind: str | None, node_id: str = "") -
         if not call_id or len(call_id) > MAX_ID_LEN:
             return BadNodeEvent(_check_id(call_id, "call_id") or "")
         reason = m.reason
-        return CallerLeft(call_id, reason if reason in LEFT_REASONS else "hangup")
+        key = m.key
+        return CallerLeft(call_id, reason if reason in LEFT_REASONS else "hangup",
+                          key if len(key) == 1 and key in EXIT_KEYS else "")
     if kind == "agent_leg_answered":
         offer_id = ev.agent_leg_answered.offer_id
         if not offer_id or len(offer_id) > MAX_ID_LEN:

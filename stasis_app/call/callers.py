@@ -263,7 +263,8 @@ class CallerActions:
             if not await self._exit_exists(c.call_id, context, digit):
                 self._report_digit(c, digit)
             elif self.app.callers.get(c.call_id) is c and c.state in (r.WAITING, r.RINGING):
-                self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="exitkey")))
+                self.app.send(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id=c.call_id, reason="exitkey",
+                                                                             key=digit)))
                 self.leave(c, "EXITWITHKEY", context=context, extension=digit)
 
         self.app.serial.run(c.call_id + "/digit", check, "exit-digit")

@@ -61,7 +61,7 @@ def test_a_call_from_join_to_completion() -> None:
     assert run.events() == [
         "x|q|NONE|ENTERQUEUE|||1",
         "y|q|NONE|ENTERQUEUE|||2",
-        "NONE|q|a|ADDMEMBER|PJSIP/a",
+        "NONE|q|a|ADDMEMBER|",  # app_queue: no data, the line still ends with "|"
         # data2 the agent leg's channel id; ring time in whole seconds (app_queue: ms / 1000)
         f"x|q|a|CONNECT|8|n1-ag-{offer.offer_id}_|2",
         "y|q|NONE|ABANDON|1|2|8",  # x left the line when connected: y was first
@@ -91,7 +91,7 @@ def test_exits_rejections_and_members() -> None:
     run.step(join("x"), 0.0)
     run.step(join("y"), 1.0)
     run.step(join("z"), 2.0)  # full
-    run.step(CallerLeft("y", "exitkey"), 3.0)
+    run.step(CallerLeft("y", "exitkey", "5"), 3.0)
     run.step(Tick(), 30.0)  # x waited max_wait
     run.step(AgentLoggedIn(agent("a", "q", "other")), 31.0)
     run.step(AgentPaused("a", "lunch"), 32.0)
@@ -100,13 +100,16 @@ def test_exits_rejections_and_members() -> None:
     assert run.events() == [
         "x|q|NONE|ENTERQUEUE|||1",
         "y|q|NONE|ENTERQUEUE|||2",
-        "z|q|NONE|FULL",
-        "y|q|NONE|EXITWITHKEY||2|2|2",
+        # z, refused (full), gets no line: app_queue logs nothing for a caller Queue() refuses
+        "y|q|NONE|EXITWITHKEY|5|2|2|2",  # app_queue 22.10: EXITWITHKEY|5|1|1|2
         "x|q|NONE|EXITWITHTIMEOUT|1|1|30",
-        "NONE|q|a|ADDMEMBER|PJSIP/a",
-        "NONE|other|a|ADDMEMBER|PJSIP/a",
+        "NONE|q|a|ADDMEMBER|",
+        "NONE|other|a|ADDMEMBER|",
+        # a clusterq pause is in every queue: app_queue's pause without a queue name
+        "NONE|NONE|a|PAUSEALL|lunch",
         "NONE|q|a|PAUSE|lunch",
         "NONE|other|a|PAUSE|lunch",
+        "NONE|NONE|a|UNPAUSEALL|",
         "NONE|q|a|UNPAUSE|",
         "NONE|other|a|UNPAUSE|",
         "NONE|q|a|REMOVEMEMBER|",
@@ -160,7 +163,7 @@ def test_a_leaving_caller_is_logged_at_its_position_then_not_first_the_ring() ->
     assert run.events()[3:] == [
         "x|q|NONE|ABANDON|1|1|10",
         "z|q|NONE|ABANDON|2|3|9",
-        "NONE|q|a|ADDMEMBER|PJSIP/a",
+        "NONE|q|a|ADDMEMBER|",  # app_queue: no data, the line still ends with "|"
         "y|q|a|RINGCANCELED|2500",
         "y|q|NONE|ABANDON|1|2|14",
     ]
@@ -184,10 +187,14 @@ def test_autopause_is_logged_as_app_queue_pauses_a_member_that_did_not_answer() 
     run.step(join("x"), 1.0)
     run.step(OfferFailed(run.offers[0].offer_id, "noanswer"), 16.0)
     run.step(AgentUnpaused("a"), 60.0)
+    # As app_queue 22.10 logs autopause=all (its lines, captured: RINGNOANSWER|3000, then
+    # NONE|NONE|ag|PAUSEALL|Auto-Pause and NONE|<queue>|ag|PAUSE|Auto-Pause per queue).
     assert run.events()[3:] == [
         "x|q|a|RINGNOANSWER|15000",
+        "NONE|NONE|a|PAUSEALL|Auto-Pause",
         "NONE|q|a|PAUSE|Auto-Pause",
         "NONE|other|a|PAUSE|Auto-Pause",
+        "NONE|NONE|a|UNPAUSEALL|",
         "NONE|q|a|UNPAUSE|",
         "NONE|other|a|UNPAUSE|",
     ]

@@ -122,7 +122,7 @@ async def test_exit_digit_sends_the_caller_to_its_context_and_other_digits_are_r
         assert [c.channel_id for c in ari.continued] == [exiting]
         assert (ari.continued[0].context, ari.continued[0].extension, ari.continued[0].priority) == ("cq-exit", "5", 1)
         assert ari.channels[exiting].variables["CLUSTERQ_STATUS"] == "EXITWITHKEY"
-        assert [e.reason for e in n.coord.of("call_left")] == ["exitkey"]
+        assert [(e.reason, e.key) for e in n.coord.of("call_left")] == [("exitkey", "5")]  # for EXITWITHKEY
         assert [(d.call_id, d.digit) for d in n.coord.of("digit_pressed")] == [(plain, "5")]
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from clusterq_proto.v1 import node_pb2
-from coordinator.queue import CallerJoined
-from coordinator.rpc.convert_node import BadNodeEvent, adopted_call_error, agent_leg_error, joined_event
+from coordinator.queue import CallerJoined, CallerLeft
+from coordinator.rpc.convert_node import BadNodeEvent, adopted_call_error, agent_leg_error, joined_event, simple_event
 
 
 @pytest.mark.parametrize("waited", [math.inf, -math.inf, math.nan, -1.0, 86_401.0])
@@ -110,3 +110,15 @@ def test_watch_devices_is_filled_into_the_node_message(dec: tuple[str, tuple[str
     assert out.WhichOneof("decision") == "watch_devices"
     w = node_pb2.Decision.FromString(out.SerializeToString()).watch_devices
     assert (tuple(w.watch), tuple(w.unwatch), w.replace) == dec[1:]
+
+
+@pytest.mark.parametrize(("reason", "key", "expected"), [
+    ("exitkey", "5", ("exitkey", "5")),
+    ("exitkey", "#", ("exitkey", "#")),
+    ("exitkey", "55", ("exitkey", "")),  # one key, or none: queue_log logs what a node says
+    ("exitkey", "x|y", ("exitkey", "")),  # never a separator into a queue_log line
+    ("nonsense", "", ("hangup", "")),
+])
+def test_an_exit_key_rides_with_the_call_left(reason: str, key: str, expected: tuple[str, str]) -> None:
+    ev = simple_event(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id="a-1", reason=reason, key=key)))
+    assert isinstance(ev, CallerLeft) and (ev.reason, ev.key) == expected
