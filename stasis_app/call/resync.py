@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,17 +61,28 @@ class _Found:
 
 
 def _parse_adopted(values: dict[str, str | None], channel_state: str) -> r.Adopted:
-    def num(name: str, kind: type[int] | type[float], default: float) -> float:
+    # The variables live on the channel, where the dialplan (or anyone with ARI) can change them: a
+    # value out of its protobuf field's range made every Register fail to encode, and the restarted
+    # process died and re-adopted the same channel in a loop. Out of range counts as not set.
+    def count(name: str, upper: int) -> int:
         try:
-            return kind(values.get(name) or default)
+            value = int(values.get(name) or 0)
         except ValueError:
-            return default
+            return 0
+        return value if 0 <= value < upper else 0
 
+    now = time.time()
+    try:
+        joined = float(values.get(r.VAR_JOINED) or now)
+    except ValueError:
+        joined = now
+    if not math.isfinite(joined) or joined > now:
+        joined = now
     music = values.get(r.VAR_MUSIC) or r.DEFAULT_MUSIC
-    order = int(num(r.VAR_ORDER, int, 0))
+    order = count(r.VAR_ORDER, 2**63)
     return r.Adopted(
-        arrival_seq=int(num(r.VAR_SEQ, int, 0)), joined_wall=num(r.VAR_JOINED, float, time.time()),
-        join_order=order or None, position=int(num(r.VAR_POSITION, int, 0)),
+        arrival_seq=count(r.VAR_SEQ, 2**63), joined_wall=joined,
+        join_order=order or None, position=count(r.VAR_POSITION, 2**31),
         music_class="" if music == "none" else music, exit_context=values.get(r.VAR_EXIT_CONTEXT) or "",
         agent_id=values.get(r.VAR_AGENT) or "",
         answered=channel_state == "Up" or bool(values.get(r.VAR_JOINED)))

@@ -211,3 +211,23 @@ async def test_a_prompt_that_ends_after_a_restart_gives_the_caller_its_music_bac
         await new.settle()
         assert new_ari.channels[cid].moh_class == "default", "never silence"
         assert new.app.callers[cid].moh_on
+
+
+async def test_channel_variables_out_of_range_are_not_set_and_the_node_still_registers() -> None:
+    """The variables are on the channel, where the dialplan can change them: a sequence that does not
+    fit the Register made every snapshot fail to encode (the process died and re-adopted in a loop)."""
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        waiting, _ = await _waiting_and_connected(old, ari)
+    bad = {waiting[0]: ("-5", "2", "1"), waiting[1]: (str(2**64), str(2**70), "inf")}
+    for cid, (seq, order, joined) in bad.items():
+        ari.channels[cid].variables.update({r.VAR_SEQ: seq, r.VAR_ORDER: order, r.VAR_JOINED: joined,
+                                            r.VAR_POSITION: str(2**40)})
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        [register] = new.coord.registers
+        by_id = {c.joined.call_id: c for c in register.calls}
+        assert by_id[waiting[0]].arrival_seq == 0 and by_id[waiting[1]].arrival_seq == 0
+        assert by_id[waiting[1]].joined.node_join_order != 2**70
+        assert by_id[waiting[2]].arrival_seq == 4, "the others keep theirs"
+        assert 0.0 <= by_id[waiting[1]].joined.waited < 60.0
