@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # runs each: 35,900 against 28,900). Below saturation messages carry far fewer (the flush delay).
 MAX_BATCH = 256
 BUSY_GAP = 0.005  # an event within this long of the previous message finds the stream busy: batch it
+REGISTER_TIMEOUT = 4.0
+"""Seconds a stream may take to answer its Register (Registered, or a refusal) before the next address
+is tried: well under the grace before callers go back to the dialplan (20 s by default)."""
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 2_000),
     ("grpc.keepalive_timeout_ms", 2_000),
@@ -210,10 +213,20 @@ class CoordinatorClient:
                 registered.set()
 
     async def _read(self, call: Any, addr: str, registered: asyncio.Event) -> None:
-        """Decisions (and the Registered answer) from one stream until it ends."""
+        """Decisions (and the Registered answer) from one stream until it ends; TimeoutError when no
+        answer comes within REGISTER_TIMEOUT (an address that swallows packets: a stopped leader, a
+        dead pod still behind its Service, a stale leader hint). gRPC's own 20 s connect deadline
+        equalled the grace before callers go back to the dialplan: all of them went, although a new
+        leader had been elected within seconds at the next address."""
+        async with asyncio.timeout(REGISTER_TIMEOUT) as answer_due:
+            await self._read_messages(call, addr, registered, answer_due)
+
+    async def _read_messages(self, call: Any, addr: str, registered: asyncio.Event,
+                             answer_due: asyncio.Timeout) -> None:
         async for msg in call:
             kind = msg.WhichOneof("body")
             if kind == "registered":
+                answer_due.reschedule(None)
                 if msg.registered.epoch < self.highest_epoch:
                     log.warning("refusing stale leader %s (epoch %d < %d)", addr, msg.registered.epoch,
                                 self.highest_epoch)

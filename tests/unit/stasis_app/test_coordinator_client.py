@@ -228,3 +228,33 @@ async def test_a_decision_whose_handler_raises_is_counted_and_the_stream_goes_on
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop(None)
+
+
+async def test_an_address_that_never_answers_is_left_for_the_next_within_the_register_timeout(
+        leader: tuple[RecordingLeader, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped leader (or a dead pod still behind its Service) accepts connections, or swallows
+    packets, and never answers: gRPC's own connect deadline is 20 s, the callers' grace too. The
+    client moves on to the next address after REGISTER_TIMEOUT."""
+    from stasis_app import coordinator_client
+
+    monkeypatch.setattr(coordinator_client, "REGISTER_TIMEOUT", 0.5)
+    servicer, addr = leader
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+
+    silent = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    silent_addr = f"127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    ups: list[bool] = []
+    client = CoordinatorClient("n1", (silent_addr, addr), node_pb2.Register, lambda d: None, ups.append)
+    task = asyncio.ensure_future(client.run())
+    try:
+        started = asyncio.get_running_loop().time()
+        await _until(lambda: ups == [True], timeout=4.0)
+        assert asyncio.get_running_loop().time() - started < 3.0
+        assert len(servicer.registers) == 1
+    finally:
+        client.close()
+        task.cancel()
+        silent.close()
