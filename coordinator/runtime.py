@@ -24,8 +24,6 @@ from collections.abc import Awaitable, Callable
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
-    CallAdopted,
-    CallEnded,
     CallerJoined,
     CallerLeft,
     CallerStatus,
@@ -35,7 +33,6 @@ from coordinator.queue import (
     NodeAttached,
     NodeDetached,
     NodeLost,
-    OfferAnswered,
     QueueConfig,
     QueueDefined,
     QueueDeleted,
@@ -44,10 +41,9 @@ from coordinator.queue import (
 )
 from coordinator.queue import decisions as d
 from coordinator.queue_log import QueueLogBook
+from coordinator.re_report import apply_register
 from coordinator.rpc.convert_node import (
     BadNodeEvent,
-    adopted_call_error,
-    agent_leg_error,
     convert_event,
     joined_event,
 )
@@ -55,7 +51,6 @@ from coordinator.rpc.convert_node import (
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_BATCH = 1024
-MAX_RESYNC_LEGS = 100_000  # agent legs of one Register looked at (like node_service's MAX_RESYNC_CALLS)
 
 
 class NodeAlreadyConnected(Exception):
@@ -170,20 +165,21 @@ class LeaderRuntime:
                     link.push_join_accepted(dec, self.queues.get(dec.queue))
                     self.decisions_sent += 1
             elif isinstance(dec, (d.Offer, d.Connect, d.CancelOffer)):
-                self._send(dec.agent_node, dec)
+                self.send(dec.agent_node, dec)
                 if dec.caller_node != dec.agent_node:
-                    self._send(dec.caller_node, dec)
+                    self.send(dec.caller_node, dec)
             elif isinstance(dec, d.JoinRejected):
-                self._send(self._call_node.get(dec.call_id, ""), dec)
+                self.send(self._call_node.get(dec.call_id, ""), dec)
             elif isinstance(dec, d.CallerExit):
-                self._send(dec.node_id, dec)
+                self.send(dec.node_id, dec)
             elif isinstance(dec, (d.Announce, d.PeriodicAnnounce)):
-                self._send(dec.node_id, dec)
+                self.send(dec.node_id, dec)
             elif isinstance(dec, d.WatchDevices):
                 # Not attached: nothing to send; the whole list goes out when it attaches (NodeAlive).
-                self._send(dec.node_id, dec)
+                self.send(dec.node_id, dec)
 
-    def _send(self, node: str, dec: Decision) -> None:
+    def send(self, node: str, dec: Decision) -> None:
+        """Route one decision to a node's link (dropped when the node is not attached)."""
         link = self.links.get(node)
         if link is not None:
             link.push(dec)
@@ -206,8 +202,8 @@ class LeaderRuntime:
         self._node_lost_at.pop(node_id, None)
         try:
             self.apply(NodeAttached(node_id))
-            self._register(link, reg if reg is not None else node_pb2.Register(node_id=node_id,
-                                                                                instance_id=instance_id))
+            apply_register(self, link, reg if reg is not None else node_pb2.Register(node_id=node_id,
+                                                                                      instance_id=instance_id))
         except BaseException:
             self.detach(link)
             raise
@@ -232,93 +228,6 @@ class LeaderRuntime:
             self._node_lost_at.setdefault(node_id, self.clock() + self.node_ttl)
             self.apply(NodeDetached(node_id))
 
-    def _register(self, link: NodeLink, reg: node_pb2.Register) -> None:
-        """Re-report a node's calls after (re)connecting: original arrival order is kept."""
-        # Callers that already had a sequence go first in sequence order; callers that joined
-        # while no leader was reachable follow in the order they joined their node.
-        # The snapshot is the node's whole truth: a call held for it but absent ended while its stream
-        # was down (its CallLeft / CallEnded went with the old stream). Left in place it would count in
-        # every position told until an agent was offered it.
-        present = {c.joined.call_id for c in reg.calls}
-        for call_id, connected in self.engine.calls_on_node(link.node_id):
-            if call_id not in present:
-                self.apply(CallEnded(call_id, agent_hung_up=False) if connected else CallerLeft(call_id, "gone"))
-        # A sequence no leader can have handed out (a node bug, or 2**64-1) would push every later
-        # sequence, and the mark in etcd, past what JoinAck can carry: such a caller counts as fresh.
-        plausible = self.seqs.plausible
-        known = sorted((c for c in reg.calls if plausible(c.arrival_seq)), key=lambda c: c.arrival_seq)
-        fresh = sorted((c for c in reg.calls if not plausible(c.arrival_seq)), key=lambda c: c.joined.node_join_order)
-        bogus = [c.arrival_seq for c in fresh if c.arrival_seq]
-        if bogus:
-            log.warning("node %s: %d re-reported arrival sequences at or above the reserved %d (e.g. %d) are "
-                        "ignored", link.node_id, len(bogus), self.seqs.reserved_until, bogus[0])
-        for snap in known:
-            self.seqs.bump_above(snap.arrival_seq)
-        bad: list[str] = []
-        for snap in reg.calls:
-            if snap.state == "connected" and snap.agent_id:
-                if err := adopted_call_error(snap):
-                    bad.append(err)
-                    continue
-                # A call connected under an earlier leader: its agent stays busy until it ends.
-                self.apply(CallAdopted(snap.joined.call_id, snap.joined.queue, link.node_id, snap.agent_id,
-                                       snap.offer_id))
-        legs = []
-        for leg in reg.agent_legs[:MAX_RESYNC_LEGS]:
-            if err := agent_leg_error(leg):
-                bad.append(err)
-            else:
-                legs.append(leg)
-        if len(reg.agent_legs) > MAX_RESYNC_LEGS:
-            bad.append(f"{len(reg.agent_legs)} agent legs: only the first {MAX_RESYNC_LEGS} are used")
-        if bad:
-            log.warning("node %s: %d unusable snapshot entries skipped, e.g. %s", link.node_id, len(bad), bad[0])
-        for leg in legs:
-            if leg.state == "connected" and self.engine.caller(leg.call_id) is None:
-                # The agent's node knows its agent is talking even when the caller's node re-reports
-                # later (the queue is filled in then); with the caller's node known, losing that node
-                # ends the call and frees the agent.
-                self.apply(CallAdopted(leg.call_id, "", leg.caller_node, leg.agent_id, leg.offer_id))
-        for snaps, keep_seq in ((known, True), (fresh, False)):
-            for snap in snaps:
-                if snap.state == "connected":
-                    continue
-                held = self.engine.caller(snap.joined.call_id)
-                if held is None:
-                    self._join(link, snap.joined, snap.arrival_seq if keep_seq else None)
-                elif held.position is not None and held.node_id == link.node_id and \
-                        held.arrival_seq != snap.arrival_seq:
-                    # Held here, but the node has not its sequence: the JoinAck went with the old
-                    # stream. Sent again (the engine answers a repeated join with it), or the caller
-                    # waits without music and, at the next leader change, loses its place.
-                    self._rejoin(link, snap.joined, held.arrival_seq)
-        self._resend_lost(link, reg, legs)
-
-    def _resend_lost(self, link: NodeLink, reg: node_pb2.Register, legs: list[node_pb2.AgentLegSnapshot]) -> None:
-        """What went with a node's old stream, seen in its snapshot: an agent's answer the leader
-        never got is applied now; a Connect the node never got is sent again; a leg still ringing
-        for an offer the leader no longer has (its CancelOffer was lost) is cancelled."""
-        engine = self.engine
-        for leg in legs:
-            status = engine.offer_status(leg.offer_id, leg.call_id)
-            if leg.state in ("ringing", "answered") and not status:
-                self._send(link.node_id, d.CancelOffer(leg.offer_id, leg.call_id, leg.agent_id, link.node_id,
-                                                     leg.caller_node, "gone"))
-            elif leg.state == "answered" and status == "ringing":
-                self.apply(OfferAnswered(leg.offer_id))
-            elif leg.state == "answered" and status == "connected":
-                caller = engine.caller(leg.call_id)
-                if caller is not None:
-                    self._send(link.node_id, d.Connect(leg.offer_id, leg.call_id, leg.agent_id, caller.node_id,
-                                                     link.node_id))
-        for snap in reg.calls:
-            if snap.state != "connected" and snap.offer_id and \
-                    engine.offer_status(snap.offer_id, snap.joined.call_id) == "connected":
-                # The caller's node missed the Connect of its cross-node call: the trunk leg from the
-                # agent's node would wait for it in vain.
-                self._send(link.node_id, d.Connect(snap.offer_id, snap.joined.call_id, snap.agent_id, link.node_id,
-                                                 engine.agent_home(snap.agent_id)))
-
     def handle_batch(self, link: NodeLink, batch: node_pb2.EventBatch) -> list[str]:
         """Apply a node's event batch in order; returns validation errors (logged by caller)."""
         errors: list[str] = []
@@ -327,7 +236,7 @@ class LeaderRuntime:
         for ev in events[:MAX_EVENTS_PER_BATCH] if len(events) > MAX_EVENTS_PER_BATCH else events:
             kind = ev.WhichOneof("event")
             if kind == "call_joined":
-                err = self._join(link, ev.call_joined, None)
+                err = self.join(link, ev.call_joined, None)
                 if err:
                     errors.append(err)
                 continue
@@ -342,7 +251,9 @@ class LeaderRuntime:
             errors.append(f"batch truncated to {MAX_EVENTS_PER_BATCH} events")
         return errors
 
-    def _join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
+    def join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
+        """Sequence (`seq`: a re-reported one) and apply one CallJoined of `link`'s node; the error
+        message when it is unusable."""
         now = self.clock()
         arrival = seq if seq is not None else self.seqs.take()
         if arrival is None:
@@ -363,7 +274,7 @@ class LeaderRuntime:
             self._call_node.pop(ev.call_id, None)
         return None
 
-    def _rejoin(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int) -> None:
+    def repeat_join_ack(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int) -> None:
         """The engine's JoinAccepted (sequence, position, media) for a caller it already holds."""
         now = self.clock()
         ev = joined_event(msg, link.node_id, seq, now, re_report=True)

@@ -11,9 +11,10 @@ import grpc
 from clusterq_proto.v1 import node_pb2, node_pb2_grpc
 from coordinator.config import NAME_RE
 from coordinator.node_link import NodeLink
+from coordinator.re_report import MAX_RESYNC_LEGS
 from coordinator.replica import ReplicaState
 from coordinator.rpc.errors import abort, abort_not_leader
-from coordinator.runtime import MAX_RESYNC_LEGS, LeaderRuntime, NodeAlreadyConnected
+from coordinator.runtime import LeaderRuntime, NodeAlreadyConnected
 
 log = logging.getLogger(__name__)
 

@@ -309,3 +309,31 @@ async def test_a_join_ack_lost_with_the_stream_is_sent_again_on_re_attach() -> N
     assert [(x.call_id, x.arrival_seq, x.position) for x in acks] == [("c1", seq1, 2)]
     assert acks[0].media.music_class == "jazz", "with the queue's media, as the first JoinAck"
     assert [c.call_id for c in rt.engine.waiting_callers("q")] == ["c0", "c1"]
+
+
+async def test_a_caller_connected_here_but_waiting_on_its_node_queues_again_with_its_sequence() -> None:
+    """A call adopted from an earlier leader's time (connected on the caller's node, waiting for the
+    trunk leg) failed on the node; AgentLegFailed does not apply to adopted calls, and the node's
+    fresh Register shows the caller waiting: the call ends here and the caller queues again, in its
+    place, instead of waiting with music for ever while its agent stays busy."""
+    rt = _runtime()
+    rt.apply(_agent("x", "b"))
+    _attach(rt, "b", "ib")
+    a = rt.attach("a", "ia", node_pb2.Register(node_id="a", instance_id="ia", calls=[
+        node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="a-c0", queue="q"), arrival_seq=3,
+                              state="waiting"),
+        node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="a-c1", queue="q"), arrival_seq=5,
+                              state="connected", offer_id="e6-9", agent_id="x")]))
+    assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"x": "busy"}
+    rt.handle_batch(a, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_failed=node_pb2.AgentLegFailed(offer_id="e6-9", reason="failed"))]))
+    assert rt.engine.position("a-c1") is None, "an adopted call is not re-queued on AgentLegFailed"
+    rt.detach(a)
+    a = rt.attach("a", "ia", node_pb2.Register(node_id="a", instance_id="ia", calls=[
+        node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="a-c0", queue="q"), arrival_seq=3,
+                              state="waiting"),
+        node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="a-c1", queue="q"), arrival_seq=5,
+                              state="waiting")]))
+    c1 = rt.engine.caller("a-c1")
+    assert c1 is not None and c1.arrival_seq == 5 and c1.position is not None
+    assert [c.call_id for c in rt.engine.waiting_callers("q")][:1] == ["a-c0"], "c1 behind c0, in its place"

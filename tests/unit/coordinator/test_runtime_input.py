@@ -11,7 +11,7 @@ import time
 import pytest
 
 from clusterq_proto.v1 import common_pb2, node_pb2
-from coordinator import runtime as runtime_mod
+from coordinator import re_report
 from coordinator.node_link import NodeLink
 from coordinator.queue import AgentConfig, AgentLoggedIn, Membership, QueueConfig, QueueDefined, QueueEngine
 from coordinator.queue_log import QueueLogBook
@@ -108,7 +108,7 @@ async def test_an_impossible_wait_rejects_the_caller_before_the_engine_or_queue_
 
 
 async def test_unusable_snapshot_entries_are_skipped_and_legs_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime_mod, "MAX_RESYNC_LEGS", 2)
+    monkeypatch.setattr(re_report, "MAX_RESYNC_LEGS", 2)
     rt = _runtime()
     for a in ("a1", "a2", "a3", "a4"):
         rt.apply(AgentLoggedIn(AgentConfig(a, f"PJSIP/{a}", "n1", (Membership("q"),))))

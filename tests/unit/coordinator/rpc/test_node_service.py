@@ -63,12 +63,14 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
         replica: Replica, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
     rt = replica.state.runtime
     assert rt is not None
-    real_register = rt._register
+    from coordinator import runtime as runtime_module
 
-    def refuse(link: object, reg: node_pb2.Register) -> None:
+    real_register = runtime_module.apply_register
+
+    def refuse(rt: object, link: object, reg: node_pb2.Register) -> None:
         raise ValueError("call a-1: arrival_seq out of range")
 
-    monkeypatch.setattr(rt, "_register", refuse)
+    monkeypatch.setattr(runtime_module, "apply_register", refuse)
     call = node_pb2_grpc.NodeServiceStub(channel).Connect()
     await call.write(_register("a", "inst-1"))
     err = await _status(call)
@@ -76,10 +78,10 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
     assert "arrival_seq out of range" in (err.details() or "")
     assert "a" not in rt.links, "the link was detached"
 
-    def crash(link: object, reg: node_pb2.Register) -> None:
+    def crash(rt: object, link: object, reg: node_pb2.Register) -> None:
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(rt, "_register", crash)
+    monkeypatch.setattr(runtime_module, "apply_register", crash)
     call = node_pb2_grpc.NodeServiceStub(channel).Connect()
     await call.write(_register("a", "inst-2"))
     err = await _status(call)
@@ -87,7 +89,7 @@ async def test_a_register_the_runtime_refuses_ends_the_stream_and_detaches(
     assert "a" not in rt.links
 
     # The node's next instance is not refused as ALREADY_EXISTS.
-    monkeypatch.setattr(rt, "_register", real_register)
+    monkeypatch.setattr(runtime_module, "apply_register", real_register)
     call = node_pb2_grpc.NodeServiceStub(channel).Connect()
     await call.write(_register("a", "inst-3"))
     reg = await asyncio.wait_for(call.read(), 5)

@@ -33,6 +33,11 @@ async def test_a_trunk_leg_that_never_comes_fails_the_offer_and_the_caller_waits
         assert [(f.offer_id, f.reason) for f in n.coord.of("agent_leg_failed")] == [("o1", "failed")]
         c = n.app.callers[cid]
         assert (c.state, c.offer_id, c.agent_id) == (r.WAITING, "", "")
+        # Then a fresh Register in which it waits: a leader that adopted the call from an earlier
+        # leader's time re-queues it from there (AgentLegFailed does not apply to adopted calls).
+        assert n.coord.reregisters == 1
+        [snap] = [x for x in n.coord.registers[-1].calls if x.joined.call_id == cid]
+        assert (snap.state, snap.offer_id, snap.arrival_seq) == ("waiting", "", c.arrival_seq)
         assert ari.channels[cid].moh_class == "default"
         n.offer("o2", cid, agent="bob", agent_node="b")  # the leader re-queued it: the next agent
         await n.settle()

@@ -1,0 +1,127 @@
+"""A node's Register applied to the leader's runtime: the node's whole truth after it (re)connects.
+
+Callers with a sequence come back in sequence order, those that joined while no leader was reachable
+in their node join order; calls held for the node but absent from the snapshot ended meanwhile;
+calls connected under an earlier leader are adopted (their agents stay busy); what went with the old
+stream is repaired: a lost JoinAck or Connect is sent again, a lost answer applied, a lost cancel
+re-sent, a call that failed on the node (connected here, waiting there) ends and its caller queues
+again. LeaderRuntime.attach runs this between NodeAttached and NodeAlive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from clusterq_proto.v1 import node_pb2
+from coordinator.node_link import NodeLink
+from coordinator.queue import CallAdopted, CallEnded, CallerLeft, OfferAnswered
+from coordinator.queue import decisions as d
+from coordinator.rpc.convert_node import adopted_call_error, agent_leg_error
+
+if TYPE_CHECKING:
+    from coordinator.runtime import LeaderRuntime
+
+__all__ = ["MAX_RESYNC_LEGS", "apply_register"]
+
+log = logging.getLogger(__name__)
+
+MAX_RESYNC_LEGS = 100_000  # agent legs of one Register looked at (like node_service's MAX_RESYNC_CALLS)
+
+
+def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) -> None:
+    """Apply a node's Register (its re-report after (re)connecting): original arrival order is kept."""
+    # Callers that already had a sequence go first in sequence order; callers that joined
+    # while no leader was reachable follow in the order they joined their node.
+    # The snapshot is the node's whole truth: a call held for it but absent ended while its stream
+    # was down (its CallLeft / CallEnded went with the old stream). Left in place it would count in
+    # every position told until an agent was offered it.
+    present = {c.joined.call_id for c in reg.calls}
+    for call_id, connected in rt.engine.calls_on_node(link.node_id):
+        if call_id not in present:
+            rt.apply(CallEnded(call_id, agent_hung_up=False) if connected else CallerLeft(call_id, "gone"))
+    # A sequence no leader can have handed out (a node bug, or 2**64-1) would push every later
+    # sequence, and the mark in etcd, past what JoinAck can carry: such a caller counts as fresh.
+    plausible = rt.seqs.plausible
+    known = sorted((c for c in reg.calls if plausible(c.arrival_seq)), key=lambda c: c.arrival_seq)
+    fresh = sorted((c for c in reg.calls if not plausible(c.arrival_seq)), key=lambda c: c.joined.node_join_order)
+    bogus = [c.arrival_seq for c in fresh if c.arrival_seq]
+    if bogus:
+        log.warning("node %s: %d re-reported arrival sequences at or above the reserved %d (e.g. %d) are "
+                    "ignored", link.node_id, len(bogus), rt.seqs.reserved_until, bogus[0])
+    for snap in known:
+        rt.seqs.bump_above(snap.arrival_seq)
+    bad: list[str] = []
+    for snap in reg.calls:
+        if snap.state == "connected" and snap.agent_id:
+            if err := adopted_call_error(snap):
+                bad.append(err)
+                continue
+            # A call connected under an earlier leader: its agent stays busy until it ends.
+            rt.apply(CallAdopted(snap.joined.call_id, snap.joined.queue, link.node_id, snap.agent_id,
+                                   snap.offer_id))
+    legs = []
+    for leg in reg.agent_legs[:MAX_RESYNC_LEGS]:
+        if err := agent_leg_error(leg):
+            bad.append(err)
+        else:
+            legs.append(leg)
+    if len(reg.agent_legs) > MAX_RESYNC_LEGS:
+        bad.append(f"{len(reg.agent_legs)} agent legs: only the first {MAX_RESYNC_LEGS} are used")
+    if bad:
+        log.warning("node %s: %d unusable snapshot entries skipped, e.g. %s", link.node_id, len(bad), bad[0])
+    for leg in legs:
+        if leg.state == "connected" and rt.engine.caller(leg.call_id) is None:
+            # The agent's node knows its agent is talking even when the caller's node re-reports
+            # later (the queue is filled in then); with the caller's node known, losing that node
+            # ends the call and frees the agent.
+            rt.apply(CallAdopted(leg.call_id, "", leg.caller_node, leg.agent_id, leg.offer_id))
+    for snaps, keep_seq in ((known, True), (fresh, False)):
+        for snap in snaps:
+            if snap.state == "connected":
+                continue
+            held = rt.engine.caller(snap.joined.call_id)
+            if held is not None and held.position is None and held.node_id == link.node_id and not (
+                    snap.offer_id and rt.engine.offer_status(snap.offer_id, held.call_id) == "connected"):
+                # Connected here, waiting there, and not for a Connect it missed (sent again
+                # below): the call failed on the node (no trunk leg came, the bridge failed) and
+                # its AgentLegFailed was lost or, for a call adopted from an earlier leader, not
+                # applicable. The node is right: the call ends here and the caller queues again
+                # with its sequence; left alone it waited with music and was never offered again.
+                rt.apply(CallerLeft(held.call_id, "gone"))
+                held = None
+            if held is None:
+                rt.join(link, snap.joined, snap.arrival_seq if keep_seq else None)
+            elif held.position is not None and held.node_id == link.node_id and \
+                    held.arrival_seq != snap.arrival_seq:
+                # Held here, but the node has not its sequence: the JoinAck went with the old
+                # stream. Sent again (the engine answers a repeated join with it), or the caller
+                # waits without music and, at the next leader change, loses its place.
+                rt.repeat_join_ack(link, snap.joined, held.arrival_seq)
+    _resend_lost(rt, link, reg, legs)
+
+def _resend_lost(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register,
+                 legs: list[node_pb2.AgentLegSnapshot]) -> None:
+    """What went with a node's old stream, seen in its snapshot: an agent's answer the leader
+    never got is applied now; a Connect the node never got is sent again; a leg still ringing
+    for an offer the leader no longer has (its CancelOffer was lost) is cancelled."""
+    engine = rt.engine
+    for leg in legs:
+        status = engine.offer_status(leg.offer_id, leg.call_id)
+        if leg.state in ("ringing", "answered") and not status:
+            rt.send(link.node_id, d.CancelOffer(leg.offer_id, leg.call_id, leg.agent_id, link.node_id,
+                                                 leg.caller_node, "gone"))
+        elif leg.state == "answered" and status == "ringing":
+            rt.apply(OfferAnswered(leg.offer_id))
+        elif leg.state == "answered" and status == "connected":
+            caller = engine.caller(leg.call_id)
+            if caller is not None:
+                rt.send(link.node_id, d.Connect(leg.offer_id, leg.call_id, leg.agent_id, caller.node_id,
+                                                 link.node_id))
+    for snap in reg.calls:
+        if snap.state != "connected" and snap.offer_id and \
+                engine.offer_status(snap.offer_id, snap.joined.call_id) == "connected":
+            # The caller's node missed the Connect of its cross-node call: the trunk leg from the
+            # agent's node would wait for it in vain.
+            rt.send(link.node_id, d.Connect(snap.offer_id, snap.joined.call_id, snap.agent_id, link.node_id,
+                                             engine.agent_home(snap.agent_id)))
