@@ -82,7 +82,8 @@ class _Call:
     orig_position: int = 0
     position: int = 0
     agent: str = ""
-    connected_at: float = 0.0
+    connected: bool = False
+    connected_at: float = 0.0  # leader clock; meaningful while connected
 
 
 @dataclass(slots=True)
@@ -138,7 +139,7 @@ class QueueLogBook:
         c = self._calls.pop(event.call_id, None)
         if c is None:
             return
-        if c.connected_at:
+        if c.connected:
             # The hangup crossed the Connect (the node still thought the caller was ringing): the
             # engine ends the call, so the CONNECT logged for it gets its end.
             self._line(stamp, event.call_id, c.queue, c.agent, "COMPLETECALLER", _secs(c.connected_at - c.joined_at),
@@ -156,26 +157,29 @@ class QueueLogBook:
                 re_report = event.re_report if event.re_report is not None else event.arrival_seq is not None
                 # A re-report was entered by an earlier leader: its ENTERQUEUE is in that leader's log.
                 self._calls[event.call_id] = _Call(event.queue, event.node_id, event.caller_number, joined,
-                                                   orig_position=-1 if re_report else 0)
+                                                   orig_position=(event.original_position or -1) if re_report else 0)
         elif isinstance(event, CallAdopted):
             # Connected under an earlier leader (its CONNECT is in that leader's log): only the end is
-            # logged here, with the call time counted from now.
+            # logged here, with the hold and call times and the original position the node re-reported
+            # (from now, and the current position, where it could not).
             if event.call_id not in self._calls and event.queue:
-                self._calls[event.call_id] = _Call(event.queue, event.node_id, "", now, orig_position=-1,
-                                                   agent=event.agent_id, connected_at=now)
+                self._calls[event.call_id] = _Call(event.queue, event.node_id, "", now - event.waited,
+                                                   orig_position=event.original_position or -1,
+                                                   agent=event.agent_id, connected=True,
+                                                   connected_at=now - event.connected_for)
         elif isinstance(event, OfferFailed):
             ring = self._rings.pop(event.offer_id, None)
             if ring is not None:
                 self._line(stamp, ring.call_id, ring.queue, ring.agent, "RINGNOANSWER", _ms(now - ring.at))
         elif isinstance(event, CallEnded):
             c = self._calls.pop(event.call_id, None)
-            if c is not None and c.connected_at:
+            if c is not None and c.connected:
                 kind = "COMPLETEAGENT" if event.agent_hung_up else "COMPLETECALLER"
                 self._line(stamp, event.call_id, c.queue, c.agent, kind, _secs(c.connected_at - c.joined_at),
                            _secs(now - c.connected_at), _orig(c))
         elif isinstance(event, NodeLost):
             # Connected calls of a lost node ended with it (the engine ends them without a CallEnded).
-            for call_id, c in [(k, v) for k, v in self._calls.items() if v.node == event.node_id and v.connected_at]:
+            for call_id, c in [(k, v) for k, v in self._calls.items() if v.node == event.node_id and v.connected]:
                 del self._calls[call_id]
                 self._line(stamp, call_id, c.queue, c.agent, "COMPLETECALLER", _secs(c.connected_at - c.joined_at),
                            _secs(now - c.connected_at), _orig(c))
@@ -226,7 +230,7 @@ class QueueLogBook:
             ring = self._rings.pop(d.offer_id, None)
             c = self._calls.get(d.call_id)
             if c is not None:
-                c.agent, c.connected_at = d.agent_id, now
+                c.agent, c.connected, c.connected_at = d.agent_id, True, now
                 # app_queue: (orig - to) / 1000, the ring time in ms divided down to whole seconds.
                 ring_s = _ms(now - ring.at) // 1000 if ring is not None else 0
                 # data2: the member channel's id, as app_queue logs it (to join CDRs and recordings).
@@ -236,8 +240,8 @@ class QueueLogBook:
             ring = self._rings.pop(d.offer_id, None)
             if ring is None:
                 c = self._calls.get(d.call_id)
-                if c is not None and c.connected_at and c.agent == d.agent_id:
-                    c.agent, c.connected_at = "", 0.0  # failed before the bridge: it waits again
+                if c is not None and c.connected and c.agent == d.agent_id:
+                    c.agent, c.connected = "", False  # failed before the bridge: it waits again
                 return
             if d.reason == "timeout":
                 self._line(stamp, d.call_id, ring.queue, d.agent_id, "RINGNOANSWER", _ms(now - ring.at))
@@ -246,7 +250,7 @@ class QueueLogBook:
         elif isinstance(d, CallerExit):
             kind = _EXITS.get(d.status)
             c = self._calls.get(d.call_id)
-            if kind is None or c is None or c.connected_at:
+            if kind is None or c is None or c.connected:
                 return  # CONTINUE after a call: its COMPLETEAGENT comes with CallEnded
             del self._calls[d.call_id]
             key = ("",) if kind == "EXITWITHKEY" else ()

@@ -17,7 +17,7 @@ from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import CallAdopted, CallEnded, CallerLeft, OfferAnswered
 from coordinator.queue import decisions as d
-from coordinator.rpc.convert_node import adopted_call_error, agent_leg_error
+from coordinator.rpc.convert_node import adopted_call_error, adopted_event, agent_leg_error
 
 if TYPE_CHECKING:
     from coordinator.runtime import LeaderRuntime
@@ -58,8 +58,7 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
                 bad.append(err)
                 continue
             # A call connected under an earlier leader: its agent stays busy until it ends.
-            rt.apply(CallAdopted(snap.joined.call_id, snap.joined.queue, link.node_id, snap.agent_id,
-                                   snap.offer_id))
+            rt.apply(adopted_event(snap, link.node_id))
     legs = []
     for leg in reg.agent_legs[:MAX_RESYNC_LEGS]:
         if err := agent_leg_error(leg):

@@ -136,7 +136,9 @@ class NodeApp:
             state = "connected" if c.state in (r.CONNECTED, r.CONNECTING) else "waiting"
             reg.calls.append(node_pb2.CallSnapshot(joined=c.joined_pb(now - c.joined_wall),
                                                    arrival_seq=c.arrival_seq, state=state,
-                                                   offer_id=c.offer_id, agent_id=c.agent_id))
+                                                   offer_id=c.offer_id, agent_id=c.agent_id,
+                                                   connected_for=max(0.0, now - c.connected_wall)
+                                                   if c.connected_wall else 0.0))
         for leg in self.legs.legs.values():
             reg.agent_legs.append(node_pb2.AgentLegSnapshot(offer_id=leg.offer_id, agent_id=leg.agent_id,
                                                             call_id=leg.call_id, state=leg.state,

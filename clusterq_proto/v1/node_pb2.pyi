@@ -102,6 +102,7 @@ class CallSnapshot(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     OFFER_ID_FIELD_NUMBER: _builtins.int
     AGENT_ID_FIELD_NUMBER: _builtins.int
+    CONNECTED_FOR_FIELD_NUMBER: _builtins.int
     arrival_seq: _builtins.int
     """The arrival sequence the leader assigned (0 if the node never got a JoinAck, e.g. it joined
     while no leader was reachable; such callers are sequenced in node_join_order).
@@ -112,6 +113,8 @@ class CallSnapshot(_message.Message):
     """Offer id of the ringing or connected agent leg, if any."""
     agent_id: _builtins.str
     """Agent id bridged with the caller (state "connected")."""
+    connected_for: _builtins.float
+    """Seconds since the caller was bridged with its agent (state "connected"; 0 = not yet bridged)."""
     @_builtins.property
     def joined(self) -> Global___CallJoined: ...
     def __init__(
@@ -122,10 +125,11 @@ class CallSnapshot(_message.Message):
         state: _builtins.str = ...,
         offer_id: _builtins.str = ...,
         agent_id: _builtins.str = ...,
+        connected_for: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["joined", b"joined"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "arrival_seq", b"arrival_seq", "joined", b"joined", "offer_id", b"offer_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "arrival_seq", b"arrival_seq", "connected_for", b"connected_for", "joined", b"joined", "offer_id", b"offer_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -290,6 +294,7 @@ class CallJoined(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     NODE_JOIN_ORDER_FIELD_NUMBER: _builtins.int
     WAITED_FIELD_NUMBER: _builtins.int
+    ORIGINAL_POSITION_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """The caller's Asterisk channel id (unique across nodes: the node's systemname is its prefix)."""
     queue: _builtins.str
@@ -307,6 +312,10 @@ class CallJoined(_message.Message):
     """
     waited: _builtins.float
     """Seconds the caller has already waited when (re-)reported (0 on first report)."""
+    original_position: _builtins.int
+    """Re-reports: the position the caller's first JoinAck gave (0 = not known), app_queue's
+    origposition in queue_log lines written by a later leader.
+    """
     @_builtins.property
     def requirements(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Requirement]: ...
     def __init__(
@@ -322,10 +331,11 @@ class CallJoined(_message.Message):
         timeout: _builtins.float = ...,
         node_join_order: _builtins.int = ...,
         waited: _builtins.float = ...,
+        original_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "caller_name", b"caller_name", "caller_number", b"caller_number", "node_join_order", b"node_join_order", "position", b"position", "priority", b"priority", "queue", b"queue", "requirements", b"requirements", "timeout", b"timeout", "waited", b"waited"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "caller_name", b"caller_name", "caller_number", b"caller_number", "node_join_order", b"node_join_order", "original_position", b"original_position", "position", b"position", "priority", b"priority", "queue", b"queue", "requirements", b"requirements", "timeout", b"timeout", "waited", b"waited"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

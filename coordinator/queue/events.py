@@ -101,6 +101,8 @@ class CallerJoined:
     re_report: bool | None = None
     """True: a caller re-reported to a new leader (admission checks and position overrides are not
     applied again). None (default): a re-report exactly when arrival_seq is given."""
+    original_position: int = 0
+    """A re-report's position at its first join (0 = not known), for queue_log's origposition."""
 
 
 @fast_init
@@ -142,6 +144,12 @@ class CallAdopted:
     node_id: str
     agent_id: str
     offer_id: str = ""
+    waited: float = 0.0
+    """Seconds since the caller joined (0 = not known); this and the next two are for queue_log."""
+    connected_for: float = 0.0
+    """Seconds since it was bridged with its agent (0 = not known)."""
+    original_position: int = 0
+    """Its position at its first join (0 = not known)."""
 
 
 @fast_init

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from clusterq_proto.v1 import common_pb2, node_pb2
 from coordinator.config import NAME_RE
 from coordinator.queue import (
+    CallAdopted,
     CallEnded,
     CallerJoined,
     CallerLeft,
@@ -83,8 +84,9 @@ def joined_event(
     # Also false for NaN; an infinite or huge wait would reach the engine's and queue_log's arithmetic.
     if not 0.0 <= waited <= MAX_WAITED:
         return BadNodeEvent(f"waited must be 0..{MAX_WAITED:.0f} s, got {waited!r}", call_id)
+    # Read only for re-reports: every read of a protobuf field costs, and a first join has none.
     return CallerJoined(call_id, queue, node_id, priority, msg.position, requirements, number, name, arrival_seq,
-                        now - waited, re_report)
+                        now - waited, re_report, msg.original_position if re_report else 0)
 
 
 def adopted_call_error(snap: node_pb2.CallSnapshot) -> str | None:
@@ -99,6 +101,20 @@ def adopted_call_error(snap: node_pb2.CallSnapshot) -> str | None:
     if len(snap.offer_id) > MAX_ID_LEN:
         return f"call {j.call_id}: offer_id longer than {MAX_ID_LEN} characters"
     return None
+
+
+def adopted_event(snap: node_pb2.CallSnapshot, node_id: str) -> CallAdopted:
+    """The engine event of a re-reported connected call (checked with `adopted_call_error` first).
+    Its durations only feed queue_log: one out of range (NaN, negative, over MAX_WAITED, a call
+    longer than the wait) counts as not known rather than refusing the call."""
+    j = snap.joined
+    waited, connected_for = j.waited, snap.connected_for
+    if not 0.0 <= waited <= MAX_WAITED:
+        waited = 0.0
+    if not 0.0 <= connected_for <= waited:
+        connected_for = 0.0
+    return CallAdopted(j.call_id, j.queue, node_id, snap.agent_id, snap.offer_id, waited, connected_for,
+                       j.original_position)
 
 
 def agent_leg_error(leg: node_pb2.AgentLegSnapshot) -> str | None:

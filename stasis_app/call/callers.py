@@ -141,6 +141,8 @@ class CallerActions:
         if c is None:
             return
         self.tell_position(c, m.position)
+        if not c.original_position:
+            c.original_position = m.position  # the first JoinAck's: app_queue's origposition
         if m.arrival_seq != c.arrival_seq:  # a re-join after a leader change keeps its sequence
             c.arrival_seq = m.arrival_seq
             self._write(c, r.VAR_SEQ, str(m.arrival_seq))

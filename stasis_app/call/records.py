@@ -64,6 +64,7 @@ class Caller:
     bridge_id: str = ""
     position: int = 0
     told_position: int = 0  # the value last written to CLUSTERQ_POSITION
+    original_position: int = 0  # the first JoinAck's position (0: not known, e.g. adopted after a restart)
     connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
     answered: bool = False  # answered (or ringing indicated) on Asterisk
     offer_rank: int = 0  # place of its latest offer in the order this node received offers (0: none)
@@ -76,7 +77,7 @@ class Caller:
             call_id=self.call_id, queue=a.queue, priority=a.priority, position=a.position,
             requirements=[common_pb2.Requirement(key=k, value=v) for k, v in a.requirements],
             caller_number=self.caller_number, caller_name=self.caller_name, timeout=a.timeout,
-            node_join_order=self.join_order, waited=max(0.0, waited))
+            node_join_order=self.join_order, waited=max(0.0, waited), original_position=self.original_position)
 
 
 @dataclass(eq=False)

@@ -10,7 +10,9 @@ from coordinator.queue import (
     AgentLoggedOut,
     AgentPaused,
     AgentUnpaused,
+    CallAdopted,
     CallEnded,
+    CallerJoined,
     CallerLeft,
     Event,
     NodeLost,
@@ -208,3 +210,18 @@ def test_callers_of_a_lost_node_or_a_deleted_queue_end_with_app_queue_events() -
     run.step(NodeLost("n2"), 10.0)
     run.step(QueueDeleted("gone"), 11.0)
     assert run.events()[2:] == ["x|q|NONE|ABANDON|1|1|10", "y|gone|NONE|EXITEMPTY|1|1|10"]
+
+
+def test_calls_re_reported_to_a_new_leader_keep_their_hold_time_call_time_and_original_position() -> None:
+    """A new leader logs the end of a call connected under the old one (and the exit of a caller
+    that waited under it) with what the node re-reports: wait, time since the bridge, first position."""
+    run = Run()
+    run.step(AgentLoggedIn(agent("a")), 0.0)
+    run.step(CallAdopted("x", "q", "n1", "a", "e1-4", waited=95.0, connected_for=60.0, original_position=3), 100.0)
+    run.step(CallEnded("x", agent_hung_up=True), 130.0)
+    run.step(AgentLoggedOut("a"), 130.0)
+    run.step(CallerJoined("y", "q", "n1", arrival_seq=9, joined_at=70.0, original_position=4), 131.0)
+    run.step(CallerLeft("y", "hangup"), 140.0)
+    # hold 35 s (95 waited - 60 talked), call 90 s (60 before the takeover + 30), entered at 3
+    assert run.events()[-3:-1] == ["x|q|a|COMPLETEAGENT|35|90|3", "NONE|q|a|REMOVEMEMBER|"]
+    assert run.events()[-1] == "y|q|NONE|ABANDON|1|4|70"

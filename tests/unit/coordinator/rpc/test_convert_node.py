@@ -8,7 +8,14 @@ import pytest
 
 from clusterq_proto.v1 import node_pb2
 from coordinator.queue import CallerJoined, CallerLeft
-from coordinator.rpc.convert_node import BadNodeEvent, adopted_call_error, agent_leg_error, joined_event, simple_event
+from coordinator.rpc.convert_node import (
+    BadNodeEvent,
+    adopted_call_error,
+    adopted_event,
+    agent_leg_error,
+    joined_event,
+    simple_event,
+)
 
 
 @pytest.mark.parametrize("waited", [math.inf, -math.inf, math.nan, -1.0, 86_401.0])
@@ -122,3 +129,19 @@ def test_watch_devices_is_filled_into_the_node_message(dec: tuple[str, tuple[str
 def test_an_exit_key_rides_with_the_call_left(reason: str, key: str, expected: tuple[str, str]) -> None:
     ev = simple_event(node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id="a-1", reason=reason, key=key)))
     assert isinstance(ev, CallerLeft) and (ev.reason, ev.key) == expected
+
+
+@pytest.mark.parametrize(("waited", "connected_for", "expected"), [
+    (95.0, 60.0, (95.0, 60.0)),
+    (95.0, 96.0, (95.0, 0.0)),  # a call longer than the wait: not known
+    (math.nan, 10.0, (0.0, 0.0)),
+    (-1.0, 0.0, (0.0, 0.0)),
+    (95.0, math.inf, (95.0, 0.0)),
+])
+def test_an_adopted_calls_durations_out_of_range_count_as_not_known(
+        waited: float, connected_for: float, expected: tuple[float, float]) -> None:
+    snap = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="a-1", queue="q", waited=waited,
+                                                            original_position=3),
+                                 state="connected", agent_id="x", offer_id="e1-2", connected_for=connected_for)
+    ev = adopted_event(snap, "a")
+    assert (ev.waited, ev.connected_for, ev.original_position, ev.node_id) == (*expected, 3, "a")

@@ -231,3 +231,17 @@ async def test_channel_variables_out_of_range_are_not_set_and_the_node_still_reg
         assert by_id[waiting[1]].joined.node_join_order != 2**70
         assert by_id[waiting[2]].arrival_seq == 4, "the others keep theirs"
         assert 0.0 <= by_id[waiting[1]].joined.waited < 60.0
+
+
+async def test_a_register_carries_each_callers_first_position_and_a_calls_time_since_its_bridge() -> None:
+    """For a later leader's queue_log: origposition, and the hold and call times of a call it adopts."""
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        waiting, talking = await _waiting_and_connected(n, ari)
+        n.join(waiting[1], position=1)  # told a new position later: the first one is kept
+        await n.settle()
+        snap = {c.joined.call_id: c for c in n.app.snapshot().calls}
+        assert [snap[c].joined.original_position for c in waiting] == [1, 2, 1]
+        assert snap[talking].state == "connected" and 0.0 <= snap[talking].connected_for < 5.0
+        assert snap[talking].connected_for <= snap[talking].joined.waited
+        assert snap[waiting[0]].connected_for == 0.0
