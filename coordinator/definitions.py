@@ -152,8 +152,9 @@ def definition_hash(raw: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def agent_from_mapping(agent_id: str, raw: Mapping[str, Any]) -> AgentConfig:
-    """Build and validate an AgentConfig from the file (or stored JSON) form; raises DefinitionError."""
+def agent_from_mapping(agent_id: str, raw: Mapping[str, Any], *, stored: bool = False) -> AgentConfig:
+    """Build and validate an AgentConfig from the file (or, `stored`, etcd's JSON) form; raises
+    DefinitionError."""
     if not isinstance(raw, Mapping):
         raise DefinitionError(f"agent {agent_id}: the definition must be a mapping")
     if "endpoint" not in raw or "home_node" not in raw:
@@ -169,12 +170,14 @@ def agent_from_mapping(agent_id: str, raw: Mapping[str, Any]) -> AgentConfig:
         raise DefinitionError(f"agent {agent_id}: bad queues or skills: {exc}") from exc
     return checked_agent(AgentConfig(agent_id=agent_id, endpoint=str(raw["endpoint"]),
                                      home_node=str(raw["home_node"]), memberships=memberships, skills=skills,
-                                     state_interface=str(raw.get("state_interface") or "")))
+                                     state_interface=str(raw.get("state_interface") or "")), stored=stored)
 
 
-def checked_agent(agent: AgentConfig) -> AgentConfig:
+def checked_agent(agent: AgentConfig, *, stored: bool = False) -> AgentConfig:
     """`agent` if it is usable by the engine (AgentConfig.validate) and within the size bounds;
-    raises DefinitionError otherwise. Every agent built from outside input goes through here."""
+    raises DefinitionError otherwise. Every agent built from outside input goes through here.
+    `stored`: a record already in etcd, where what is only refused to new input (a `hint:` state
+    interface, refused since) is let through: the agent must not vanish from the next leader."""
     if not NAME_RE.match(agent.agent_id):
         raise DefinitionError(f"agent_id {agent.agent_id[:70]!r} must match {NAME_RE.pattern}")
     if not agent.endpoint or len(agent.endpoint) > MAX_TEXT_LEN or "/" not in agent.endpoint:
@@ -188,7 +191,7 @@ def checked_agent(agent: AgentConfig) -> AgentConfig:
     if iface and (len(iface) > MAX_TEXT_LEN or not iface.isprintable() or any(c.isspace() or c == "," for c in iface)):
         raise DefinitionError(f"agent {agent.agent_id}: state_interface must be a device name like PJSIP/alice "
                               f"(at most {MAX_TEXT_LEN} characters, no spaces, commas or control characters)")
-    if iface[:5].lower() == "hint:":
+    if iface[:5].lower() == "hint:" and not stored:
         # app_queue resolves hint:EXT@CONTEXT itself (extension state); Asterisk's device state, which
         # the home node follows over ARI, has no such device and would say INVALID: never offered.
         raise DefinitionError(f"agent {agent.agent_id}: state_interface {iface[:80]!r} is app_queue's extension "
@@ -301,7 +304,8 @@ def agent_from_json(data: bytes) -> tuple[AgentConfig, bool, str]:
         agent_id = str(raw["agent_id"])
     except (ValueError, TypeError, KeyError) as exc:  # not JSON, not a mapping, no agent_id
         raise DefinitionError(f"stored agent is not a JSON record with an agent_id: {exc!r}") from exc
-    return agent_from_mapping(agent_id, raw), bool(raw.get("paused")), str(raw.get("pause_reason", ""))
+    return (agent_from_mapping(agent_id, raw, stored=True), bool(raw.get("paused")),
+            str(raw.get("pause_reason", "")))
 
 
 def skills_pb(agent: AgentConfig) -> list[common_pb2.Skill]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
-from coordinator.queue import CallAdopted, CallEnded, CallerLeft, OfferAnswered
+from coordinator.queue import CallAdopted, CallEnded, CallerLeft, CallUnbridged, OfferAnswered
 from coordinator.queue import decisions as d
 from coordinator.rpc.convert_node import adopted_call_error, adopted_event, agent_leg_error
 
@@ -80,19 +80,21 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
             if snap.state == "connected":
                 continue
             held = rt.engine.caller(snap.joined.call_id)
-            if held is not None and held.position is None and held.node_id == link.node_id and not (
-                    snap.offer_id and rt.engine.offer_status(snap.offer_id, held.call_id) == "connected"):
-                # Connected here, waiting there, and not for a Connect it missed (sent again
-                # below): the call failed on the node (no trunk leg came, the bridge failed) and
-                # its AgentLegFailed was lost or, for a call adopted from an earlier leader, not
-                # applicable. The node is right: the call ends here and the caller queues again
-                # with its sequence; left alone it waited with music and was never offered again.
-                rt.apply(CallerLeft(held.call_id, "gone"))
-                held = None
             if held is None:
                 rt.join(link, snap.joined, snap.arrival_seq if keep_seq else None)
-            elif held.position is not None and held.node_id == link.node_id and \
-                    held.arrival_seq != snap.arrival_seq:
+            elif held.node_id != link.node_id:
+                continue
+            elif held.position is None and not snap.offer_id:
+                # Connected here, plainly waiting there: the call failed on the node (no trunk leg
+                # came, the bridge failed) and its AgentLegFailed was lost or, for a call adopted
+                # from an earlier leader, not applicable. The node is right: the offer is cancelled,
+                # the agent is free, and the caller queues again with its sequence (left alone it
+                # waited with music and was never offered again). A caller the node still sees
+                # ringing (snap.offer_id) missed its Connect instead: sent again below.
+                seq = snap.arrival_seq or held.arrival_seq
+                rt.apply(CallUnbridged(held.call_id))
+                rt.join(link, snap.joined, seq or None)
+            if held is not None and held.position is not None and held.arrival_seq != snap.arrival_seq:
                 # Held here, but the node has not its sequence: the JoinAck went with the old
                 # stream. Sent again (the engine answers a repeated join with it), or the caller
                 # waits without music and, at the next leader change, loses its place.
@@ -105,6 +107,7 @@ def _resend_lost(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register,
     never got is applied now; a Connect the node never got is sent again; a leg still ringing
     for an offer the leader no longer has (its CancelOffer was lost) is cancelled."""
     engine = rt.engine
+    resent: set[str] = set()  # offers whose Connect went to this node again (once is enough)
     for leg in legs:
         status = engine.offer_status(leg.offer_id, leg.call_id)
         if leg.state in ("ringing", "answered") and not status:
@@ -117,10 +120,15 @@ def _resend_lost(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register,
             if caller is not None:
                 rt.send(link.node_id, d.Connect(leg.offer_id, leg.call_id, leg.agent_id, caller.node_id,
                                                  link.node_id))
+                resent.add(leg.offer_id)
     for snap in reg.calls:
-        if snap.state != "connected" and snap.offer_id and \
-                engine.offer_status(snap.offer_id, snap.joined.call_id) == "connected":
-            # The caller's node missed the Connect of its cross-node call: the trunk leg from the
-            # agent's node would wait for it in vain.
-            rt.send(link.node_id, d.Connect(snap.offer_id, snap.joined.call_id, snap.agent_id, link.node_id,
-                                             engine.agent_home(snap.agent_id)))
+        if snap.state == "connected" or not snap.offer_id:
+            continue
+        connected = engine.connected_offer(snap.joined.call_id)
+        if connected is not None and connected[0] and connected[0] not in resent:
+            # The caller's node missed the Connect (it still sees the caller ringing; with ringall,
+            # maybe for another of its offers than the one answered): its agent's leg, or the trunk
+            # leg from the agent's node, would wait for it in vain.
+            offer_id, agent_id = connected
+            rt.send(link.node_id, d.Connect(offer_id, snap.joined.call_id, agent_id, link.node_id,
+                                             engine.agent_home(agent_id)))

@@ -134,6 +134,7 @@ class NodeApp:
             if c.state == r.LEAVING:
                 continue
             state = "connected" if c.state in (r.CONNECTED, r.CONNECTING) else "waiting"
+            c.reported_connected = c.reported_connected or state == "connected"
             reg.calls.append(node_pb2.CallSnapshot(joined=c.joined_pb(now - c.joined_wall),
                                                    arrival_seq=c.arrival_seq, state=state,
                                                    offer_id=c.offer_id, agent_id=c.agent_id,

@@ -14,6 +14,7 @@ __all__ = [
     "AgentUnpaused",
     "CallAdopted",
     "CallEnded",
+    "CallUnbridged",
     "CallerJoined",
     "CallerLeft",
     "DeviceStateChanged",
@@ -168,6 +169,18 @@ class CallEnded:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class CallUnbridged:
+    """A caller held as connected is reported waiting, with no offer, by its node's Register: its call
+    failed there before the bridge (no trunk leg came, the bridge was refused) and the AgentLegFailed
+    was lost or, for a call adopted from an earlier leader, not applicable. Its offer is cancelled,
+    its agent is free again (no call counted, no wrap-up), and its record goes: the runtime re-joins
+    the caller with its sequence."""
+
+    call_id: str
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class NodeLost:
     """A node is gone: its callers leave with NODE_LOST, its agents become unavailable."""
 
@@ -235,6 +248,7 @@ Event = (
     | OfferFailed
     | CallAdopted
     | CallEnded
+    | CallUnbridged
     | NodeLost
     | NodeDetached
     | NodeAttached

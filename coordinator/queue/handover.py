@@ -4,12 +4,12 @@ node's re-report) or connected and then failed before the node could bridge them
 from __future__ import annotations
 
 from coordinator.queue.decisions import CancelOffer, Decision
-from coordinator.queue.events import CallAdopted
+from coordinator.queue.events import CallAdopted, CallUnbridged
 from coordinator.queue.ranking import rank_key
 from coordinator.queue.state import CONNECTED, WAITING, CallerRec, EngineState
 from coordinator.queue.timers import schedule_caller_timers
 
-__all__ = ["adopt_call", "fail_connected_offer", "restore_agent_calls"]
+__all__ = ["adopt_call", "fail_connected_offer", "restore_agent_calls", "unbridge_call"]
 
 
 def adopt_call(st: EngineState, ev: CallAdopted, now: float) -> None:
@@ -66,6 +66,24 @@ def fail_connected_offer(st: EngineState, offer_id: str, now: float, out: list[D
         st.refresh_idle(caller.agent_id, now)
     caller.agent_id, caller.offer_id = "", ""
     schedule_caller_timers(st, caller, now)
+
+
+def unbridge_call(st: EngineState, ev: CallUnbridged, now: float, out: list[Decision]) -> None:
+    """See events.CallUnbridged: cancel the offer (the agent's node hangs its leg up), free the agent,
+    drop the record."""
+    caller = st.callers.get(ev.call_id)
+    if caller is None or caller.state != CONNECTED:
+        return
+    agent = st.agents.get(caller.agent_id)
+    if caller.offer_id:
+        agent_node = agent.config.home_node if agent is not None else caller.node_id
+        out.append(CancelOffer(caller.offer_id, caller.call_id, caller.agent_id, agent_node, caller.node_id,
+                               "failed"))
+    st.callers.pop(caller.call_id, None)
+    st.by_uid.pop(caller.uid, None)
+    if agent is not None:
+        agent.calls.pop(caller.call_id, None)
+        st.refresh_idle(caller.agent_id, now)
 
 
 def _connected_by_offer(st: EngineState, offer_id: str) -> CallerRec | None:

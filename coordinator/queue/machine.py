@@ -40,6 +40,7 @@ from coordinator.queue.events import (
     CallEnded,
     CallerJoined,
     CallerLeft,
+    CallUnbridged,
     DeviceStateChanged,
     Event,
     NodeAlive,
@@ -52,7 +53,7 @@ from coordinator.queue.events import (
     QueueDeleted,
     Tick,
 )
-from coordinator.queue.handover import adopt_call, fail_connected_offer
+from coordinator.queue.handover import adopt_call, fail_connected_offer, unbridge_call
 from coordinator.queue.lifecycle import (
     answer_offer,
     end_call,
@@ -110,7 +111,7 @@ class QueueEngine:
             run_due(st, now, self._ewt, out)
         if self._leave_when_empty:
             leave_when_empty(st, now, out)
-        if st.idle and st.dispatch_dirty:
+        if st.idle and st.dispatch_dirty and not st.attaching:
             dispatch(st, self._rng, self._prefix, now, out)
         return out
 
@@ -163,6 +164,7 @@ class QueueEngine:
             OfferAnswered: offer_answered,
             OfferFailed: offer_failed,
             CallAdopted: lambda e, now, out: adopt_call(st, e, now),
+            CallUnbridged: lambda e, now, out: unbridge_call(st, e, now, out),
             CallEnded: call_ended,
             NodeLost: lambda e, now, out: node_lost(st, e.node_id, now, out),
             NodeDetached: lambda e, now, out: node_detached(st, e.node_id, now, out),
@@ -311,6 +313,11 @@ class QueueEngine:
         """A view of a queued or connected caller, None if unknown."""
         c = self._st.callers.get(call_id)
         return None if c is None else caller_view(c, self.position(call_id))
+
+    def connected_offer(self, call_id: str) -> tuple[str, str] | None:
+        """(offer id, agent id) of a caller held as connected; None otherwise."""
+        c = self._st.callers.get(call_id)
+        return (c.offer_id, c.agent_id) if c is not None and c.state == CONNECTED else None
 
     def offer_status(self, offer_id: str, call_id: str) -> str:
         """"ringing" (pending), "connected" (its caller talks through it) or "" (unknown here)."""

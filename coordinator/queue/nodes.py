@@ -16,6 +16,9 @@ def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) ->
     become unavailable."""
     st.lost_nodes.add(node_id)
     st.detached_nodes.discard(node_id)
+    if node_id in st.attaching:
+        st.attaching.discard(node_id)
+        st.dispatch_dirty = True  # a pass held while it attached may be owed
     for caller in list(st.callers.values()):
         if caller.state != CONNECTED:
             if caller.node_id == node_id:
@@ -40,6 +43,9 @@ def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) ->
 def node_detached(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
     """A node's stream is down: neither its agents nor its callers are offered until it is back
     (NodeAlive) or lost (NodeLost). Offers already ringing there are left alone."""
+    if node_id in st.attaching:  # its attach failed: back to plain detached
+        st.attaching.discard(node_id)
+        st.dispatch_dirty = True
     if node_id in st.lost_nodes or node_id in st.detached_nodes:
         return
     st.detached_nodes.add(node_id)
@@ -55,6 +61,7 @@ def node_attached(st: EngineState, node_id: str, now: float, out: list[Decision]
     still detached until NodeAlive."""
     st.lost_nodes.discard(node_id)
     node_detached(st, node_id, now, out)
+    st.attaching.add(node_id)
 
 
 def node_alive(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
@@ -63,6 +70,9 @@ def node_alive(st: EngineState, node_id: str, now: float, out: list[Decision]) -
     their last reported state until it reports them again)."""
     out.append(watch_list(st, node_id))
     st.lost_nodes.discard(node_id)
+    if node_id in st.attaching:
+        st.attaching.discard(node_id)
+        st.dispatch_dirty = True  # the passes held during its re-report, in one
     if node_id in st.detached_nodes:
         st.detached_nodes.discard(node_id)
         st.dispatch_dirty = True

@@ -195,6 +195,10 @@ class EngineState:
     idle: dict[str, None] = field(default_factory=dict)
     lost_nodes: set[str] = field(default_factory=set)
     detached_nodes: set[str] = field(default_factory=set)  # streams down, not (yet) lost: no new offers
+    attaching: set[str] = field(default_factory=set)
+    """Nodes between NodeAttached and NodeAlive (their re-report is being applied, within one runtime
+    step): no dispatch pass runs meanwhile. Each re-joined caller would mark dispatch dirty and each
+    pass walk the whole line past the detached node's callers: O(callers^2), seconds for 10,000."""
     lines: LineTally = field(default_factory=LineTally)
     """Callers in all queues' lines together, shared by every QueueLine of this engine."""
     devices: dict[str, dict[str, DeviceRec]] = field(default_factory=dict)

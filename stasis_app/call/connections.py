@@ -66,13 +66,16 @@ class CallerConnections:
         if c is not None and c.state in (r.RINGING, r.CONNECTING) and c.offer_id == m.offer_id:
             self._wait_again(c)
 
-    def _requeue_on_leader(self) -> None:
-        """After a call failed before its bridge (and its AgentLegFailed was sent): register again with
-        a fresh snapshot, in which the caller waits. A leader that adopted the call from a node's
-        re-report (connected under an earlier leader) does not re-queue it on AgentLegFailed; seeing it
-        waiting in the snapshot, it ends the call and queues the caller again with its sequence. Rare
-        (no trunk leg in TRUNK_WAIT, a refused bridge), so the cost of one reconnect does not matter."""
-        self.app.coord.request_reregister()
+    def _requeue_on_leader(self, c: r.Caller) -> None:
+        """After a call failed before its bridge (and its AgentLegFailed was sent), for a caller some
+        Register reported connected: register again with a fresh snapshot, in which it waits. A leader
+        that adopted the call from such a re-report (connected under an earlier leader) does not
+        re-queue it on AgentLegFailed; seeing it waiting, it cancels the call and queues the caller
+        again with its sequence. Other failed calls are re-queued by the AgentLegFailed alone (a
+        reconnect makes the node's agents unavailable for a moment and re-reads its devices)."""
+        if c.reported_connected:
+            c.reported_connected = False
+            self.app.coord.request_reregister()
 
     def _wait_again(self, c: r.Caller) -> None:
         """The caller's offer is over before any bridge: it waits again in its place, with its music
@@ -125,7 +128,7 @@ class CallerConnections:
         c.connected_wall = 0.0  # its wait goes on
         self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id,
                                                                                   reason="failed")))
-        self._requeue_on_leader()
+        self._requeue_on_leader(c)
 
         async def undo() -> None:
             await best_effort(self.ari.hangup(peer))
@@ -154,7 +157,7 @@ class CallerConnections:
         self.app.send(node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id,
                                                                                   reason="failed")))
         self._wait_again(c)
-        self._requeue_on_leader()
+        self._requeue_on_leader(c)
 
     def inbound(self, channel_id: str, offer_id: str) -> None:
         """A trunk leg from the agent's node arrived: answer it and bridge it with the caller."""

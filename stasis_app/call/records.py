@@ -65,6 +65,9 @@ class Caller:
     position: int = 0
     told_position: int = 0  # the value last written to CLUSTERQ_POSITION
     original_position: int = 0  # the first JoinAck's position (0: not known, e.g. adopted after a restart)
+    # Reported "connected" in a Register: a leader may have adopted the call, and an adopted call is not
+    # re-queued on AgentLegFailed (see connections._requeue_on_leader).
+    reported_connected: bool = False
     connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
     answered: bool = False  # answered (or ringing indicated) on Asterisk
     offer_rank: int = 0  # place of its latest offer in the order this node received offers (0: none)

@@ -171,7 +171,12 @@ class Driver:
             try:
                 await obs.ari(method, path)
             except AriHttpError as e:
-                if e.status != 404:  # 404: the channel or playback is gone already
+                # 404: the channel or playback is gone already. 500 "Could not stop playback": Asterisk
+                # could not queue the stop to the channel, which is leaving (hung up, or moved into
+                # its bridge by clusterq at that moment): the prompt ends with it. Seen once in a
+                # clean-clone run of 2,000 callers.
+                gone = e.status == 404 or (e.status == 500 and "Could not stop playback" in str(e))
+                if not gone:
                     self.errors.append(f"{method} {path}: {e}")
 
         task = asyncio.ensure_future(call())

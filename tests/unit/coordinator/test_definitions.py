@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,12 @@ def test_a_name_with_a_trailing_newline_is_refused() -> None:
         queue_from_mapping("support\n", {})
     with pytest.raises(DefinitionError):
         queue_from_pb(admin_pb2.QueueDefinition(name="support\n"))
+
+
+def test_a_stored_agent_with_a_hint_state_interface_still_loads() -> None:
+    """Refused for new logins and files since; an agent already stored with one must not vanish from
+    the next leader (Logout and Pause would answer NOT_FOUND)."""
+    record = json.dumps({"agent_id": "old", "endpoint": "PJSIP/old", "home_node": "a", "queues": ["support"],
+                         "state_interface": "hint:1001@ext-local"}).encode()
+    agent, paused, _ = agent_from_json(record)
+    assert agent.state_interface == "hint:1001@ext-local" and not paused

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
 
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import MAX_BATCH, NodeLink
@@ -337,3 +340,81 @@ async def test_a_caller_connected_here_but_waiting_on_its_node_queues_again_with
     c1 = rt.engine.caller("a-c1")
     assert c1 is not None and c1.arrival_seq == 5 and c1.position is not None
     assert [c.call_id for c in rt.engine.waiting_callers("q")][:1] == ["a-c0"], "c1 behind c0, in its place"
+
+
+async def test_a_node_re_reporting_many_callers_costs_one_dispatch_pass_not_one_per_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a free agent elsewhere, each re-joined caller used to mark dispatch dirty and each pass
+    walked the whole line past the attaching node's callers: O(callers^2), 4.4 s for 10,000 (longer
+    than the lease). Dispatch is held until the node's NodeAlive, then runs once."""
+    from coordinator.queue import machine
+
+    passes: list[int] = []
+    real = machine.dispatch
+
+    def counting(*args: Any) -> None:
+        passes.append(1)
+        real(*args)
+
+    monkeypatch.setattr(machine, "dispatch", counting)
+    rt = _runtime()
+    _attach(rt, "b", "ib")
+    rt.apply(_agent("x", "b"))  # free, on another node
+    rt.apply(_agent("y", "b"))
+    calls = [node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id=f"a-{i}", queue="q"), arrival_seq=i + 1,
+                                   state="waiting") for i in range(2000)]
+    passes.clear()
+    a = rt.attach("a", "ia", node_pb2.Register(node_id="a", instance_id="ia", calls=calls))
+    assert len(passes) <= 2, f"{len(passes)} dispatch passes for one attach"
+    assert sorted(_offers(a)) == [("a-0", "x"), ("a-0", "y")], "ringall: the first in line, once a is back"
+
+
+async def test_a_connect_lost_with_the_stream_under_ringall_is_sent_again_not_taken_for_a_failure() -> None:
+    """Ringall rang x (first offer) and y; y answered and was connected; the stream dropped before
+    the node got the Connect. The node still sees its caller ringing with its FIRST offer: the
+    leader sends the Connect of y's offer again (once), and cancels x's leg; the call stands."""
+    rt = _runtime()
+    n1 = _attach(rt, "n1", "i1")
+    rt.apply(_agent("x", "n1"))
+    rt.apply(_agent("y", "n1"))
+    rt.handle_batch(n1, _joins("c1"))
+    offers = {dec.offer.agent_id: dec.offer.offer_id for dec in _decisions(n1) if dec.HasField("offer")}
+    assert set(offers) == {"x", "y"}
+    rt.handle_batch(n1, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offers["y"]))]))
+    rt.detach(n1)  # the Connect and x's CancelOffer went with this stream
+    snap = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
+                                 state="waiting", offer_id=offers["x"])
+    legs = [node_pb2.AgentLegSnapshot(offer_id=offers["x"], agent_id="x", call_id="c1", state="ringing",
+                                      caller_node="n1"),
+            node_pb2.AgentLegSnapshot(offer_id=offers["y"], agent_id="y", call_id="c1", state="answered",
+                                      caller_node="n1")]
+    n1 = rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=[snap], agent_legs=legs))
+    kinds = [k for k in _kinds(n1) if k[0] != "watch_devices"]
+    assert sorted(kinds) == sorted([("cancel_offer", offers["x"]), ("connect", offers["y"])]), kinds
+    assert rt.engine.connected_offer("c1") == (offers["y"], "y")
+    assert {v.agent_id: v.state for v in rt.engine.agent_states()}["y"] == "busy"
+
+
+async def test_a_failed_call_whose_join_ack_was_lost_too_queues_again_as_the_caller_it_was() -> None:
+    """The node never got its JoinAck (sequence 0) and its call failed: the caller re-joins with the
+    sequence the leader held, as a re-report (no admission check: a full queue does not refuse it)."""
+    rt = _runtime(QueueConfig("q", maxlen=1))
+    b = _attach(rt, "b", "ib")
+    rt.apply(_agent("x", "b"))
+    a = _attach(rt, "a", "ia")
+    rt.handle_batch(a, _joins("a-c0"))
+    [offer_id] = [dec.offer.offer_id for dec in _decisions(b) if dec.HasField("offer")]
+    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    seq = rt.engine.caller("a-c0").arrival_seq  # type: ignore[union-attr]
+    rt.handle_batch(b, _joins("b-c1"))  # the queue is full again (maxlen 1) with b-c1
+    rt.detach(a)
+    a = rt.attach("a", "ia2", node_pb2.Register(node_id="a", instance_id="ia2", calls=[node_pb2.CallSnapshot(
+        joined=node_pb2.CallJoined(call_id="a-c0", queue="q"), state="waiting")]))
+    decisions = _decisions(a)
+    assert not [dec for dec in decisions if dec.HasField("join_reject")]
+    c0 = rt.engine.caller("a-c0")
+    assert c0 is not None and c0.arrival_seq == seq and c0.position == 1, "its place, ahead of b-c1"
+    assert [dec.join_ack.arrival_seq for dec in decisions if dec.HasField("join_ack")] == [seq]
+    assert ("cancel_offer", offer_id) in _kinds(b), "x's leg on b is hung up"

@@ -97,6 +97,7 @@ class EngineVsReference(RuleBasedStateMachine):
         self.pending: dict[str, tuple[str, str]] = {}  # offer -> (call, agent)
         self.lost: set[str] = set()
         self.detached: set[str] = set()  # streams down: nothing new offered there until alive or lost
+        self.attaching: set[str] = set()  # NodeAttached, not yet alive: no dispatch at all meanwhile
         self.joined = 0
         self.outcomes: dict[str, str] = {}
         self.ever_connected: set[str] = set()
@@ -160,9 +161,11 @@ class EngineVsReference(RuleBasedStateMachine):
         elif isinstance(event, AgentUnpaused):
             self.agents[event.agent_id].paused = False
         elif isinstance(event, NodeDetached):
+            self.attaching.discard(event.node_id)
             if event.node_id not in self.lost:
                 self.detached.add(event.node_id)
         elif isinstance(event, NodeLost):
+            self.attaching.discard(event.node_id)
             self.lost.add(event.node_id)
             self.detached.discard(event.node_id)
             for c in list(self.callers.values()):
@@ -171,9 +174,11 @@ class EngineVsReference(RuleBasedStateMachine):
         elif isinstance(event, NodeAttached):  # back, its re-report follows: not lost, still detached
             self.lost.discard(event.node_id)
             self.detached.add(event.node_id)
+            self.attaching.add(event.node_id)
         elif isinstance(event, NodeAlive):
             self.lost.discard(event.node_id)
             self.detached.discard(event.node_id)
+            self.attaching.discard(event.node_id)
         elif isinstance(event, DeviceStateChanged):
             # Only devices some agent homed on that node uses are known (the others are not watched).
             if any(a.cfg.home_node == event.node_id and device(a.cfg) == event.device for a in self.agents.values()):
@@ -329,8 +334,9 @@ class EngineVsReference(RuleBasedStateMachine):
         for c in self.callers.values():
             assert c.node not in self.lost or c.state == "connected"
             assert (c.state == "ringing") == bool(c.offers)
-        # Work conservation: nothing free is left next to something it could take.
-        for agent in self.agents.values():
+        # Work conservation: nothing free is left next to something it could take (unless a node's
+        # re-report is being applied: the engine holds dispatch until its NodeAlive).
+        for agent in self.agents.values() if not self.attaching else ():
             assert not any(self.may_take(agent, c) and self.free(agent, c.queue) for c in self.callers.values()), (
                 event, agent, self.device_state(agent))
         for node in NODES:

@@ -33,11 +33,7 @@ async def test_a_trunk_leg_that_never_comes_fails_the_offer_and_the_caller_waits
         assert [(f.offer_id, f.reason) for f in n.coord.of("agent_leg_failed")] == [("o1", "failed")]
         c = n.app.callers[cid]
         assert (c.state, c.offer_id, c.agent_id) == (r.WAITING, "", "")
-        # Then a fresh Register in which it waits: a leader that adopted the call from an earlier
-        # leader's time re-queues it from there (AgentLegFailed does not apply to adopted calls).
-        assert n.coord.reregisters == 1
-        [snap] = [x for x in n.coord.registers[-1].calls if x.joined.call_id == cid]
-        assert (snap.state, snap.offer_id, snap.arrival_seq) == ("waiting", "", c.arrival_seq)
+        assert n.coord.reregisters == 0, "never reported connected: the AgentLegFailed re-queues it"
         assert ari.channels[cid].moh_class == "default"
         n.offer("o2", cid, agent="bob", agent_node="b")  # the leader re-queued it: the next agent
         await n.settle()
@@ -66,3 +62,21 @@ async def test_a_caller_waiting_for_its_trunk_leg_goes_back_unavailable_after_th
         await n.settle()
         assert [x.channel_id for x in ari.continued] == [cid]
         assert ari.channels[cid].variables["CLUSTERQ_STATUS"] == "UNAVAILABLE"
+
+
+async def test_a_failed_call_a_register_reported_connected_is_re_registered_waiting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call some Register reported connected may be adopted by the leader, which does not re-queue an
+    adopted call on AgentLegFailed: a fresh Register, in which the caller waits, makes it do so."""
+    monkeypatch.setattr(connections_mod, "TRUNK_WAIT", 0.05)
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = await _connecting(n)
+        [reported] = [x for x in n.app.snapshot().calls if x.joined.call_id == cid]  # a reconnect's Register
+        assert reported.state == "connected"
+        await asyncio.sleep(0.1)
+        await n.settle()
+        assert n.coord.reregisters == 1
+        c = n.app.callers[cid]
+        [snap] = [x for x in n.coord.registers[-1].calls if x.joined.call_id == cid]
+        assert (snap.state, snap.offer_id, snap.arrival_seq) == ("waiting", "", c.arrival_seq)
