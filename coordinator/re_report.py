@@ -57,6 +57,14 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
             if err := adopted_call_error(snap):
                 bad.append(err)
                 continue
+            held = rt.engine.caller(snap.joined.call_id)
+            if held is not None and held.position is not None and snap.offer_id:
+                # Waiting or ringing here, connecting there: the leader re-queued the caller after its
+                # call failed (the agent's node reported it) and the CancelOffer went with the old
+                # stream. Sent again: until it arrives the node ignores every new offer for it.
+                rt.send(link.node_id, d.CancelOffer(snap.offer_id, held.call_id, snap.agent_id,
+                                                    rt.engine.agent_home(snap.agent_id), link.node_id, "failed"))
+                continue
             # A call connected under an earlier leader: its agent stays busy until it ends.
             rt.apply(adopted_event(snap, link.node_id))
     legs = []
@@ -75,6 +83,8 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
             # later (the queue is filled in then); with the caller's node known, losing that node
             # ends the call and frees the agent.
             rt.apply(CallAdopted(leg.call_id, "", leg.caller_node, leg.agent_id, leg.offer_id))
+    # Offers whose agent leg this node reports answered or bridged: their calls did not fail.
+    live_legs = {leg.offer_id for leg in legs if leg.state in ("answered", "connected")}
     for snaps, keep_seq in ((known, True), (fresh, False)):
         for snap in snaps:
             if snap.state == "connected":
@@ -84,7 +94,7 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
                 rt.join(link, snap.joined, snap.arrival_seq if keep_seq else None)
             elif held.node_id != link.node_id:
                 continue
-            elif held.position is None and not snap.offer_id:
+            elif held.position is None and not snap.offer_id and not _leg_alive(rt, held.call_id, live_legs):
                 # Connected here, plainly waiting there: the call failed on the node (no trunk leg
                 # came, the bridge failed) and its AgentLegFailed was lost or, for a call adopted
                 # from an earlier leader, not applicable. The node is right: the offer is cancelled,
@@ -101,6 +111,13 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
                 rt.repeat_join_ack(link, snap.joined, held.arrival_seq)
     _resend_lost(rt, link, reg, legs)
 
+def _leg_alive(rt: LeaderRuntime, call_id: str, live_legs: set[str]) -> bool:
+    """Whether the offer a caller is connected through has its agent leg alive on the reporting node
+    (a reconnect reset the caller's ringing state: its Connect was lost, its call did not fail)."""
+    connected = rt.engine.connected_offer(call_id)
+    return connected is not None and connected[0] in live_legs
+
+
 def _resend_lost(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register,
                  legs: list[node_pb2.AgentLegSnapshot]) -> None:
     """What went with a node's old stream, seen in its snapshot: an agent's answer the leader
@@ -114,7 +131,9 @@ def _resend_lost(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register,
             rt.send(link.node_id, d.CancelOffer(leg.offer_id, leg.call_id, leg.agent_id, link.node_id,
                                                  leg.caller_node, "gone"))
         elif leg.state == "answered" and status == "ringing":
-            rt.apply(OfferAnswered(leg.offer_id))
+            rt.apply(OfferAnswered(leg.offer_id))  # its Connect goes to the node with this step
+            if engine.offer_status(leg.offer_id, leg.call_id) == "connected":
+                resent.add(leg.offer_id)
         elif leg.state == "answered" and status == "connected":
             caller = engine.caller(leg.call_id)
             if caller is not None:

@@ -56,6 +56,7 @@ class NodeApp:
         self.serial = KeyedSerializer()
         self.callers: dict[str, r.Caller] = {}
         self.counters = NodeCounters()  # /metrics totals, incremented by the call modules (metrics.py)
+        self._ringing_epoch = 0  # the leader epoch whose offers callers may be ringing for
         self.coord = CoordinatorClient(settings.node_id, settings.coordinators, self.snapshot, self.on_decision,
                                        self.on_coordinator, flush_delay=settings.flush_interval,
                                        tls=settings.coordinator_tls)
@@ -154,9 +155,14 @@ class NodeApp:
                 self._grace_task.cancel()
                 self._grace_task = None
             self.legs.drop_stale(self.coord.highest_epoch)
-            for c in self.callers.values():
-                if c.state == r.RINGING:  # offers of an older stream are void; the leader re-offers
-                    c.state, c.offer_id = r.WAITING, ""
+            if self.coord.highest_epoch > self._ringing_epoch:
+                # Offers of an older leader are void; the new one re-offers. The same leader's go on
+                # (it kept them while the stream was down): reset, a caller whose agent answered
+                # meanwhile was reported plainly waiting, and the leader took its call for failed.
+                self._ringing_epoch = self.coord.highest_epoch
+                for c in self.callers.values():
+                    if c.state == r.RINGING:
+                        c.state, c.offer_id = r.WAITING, ""
             self.ready.set()
         else:
             self._start_grace()

@@ -164,6 +164,11 @@ class AgentLegs:
         if m.agent_node == me and leg is None:
             log.warning("connect for unknown offer %s", m.offer_id)
             return
+        if leg is not None and leg.state == "connected":
+            # Sent again by a leader that could not tell whether the first one arrived (a node's
+            # Register after a stream drop): acting on it twice hung up the agent of a live call.
+            log.info("connect for offer %s again: already connected", m.offer_id)
+            return
         if m.agent_node == me and m.caller_node == me:
             assert leg is not None
             if self.app.connections.bridge_local(m.call_id, m.offer_id, m.agent_id, leg.channel_id):

@@ -201,7 +201,8 @@ async def test_an_answer_lost_with_the_old_stream_is_applied_from_the_snapshot()
     leg = node_pb2.AgentLegSnapshot(offer_id=offer_id, agent_id="ag", call_id="c1", state="answered",
                                     caller_node="n1")
     n1 = rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=[caller], agent_legs=[leg]))
-    assert ("connect", offer_id) in _kinds(n1)
+    # Once: a second Connect for the same leg made the node hang up the agent of the live call.
+    assert [k for k in _kinds(n1) if k[0] == "connect"] == [("connect", offer_id)]
     assert rt.engine.offer_status(offer_id, "c1") == "connected"
 
 
@@ -418,3 +419,46 @@ async def test_a_failed_call_whose_join_ack_was_lost_too_queues_again_as_the_cal
     assert c0 is not None and c0.arrival_seq == seq and c0.position == 1, "its place, ahead of b-c1"
     assert [dec.join_ack.arrival_seq for dec in decisions if dec.HasField("join_ack")] == [seq]
     assert ("cancel_offer", offer_id) in _kinds(b), "x's leg on b is hung up"
+
+
+async def test_a_caller_whose_ringing_state_a_reconnect_reset_is_connected_not_unbridged() -> None:
+    """The node reported its caller plainly waiting (a reconnect to the same leader used to reset
+    ringing callers) while the agent's leg on the same node had answered: the call did not fail, the
+    Connect is sent again."""
+    rt = _runtime()
+    n1 = _attach(rt, "n1", "i1")
+    rt.apply(_agent("x", "n1"))
+    rt.handle_batch(n1, _joins("c1"))
+    [(_, offer_id)] = [k for k in _kinds(n1) if k[0] == "offer"]
+    rt.handle_batch(n1, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    rt.detach(n1)  # the Connect went with it
+    n1 = rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=[node_pb2.CallSnapshot(
+        joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1, state="waiting")],
+        agent_legs=[node_pb2.AgentLegSnapshot(offer_id=offer_id, agent_id="x", call_id="c1", state="answered",
+                                              caller_node="n1")]))
+    assert [k for k in _kinds(n1) if k[0] != "watch_devices"] == [("connect", offer_id)]
+    assert rt.engine.connected_offer("c1") == (offer_id, "x")
+
+
+async def test_a_cancel_lost_with_the_stream_is_sent_again_to_a_node_still_connecting() -> None:
+    """The agent's node reported the call failed; the leader re-queued the caller and cancelled the
+    offer, but the caller's node missed the CancelOffer and re-reports the caller connecting: the
+    cancel goes again (until then the node ignored every new offer for it)."""
+    rt = _runtime()
+    b = _attach(rt, "b", "ib")
+    rt.apply(_agent("x", "b"))
+    a = _attach(rt, "a", "ia")
+    rt.handle_batch(a, _joins("a-c1"))
+    [offer_id] = [dec.offer.offer_id for dec in _decisions(b) if dec.HasField("offer")]
+    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    rt.detach(a)
+    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id, reason="failed"))]))
+    assert rt.engine.position("a-c1") == 1, "re-queued"
+    a = rt.attach("a", "ia2", node_pb2.Register(node_id="a", instance_id="ia2", calls=[node_pb2.CallSnapshot(
+        joined=node_pb2.CallJoined(call_id="a-c1", queue="q"), arrival_seq=1, state="connected",
+        offer_id=offer_id, agent_id="x")]))
+    assert ("cancel_offer", offer_id) in _kinds(a)
+    assert rt.engine.position("a-c1") == 1

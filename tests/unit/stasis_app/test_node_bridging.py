@@ -98,3 +98,40 @@ async def test_a_bridge_that_keeps_failing_puts_the_caller_back_in_its_place_wit
         n.connect("o2", cid, agent="bob")
         await n.settle()
         assert ari.bridges["a-br-o2_"].channels == [cid, "a-ag-o2_"]
+
+
+async def test_a_connect_sent_again_for_a_bridged_call_changes_nothing() -> None:
+    """A leader re-sends a Connect it cannot tell arrived (the node's Register after a stream drop):
+    acted on twice, the node hung up the agent of the live call and sent the caller back."""
+    ari = FakeAri("a")
+    ari.outcomes["Local/alice@agents/n"] = OriginateOutcome.ANSWER
+    async with running(ari) as n:
+        cid = await n.queued_caller()
+        n.offer("o1", cid)
+        await n.settle()
+        n.connect("o1", cid)
+        await n.settle()
+        assert set(ari.bridges["a-br-o1_"].channels) == {cid, "a-ag-o1_"}
+        n.connect("o1", cid)
+        await n.settle()
+        assert set(ari.bridges["a-br-o1_"].channels) == {cid, "a-ag-o1_"} and "a-ag-o1_" in ari.channels
+        assert not n.coord.of("call_ended") and not ari.continued
+
+
+async def test_a_reconnect_to_the_same_leader_keeps_a_ringing_caller_ringing() -> None:
+    """Offers of the same leader go on across a stream drop (it kept them): resetting the caller to
+    plain waiting made that leader take the call for failed once the agent answered."""
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = await n.queued_caller()
+        n.offer("o1", cid, agent_node="b")
+        await n.settle()
+        assert n.app.callers[cid].state == r.RINGING
+        n.coord.disconnect()
+        n.coord.connect(epoch=1)
+        await n.settle()
+        assert (n.app.callers[cid].state, n.app.callers[cid].offer_id) == (r.RINGING, "o1")
+        n.coord.disconnect()
+        n.coord.connect(epoch=2)  # a new leader: its predecessor's offers are void
+        await n.settle()
+        assert (n.app.callers[cid].state, n.app.callers[cid].offer_id) == (r.WAITING, "")
