@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from clusterq_proto.v1 import admin_pb2
 from clusterq_testing.asterisk import AsteriskNode
 from clusterq_testing.observer import AriObserver, CallerLegs, ObservedEvent
 from clusterq_testing.ports import free_tcp_port
@@ -292,6 +293,45 @@ async def test_stasis_app_down_longer_than_node_ttl_keeps_callers_with_music_and
     # Re-registered with their own sequences, a's callers are served around b's as they arrived.
     served = await _serve_all(clusterq, obs_b, "ag", [x1, y1, x2, late], caller_obs=[obs_a, obs_b, obs_a, obs_a])
     assert served == ["401", "402", "403", "404"]
+
+
+async def test_an_agent_talking_on_a_node_that_was_lost_and_comes_back_is_not_rung_again(
+        clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
+    """Node b's stasis app is down (SIGKILL) longer than node_ttl while its agent talks: the leader
+    declares b lost and ends that call in its books, but on Asterisk it goes on. When b's app is back
+    and registers the call it re-adopted, the agent must not be rung for the caller waiting on node a
+    before that re-report says it talks; it is offered once its call really ends."""
+    clusterq.queues_file.write_text(QUEUES)
+    a, b = await asterisk_factory(["a", "b"])
+    obs_a, obs_b = await observers(a), await observers(b)
+    await clusterq.start_coordinators(1)
+    await clusterq.start_stasis([a, b])
+    obs_b.set_agent_behaviour("talker", "answer", delay=0.05)
+    # Its state interface is a device nobody uses (NOT_INUSE): the device state does not
+    # show the call, so only the order of the re-report can keep the agent from a second offer.
+    await clusterq.client().login_request(admin_pb2.LoginRequest(
+        agent_id="talker", endpoint="Local/talker@clusterq-agents-test/n", home_node="b",
+        queues=[admin_pb2.QueueMembership(queue="support")], state_interface="Local/desk7@clusterq-agents-test"))
+    talking = await _caller(obs_b, "support", "501")
+    await _bridge(obs_b, talking.queue_id)
+    assert len(obs_b.agent_legs("talker")) == 1
+    waiting = await _caller(obs_a, "support", "502")
+    await _sequenced(obs_a, waiting)
+
+    clusterq.stasis["b"].signal(signal.SIGKILL)
+    await clusterq.stasis["b"].async_stop()
+    leader = clusterq.coordinators[await clusterq.wait_leader()]
+    await _until(lambda: "node b lost" in leader.log_text(), 15, "the leader to declare node b lost")
+    fresh = _stasis(clusterq, b, "b-restarted")
+    await _ready(fresh)
+    assert "adopting connected caller" in fresh.log_text()
+    await asyncio.sleep(1.5)  # time for an offer the re-attach would make to ring on Asterisk
+    assert len(obs_b.agent_legs("talker")) == 1, "the talking agent was rung for a second caller"
+    assert _result(obs_b, talking.queue_id) is None, "the live call was not touched"
+    # The call really ends: now the agent takes the caller waiting on a.
+    await obs_b.hangup(obs_b.agent_legs("talker")[0])
+    await _bridge(obs_a, waiting.queue_id, timeout=15)
+    assert len(obs_b.agent_legs("talker")) == 2
 
 
 # ------------------------------------------------------------------------------ Asterisk faults
