@@ -38,9 +38,15 @@ BUSY_GAP = 0.005  # an event within this long of the previous message finds the 
 REGISTER_TIMEOUT = 4.0
 """Seconds a stream may take to answer its Register (Registered, or a refusal) before the next address
 is tried: well under the grace before callers go back to the dialplan (20 s by default)."""
+# Keepalive: a leader that stops answering without closing the connection (SIGSTOP, a hung host, a
+# partition dropping packets) must end the stream within seconds, so that the node follows the new
+# leader. grpcio 1.85 ends a connection whose ping goes unanswered only after
+# grpc.http2.ping_timeout_ms (default 60 s: measured 63 s against a SIGSTOPped server, 4 s with 2 s);
+# keepalive_timeout_ms alone does not.
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 2_000),
     ("grpc.keepalive_timeout_ms", 2_000),
+    ("grpc.http2.ping_timeout_ms", 2_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),

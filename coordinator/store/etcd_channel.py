@@ -138,6 +138,9 @@ class EtcdConfig:
         return {
             "grpc.keepalive_time_ms": int(self.grpc_keepalive_time * 1000),
             "grpc.keepalive_timeout_ms": int(self.grpc_keepalive_timeout * 1000),
+            # What ends a connection to a member that stopped answering (watches): grpcio 1.85
+            # waits this long for a ping's answer (default 60 s), keepalive_timeout_ms alone is not.
+            "grpc.http2.ping_timeout_ms": int(self.grpc_keepalive_timeout * 1000),
             "grpc.keepalive_permit_without_calls": 0,
             "grpc.http2.max_pings_without_data": 0,
             "grpc.initial_reconnect_backoff_ms": 200,

@@ -115,3 +115,52 @@ async def test_paused_leader_resumed_is_refused_by_etcd_and_by_nodes(tmp_path: P
         await kv.close()
         await old.async_stop()
         await new.async_stop()
+
+
+async def test_nodes_leave_a_frozen_leader_for_the_new_one_within_seconds(
+        tmp_path: Path, etcd_factory: object) -> None:
+    """A leader that stops answering without closing its connections (SIGSTOP here; a hung host or a
+    partition dropping packets alike) must be left by its nodes once a new leader is elected: their
+    keepalive ends the stream (gRPC's own ping timeout is 60 s; the node's is 2 s) and they follow
+    the new leader. Measured before that: the node still waited on the frozen one after 60 s."""
+    etcd = await etcd_factory()  # type: ignore[operator]
+    qfile = tmp_path / "queues.yaml"
+    qfile.write_text("queues:\n  support: {strategy: leastrecent}\n")
+    ports = [free_tcp_port(), free_tcp_port()]
+    addr = [f"127.0.0.1:{p}" for p in ports]
+    first = coordinator_process("first", tmp_path, etcd_endpoints=etcd.endpoints, port=ports[0], queues_file=qfile,
+                                settle_time=0.2)
+    second = coordinator_process("second", tmp_path, etcd_endpoints=etcd.endpoints, port=ports[1],
+                                 queues_file=qfile, settle_time=0.2)
+    ups: list[bool] = []
+    node = CoordinatorClient("n1", tuple(addr), node_pb2.Register, lambda d: None, ups.append)
+    runner: asyncio.Future[None] | None = None
+    try:
+        first.start()
+        await _wait_log(first, "leading with epoch")
+        second.start()
+        await _wait_log(second, "serving gRPC")
+        runner = asyncio.ensure_future(node.run())
+        deadline = time.monotonic() + 10
+        while not node.connected:
+            assert time.monotonic() < deadline, "node never reached the first leader"
+            await asyncio.sleep(0.05)
+        old_epoch = node.highest_epoch
+        first.signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        await _wait_log(second, "leading with epoch", timeout=20)
+        new_epoch = _epoch(second)
+        while node.highest_epoch != new_epoch:
+            # Lease TTL (2 s) + the node's keepalive (2 + 2 s) + reconnect: a few seconds; the bound is
+            # loose for CI, far below the 60 s of gRPC's default ping timeout.
+            assert time.monotonic() - stopped < 20, "the node stayed on the frozen leader"
+            await asyncio.sleep(0.05)
+        assert new_epoch > old_epoch and node.connected
+        assert ups.count(False) >= 1, "the stream to the frozen leader ended"
+    finally:
+        first.signal(signal.SIGCONT)
+        if runner is not None:
+            runner.cancel()
+        node.close()
+        await first.async_stop()
+        await second.async_stop()

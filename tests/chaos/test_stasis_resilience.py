@@ -334,6 +334,34 @@ async def test_an_agent_talking_on_a_node_that_was_lost_and_comes_back_is_not_ru
     assert len(obs_b.agent_legs("talker")) == 2
 
 
+async def test_a_frozen_stasis_app_is_detected_declared_lost_and_re_registers_when_it_resumes(
+        clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
+    """SIGSTOP keeps the app's connection open but unanswered (as a partition dropping packets would):
+    the leader's keepalive must end the stream, so that the node is lost after node_ttl and nothing
+    is offered to it meanwhile. Resumed, the app re-registers and its caller keeps its place."""
+    clusterq.queues_file.write_text(QUEUES)
+    a, b = await asterisk_factory(["a", "b"])
+    obs_a, obs_b = await observers(a), await observers(b)
+    await clusterq.start_coordinators(1)
+    await clusterq.start_stasis([a, b])
+    first = await _caller(obs_b, "support", "601")
+    await _sequenced(obs_b, first)
+    second = await _caller(obs_a, "support", "602")
+    await _sequenced(obs_a, second)
+    stasis_b = clusterq.stasis["b"]
+    leader = clusterq.coordinators[await clusterq.wait_leader()]
+    stasis_b.signal(signal.SIGSTOP)
+    try:
+        await _until(lambda: "node b detached" in leader.log_text(), 12, "the leader to detach frozen node b")
+        await _until(lambda: "node b lost" in leader.log_text(), 15, "the leader to declare node b lost")
+    finally:
+        stasis_b.signal(signal.SIGCONT)
+    await _log_count(stasis_b, "connected to leader", 2, timeout=15)
+    assert _result(obs_b, first.queue_id) is None, "its caller stayed in the queue on Asterisk"
+    served = await _serve_all(clusterq, obs_a, "ag", [first, second], caller_obs=[obs_b, obs_a])
+    assert served == ["601", "602"], "re-registered with its sequence: first in line again"
+
+
 # ------------------------------------------------------------------------------ Asterisk faults
 async def test_a_stalled_asterisk_is_detected_within_the_heartbeat_and_calls_resume(
         clusterq: Clusterq, asterisk_factory: object, observers: object) -> None:
