@@ -166,6 +166,11 @@ class NodeApp:
             self.ready.set()
         else:
             self._start_grace()
+            for c in self.callers.values():
+                if c.state == r.WAITING and not c.arrival_seq:
+                    # Its JoinAck (which starts the music) never came and no leader may answer for
+                    # the whole grace: default music now, as for a caller joining without a leader.
+                    self.actions.resume_music(c)
 
     def _start_grace(self) -> None:
         if self._grace_task is None and not self.coord.connected:

@@ -60,8 +60,12 @@ class CallerActions:
         is started (recover), so a caller whose old process died half-way is not left in silence.
         """
         if adopted:
+            # With shared music a sequenced caller sits in its class's holding bridge, whose music
+            # plays on (prompts too play inside it). Its own music may have ended with a prompt while
+            # no process listened (the PlaybackFinished is lost): started again by recover below (a
+            # restart of the music costs a moment; silence lasted until the next prompt).
             c.moh_on = (c.state == r.WAITING and not c.args.ringing and bool(c.music_class)
-                        and c.arrival_seq != 0)
+                        and c.arrival_seq != 0 and self.music.shared)
             self.music.adopted(c)
             self._arm_timeout(c)
             self.recover(c)
@@ -114,6 +118,12 @@ class CallerActions:
         if c.args.timeout:
             delay = max(0.0, c.joined_wall + c.args.timeout - time.time())
             c.timeout_timer = asyncio.get_running_loop().call_later(delay, self._timeout, c)
+
+    def rearm_timeout(self, c: r.Caller) -> None:
+        """A caller waiting again (its call failed before the bridge): its timeout= counts again; one
+        that fired while it was connecting fires now."""
+        if c.timeout_timer is None:
+            self._arm_timeout(c)
 
     def _timeout(self, c: r.Caller) -> None:
         c.timeout_timer = None

@@ -83,6 +83,7 @@ class CallerConnections:
         c.state, c.offer_id, c.agent_id = r.WAITING, "", ""
         self.order.done(c)
         self.app.actions.resume_music(c)
+        self.app.actions.rearm_timeout(c)
 
     def bridge_local(self, call_id: str, offer_id: str, agent_id: str, peer_channel: str) -> bool:
         """Bridge the caller with a channel on this node (agent leg or inbound trunk leg)."""
@@ -136,6 +137,7 @@ class CallerConnections:
 
         self.app.serial.run(c.call_id + "/teardown", undo, "bridge-failed")
         self.app.actions.resume_music(c)
+        self.app.actions.rearm_timeout(c)
 
     def expect_remote(self, call_id: str, offer_id: str, agent_id: str) -> None:
         """Connect for a caller here and an agent on another node: wait for its trunk leg."""
@@ -187,6 +189,11 @@ class CallerConnections:
         c = next((x for x in self.app.callers.values() if x.peer_channel == channel_id), None)
         if c is None or c.state not in (r.CONNECTED, r.CONNECTING):
             return
+        self.call_over(c)
+
+    def call_over(self, c: r.Caller) -> None:
+        """The agent's side of the caller's call is gone: CallEnded, its bridge goes, the caller
+        continues in the dialplan (CONTINUE)."""
         self.app.send(node_pb2.NodeEvent(call_ended=node_pb2.CallEnded(
             call_id=c.call_id, offer_id=c.offer_id, agent_hung_up=True)))
         self.teardown(c, hang_peer=False)

@@ -108,13 +108,20 @@ class Reconciler:
         for call_id in [cid for cid in app.callers if cid not in present]:
             app.actions.caller_gone(app.callers[call_id])
         app.legs.forget_missing(present)
+        ended = [c for c in app.callers.values() if c.peer_channel and c.peer_channel not in present]
+        for c in ended:
+            # Its agent's (or trunk) leg hung up while the websocket was down: the call is over, as
+            # the lost StasisEnd would have said. Left alone, the caller stayed alone in its bridge,
+            # in silence, for good, and the leader kept the agent busy.
+            app.connections.peer_gone(c.peer_channel)
+        sent_back = {c.call_id for c in ended}  # still listed in Stasis until their continue runs
         for c in list(app.callers.values()):
             app.actions.recover(c)
         unknown: dict[str, _Found] = {}
         for ch in channels:
             parts = split_app_args(ch.app_data)  # as Asterisk split them for StasisStart
-            if (ch.id not in app.callers and not app.legs.owns(ch.id) and not app.agent_ops.handled(ch.id)
-                    and parts[0] == app.settings.app):
+            if (ch.id not in app.callers and ch.id not in sent_back and not app.legs.owns(ch.id)
+                    and not app.agent_ops.handled(ch.id) and parts[0] == app.settings.app):
                 unknown[ch.id] = _Found(ch, parts[1:])
         if not unknown:
             return
@@ -124,13 +131,18 @@ class Reconciler:
             if offer_id and len(b.channel_ids) == 2 and all(c in unknown for c in b.channel_ids):
                 x, y = (unknown[c] for c in b.channel_ids)
                 pairs.append((b.id, offer_id, x, y))
+        # A caller alone in one of our call bridges: its agent hung up while no process listened.
+        lone = {b.channel_ids[0]: (b.id, offer_id) for b in bridges
+                if len(b.channel_ids) == 1 and (offer_id := offer_of_bridge(app.node_id, b.id))}
         waiting: list[_Found] = []
         for bridge_id, offer_id, x, y in pairs:
             if await self._adopt_bridged(bridge_id, offer_id, x, y):
                 unknown.pop(x.channel.id)
                 unknown.pop(y.channel.id)
         for found in unknown.values():
-            if found.role == "caller":
+            if found.role == "caller" and found.channel.id in lone:
+                await self._end_lone(found, *lone[found.channel.id])
+            elif found.role == "caller":
                 waiting.append(found)
             elif found.role == "agent-op":
                 log.info("resync: performing the agent operation of %s again", found.channel.id)
@@ -174,6 +186,19 @@ class Reconciler:
             log.info("adopting the agent side of cross-node call %s (bridge %s)", offer_id, bridge_id)
             return True
         return False
+
+    async def _end_lone(self, found: _Found, bridge_id: str, offer_id: str) -> None:
+        """A caller alone in its call's bridge: the call ended while no process listened. It goes on
+        in the dialplan with CONTINUE, as if this process had seen its agent hang up (adopted as
+        waiting, it sat in silence in that bridge and was queued for a second agent)."""
+        app = self.app
+        adopted = await self._read(found.channel)
+        c = app.add_caller(found.channel, found.args, adopted)
+        if c is None:
+            return
+        c.state, c.offer_id, c.agent_id, c.bridge_id = r.CONNECTED, offer_id, adopted.agent_id, bridge_id
+        log.info("caller %s is alone in its call's bridge %s: its call ended meanwhile", c.call_id, bridge_id)
+        app.connections.call_over(c)
 
     async def _adopt_waiting(self, found: list[_Found]) -> None:
         """Waiting callers, adopted in their node join order; the leader learns of them by a fresh

@@ -354,3 +354,16 @@ async def test_a_failing_part_of_the_node_app_ends_run_with_its_error() -> None:
     ari.run = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="ARI adapter bug"):
         await asyncio.wait_for(app.run(), 5)
+
+
+async def test_a_caller_whose_join_ack_never_came_gets_music_when_the_stream_drops() -> None:
+    """Music starts with the JoinAck; when the stream drops before it came, no leader may answer for
+    the whole grace: the caller gets default music then, not silence."""
+    ari = FakeAri("a")
+    async with running(ari, grace=5.0) as n:
+        cid = ari.caller_enters(["support"])
+        await n.settle()
+        assert ari.channels[cid].moh_class is None, "with a leader connected, music waits for the JoinAck"
+        n.coord.disconnect()
+        await n.settle()
+        assert ari.channels[cid].moh_class == "default"

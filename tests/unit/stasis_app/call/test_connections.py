@@ -80,3 +80,22 @@ async def test_a_failed_call_a_register_reported_connected_is_re_registered_wait
         c = n.app.callers[cid]
         [snap] = [x for x in n.coord.registers[-1].calls if x.joined.call_id == cid]
         assert (snap.state, snap.offer_id, snap.arrival_seq) == ("waiting", "", c.arrival_seq)
+
+
+async def test_a_timeout_that_fell_while_connecting_counts_once_the_caller_waits_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """timeout= fires while the caller is connecting (ignored then); the trunk leg never comes and
+    the caller waits again: its timeout applies at once, instead of never."""
+    monkeypatch.setattr(connections_mod, "TRUNK_WAIT", 0.3)
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = await n.queued_caller(("support", "timeout=0.2"))
+        n.offer("o1", cid, agent_node="b")
+        n.connect("o1", cid, agent_node="b")
+        await n.settle()
+        assert n.app.callers[cid].state == r.CONNECTING
+        await asyncio.sleep(0.6)  # the timeout fell at 0.2 s, the trunk wait ended at 0.3 s
+        for _ in range(10):
+            await n.settle()
+        assert cid not in n.app.callers
+        assert ari.channels[cid].variables["CLUSTERQ_STATUS"] == "TIMEOUT"

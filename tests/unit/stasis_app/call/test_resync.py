@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.fake import FakeAri, OriginateOutcome
 from stasis_app.call import records as r
@@ -155,11 +157,20 @@ async def test_a_caller_no_process_answered_is_answered_and_gets_music_on_adopti
         assert ari.channels[cid].moh_class == "default"
 
 
-async def test_a_sequenced_callers_music_is_left_alone_on_adoption() -> None:
+async def test_a_sequenced_callers_own_music_is_started_again_on_adoption() -> None:
+    """Its music may have ended with a prompt while no process listened (the PlaybackFinished is
+    lost): the new process starts it again (from the start of the file, as app_queue does after each
+    announcement) rather than trust it plays and leave the caller in silence."""
     ari = FakeAri("a")
     async with running(ari) as old:
         cid = await old.queued_caller()
         await old.settle()
+        old.coord.decide(periodic_announce=node_pb2.PeriodicAnnounce(call_id=cid, prompt="sound:beep"))
+        await old.settle()
+        [playback] = ari.playbacks
+        assert ari.channels[cid].moh_class is None, "the prompt replaced the music"
+    ari.drop_connection()
+    ari.finish_playback(playback)  # ends while no process is connected
     new_ari = ari.successor()
     calls: list[str] = []
     start_moh = new_ari.start_moh
@@ -170,8 +181,9 @@ async def test_a_sequenced_callers_music_is_left_alone_on_adoption() -> None:
 
     new_ari.start_moh = counting  # type: ignore[method-assign]
     async with running(new_ari) as new:
-        assert new.app.callers[cid].moh_on and new_ari.channels[cid].moh_class == "default"
-        assert not calls, "Asterisk kept its music: restarting it would jump to the start of the file"
+        await new.settle()
+        assert calls == [cid] and new_ari.channels[cid].moh_class == "default"
+        assert new.app.callers[cid].moh_on
 
 
 async def test_the_sequence_reaches_the_channel_only_after_its_music_was_started() -> None:
@@ -245,3 +257,57 @@ async def test_a_register_carries_each_callers_first_position_and_a_calls_time_s
         assert snap[talking].state == "connected" and 0.0 <= snap[talking].connected_for < 5.0
         assert snap[talking].connected_for <= snap[talking].joined.waited
         assert snap[waiting[0]].connected_for == 0.0
+
+
+@pytest.mark.parametrize("peer", ["agent", "trunk"])
+async def test_a_call_whose_peer_hung_up_during_a_websocket_drop_ends_with_continue(peer: str) -> None:
+    """The agent's leg (or the trunk leg from the agent's node) hung up while the websocket was down:
+    its StasisEnd is lost. The resync ends the call as that event would have (CallEnded, CONTINUE);
+    the caller used to stay alone in its bridge, in silence, for good."""
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = await n.queued_caller()
+        if peer == "agent":
+            ari.outcomes["Local/alice@agents/n"] = OriginateOutcome.ANSWER
+            n.offer("o1", cid)
+            await n.settle()
+            n.connect("o1", cid)
+            leg = "a-ag-o1_"
+        else:
+            n.offer("o1", cid, agent_node="b")
+            await n.settle()
+            n.connect("o1", cid, agent_node="b")
+            await n.settle()
+            leg = ari.caller_enters(["inbound", "cq-o1"])
+        await n.settle()
+        assert set(ari.bridges["a-br-o1_"].channels) == {cid, leg}
+        ari.drop_connection()
+        ari.caller_hangs_up(leg)
+        ari.restore_connection()
+        for _ in range(20):
+            await n.settle()
+        assert cid not in n.app.callers
+        assert ari.channels[cid].variables["CLUSTERQ_STATUS"] == "CONTINUE"
+        assert [(e.call_id, e.agent_hung_up) for e in n.coord.of("call_ended")] == [(cid, True)]
+
+
+async def test_a_caller_alone_in_its_call_bridge_after_a_restart_continues_in_the_dialplan() -> None:
+    """The agent hung up while no process ran: the caller is alone in its call's bridge. It goes on
+    with CONTINUE; it was adopted as waiting, in silence in that bridge, and queued for a second agent."""
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        cid = await old.queued_caller()
+        ari.outcomes["Local/alice@agents/n"] = OriginateOutcome.ANSWER
+        old.offer("o1", cid)
+        await old.settle()
+        old.connect("o1", cid)
+        await old.settle()
+    ari.caller_hangs_up("a-ag-o1_")
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        for _ in range(20):
+            await new.settle()
+        assert cid not in new.app.callers
+        assert new_ari.channels[cid].variables["CLUSTERQ_STATUS"] == "CONTINUE"
+        assert "a-br-o1_" not in new_ari.bridges
+        assert all(c.joined.call_id != cid for reg in new.coord.registers for c in reg.calls)
