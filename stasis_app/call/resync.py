@@ -144,6 +144,12 @@ class Reconciler:
                 await self._end_lone(found, *lone[found.channel.id])
             elif found.role == "caller":
                 waiting.append(found)
+            elif found.role == "inbound":
+                # A trunk leg from an agent's node that arrived while the websocket was down (its
+                # StasisStart lost): taken as the event would have, not hung up as stray (that ended
+                # the answered agent's call and sent the caller back).
+                token = found.args[1] if len(found.args) >= 2 else found.channel.dialplan_exten
+                app.connections.inbound(found.channel.id, token.removeprefix("cq-"))
             elif found.role == "agent-op":
                 log.info("resync: performing the agent operation of %s again", found.channel.id)
                 app.agent_ops.start(found.channel, found.args)

@@ -311,3 +311,22 @@ async def test_a_caller_alone_in_its_call_bridge_after_a_restart_continues_in_th
         assert new_ari.channels[cid].variables["CLUSTERQ_STATUS"] == "CONTINUE"
         assert "a-br-o1_" not in new_ari.bridges
         assert all(c.joined.call_id != cid for reg in new.coord.registers for c in reg.calls)
+
+
+async def test_a_trunk_leg_that_arrived_during_a_websocket_drop_is_bridged_not_hung_up() -> None:
+    """Its StasisStart was lost: the resync takes it as that event would have (it used to hang it up
+    as a stray leg, which ended the answered agent's call and sent the caller back)."""
+    ari = FakeAri("a")
+    async with running(ari) as n:
+        cid = await n.queued_caller()
+        n.offer("o1", cid, agent_node="b")
+        await n.settle()
+        n.connect("o1", cid, agent_node="b")
+        await n.settle()
+        ari.drop_connection()
+        leg = ari.caller_enters(["inbound", "cq-o1"])
+        ari.restore_connection()
+        for _ in range(20):
+            await n.settle()
+        assert leg in ari.channels and set(ari.bridges["a-br-o1_"].channels) == {cid, leg}
+        assert n.app.callers[cid].state == r.CONNECTED
