@@ -72,17 +72,24 @@ async def _silent_server() -> tuple[asyncio.Server, str]:
     return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-async def test_a_silent_address_gets_its_share_of_the_time_and_the_next_one_is_tried() -> None:
+async def _silent_then_leader() -> tuple[asyncio.Server, str, _Leader, grpc.aio.Server, AdminClient]:
+    """A silent address first, then a leader; a client giving each address 0.3 s."""
     silent, silent_addr = await _silent_server()
     leader = _Leader()
     server = grpc.aio.server()
     admin_pb2_grpc.add_QueueAdminServicer_to_server(leader, server)
     leader_addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     await server.start()
-    client = AdminClient([silent_addr, leader_addr], attempt_timeout=0.3)
+    return silent, silent_addr, leader, server, AdminClient([silent_addr, leader_addr], attempt_timeout=0.3)
 
-    def list_queues(ch: grpc.aio.Channel) -> Any:
-        return admin_pb2_grpc.QueueAdminStub(ch).ListQueues(admin_pb2.ListQueuesRequest(), timeout=5)
+
+def list_queues(ch: grpc.aio.Channel) -> Any:
+    """QueueAdmin.ListQueues on a channel (what the tests call through AdminClient.call)."""
+    return admin_pb2_grpc.QueueAdminStub(ch).ListQueues(admin_pb2.ListQueuesRequest(), timeout=5)
+
+
+async def test_a_silent_address_gets_its_share_of_the_time_and_the_next_one_is_tried() -> None:
+    silent, silent_addr, leader, server, client = await _silent_then_leader()
 
     try:
         # The silent address is first; the call's own gRPC deadline (5 s) would outlast a 2 s budget.
@@ -101,16 +108,7 @@ async def test_a_silent_address_gets_its_share_of_the_time_and_the_next_one_is_t
 async def test_concurrent_calls_that_time_out_on_one_address_all_move_on_to_the_leader() -> None:
     """Calls in flight share the leader and the search start: ten timing out on the silent address
     together move the search past it once, not ten times (which sent every other one back to it)."""
-    silent, silent_addr = await _silent_server()
-    leader = _Leader()
-    server = grpc.aio.server()
-    admin_pb2_grpc.add_QueueAdminServicer_to_server(leader, server)
-    leader_addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    await server.start()
-    client = AdminClient([silent_addr, leader_addr], attempt_timeout=0.3)
-
-    def list_queues(ch: grpc.aio.Channel) -> Any:
-        return admin_pb2_grpc.QueueAdminStub(ch).ListQueues(admin_pb2.ListQueuesRequest(), timeout=5)
+    silent, _, leader, server, client = await _silent_then_leader()
 
     try:
         results = await asyncio.gather(*(client.call(list_queues, timeout=0.5) for _ in range(10)),

@@ -260,6 +260,8 @@ async def test_a_channel_that_hangs_up_during_the_operation_is_forgotten() -> No
         await n.settle()
         assert "alice" in agents.agents and not ari.continued
         assert not n.app.agent_ops.owns(cid) and not n.coord.kinds()
+        # Nor remembered as sent back: its StasisEnd came while the operation ran.
+        assert cid not in n.app.agent_ops._sent_back and not n.app.agent_ops._left
 
 
 # ---- once per entry into Stasis ------------------------------------------------------------------
@@ -351,18 +353,3 @@ async def test_performed_operations_are_forgotten_a_while_after_their_stasis_end
         assert (await _op(n, "agent-pause", "ag0"))[0] == "PAUSED"
         await _quiet(n)
         assert len(ops._sent_back) == 1, "the five older channels are forgotten, the newest is kept"
-
-
-async def test_a_channel_hanging_up_during_its_operation_is_not_remembered() -> None:
-    ari = FakeAri("a")
-    agents = FakeAgents()
-    agents.answering.clear()
-    async with running(ari, agent_admin=agents) as n:
-        cid = ari.caller_enters(["agent-login", "alice", "queue=support"], name=PHONE)
-        await n.settle()
-        ari.caller_hangs_up(cid)
-        await n.settle()
-        agents.answering.set()
-        await _quiet(n)
-        assert [m for m, _ in agents.requests] == ["login"]
-        assert not n.app.agent_ops._sent_back and not n.app.agent_ops._left and not n.app.agent_ops.owns(cid)
