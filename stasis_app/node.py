@@ -251,6 +251,12 @@ class NodeApp:
             c = self.callers.get(event.channel_id)
             if c is not None:
                 self.actions.digit(c, event.digit)
+        elif isinstance(event, ev.ChannelHangupRequested):
+            c = self.callers.get(event.channel_id)
+            if c is not None:
+                c.hanging_up = True
+        elif isinstance(event, ev.ChannelLeftBridge):
+            self.actions.music.left_bridge(event.bridge_id, event.channel_id)
         elif isinstance(event, ev.PlaybackFinished):
             self.actions.playback_finished(event.playback_id, event.target_channel_id)
         elif isinstance(event, ev.DeviceStateChanged):

@@ -46,6 +46,18 @@ class Music:
         """After an ARI reconnect: Asterisk may have restarted without our holding bridges."""
         self._ready.clear()
 
+    def left_bridge(self, bridge: str, channel_id: str) -> None:
+        """A channel left a bridge. A waiting caller taken out of its holding bridge by someone else
+        (the bridge destroyed by an operator or another ARI application: our own moves forget the
+        bridge first) gets its music back; it heard nothing until its next caller of the class came."""
+        c = self.app.callers.get(channel_id)
+        if c is None or c.hanging_up or not c.hold_bridge or c.hold_bridge != bridge:
+            return
+        log.warning("caller %s was taken out of its holding bridge %s: its music starts again", c.call_id, bridge)
+        c.hold_bridge, c.moh_on = "", False
+        self._ready.discard(bridge)  # made again on the next start
+        self.app.actions.resume_music(c)
+
     def adopted(self, c: r.Caller) -> None:
         """A restarted app adopts a waiting caller: with shared music it is in its class's bridge."""
         if self.shared and c.moh_on:

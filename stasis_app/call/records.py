@@ -68,6 +68,7 @@ class Caller:
     # Reported "connected" in a Register: a leader may have adopted the call, and an adopted call is not
     # re-queued on AgentLegFailed (see connections._requeue_on_leader).
     reported_connected: bool = False
+    hanging_up: bool = False  # ChannelHangupRequested seen: its leaving a bridge is no loss of music
     connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
     answered: bool = False  # answered (or ringing indicated) on Asterisk
     offer_rank: int = 0  # place of its latest offer in the order this node received offers (0: none)

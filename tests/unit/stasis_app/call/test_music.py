@@ -70,3 +70,25 @@ async def test_a_holding_bridge_asterisk_lost_is_made_again() -> None:
         await n.settle()
         assert ari.bridges["a-hold-default_"].channels == [second]
         assert ari.bridges["a-hold-default_"].moh_class == "default"
+
+
+async def test_a_holding_bridge_destroyed_by_someone_else_is_made_again_for_its_callers() -> None:
+    """An operator or another ARI application destroys the holding bridge: its waiting callers get
+    their music back at once (they heard nothing until a new caller of the class made it again);
+    a caller hanging up, or moved into its call, leaves it without that."""
+    ari = FakeAri("a")
+    async with running(ari, shared_music=True) as n:
+        first = await n.queued_caller()
+        second = await n.queued_caller(position=2)
+        await n.settle()
+        await ari.destroy_bridge("a-hold-default_")  # not clusterq's doing
+        for _ in range(10):
+            await n.settle()
+        hold = ari.bridges["a-hold-default_"]
+        assert sorted(hold.channels) == sorted([first, second]) and hold.moh_class == "default"
+        assert all(n.app.callers[c].hold_bridge == "a-hold-default_" and n.app.callers[c].moh_on
+                   for c in (first, second))
+        ari.caller_hangs_up(second)
+        await n.settle()
+        assert hold.channels == [first] and second not in n.app.callers
+        assert ari.bridges["a-hold-default_"] is hold, "a hang-up makes nothing again"
