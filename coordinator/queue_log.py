@@ -135,6 +135,11 @@ class QueueLogBook:
         for q in queues:
             self._line(stamp, "", q, agent_id, "PAUSE" if paused else "UNPAUSE", reason)
 
+    def _complete(self, stamp: str, call_id: str, c: _Call, kind: str, now: float) -> None:
+        """A connected call's end: COMPLETECALLER / COMPLETEAGENT|holdtime|calltime|origposition."""
+        self._line(stamp, call_id, c.queue, c.agent, kind, _secs(c.connected_at - c.joined_at),
+                   _secs(now - c.connected_at), _orig(c))
+
     def _left(self, event: CallerLeft, now: float, stamp: str, position: int | None) -> None:
         c = self._calls.pop(event.call_id, None)
         if c is None:
@@ -142,8 +147,7 @@ class QueueLogBook:
         if c.connected:
             # The hangup crossed the Connect (the node still thought the caller was ringing): the
             # engine ends the call, so the CONNECT logged for it gets its end.
-            self._line(stamp, event.call_id, c.queue, c.agent, "COMPLETECALLER", _secs(c.connected_at - c.joined_at),
-                       _secs(now - c.connected_at), _orig(c))
+            self._complete(stamp, event.call_id, c, "COMPLETECALLER", now)
             return
         kind = _LEFT.get(event.reason, "ABANDON")
         key = (event.key,) if kind == "EXITWITHKEY" else ()
@@ -174,15 +178,13 @@ class QueueLogBook:
         elif isinstance(event, CallEnded):
             c = self._calls.pop(event.call_id, None)
             if c is not None and c.connected:
-                kind = "COMPLETEAGENT" if event.agent_hung_up else "COMPLETECALLER"
-                self._line(stamp, event.call_id, c.queue, c.agent, kind, _secs(c.connected_at - c.joined_at),
-                           _secs(now - c.connected_at), _orig(c))
+                self._complete(stamp, event.call_id, c, "COMPLETEAGENT" if event.agent_hung_up else "COMPLETECALLER",
+                               now)
         elif isinstance(event, NodeLost):
             # Connected calls of a lost node ended with it (the engine ends them without a CallEnded).
             for call_id, c in [(k, v) for k, v in self._calls.items() if v.node == event.node_id and v.connected]:
                 del self._calls[call_id]
-                self._line(stamp, call_id, c.queue, c.agent, "COMPLETECALLER", _secs(c.connected_at - c.joined_at),
-                           _secs(now - c.connected_at), _orig(c))
+                self._complete(stamp, call_id, c, "COMPLETECALLER", now)
         elif isinstance(event, AgentLoggedIn):
             queues = tuple(m.queue for m in event.agent.memberships)
             old = self._queues_of.get(event.agent.agent_id, ())

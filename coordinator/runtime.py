@@ -266,12 +266,7 @@ class LeaderRuntime:
         assert type(ev) is CallerJoined
         if self.engine.holds(ev.call_id):
             return None  # duplicate report of a caller we already hold
-        # Where the join's answer goes: JoinAccepted/JoinRejected only come out of this very apply.
-        self._call_node[ev.call_id] = link.node_id
-        try:
-            self._apply(ev, now)
-        finally:
-            self._call_node.pop(ev.call_id, None)
+        self._apply_join(ev, now, link.node_id)
         return None
 
     def repeat_join_ack(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int) -> None:
@@ -279,11 +274,15 @@ class LeaderRuntime:
         now = self.clock()
         ev = joined_event(msg, link.node_id, seq, now, re_report=True)
         if type(ev) is CallerJoined:
-            self._call_node[ev.call_id] = link.node_id
-            try:
-                self._apply(ev, now)
-            finally:
-                self._call_node.pop(ev.call_id, None)
+            self._apply_join(ev, now, link.node_id)
+
+    def _apply_join(self, ev: CallerJoined, now: float, node_id: str) -> None:
+        # Where the join's answer goes: JoinAccepted/JoinRejected only come out of this very apply.
+        self._call_node[ev.call_id] = node_id
+        try:
+            self._apply(ev, now)
+        finally:
+            self._call_node.pop(ev.call_id, None)
 
     def _reject_invalid(self, link: NodeLink, call_id: str, message: str,
                         status: CallerStatus = CallerStatus.INVALID_ARGS) -> None:

@@ -54,16 +54,11 @@ def fail_connected_offer(st: EngineState, offer_id: str, now: float, out: list[D
     q = st.queues.get(caller.queue) if caller is not None else None
     if caller is None or q is None:
         return
-    agent = st.agents.get(caller.agent_id)
-    agent_node = agent.config.home_node if agent is not None else caller.node_id
-    out.append(CancelOffer(offer_id, caller.call_id, caller.agent_id, agent_node, caller.node_id, "failed"))
+    _release_failed_call(st, caller, now, out)
     caller.state = WAITING
     caller.tried.add(caller.agent_id)
     q.line.add(caller.key, caller.joined_at)
     st.dispatch_dirty = True
-    if agent is not None:
-        agent.calls.pop(caller.call_id, None)
-        st.refresh_idle(caller.agent_id, now)
     caller.agent_id, caller.offer_id = "", ""
     schedule_caller_timers(st, caller, now)
 
@@ -74,13 +69,19 @@ def unbridge_call(st: EngineState, ev: CallUnbridged, now: float, out: list[Deci
     caller = st.callers.get(ev.call_id)
     if caller is None or caller.state != CONNECTED:
         return
+    _release_failed_call(st, caller, now, out)
+    st.callers.pop(caller.call_id, None)
+    st.by_uid.pop(caller.uid, None)
+
+
+def _release_failed_call(st: EngineState, caller: CallerRec, now: float, out: list[Decision]) -> None:
+    """A connected call that never started: its offer is cancelled "failed" (the agent's node hangs
+    its leg up) and its agent is free again, with no call counted and no wrap-up."""
     agent = st.agents.get(caller.agent_id)
     if caller.offer_id:
         agent_node = agent.config.home_node if agent is not None else caller.node_id
         out.append(CancelOffer(caller.offer_id, caller.call_id, caller.agent_id, agent_node, caller.node_id,
                                "failed"))
-    st.callers.pop(caller.call_id, None)
-    st.by_uid.pop(caller.uid, None)
     if agent is not None:
         agent.calls.pop(caller.call_id, None)
         st.refresh_idle(caller.agent_id, now)

@@ -16,9 +16,7 @@ def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) ->
     become unavailable."""
     st.lost_nodes.add(node_id)
     st.detached_nodes.discard(node_id)
-    if node_id in st.attaching:
-        st.attaching.discard(node_id)
-        st.dispatch_dirty = True  # a pass held while it attached may be owed
+    _attach_over(st, node_id)
     for caller in list(st.callers.values()):
         if caller.state != CONNECTED:
             if caller.node_id == node_id:
@@ -40,12 +38,18 @@ def node_lost(st: EngineState, node_id: str, now: float, out: list[Decision]) ->
             out.append(AgentStateChanged(agent.config.agent_id, "unavailable", "node_lost"))
 
 
+def _attach_over(st: EngineState, node_id: str) -> None:
+    """The node's attach ended (NodeAlive; NodeDetached or NodeLost when it failed): dispatch is no
+    longer held for it, and the passes held meanwhile are owed as one."""
+    if node_id in st.attaching:
+        st.attaching.discard(node_id)
+        st.dispatch_dirty = True
+
+
 def node_detached(st: EngineState, node_id: str, now: float, out: list[Decision]) -> None:
     """A node's stream is down: neither its agents nor its callers are offered until it is back
     (NodeAlive) or lost (NodeLost). Offers already ringing there are left alone."""
-    if node_id in st.attaching:  # its attach failed: back to plain detached
-        st.attaching.discard(node_id)
-        st.dispatch_dirty = True
+    _attach_over(st, node_id)  # a failed attach: back to plain detached
     if node_id in st.lost_nodes or node_id in st.detached_nodes:
         return
     st.detached_nodes.add(node_id)
@@ -70,9 +74,7 @@ def node_alive(st: EngineState, node_id: str, now: float, out: list[Decision]) -
     their last reported state until it reports them again)."""
     out.append(watch_list(st, node_id))
     st.lost_nodes.discard(node_id)
-    if node_id in st.attaching:
-        st.attaching.discard(node_id)
-        st.dispatch_dirty = True  # the passes held during its re-report, in one
+    _attach_over(st, node_id)
     if node_id in st.detached_nodes:
         st.detached_nodes.discard(node_id)
         st.dispatch_dirty = True

@@ -136,8 +136,7 @@ class CallerConnections:
             await best_effort(self.ari.destroy_bridge(bridge))
 
         self.app.serial.run(c.call_id + "/teardown", undo, "bridge-failed")
-        self.app.actions.resume_music(c)
-        self.app.actions.rearm_timeout(c)
+        self._wait_again(c)
 
     def expect_remote(self, call_id: str, offer_id: str, agent_id: str) -> None:
         """Connect for a caller here and an agent on another node: wait for its trunk leg."""

@@ -51,7 +51,7 @@ class Music:
         (the bridge destroyed by an operator or another ARI application: our own moves forget the
         bridge first) gets its music back; it heard nothing until its next caller of the class came."""
         c = self.app.callers.get(channel_id)
-        if c is None or c.hanging_up or not c.hold_bridge or c.hold_bridge != bridge:
+        if c is None or c.hanging_up or c.hold_bridge != bridge:
             return
         log.warning("caller %s was taken out of its holding bridge %s: its music starts again", c.call_id, bridge)
         c.hold_bridge, c.moh_on = "", False
