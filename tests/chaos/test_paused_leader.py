@@ -36,16 +36,22 @@ def _epoch(proc: ManagedProcess) -> int:
     return int(proc.log_text().split("leading with epoch ")[-1].split(":")[0])
 
 
-async def test_paused_leader_resumed_is_refused_by_etcd_and_by_nodes(tmp_path: Path, etcd_factory: object) -> None:
-    etcd = await etcd_factory()  # type: ignore[operator]
+def _two_coordinators(tmp_path: Path, endpoints: list[str], names: tuple[str, str],
+                      first_env: dict[str, str] | None = None) -> tuple[tuple[ManagedProcess, ManagedProcess], list[str]]:
+    """Two coordinator replicas (not started) of one queue, on free ports; and their addresses."""
     qfile = tmp_path / "queues.yaml"
     qfile.write_text("queues:\n  support: {strategy: leastrecent}\n")
     ports = [free_tcp_port(), free_tcp_port()]
-    addr = [f"127.0.0.1:{p}" for p in ports]
-    old = coordinator_process("old", tmp_path, etcd_endpoints=etcd.endpoints, port=ports[0], queues_file=qfile,
-                              settle_time=0.2, extra_env={"CLUSTERQ_FAULT_STEP_DOWN_DELAY": "4"})
-    new = coordinator_process("new", tmp_path, etcd_endpoints=etcd.endpoints, port=ports[1], queues_file=qfile,
-                              settle_time=0.2)
+    procs = tuple(coordinator_process(name, tmp_path, etcd_endpoints=endpoints, port=port, queues_file=qfile,
+                                      settle_time=0.2, extra_env=env)
+                  for name, port, env in zip(names, ports, (first_env, None), strict=True))
+    return (procs[0], procs[1]), [f"127.0.0.1:{p}" for p in ports]
+
+
+async def test_paused_leader_resumed_is_refused_by_etcd_and_by_nodes(tmp_path: Path, etcd_factory: object) -> None:
+    etcd = await etcd_factory()  # type: ignore[operator]
+    (old, new), addr = _two_coordinators(tmp_path, etcd.endpoints, ("old", "new"),
+                                         first_env={"CLUSTERQ_FAULT_STEP_DOWN_DELAY": "4"})
     kv = EtcdKv(EtcdConfig(endpoints=tuple(etcd.endpoints)))
     client = AdminClient([addr[0]])
     try:
@@ -124,14 +130,7 @@ async def test_nodes_leave_a_frozen_leader_for_the_new_one_within_seconds(
     keepalive ends the stream (gRPC's own ping timeout is 60 s; the node's is 2 s) and they follow
     the new leader. Measured before that: the node still waited on the frozen one after 60 s."""
     etcd = await etcd_factory()  # type: ignore[operator]
-    qfile = tmp_path / "queues.yaml"
-    qfile.write_text("queues:\n  support: {strategy: leastrecent}\n")
-    ports = [free_tcp_port(), free_tcp_port()]
-    addr = [f"127.0.0.1:{p}" for p in ports]
-    first = coordinator_process("first", tmp_path, etcd_endpoints=etcd.endpoints, port=ports[0], queues_file=qfile,
-                                settle_time=0.2)
-    second = coordinator_process("second", tmp_path, etcd_endpoints=etcd.endpoints, port=ports[1],
-                                 queues_file=qfile, settle_time=0.2)
+    (first, second), addr = _two_coordinators(tmp_path, etcd.endpoints, ("first", "second"))
     ups: list[bool] = []
     node = CoordinatorClient("n1", tuple(addr), node_pb2.Register, lambda d: None, ups.append)
     runner: asyncio.Future[None] | None = None

@@ -56,6 +56,17 @@ async def _setup(cq: Clusterq, factory: Any, observers: Any, *, stasis: bool = T
     return node, obs
 
 
+async def _setup_two(cq: Clusterq, factory: Any, observers: Any
+                     ) -> tuple[AsteriskNode, AsteriskNode, AriObserver, AriObserver]:
+    """Nodes a and b, each with its stasis app and an observer, and one coordinator."""
+    cq.queues_file.write_text(QUEUES)
+    a, b = await factory(["a", "b"])
+    obs_a, obs_b = await observers(a), await observers(b)
+    await cq.start_coordinators(1)
+    await cq.start_stasis([a, b])
+    return a, b, obs_a, obs_b
+
+
 def _stasis(cq: Clusterq, node: AsteriskNode, key: str, ari_url: str | None = None) -> ManagedProcess:
     """Start one more stasis app process for `node` (own log file; stopped by the fixture)."""
     proc = stasis_process(node.name, cq.log_dir / key, ari_url=ari_url or node.ari_url, ari_user=node.ari_user,
@@ -265,11 +276,7 @@ async def test_stasis_app_killed_and_restarted_readopts_callers_and_live_calls(
 
 async def test_stasis_app_down_longer_than_node_ttl_keeps_callers_with_music_and_places(
         clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
-    clusterq.queues_file.write_text(QUEUES)
-    a, b = await asterisk_factory(["a", "b"])
-    obs_a, obs_b = await observers(a), await observers(b)
-    await clusterq.start_coordinators(1)
-    await clusterq.start_stasis([a, b])
+    a, _, obs_a, obs_b = await _setup_two(clusterq, asterisk_factory, observers)
     # Arrival order across nodes: a, b, a.
     x1 = await _caller(obs_a, "support", "401")
     await _sequenced(obs_a, x1)
@@ -301,11 +308,7 @@ async def test_an_agent_talking_on_a_node_that_was_lost_and_comes_back_is_not_ru
     declares b lost and ends that call in its books, but on Asterisk it goes on. When b's app is back
     and registers the call it re-adopted, the agent must not be rung for the caller waiting on node a
     before that re-report says it talks; it is offered once its call really ends."""
-    clusterq.queues_file.write_text(QUEUES)
-    a, b = await asterisk_factory(["a", "b"])
-    obs_a, obs_b = await observers(a), await observers(b)
-    await clusterq.start_coordinators(1)
-    await clusterq.start_stasis([a, b])
+    _, b, obs_a, obs_b = await _setup_two(clusterq, asterisk_factory, observers)
     obs_b.set_agent_behaviour("talker", "answer", delay=0.05)
     # Its state interface is a device nobody uses (NOT_INUSE): the device state does not
     # show the call, so only the order of the re-report can keep the agent from a second offer.
@@ -339,11 +342,7 @@ async def test_a_frozen_stasis_app_is_detected_declared_lost_and_re_registers_wh
     """SIGSTOP keeps the app's connection open but unanswered (as a partition dropping packets would):
     the leader's keepalive must end the stream, so that the node is lost after node_ttl and nothing
     is offered to it meanwhile. Resumed, the app re-registers and its caller keeps its place."""
-    clusterq.queues_file.write_text(QUEUES)
-    a, b = await asterisk_factory(["a", "b"])
-    obs_a, obs_b = await observers(a), await observers(b)
-    await clusterq.start_coordinators(1)
-    await clusterq.start_stasis([a, b])
+    _, _, obs_a, obs_b = await _setup_two(clusterq, asterisk_factory, observers)
     first = await _caller(obs_b, "support", "601")
     await _sequenced(obs_b, first)
     second = await _caller(obs_a, "support", "602")

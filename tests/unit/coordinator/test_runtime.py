@@ -177,6 +177,23 @@ def _kinds(link: NodeLink) -> list[tuple[str, str]]:
     return out
 
 
+def _answer(rt: LeaderRuntime, link: NodeLink, offer_id: str) -> None:
+    """The node of `link` reports the agent leg of `offer_id` answered."""
+    rt.handle_batch(link, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
+        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+
+
+def _answered_across_nodes(rt: LeaderRuntime, call_id: str) -> tuple[NodeLink, NodeLink, str]:
+    """Nodes a and b attached, agent x homed on b answering caller `call_id` on a: (a, b, offer id)."""
+    b = _attach(rt, "b", "ib")
+    rt.apply(_agent("x", "b"))
+    a = _attach(rt, "a", "ia")
+    rt.handle_batch(a, _joins(call_id))
+    [offer_id] = [dec.offer.offer_id for dec in _decisions(b) if dec.HasField("offer")]
+    _answer(rt, b, offer_id)
+    return a, b, offer_id
+
+
 async def test_nothing_is_offered_to_a_detached_node_until_it_is_back() -> None:
     rt = _runtime()
     a, b = _attach(rt, "a", "ia"), rt.attach("b", "ib")
@@ -214,8 +231,7 @@ async def test_a_connect_and_a_cancel_lost_with_the_old_stream_are_sent_again() 
     [(_, offer_id)] = [k for k in _kinds(a) if k[0] == "offer"]
     _kinds(b)
     rt.detach(a)
-    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
-        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    _answer(rt, b, offer_id)
     assert ("connect", offer_id) in _kinds(b)  # node a, detached, missed its copy
     caller = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
                                    state="waiting", offer_id=offer_id, agent_id="far")
@@ -264,8 +280,7 @@ async def test_an_agent_still_talking_on_a_node_that_comes_back_is_not_offered_a
     rt.apply(_agent("x", "b"))
     rt.handle_batch(b, _joins("b-c0"))
     [(_, offer_id)] = [k for k in _kinds(b) if k[0] == "offer"]
-    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
-        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    _answer(rt, b, offer_id)
     rt.detach(b)
     rt.apply(NodeLost("b"))  # past node_ttl: the engine ends x's call
     rt.handle_batch(a, _joins("a-c1"))  # a caller waits on a
@@ -381,8 +396,7 @@ async def test_a_connect_lost_with_the_stream_under_ringall_is_sent_again_not_ta
     rt.handle_batch(n1, _joins("c1"))
     offers = {dec.offer.agent_id: dec.offer.offer_id for dec in _decisions(n1) if dec.HasField("offer")}
     assert set(offers) == {"x", "y"}
-    rt.handle_batch(n1, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
-        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offers["y"]))]))
+    _answer(rt, n1, offers["y"])
     rt.detach(n1)  # the Connect and x's CancelOffer went with this stream
     snap = node_pb2.CallSnapshot(joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1,
                                  state="waiting", offer_id=offers["x"])
@@ -401,13 +415,7 @@ async def test_a_failed_call_whose_join_ack_was_lost_too_queues_again_as_the_cal
     """The node never got its JoinAck (sequence 0) and its call failed: the caller re-joins with the
     sequence the leader held, as a re-report (no admission check: a full queue does not refuse it)."""
     rt = _runtime(QueueConfig("q", maxlen=1))
-    b = _attach(rt, "b", "ib")
-    rt.apply(_agent("x", "b"))
-    a = _attach(rt, "a", "ia")
-    rt.handle_batch(a, _joins("a-c0"))
-    [offer_id] = [dec.offer.offer_id for dec in _decisions(b) if dec.HasField("offer")]
-    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
-        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    a, b, offer_id = _answered_across_nodes(rt, "a-c0")
     seq = rt.engine.caller("a-c0").arrival_seq  # type: ignore[union-attr]
     rt.handle_batch(b, _joins("b-c1"))  # the queue is full again (maxlen 1) with b-c1
     rt.detach(a)
@@ -430,8 +438,7 @@ async def test_a_caller_whose_ringing_state_a_reconnect_reset_is_connected_not_u
     rt.apply(_agent("x", "n1"))
     rt.handle_batch(n1, _joins("c1"))
     [(_, offer_id)] = [k for k in _kinds(n1) if k[0] == "offer"]
-    rt.handle_batch(n1, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
-        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    _answer(rt, n1, offer_id)
     rt.detach(n1)  # the Connect went with it
     n1 = rt.attach("n1", "i2", node_pb2.Register(node_id="n1", instance_id="i2", calls=[node_pb2.CallSnapshot(
         joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=1, state="waiting")],
@@ -446,13 +453,7 @@ async def test_a_cancel_lost_with_the_stream_is_sent_again_to_a_node_still_conne
     offer, but the caller's node missed the CancelOffer and re-reports the caller connecting: the
     cancel goes again (until then the node ignored every new offer for it)."""
     rt = _runtime()
-    b = _attach(rt, "b", "ib")
-    rt.apply(_agent("x", "b"))
-    a = _attach(rt, "a", "ia")
-    rt.handle_batch(a, _joins("a-c1"))
-    [offer_id] = [dec.offer.offer_id for dec in _decisions(b) if dec.HasField("offer")]
-    rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
-        agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer_id))]))
+    a, b, offer_id = _answered_across_nodes(rt, "a-c1")
     rt.detach(a)
     rt.handle_batch(b, node_pb2.EventBatch(events=[node_pb2.NodeEvent(
         agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer_id, reason="failed"))]))
