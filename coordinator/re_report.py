@@ -2,7 +2,8 @@
 
 Callers with a sequence come back in sequence order, those that joined while no leader was reachable
 in their node join order; calls held for the node but absent from the snapshot ended meanwhile;
-calls connected under an earlier leader are adopted (their agents stay busy); what went with the old
+calls connected under an earlier leader are adopted (their agents stay busy), and the node's device
+states applied (its agents on direct calls stay busy); what went with the old
 stream is repaired: a lost JoinAck or Connect is sent again, a lost answer applied, a lost cancel
 re-sent, a call that failed on the node (connected here, waiting there) ends and its caller queues
 again. LeaderRuntime.attach runs this between NodeAttached and NodeAlive.
@@ -17,7 +18,8 @@ from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import CallAdopted, CallEnded, CallerLeft, CallUnbridged, OfferAnswered
 from coordinator.queue import decisions as d
-from coordinator.rpc.convert_node import adopted_call_error, adopted_event, agent_leg_error
+from coordinator.queue.devices import MAX_WATCH_LIST
+from coordinator.rpc.convert_node import BadNodeEvent, adopted_call_error, adopted_event, agent_leg_error, device_event
 
 if TYPE_CHECKING:
     from coordinator.runtime import LeaderRuntime
@@ -36,6 +38,17 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
     # The snapshot is the node's whole truth: a call held for it but absent ended while its stream
     # was down (its CallLeft / CallEnded went with the old stream). Left in place it would count in
     # every position told until an agent was offered it.
+    bad: list[str] = []
+    # Device states first: the node's agents become offerable at NodeAlive, right after this, and an
+    # agent on a direct call must be known busy by then (the fresh reports come later).
+    for ds in reg.devices[:MAX_WATCH_LIST]:
+        event = device_event(ds, link.node_id)
+        if isinstance(event, BadNodeEvent):
+            bad.append(event.message)
+        else:
+            rt.apply(event)
+    if len(reg.devices) > MAX_WATCH_LIST:
+        bad.append(f"{len(reg.devices)} device states: only the first {MAX_WATCH_LIST} are used")
     present = {c.joined.call_id for c in reg.calls}
     for call_id, connected in rt.engine.calls_on_node(link.node_id):
         if call_id not in present:
@@ -51,7 +64,6 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
                     "ignored", link.node_id, len(bogus), rt.seqs.reserved_until, bogus[0])
     for snap in known:
         rt.seqs.bump_above(snap.arrival_seq)
-    bad: list[str] = []
     for snap in reg.calls:
         if snap.state == "connected" and snap.agent_id:
             if err := adopted_call_error(snap):
@@ -110,6 +122,7 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
                 # waits without music and, at the next leader change, loses its place.
                 rt.repeat_join_ack(link, snap.joined, held.arrival_seq)
     _resend_lost(rt, link, reg, legs)
+
 
 def _leg_alive(rt: LeaderRuntime, call_id: str, live_legs: set[str]) -> bool:
     """Whether the offer a caller is connected through has its agent leg alive on the reporting node

@@ -145,6 +145,7 @@ class NodeApp:
             reg.agent_legs.append(node_pb2.AgentLegSnapshot(offer_id=leg.offer_id, agent_id=leg.agent_id,
                                                             call_id=leg.call_id, state=leg.state,
                                                             caller_node=leg.caller_node))
+        reg.devices.extend(self.devices.known())
         return reg
 
     def on_coordinator(self, connected: bool) -> None:
@@ -228,9 +229,9 @@ class NodeApp:
         elif kind == "continue_in_dialplan":
             self.actions.continue_decision(dec.continue_in_dialplan)
         elif kind == "announce":
-            self.actions.announce(dec.announce)
+            self.actions.prompts.announce(dec.announce)
         elif kind == "periodic_announce":
-            self.actions.periodic(dec.periodic_announce)
+            self.actions.prompts.periodic(dec.periodic_announce)
         elif kind == "watch_devices":
             self.devices.apply(dec.watch_devices)
         else:  # a newer leader's kind this node does not know (None: unknown to our proto)
@@ -258,7 +259,7 @@ class NodeApp:
         elif isinstance(event, ev.ChannelLeftBridge):
             self.actions.music.left_bridge(event.bridge_id, event.channel_id)
         elif isinstance(event, ev.PlaybackFinished):
-            self.actions.playback_finished(event.playback_id, event.target_channel_id)
+            self.actions.prompts.playback_finished(event.playback_id, event.target_channel_id)
         elif isinstance(event, ev.DeviceStateChanged):
             self.devices.on_event(event)
         elif isinstance(event, ev.AriConnected):

@@ -58,6 +58,7 @@ class Register(_message.Message):
     HIGHEST_EPOCH_FIELD_NUMBER: _builtins.int
     CALLS_FIELD_NUMBER: _builtins.int
     AGENT_LEGS_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node's configured id (e.g. "a"; Kubernetes pod name). [A-Za-z0-9_.-]{1,64}"""
     instance_id: _builtins.str
@@ -72,6 +73,13 @@ class Register(_message.Message):
     def agent_legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentLegSnapshot]:
         """Agent legs currently ringing or bridged on this node (resync)."""
 
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeviceStateChanged]:
+        """The state last reported for each device this node watches (WatchDevices), applied before the
+        node's agents can be offered: a new leader knows no device state, and without these an agent on
+        a direct call could be offered in the moment before the node's fresh reports arrive.
+        """
+
     def __init__(
         self,
         *,
@@ -80,10 +88,11 @@ class Register(_message.Message):
         highest_epoch: _builtins.int = ...,
         calls: _abc.Iterable[Global___CallSnapshot] | None = ...,
         agent_legs: _abc.Iterable[Global___AgentLegSnapshot] | None = ...,
+        devices: _abc.Iterable[Global___DeviceStateChanged] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_legs", b"agent_legs", "calls", b"calls", "highest_epoch", b"highest_epoch", "instance_id", b"instance_id", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_legs", b"agent_legs", "calls", b"calls", "devices", b"devices", "highest_epoch", b"highest_epoch", "instance_id", b"instance_id", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -136,6 +136,18 @@ EXIT_KEYS = "0123456789*#ABCD"
 """DTMF keys a caller can exit with (anything else reported is logged as no key)."""
 
 
+def device_event(ds: node_pb2.DeviceStateChanged, node_id: str) -> DeviceStateChanged | BadNodeEvent:
+    """Validate a node's device state report (an event, or one of its Register's devices); a state
+    name Asterisk may add later counts as UNKNOWN (available, as app_queue treats it)."""
+    device = ds.device
+    if not device or len(device) > MAX_TEXT_LEN:
+        return BadNodeEvent(f"device state: device is empty or longer than {MAX_TEXT_LEN} characters")
+    if not node_id:
+        return BadNodeEvent(f"device state of {device[:70]!r} from no known node")
+    state = ds.state
+    return DeviceStateChanged(node_id, device, state if state in DEVICE_STATES else "UNKNOWN")
+
+
 def simple_event(ev: node_pb2.NodeEvent, node_id: str = "") -> Event | BadNodeEvent | None:
     """Convert every node event except call_joined (from the node `node_id`); None for informational events."""
     return convert_event(ev, ev.WhichOneof("event"), node_id)
@@ -179,14 +191,7 @@ def convert_event(ev: node_pb2.NodeEvent, kind: str | None, node_id: str = "") -
         reason = f.reason
         return OfferFailed(offer_id, reason if reason in FAIL_REASONS else "failed")
     if kind == "device_state_changed":
-        ds = ev.device_state_changed
-        device = ds.device
-        if not device or len(device) > MAX_TEXT_LEN:
-            return BadNodeEvent(f"device state: device is empty or longer than {MAX_TEXT_LEN} characters")
-        if not node_id:
-            return BadNodeEvent(f"device state of {device[:70]!r} from no known node")
-        state = ds.state
-        return DeviceStateChanged(node_id, device, state if state in DEVICE_STATES else "UNKNOWN")
+        return device_event(ev.device_state_changed, node_id)
     if kind == "digit_pressed":
         return None
     return BadNodeEvent(f"unknown or empty node event {kind!r}")

@@ -1,4 +1,5 @@
-"""What happens to callers on their own node: answer, music, announcements, leaving, bridging.
+"""What happens to callers on their own node: answer, music, leaving, bridging (announcements:
+announcements.py).
 
 Invariant: a caller is removed from NodeApp.callers exactly once (leave() or caller_gone()), and
 exactly one of CallLeft / CallEnded is reported for it unless the leader itself decided it left.
@@ -9,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from clusterq_proto.v1 import common_pb2, node_pb2
 from stasis_app.ari.port import AriError, ChannelGone, best_effort, retried
 from stasis_app.call import records as r
+from stasis_app.call.announcements import Announcements
 from stasis_app.call.music import Music
-from stasis_app.call.prompts import announcement
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
@@ -46,8 +46,8 @@ class CallerActions:
     def __init__(self, app: NodeApp) -> None:
         self.app = app
         self.ari = app.ari
-        self._playbacks: dict[str, str] = {}  # playback id -> call id
         self.music = Music(app)
+        self.prompts = Announcements(app, self)
 
     # ---- joining ---------------------------------------------------------------------------
     def start(self, c: r.Caller, adopted: bool) -> None:
@@ -104,7 +104,7 @@ class CallerActions:
         if not c.answered:
             self.app.serial.run(c.call_id, lambda: self._answer(c), "answer-again")
         if c.playback_id:
-            self.recover_media(c)  # music comes back after the prompt is stopped
+            self.prompts.recover_media(c)  # music comes back after the prompt is stopped
         else:
             self.resume_music(c)
 
@@ -316,97 +316,9 @@ class CallerActions:
     # ---- media -----------------------------------------------------------------------------
     async def silence(self, c: r.Caller) -> None:
         """Stop the caller's prompt and music (before a bridge or leaving the queue)."""
-        await self.stop_prompt(c)
+        await self.prompts.stop(c)
         # Every caller of silence() next leaves its holding bridge anyway (a call's bridge, the dialplan).
         await self.music.stop(c, moving=True)
-
-    async def stop_prompt(self, c: r.Caller) -> None:
-        """Cut the caller's prompt short (its music, if any, is not given back here)."""
-        if c.playback_id:
-            pid, c.playback_id = c.playback_id, ""
-            self._playbacks.pop(pid, None)
-            await best_effort(self.ari.stop_playback(pid))
-
-    def announce(self, m: node_pb2.Announce) -> None:
-        """Play position / hold time (interrupting the music, which resumes afterwards)."""
-        c = self.app.callers.get(m.call_id)
-        if c is None:
-            return
-        self.tell_position(c, m.position)
-        self._play(c, announcement(m.position, m.estimated_wait, m.say_position, m.say_holdtime))
-
-    def periodic(self, m: node_pb2.PeriodicAnnounce) -> None:
-        """Play a periodic announcement prompt."""
-        c = self.app.callers.get(m.call_id)
-        if c is not None and m.prompt:
-            self._play(c, [m.prompt if ":" in m.prompt else f"sound:{m.prompt}"])
-
-    def _play(self, c: r.Caller, media: list[str]) -> None:
-        if not media or c.state not in (r.WAITING, r.RINGING) or c.playback_id:
-            return
-        pid = f"{c.call_id}-pb-{uuid.uuid4().hex[:8]}"
-        c.playback_id = pid
-        self._playbacks[pid] = c.call_id
-        ari = self.ari
-
-        async def play() -> None:
-            if c.playback_id != pid:
-                return  # superseded (connected or leaving) before it started
-            try:
-                if self.music.stops_for_prompts(c):
-                    c.moh_on = False
-                    await best_effort(ari.stop_moh(c.call_id))  # the prompt is played anyway
-                await ari.play(c.call_id, media, pid)
-            except ChannelGone:
-                self._playbacks.pop(pid, None)  # its StasisEnd / ChannelDestroyed ends the caller
-            except AriError as exc:
-                self._play_failed(c, pid, exc)
-
-        self.app.serial.run(c.call_id, play, "announce")
-
-    def _play_failed(self, c: r.Caller, pid: str, exc: AriError) -> None:
-        """The prompt could not be started: no PlaybackFinished will come for it, so the caller must
-        not wait for one, in silence and skipping every later announcement: forget the prompt and give
-        the music back. A prompt whose start only lost its answer is stopped first (a no-op otherwise)."""
-        log.warning("prompt %s for caller %s could not be played: %s", pid, c.call_id, exc)
-        self._playbacks.pop(pid, None)
-        if c.playback_id != pid:
-            return
-        c.playback_id = ""
-        self.app.serial.run(c.call_id, lambda: best_effort(self.ari.stop_playback(pid)), "stop-failed-prompt")
-        self.resume_music(c)
-
-    def recover_media(self, c: r.Caller) -> None:
-        """After an ARI reconnect: this prompt's PlaybackFinished may have been lost with the
-        websocket, so stop it (a no-op if it ended) and give the caller its music back."""
-        if not c.playback_id:
-            return
-        pid, c.playback_id = c.playback_id, ""
-        self._playbacks.pop(pid, None)
-
-        async def recover() -> None:
-            await best_effort(self.ari.stop_playback(pid))
-            if c.state in (r.WAITING, r.RINGING) and not c.args.ringing and c.music_class:
-                await self.music.start(c, c.music_class)
-
-        self.app.serial.run(c.call_id, recover, "recover-media")
-
-    def playback_finished(self, playback_id: str, channel_id: str | None) -> None:
-        """An announcement ended: music resumes if the caller still waits."""
-        call_id = self._playbacks.pop(playback_id, None)
-        if call_id is None and channel_id and playback_id.startswith(f"{channel_id}-pb-"):
-            # A prompt an earlier process of this app started (it was restarted while the prompt
-            # played): adoption took the music as playing, but that prompt had stopped it.
-            adopted = self.app.callers.get(channel_id)
-            if adopted is not None and not adopted.playback_id and not adopted.hold_bridge:
-                adopted.moh_on = False
-                self.resume_music(adopted)
-            return
-        c = self.app.callers.get(call_id or "")
-        if c is None or c.playback_id != playback_id:
-            return
-        c.playback_id = ""
-        self.resume_music(c)
 
     def resume_music(self, c: r.Caller) -> None:
         """Give a waiting caller its queue's music back (unless a prompt plays or it hears ringing)."""

@@ -57,7 +57,7 @@ class CallerConnections:
             if c.playback_id:
                 # Its prompt is cut now, while the leader's Connect is on its way, not after: a channel
                 # hearing a prompt takes no other command before the prompt has really stopped.
-                self.app.serial.run(c.call_id, lambda: self.app.actions.stop_prompt(c), "stop-prompt")
+                self.app.serial.run(c.call_id, lambda: self.app.actions.prompts.stop(c), "stop-prompt")
 
     def offer_cancelled(self, m: node_pb2.CancelOffer) -> None:
         """The leader cancelled an offer: the caller waits again (keeping its place)."""

@@ -111,6 +111,13 @@ class DeviceWatch:
         if event.device in self.watched and self._reported.get(event.device) != event.state:
             self._report(event.device, event.state)
 
+    def known(self) -> list[node_pb2.DeviceStateChanged]:
+        """The state last reported for each watched device that has one, for a Register: a new leader
+        takes them before it offers this node's agents (it would otherwise see every device UNKNOWN,
+        i.e. free, until the reports its WatchDevices asks for arrive)."""
+        return [node_pb2.DeviceStateChanged(device=device, state=state)
+                for device, state in sorted(self._reported.items()) if state is not None]
+
     def connected(self) -> None:
         """ARI is (re)connected and resynced: subscribe every watched device again and report each."""
         self._connected = True

@@ -87,3 +87,41 @@ async def test_watch_lists_reach_the_link_of_their_node_and_only_attached_nodes(
     rt.detach(c)
     c = rt.attach("c", "ic2")
     assert _watches(c) == [(["PJSIP/late"], [], True)]
+
+
+def _offers(link: NodeLink) -> list[tuple[str, str]]:
+    return [(d.offer.call_id, d.offer.agent_id) for m in link.take_ready() for d in m.decisions.decisions
+            if d.WhichOneof("decision") == "offer"]
+
+
+async def test_a_new_leader_takes_the_device_states_a_node_registers_before_offering_its_agents() -> None:
+    # A new leader knows no device state. The Register carries the node's last reports, so an agent on
+    # a direct call (INUSE) is not offered in the moment before the node's fresh reports arrive.
+    rt = _runtime()
+    rt.expect_node("a")  # known from the registry, not attached yet: its agents wait for it
+    rt.apply(_login("x", "a", "PJSIP/desk"))
+    rt.apply(_login("y", "a", "PJSIP/phone"))
+    b = rt.attach("b", "ib", node_pb2.Register(node_id="b", instance_id="ib", calls=[node_pb2.CallSnapshot(
+        joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=0, state="waiting")]))
+    assert _offers(b) == []
+    a = rt.attach("a", "ia", node_pb2.Register(node_id="a", instance_id="ia", devices=[
+        node_pb2.DeviceStateChanged(device="PJSIP/desk", state="INUSE"),
+        node_pb2.DeviceStateChanged(device="PJSIP/phone", state="UNAVAILABLE"),
+        node_pb2.DeviceStateChanged(device="", state="INUSE"),  # skipped with a warning, the rest applied
+        node_pb2.DeviceStateChanged(device="PJSIP/nobody", state="INUSE")]))  # not an agent's: ignored
+    assert _offers(b) == [] and _device_states(rt) == {"x": "INUSE", "y": "UNAVAILABLE"}
+    rt.handle_batch(a, _device_batch(("PJSIP/desk", "NOT_INUSE")))  # the call on x's desk ended
+    assert _offers(b) == [("c1", "x")]
+
+
+async def test_without_registered_device_states_an_agent_is_offered_at_once() -> None:
+    # The same attach from a node that reports no device state (an older stasis app, or devices it has
+    # not read yet): the agent counts as free, as app_queue treats an UNKNOWN device.
+    rt = _runtime()
+    rt.expect_node("a")  # known from the registry, not attached yet: its agents wait for it
+    rt.apply(_login("x", "a", "PJSIP/desk"))
+    b = rt.attach("b", "ib", node_pb2.Register(node_id="b", instance_id="ib", calls=[node_pb2.CallSnapshot(
+        joined=node_pb2.CallJoined(call_id="c1", queue="q"), arrival_seq=0, state="waiting")]))
+    assert _offers(b) == []
+    rt.attach("a", "ia", node_pb2.Register(node_id="a", instance_id="ia"))
+    assert _offers(b) == [("c1", "x")]

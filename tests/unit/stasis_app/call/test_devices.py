@@ -283,3 +283,16 @@ async def test_a_read_started_before_a_new_watch_list_is_not_taken_for_the_fresh
         ari.device_gets_open.set()  # the old answer (INUSE), then the new GET's (NOT_INUSE)
         await n.settle()
         assert _reported(n) == [(ALICE, "NOT_INUSE"), (ALICE, "NOT_INUSE")]
+
+
+async def test_a_register_carries_the_last_reported_state_of_every_watched_device() -> None:
+    ari = _fake()
+    async with running(ari) as n:
+        assert list(n.app.snapshot().devices) == []  # nothing watched yet
+        _watch(n, [ALICE, BOB, CAROL], replace=True)
+        await n.settle()
+        ari.set_device_state(ALICE, "INUSE")
+        await n.settle()
+        _watch(n, unwatch=[CAROL])
+        reg = n.app.snapshot()  # what a new leader is told before it offers this node's agents
+        assert [(d.device, d.state) for d in reg.devices] == [(ALICE, "INUSE"), (BOB, "INUSE")]

@@ -1,4 +1,4 @@
-"""A prompt that cannot be played never leaves the caller in silence nor blocks later prompts (callers.py)."""
+"""A prompt that cannot be played never leaves the caller in silence nor blocks later prompts (announcements.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def test_a_prompt_asterisk_refuses_gives_the_music_back_and_the_next_promp
         c = n.app.callers[cid]
         assert not ari.playbacks
         assert ari.channels[cid].moh_class == "default" and c.moh_on, "never silence"
-        assert not c.playback_id and not n.app.actions._playbacks
+        assert not c.playback_id and not n.app.actions.prompts._playbacks
         _prompt(n, cid, "sound:again")
         await n.settle()
         [pb] = ari.playbacks.values()
