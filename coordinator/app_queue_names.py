@@ -24,7 +24,8 @@ ALIASES = {
 _TRUE = frozenset({"yes", "true", "y", "t", "1", "on"})
 _FALSE = frozenset({"no", "false", "n", "f", "0", "off"})
 
-# app_queue's parse_empty_options: what yes / no / strict / loose mean for each option.
+# app_queue's parse_empty_options: what yes / no / strict / loose mean for each option (queues.conf.sample
+# of Asterisk 22: strict and loose mean the same for both options; only yes / no are mirrored).
 _EMPTY_WORDS = {
     "joinempty": {
         True: frozenset(),
@@ -35,8 +36,8 @@ _EMPTY_WORDS = {
     "leavewhenempty": {
         True: frozenset({"penalty", "paused", "invalid"}),
         False: frozenset(),
-        "strict": frozenset({"penalty", "invalid"}),
-        "loose": frozenset({"penalty", "paused", "invalid", "unavailable"}),
+        "strict": frozenset({"penalty", "paused", "invalid", "unavailable"}),
+        "loose": frozenset({"penalty", "invalid"}),
     },
 }
 

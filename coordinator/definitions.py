@@ -65,7 +65,7 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
             raise DefinitionError(f"queue {name}: unknown setting {key!r}")
         try:
             kw[field] = _coerce(field, value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise DefinitionError(f"queue {name}: bad value for {key!r}: {exc}") from exc
     try:
         cfg = QueueConfig(**kw)
@@ -90,6 +90,38 @@ def _check_queue_bounds(cfg: QueueConfig) -> None:
         raise DefinitionError(f"queue {cfg.name}: a periodic_announce prompt is longer than {MAX_TEXT_LEN} characters")
 
 
+def _penalty_value(value: Any, previous: int) -> int:
+    """One penalty of a rule as queuerules.conf writes it: N (absolute), "+N" / "-N" (relative to the
+    previous rule's, 0 before the first rule), empty or absent (no change)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return previous
+    if isinstance(value, str) and value.strip()[0] in "+-":
+        return max(0, previous + int(value.strip()))
+    return int(value)
+
+
+def _penalty_rules(value: Any) -> tuple[PenaltyRule, ...]:
+    """penalty_rules from the queues file: mappings (after_seconds, max_penalty, min_penalty) or
+    queuerules.conf's `penaltychange` text ("30,+2" or "60,10,2"), in order of after_seconds; like
+    app_queue, an omitted or relative minimum / maximum is taken from the rule before."""
+    items = []
+    for r in value:
+        if isinstance(r, str):
+            parts = [p.strip() for p in r.split(",")]
+            if not 2 <= len(parts) <= 3:
+                raise ValueError(f"penalty rule {r[:70]!r}: want 'seconds,max[,min]'")
+            items.append((float(parts[0]), parts[1], parts[2] if len(parts) == 3 else None))
+        else:
+            items.append((float(r["after_seconds"]), r.get("max_penalty"), r.get("min_penalty")))
+    rules = []
+    max_penalty = min_penalty = 0
+    for after, max_raw, min_raw in sorted(items, key=lambda item: item[0]):
+        max_penalty = _penalty_value(max_raw, max_penalty)
+        min_penalty = _penalty_value(min_raw, min_penalty)
+        rules.append(PenaltyRule(after, max_penalty, min_penalty))
+    return tuple(rules)
+
+
 def _coerce(field: str, value: Any) -> Any:
     if field == "strategy":
         return Strategy(str(value))
@@ -101,8 +133,7 @@ def _coerce(field: str, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(str(x).strip() for x in items if str(x).strip())
     if field == "penalty_rules":
-        return tuple(PenaltyRule(float(r["after_seconds"]), int(r["max_penalty"]), int(r.get("min_penalty", 0)))
-                     for r in value)
+        return _penalty_rules(value)
     default = _FIELDS[field].default
     if isinstance(default, bool):
         if isinstance(value, str):

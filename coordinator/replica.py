@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2
 from coordinator.config import CoordinatorSettings
 from coordinator.definitions import load_file
 from coordinator.election.election import Fence
-from coordinator.queue import AgentConfig, AgentLoggedIn, AgentPaused, QueueDefined, QueueEngine
+from coordinator.queue import AgentConfig, AgentLoggedIn, AgentPaused, QueueDefined, QueueEngine, Settling
 from coordinator.queue_log import QueueLogBook, QueueLogFile
 from coordinator.runtime import LeaderRuntime, SeqAllocator
 from coordinator.store.queue_store import QueueStore, StoredAgent
@@ -121,6 +121,17 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
     known_nodes = await state.store.load_nodes()
     for node in known_nodes:
         runtime.expect_node(node)
+    # Settle: give known nodes time to re-report their callers (with original arrival sequences),
+    # calls and device states before anything is offered, so no lower-ranked caller is offered first
+    # and no agent still talking is rung. The agents are known before the nodes attach: a node's
+    # re-report (a call adopted, a device in use) is about them.
+    runtime.apply(Settling(True))
+    agents = await state.store.load_agents()
+    for stored in agents.values():
+        if not _apply_stored(runtime, AgentLoggedIn(stored.config), f"agent {stored.config.agent_id}"):
+            continue
+        if stored.paused:
+            runtime.apply(AgentPaused(stored.config.agent_id, stored.pause_reason))
     state.runtime, state.fence = runtime, fence
     await state.set_leading(True)
     log.info("leading with epoch %d: %d queues, %d known nodes", fence.epoch, len(queues), len(known_nodes))
@@ -129,17 +140,10 @@ async def lead(state: ReplicaState, fence: Fence) -> None:
             tg.create_task(runtime.run_timers())
             if queue_log is not None:
                 tg.create_task(_flush_every(queue_log, QUEUE_LOG_FLUSH))
-            # Settle: give known nodes time to re-report their callers (with original arrival
-            # sequences) before agents become available, so no lower-ranked caller is offered first.
             deadline = clock() + settings.settle_time
             while clock() < deadline and not all(n in runtime.links for n in known_nodes):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # a bounded poll of a dict, at most settle_time
-            agents = await state.store.load_agents()
-            for stored in agents.values():
-                if not _apply_stored(runtime, AgentLoggedIn(stored.config), f"agent {stored.config.agent_id}"):
-                    continue
-                if stored.paused:
-                    runtime.apply(AgentPaused(stored.config.agent_id, stored.pause_reason))
+            runtime.apply(Settling(False))
             log.info("settled after %.2f s: %d nodes attached, %d agents", settings.settle_time - (deadline - clock()),
                      len(runtime.links), len(agents))
     finally:

@@ -36,6 +36,7 @@ from coordinator.queue.events import (
     OfferFailed,
     QueueDefined,
     QueueDeleted,
+    Settling,
     Tick,
 )
 from coordinator.queue.machine import QueueEngine
@@ -90,6 +91,7 @@ __all__ = [
     "QueueStats",
     "Requirement",
     "Strategy",
+    "Settling",
     "Tick",
     "WatchDevices",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "OfferFailed",
     "QueueDefined",
     "QueueDeleted",
+    "Settling",
     "Tick",
 ]
 
@@ -231,6 +232,18 @@ class DeviceStateChanged:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class Settling:
+    """A new leader's settle (active) or its end. While it settles, the nodes re-report their callers
+    and legs and their device states, and the leader knows its agents (loaded first) but nothing is
+    decided from what it does not know yet: no offer (a lower-ranked caller on a node that re-reports
+    first would be offered before a higher-ranked one still to come) and no leavewhenempty exit (an
+    agent of a node still to re-attach counts as unavailable). At its end both run at once."""
+
+    active: bool
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Tick:
     """No news; only timers run (ring timeouts, wrap-up ends, max wait, penalty widening, announcements)."""
 
@@ -254,6 +267,7 @@ Event = (
     | NodeAttached
     | NodeAlive
     | DeviceStateChanged
+    | Settling
     | Tick
 )
 """Every input of QueueEngine.apply."""

@@ -5,7 +5,8 @@ Events and `now` in, decisions out: no I/O, no clock reads, randomness only from
 so a new leader can rebuild state by replaying re-reports.
 
 Each `apply` runs, in order: due timers, the event, timers the event made due, leavewhenempty, and the
-matching loop (`dispatch`), so a free agent is offered its best eligible caller at once.
+matching loop (`dispatch`), so a free agent is offered its best eligible caller at once (neither
+leavewhenempty, joinempty nor dispatch while a new leader settles: events.Settling).
 Invalid configs raise ValueError before any state changes; events about unknown calls, offers or
 agents are stale and ignored (they return no decisions).
 """
@@ -51,6 +52,7 @@ from coordinator.queue.events import (
     OfferFailed,
     QueueDefined,
     QueueDeleted,
+    Settling,
     Tick,
 )
 from coordinator.queue.handover import adopt_call, fail_connected_offer, unbridge_call
@@ -109,6 +111,8 @@ class QueueEngine:
         handler(event, now, out)
         if timers and timers[0][0] <= now:
             run_due(st, now, self._ewt, out)
+        if st.settling:
+            return out
         if self._leave_when_empty:
             leave_when_empty(st, now, out)
         if st.idle and st.dispatch_dirty and not st.attaching:
@@ -152,6 +156,10 @@ class QueueEngine:
                 return  # the end of an earlier offer of this caller, not of the call it is in now
             end_call(st, caller, event.agent_hung_up, now, out)
 
+        def settling(event: Settling, now: float, out: list[Decision]) -> None:
+            st.settling = event.active
+            st.dispatch_dirty = True  # owed since the settle began
+
         return {
             QueueDefined: lambda e, now, out: self._queue_defined(e, now),
             QueueDeleted: self._queue_deleted,
@@ -171,6 +179,7 @@ class QueueEngine:
             NodeAttached: lambda e, now, out: node_attached(st, e.node_id, now, out),
             NodeAlive: lambda e, now, out: node_alive(st, e.node_id, now, out),
             DeviceStateChanged: lambda e, now, out: device_state_changed(st, e, now),
+            Settling: settling,
             Tick: _ignore,
         }
 
@@ -236,7 +245,8 @@ class QueueEngine:
                 out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
                 return
             joinempty = cfg.joinempty
-            status = member_status(st, q, joinempty, initial_band(q), now) if joinempty else None
+            # While a new leader settles its agents of nodes still to re-attach look unavailable.
+            status = member_status(st, q, joinempty, initial_band(q), now) if joinempty and not st.settling else None
             if status is not None:
                 code = CallerStatus.JOINEMPTY if status == EMPTY else CallerStatus.JOINUNAVAIL
                 out.append(JoinRejected(ev.call_id, code, f"queue {ev.queue} has no usable member"))

@@ -199,6 +199,8 @@ class EngineState:
     """Nodes between NodeAttached and NodeAlive (their re-report is being applied, within one runtime
     step): no dispatch pass runs meanwhile. Each re-joined caller would mark dispatch dirty and each
     pass walk the whole line past the detached node's callers: O(callers^2), seconds for 10,000."""
+    settling: bool = False
+    """A new leader settles (events.Settling): no dispatch pass and no leavewhenempty exit meanwhile."""
     lines: LineTally = field(default_factory=LineTally)
     """Callers in all queues' lines together, shared by every QueueLine of this engine."""
     devices: dict[str, dict[str, DeviceRec]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ reported the device state (a sync point), and to check what it shows an operator
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from typing import Any
@@ -56,14 +57,14 @@ async def _direct_call(obs: AriObserver, agent: str) -> str:
     return calling
 
 
-async def _one_agent(clusterq: Clusterq, asterisk_factory: Any, observers: Any, agent: str, queue: str
-                     ) -> tuple[AriObserver, AdminClient]:
-    """One node, one coordinator, `agent` logged in to `queue` and answering; returns once its node
-    reported the device free."""
+async def _one_agent(clusterq: Clusterq, asterisk_factory: Any, observers: Any, agent: str, queue: str,
+                     coordinators: int = 1) -> tuple[AriObserver, AdminClient]:
+    """One node, `coordinators` replicas, `agent` logged in to `queue` and answering; returns once its
+    node reported the device free."""
     clusterq.queues_file.write_text(QUEUES)
     [node] = await asterisk_factory(["a"])
     obs: AriObserver = await observers(node)
-    await clusterq.start_coordinators(1)
+    await clusterq.start_coordinators(coordinators)
     await clusterq.start_stasis([node])
     client = clusterq.client()
     obs.set_agent_behaviour(agent, "answer", delay=0.1)
@@ -103,3 +104,28 @@ async def test_ringinuse_rings_an_agent_whose_phone_is_on_another_call(
     await bridged(obs, caller.queue_id)
     starts = agent_starts(obs, "ines")
     assert len(starts) == 2 and starts[1].raw["channel"]["caller"]["number"] == "902"
+
+
+async def test_a_new_leader_does_not_ring_an_agent_whose_phone_is_on_another_call(
+        clusterq: Clusterq, asterisk_factory: Any, observers: Any) -> None:
+    # A new leader knows no device state of its own: the node's Register carries the states it last
+    # reported, so the agent stays busy across the leader change instead of being rung at once.
+    obs, client = await _one_agent(clusterq, asterisk_factory, observers, "vera", "devq", coordinators=2)
+    direct = await _direct_call(obs, "vera")
+    await _device_state(client, "vera", {"INUSE"})
+    caller = await answered_caller(obs, "devq", "903")
+    await asyncio.sleep(0.5)
+    old = await clusterq.wait_leader()
+    clusterq.coordinators[old].signal(signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while await clusterq.wait_leader() == old:
+        assert time.monotonic() < deadline, "no new leader"
+        await asyncio.sleep(0.1)
+    # Known again once the node has registered with the new leader (UNKNOWN until then).
+    await _device_state(client, "vera", {"INUSE"}, timeout=20)
+    await asyncio.sleep(2.0)
+    assert len(agent_starts(obs, "vera")) == 1, "the new leader rang vera while her phone was on another call"
+    await obs.hangup(direct)
+    await bridged(obs, caller.queue_id)
+    starts = agent_starts(obs, "vera")
+    assert len(starts) == 2 and starts[1].raw["channel"]["caller"]["number"] == "903"

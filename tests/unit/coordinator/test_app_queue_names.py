@@ -31,15 +31,16 @@ def test_yaml_booleans_are_app_queues_yes_and_no(text: str, expected: str) -> No
 
 
 @pytest.mark.parametrize(("field", "value", "conditions"), [
-    # app_queue's parse_empty_options
+    # app_queue's parse_empty_options (Asterisk 22's queues.conf.sample: strict and loose are the same
+    # for both options)
     ("joinempty", "yes", set()),
     ("joinempty", "no", {"penalty", "paused", "invalid"}),
     ("joinempty", "strict", {"penalty", "paused", "invalid", "unavailable"}),
     ("joinempty", "loose", {"penalty", "invalid"}),
     ("leavewhenempty", "yes", {"penalty", "paused", "invalid"}),
     ("leavewhenempty", "no", set()),
-    ("leavewhenempty", "strict", {"penalty", "invalid"}),
-    ("leavewhenempty", "loose", {"penalty", "paused", "invalid", "unavailable"}),
+    ("leavewhenempty", "strict", {"penalty", "paused", "invalid", "unavailable"}),
+    ("leavewhenempty", "loose", {"penalty", "invalid"}),
     ("joinempty", "'paused,inuse'", {"paused", "inuse"}),
     ("joinempty", "[paused, unavailable]", {"paused", "unavailable"}),
 ])

@@ -189,3 +189,23 @@ def test_a_stored_agent_with_a_hint_state_interface_still_loads() -> None:
                          "state_interface": "hint:1001@ext-local"}).encode()
     agent, paused, _ = agent_from_json(record)
     assert agent.state_interface == "hint:1001@ext-local" and not paused
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    # queuerules.conf: an omitted minimum is "no change" (kept from the rule before), not 0
+    ([{"after_seconds": 30, "max_penalty": 5, "min_penalty": 2}, {"after_seconds": 60, "max_penalty": 10}],
+     [(30.0, 5, 2), (60.0, 10, 2)]),
+    # relative values, and penaltychange's own text; rules apply in order of their time
+    (["60,+5,-1", "30,5,2"], [(30.0, 5, 2), (60.0, 10, 1)]),
+    (["20,3", {"after_seconds": 40, "max_penalty": "+2", "min_penalty": "+1"}], [(20.0, 3, 0), (40.0, 5, 1)]),
+    (["10,2,-5"], [(10.0, 2, 0)]),  # a relative minimum never goes below 0
+])
+def test_penalty_rules_read_like_queuerules_conf(rules: list[object], expected: list[tuple[float, int, int]]) -> None:
+    cfg = queue_from_mapping("q", {"penalty_rules": rules})
+    assert [(r.after_seconds, r.max_penalty, r.min_penalty) for r in cfg.penalty_rules] == expected
+
+
+@pytest.mark.parametrize("rule", ["30", "30,1,2,3", {"max_penalty": 2}, "x,1"])
+def test_a_malformed_penalty_rule_is_refused_with_the_setting_named(rule: object) -> None:
+    with pytest.raises(DefinitionError, match="penalty_rules"):
+        queue_from_mapping("q", {"penalty_rules": [rule]})
