@@ -86,7 +86,10 @@ class QueueDefinition(_message.Message):
     weight: _builtins.int
     """Queue weight when an agent serves several queues."""
     retry: _builtins.float
-    """Seconds before the same caller is offered again after all its offers failed (default 0)."""
+    """Seconds before the same caller is offered again after a member's offer rang out, or after a round
+    in which every member failed busy / unavailable (app_queue's retry: a busy member passes the
+    caller to the next one at once). Default 0.
+    """
     min_announce_frequency: _builtins.float
     """Minimum seconds between two announcements to one caller (default 15)."""
     announce_position_limit: _builtins.int
@@ -532,7 +535,11 @@ class QueueStats(_message.Message):
     """Seconds the longest-waiting caller has waited."""
     answered: _builtins.int
     abandoned: _builtins.int
+    """Callers who hung up while waiting or ringing, or whose node was lost (queue_log's ABANDON)."""
     timed_out: _builtins.int
+    """Callers sent back by max_wait or the Stasis timeout= argument (EXITWITHTIMEOUT). Exit-key
+    callers count in neither.
+    """
     service_level_pct: _builtins.float
     """Answered within service_level / answered, percent."""
     service_level2_pct: _builtins.float

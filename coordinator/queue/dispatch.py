@@ -143,7 +143,7 @@ def _dispatch_general(st: EngineState, rng: random.Random, prefix: str, now: flo
         _, key = heapq.heappop(heap)
         caller = st.by_uid[key[2]]
         agents = groups.pop(caller.uid)
-        chosen = _choose(st, rng, caller, agents)
+        chosen = _choose(st, rng, caller, agents, now)
         chosen_ids = {a.config.agent_id for a in chosen}
         for agent in chosen:
             _offer(st, prefix, caller, agent, now, out)
@@ -157,10 +157,7 @@ def _dispatch_one(st: EngineState, rng: random.Random, prefix: str, agent: Agent
     """One free agent (the usual case under load): its best caller, the strategy among one."""
     memberships = agent.config.memberships
     if len(memberships) != 1:
-        best = next(_best_callers(st, agent, now), None)
-        if best is not None:
-            for picked in _choose(st, rng, best, [agent]):
-                _offer(st, prefix, best, picked, now, out)
+        _offer_best(st, rng, prefix, agent, now, out)
         return
     # One queue: what _best_callers + _choose do for it, without generators or candidate lists.
     q = st.queues.get(memberships[0].queue)
@@ -171,15 +168,29 @@ def _dispatch_one(st: EngineState, rng: random.Random, prefix: str, agent: Agent
         return
     strategy = q.config.strategy
     if strategy in _RANDOMIZED:
-        for picked in _choose(st, rng, best, [agent]):
+        for picked in _choose(st, rng, best, [agent], now):
             _offer(st, prefix, best, picked, now, out)
+            return
+        _offer_best(st, rng, prefix, agent, now, out)  # best waits for its retry: the next one
         return
     aid = agent.config.agent_id
-    if aid in best.tried:
-        best.tried.clear()  # _choose's new round: the only candidate was already tried
+    if aid in best.tried and not _new_round(st, best, now):  # _choose's: the only candidate was tried
+        _offer_best(st, rng, prefix, agent, now, out)  # best waits for its retry now: the next one
+        return
     if strategy in _ROUND_ROBIN:
         q.rr_last = q.members[aid].order
     _offer(st, prefix, best, agent, now, out)
+
+
+def _offer_best(st: EngineState, rng: random.Random, prefix: str, agent: AgentRec, now: float,
+                out: list[Decision]) -> None:
+    """The general pass for one free agent: its callers best first, until one's strategy picks it (a
+    caller whose round is over waits for its retry and passes the agent on)."""
+    for caller in _best_callers(st, agent, now):
+        picked = _choose(st, rng, caller, [agent], now)
+        if picked:
+            _offer(st, prefix, caller, picked[0], now, out)
+            return
 
 
 def _dispatch_one_queue(st: EngineState, rng: random.Random, prefix: str, now: float, out: list[Decision]) -> None:
@@ -206,7 +217,7 @@ def _dispatch_one_queue(st: EngineState, rng: random.Random, prefix: str, now: f
         band = st.band(caller, now)
         group = [agent for agent, m in free if _agent_fits(agent, m, caller, band)]
         if group:
-            for agent in _choose(st, rng, caller, group):
+            for agent in _choose(st, rng, caller, group, now):
                 _offer(st, prefix, caller, agent, now, out)
             free = [(agent, m) for agent, m in free if agent.offer_id is None]
 
@@ -235,13 +246,34 @@ _RANDOMIZED = frozenset({Strategy.RANDOM, Strategy.WRANDOM})
 _ROUND_ROBIN = frozenset({Strategy.RRMEMORY, Strategy.RRORDERED})
 
 
-def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list[AgentRec]) -> list[AgentRec]:
+def _new_round(st: EngineState, caller: CallerRec, now: float) -> bool:
+    """Every free candidate already failed `caller` this round (app_queue's "tried" reset): a new round
+    starts now (True), or, when a busy-like failure deferred the queue's retry, after it (False)."""
+    caller.tried.clear()
+    if not caller.retry_owed:
+        return True
+    caller.retry_owed = False
+    caller.retry_until = now + st.queues[caller.queue].config.retry
+    st.add_timer(caller.retry_until, "wake", caller.call_id, caller.uid)
+    return False
+
+
+def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list[AgentRec],
+            now: float) -> list[AgentRec]:
     """Apply the queue strategy to the agents whose best caller is `caller`."""
     q = st.queues[caller.queue]
+    if len(agents) > 1 and q.config.strategy is not Strategy.WRANDOM:
+        # The lowest penalty tier among every free agent, tried or not: app_queue's metric is
+        # penalty * 1,000,000 + the strategy's, so a member that let this caller's offer ring out is
+        # rung again before any higher-penalty (overflow) member, which only rings when nobody of a
+        # lower penalty is free. wrandom uses the penalty as a weight instead (choose_agents).
+        members = q.members
+        tier = min(members[a.config.agent_id].penalty for a in agents)
+        agents = [a for a in agents if members[a.config.agent_id].penalty == tier]
     fresh = [a for a in agents if a.config.agent_id not in caller.tried]
     if not fresh:
-        # Everyone free was already tried this round: start a new round (app_queue's "tried" reset).
-        caller.tried.clear()
+        if not _new_round(st, caller, now):
+            return []
         fresh = agents
     if len(fresh) == 1 and q.config.strategy not in _RANDOMIZED:
         # One candidate: every deterministic strategy picks it (random ones still draw from the rng).

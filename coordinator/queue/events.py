@@ -110,7 +110,8 @@ class CallerJoined:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class CallerLeft:
-    """A waiting or ringing caller is gone (hangup, exit key, node gave up): counted as abandoned."""
+    """A waiting or ringing caller is gone: reason "hangup" (counted as abandoned, like anything not
+    below), "timeout" (the Stasis timeout= argument: counted as timed out), "exitkey" (neither)."""
 
     call_id: str
     reason: str

@@ -82,6 +82,18 @@ def _release_failed_call(st: EngineState, caller: CallerRec, now: float, out: li
         agent_node = agent.config.home_node if agent is not None else caller.node_id
         out.append(CancelOffer(caller.offer_id, caller.call_id, caller.agent_id, agent_node, caller.node_id,
                                "failed"))
+    if caller.answered_wait is not None:
+        # What answer_offer counted is taken back: no call happened (answered, ASA, service level,
+        # the agent's calls for fewestcalls). The hold-time average keeps it: it cannot be unwound.
+        q = st.queues.get(caller.queue)
+        if q is not None:
+            q.counters.on_answer_undone(caller.answered_wait, q.config.service_level)
+            member = q.members.get(caller.agent_id)
+            if member is not None and member.calls_taken:
+                member.calls_taken -= 1
+        if agent is not None and agent.calls_taken:
+            agent.calls_taken -= 1
+        caller.answered_wait = None
     if agent is not None:
         agent.calls.pop(caller.call_id, None)
         st.refresh_idle(caller.agent_id, now)

@@ -25,6 +25,9 @@ __all__ = [
 # Offer failures that count towards autopause (app_queue counts RINGNOANSWER; busy/unavailable only with
 # autopausebusy/autopauseunavail, which default to off).
 _AUTOPAUSE_REASONS = frozenset({"noanswer", "timeout"})
+# Failures after which app_queue rings the next member at once (busy, congestion, no such device); the
+# retry pause is for a member that rang out, or a round in which everyone failed.
+_NEXT_AT_ONCE = frozenset({"busy", "unavailable", "failed"})
 
 
 def drop_offer(st: EngineState, offer: OfferRec, now: float) -> CallerRec | None:
@@ -50,7 +53,8 @@ def cancel_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out:
 
 
 def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: list[Decision]) -> None:
-    """The agent did not take the call: count for autopause, apply the queue's retry to the caller."""
+    """The agent did not take the call: count for autopause, apply the queue's retry to the caller
+    (at once after a ring timeout; after a busy-like failure only once the round is over)."""
     caller = drop_offer(st, offer, now)
     agent = st.agents.get(offer.agent_id)
     q = st.queues.get(offer.queue)
@@ -64,8 +68,12 @@ def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: l
     if caller is not None:
         caller.tried.add(offer.agent_id)
         if caller.state == WAITING and q is not None and q.config.retry > 0:
-            caller.retry_until = now + q.config.retry
-            st.add_timer(caller.retry_until, "wake", caller.call_id, caller.uid)
+            if reason in _NEXT_AT_ONCE:
+                caller.retry_owed = True
+            else:
+                caller.retry_owed = False  # waited now
+                caller.retry_until = now + q.config.retry
+                st.add_timer(caller.retry_until, "wake", caller.call_id, caller.uid)
 
 
 def remove_waiting_caller(st: EngineState, caller: CallerRec, reason: str, now: float, out: list[Decision],
@@ -91,8 +99,11 @@ def remove_waiting_caller(st: EngineState, caller: CallerRec, reason: str, now: 
 def exit_caller(st: EngineState, caller: CallerRec, status: CallerStatus, now: float, out: list[Decision]) -> None:
     """The engine sends a waiting caller back to its dialplan with `status`."""
     position = remove_waiting_caller(st, caller, status.value.lower(), now, out)
-    if status is CallerStatus.TIMEOUT and (q := st.queues.get(caller.queue)) is not None:
+    q = st.queues.get(caller.queue)
+    if q is not None and status is CallerStatus.TIMEOUT:
         q.counters.timed_out += 1
+    elif q is not None and status is CallerStatus.NODE_LOST:
+        q.counters.on_abandon(now - caller.joined_at, q.config.service_level)  # queue_log's ABANDON
     out.append(CallerExit(caller.call_id, caller.node_id, status, now - caller.joined_at, position))
 
 
@@ -117,7 +128,8 @@ def answer_offer(st: EngineState, offer: OfferRec, now: float, out: list[Decisio
     member = q.members.get(agent.config.agent_id)
     if member is not None:
         member.calls_taken += 1
-    q.counters.on_answer(now - caller.joined_at, q.config.service_level)
+    caller.answered_wait = wait = now - caller.joined_at
+    q.counters.on_answer(wait, q.config.service_level)
     st.refresh_idle(agent.config.agent_id, now)
     out.append(Connect(offer.offer_id, caller.call_id, agent.config.agent_id, caller.node_id, offer.agent_node))
     for other_id in list(caller.offers):

@@ -286,7 +286,12 @@ class QueueEngine:
             return
         q = st.queues.get(caller.queue)
         if q is not None:
-            q.counters.on_abandon(now - caller.joined_at, q.config.service_level)
+            # As app_queue and queue_log count them: the node's timeout= is a timeout (EXITWITHTIMEOUT),
+            # an exit key neither answered nor abandoned (EXITWITHKEY), anything else abandoned.
+            if event.reason == "timeout":
+                q.counters.timed_out += 1
+            elif event.reason != "exitkey":
+                q.counters.on_abandon(now - caller.joined_at, q.config.service_level)
         remove_waiting_caller(st, caller, "caller_left", now, out, want_position=False)
 
     # --------------------------------------------------------------- queries

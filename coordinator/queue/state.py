@@ -67,6 +67,9 @@ class CallerRec:
     tried: set[str] = field(default_factory=set)
     """Agents that failed this caller in the current round; avoided until everyone was tried."""
     retry_until: float = -math.inf
+    retry_owed: bool = False
+    """A member failed it busy / unavailable this round: the next member rings at once, the queue's
+    retry is waited when the round is over (dispatch._new_round), as app_queue's ring_one does."""
     next_announce: float | None = None
     last_announce: float | None = None
     last_pos_said: int = 0
@@ -78,6 +81,9 @@ class CallerRec:
     connected_at: float = 0.0
     adopted: bool = False
     """Connected under an earlier leader (CallAdopted): only its agent and its end are known."""
+    answered_wait: float | None = None
+    """The wait counted in its queue's statistics when its offer was answered (None: not counted by
+    this leader): taken back if the call then fails before it starts."""
 
 
 @dataclass(slots=True, eq=False)

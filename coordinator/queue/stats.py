@@ -40,8 +40,16 @@ class QueueCounters:
             self.answered_within += 1
         self.holdtime_ewma = ewma_update(self.holdtime_ewma, wait)
 
+    def on_answer_undone(self, wait: float, service_level: float) -> None:
+        """An answer counted by on_answer whose call failed before it started (it is answered again
+        later, or leaves, and is counted then)."""
+        self.answered = max(0, self.answered - 1)
+        self.answered_wait_total = max(0.0, self.answered_wait_total - wait)
+        if wait <= service_level and self.answered_within:
+            self.answered_within -= 1
+
     def on_abandon(self, wait: float, service_level: float) -> None:
-        """A caller hung up (or otherwise left on its own) while waiting or ringing."""
+        """A caller hung up (or its node was lost) while waiting or ringing: app_queue's ABANDON."""
         self.abandoned += 1
         if wait <= service_level:
             self.abandoned_within += 1

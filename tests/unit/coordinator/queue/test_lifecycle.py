@@ -15,7 +15,9 @@ from coordinator.queue import (
     JoinRejected,
     NodeAlive,
     NodeLost,
+    Offer,
     OfferAnswered,
+    OfferFailed,
     PeriodicAnnounce,
     QueueConfig,
     QueueDefined,
@@ -200,3 +202,29 @@ def test_erlang_c_method_in_engine() -> None:
     gap = ((3 * ((3 * 101 + 1) / 4)) + 1) / 4
     expected = erlang_c_wait(1, 2, 100.0, 1 / gap)
     assert e.estimated_wait("v", 103.0) == pytest.approx(expected)
+
+
+def test_only_hangups_and_lost_nodes_count_as_abandoned_like_queue_log() -> None:
+    e = engine(QueueConfig("q", service_level=60.0))
+    for call_id, node in (("hung", "n1"), ("timed", "n1"), ("keyed", "n1"), ("lost", "n2")):
+        e.apply(join(call_id, node=node), 0.0)
+    e.apply(CallerLeft("hung", "hangup"), 5.0)  # ABANDON
+    e.apply(CallerLeft("timed", "timeout"), 6.0)  # the node's timeout=: EXITWITHTIMEOUT
+    e.apply(CallerLeft("keyed", "exitkey", "5"), 7.0)  # EXITWITHKEY: neither
+    e.apply(NodeLost("n2"), 8.0)  # queue_log writes ABANDON for it
+    s = e.snapshot(9.0)[0]
+    assert (s.abandoned, s.timed_out, s.answered, s.waiting) == (2, 1, 0, 0)
+    assert s.service_level2_pct == 100.0  # both abandoned within the threshold
+
+
+def test_an_answer_whose_call_fails_before_it_starts_is_not_counted() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, service_level=10.0), agents=(agent("a"), agent("b")))
+    e.apply(join("x"), 0.0)
+    e.apply(OfferAnswered("o1"), 4.0)  # a answers; its leg fails before the bridge
+    out = e.apply(OfferFailed("o1", "failed"), 5.0)
+    assert offered(out) == [("x", "b")]
+    e.apply(OfferAnswered(only(out, Offer)[0].offer_id), 18.0)  # b answers: the one real answer
+    s = e.snapshot(21.0)[0]
+    assert (s.answered, s.asa, s.service_level_pct) == (1, 18.0, 0.0)
+    calls = {v.agent_id: v.calls_taken for v in e.agent_states()}
+    assert calls == {"a": 0, "b": 1}

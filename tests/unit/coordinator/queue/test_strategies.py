@@ -124,6 +124,36 @@ def test_higher_penalty_only_when_lower_tier_busy() -> None:
     assert offered(e.apply(join("y"), 1.0)) == [("y", "hi")]
 
 
+@pytest.mark.parametrize("strategy", [s for s in Strategy if s is not Strategy.WRANDOM])
+def test_a_lower_penalty_agent_that_let_an_offer_ring_out_is_rung_again_before_an_overflow_one(
+        strategy: Strategy) -> None:
+    # app_queue's metric is penalty * 1,000,000 + the strategy's: the overflow member (penalty 1) rings
+    # only when nobody of penalty 0 is free, not because the penalty-0 member missed a ring.
+    e = engine(QueueConfig("q", strategy=strategy, ring_timeout=15), agents=(agent("a"), agent("sup", penalty=1)))
+    [first] = only(e.apply(join("x"), 0.0), Offer)
+    assert first.agent_id == "a"
+    [again] = only(e.apply(Tick(), 15.0), Offer)  # a let it ring out
+    assert again.agent_id == "a"
+    e.apply(AgentPaused("a"), 16.0)
+    assert offered(e.apply(OfferFailed(again.offer_id, "noanswer"), 17.0)) == [("x", "sup")]  # nobody of 0 free
+
+
+def test_busy_rings_the_next_member_at_once_and_retry_is_waited_when_the_round_failed() -> None:
+    # app_queue: on BUSY ring_one rings the next member; `retry` separates whole rounds (and follows a
+    # member that rang out).
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, retry=5), agents=(agent("a"), agent("b")))
+    [first] = only(e.apply(join("x"), 0.0), Offer)
+    assert first.agent_id == "a"
+    [second] = only(e.apply(OfferFailed(first.offer_id, "busy"), 1.0), Offer)
+    assert second.agent_id == "b"
+    assert offered(e.apply(OfferFailed(second.offer_id, "unavailable"), 2.0)) == []  # round over: retry
+    assert offered(e.apply(Tick(), 6.9)) == []
+    [third] = only(e.apply(Tick(), 7.0), Offer)
+    assert third.agent_id == "a"
+    assert offered(e.apply(OfferFailed(third.offer_id, "noanswer"), 8.0)) == []  # rang out: retry first
+    assert offered(e.apply(Tick(), 13.0)) == [("x", "b")]
+
+
 def test_penalty_rules_widen_over_time() -> None:
     rules = (PenaltyRule(0, max_penalty=0), PenaltyRule(30, max_penalty=5), PenaltyRule(60, 9, min_penalty=6))
     e = engine(QueueConfig("q", strategy=Strategy.LINEAR, penalty_rules=rules), agents=(agent("p3", penalty=3),))
