@@ -29,13 +29,13 @@ class _CallerStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CallerSt
     CALLER_STATUS_FULL: _CallerStatus.ValueType  # 2
     """The queue was at maxlen when the caller tried to join."""
     CALLER_STATUS_JOINEMPTY: _CallerStatus.ValueType  # 3
-    """joinempty conditions held when the caller tried to join."""
+    """joinempty conditions held when the caller tried to join (no member, or none usable)."""
     CALLER_STATUS_LEAVEEMPTY: _CallerStatus.ValueType  # 4
-    """leavewhenempty conditions became true while the caller waited."""
+    """leavewhenempty conditions became true while the caller waited (no member, or none usable)."""
     CALLER_STATUS_JOINUNAVAIL: _CallerStatus.ValueType  # 5
-    """No agent could ever serve the caller when it tried to join (all unavailable)."""
+    """Not set, like Asterisk 22's app_queue (JOINEMPTY covers it); kept for dialplans testing for it."""
     CALLER_STATUS_LEAVEUNAVAIL: _CallerStatus.ValueType  # 6
-    """All agents became unavailable while the caller waited."""
+    """Not set, like Asterisk 22's app_queue (LEAVEEMPTY covers it)."""
     CALLER_STATUS_UNKNOWN_QUEUE: _CallerStatus.ValueType  # 7
     """The queue named in Stasis(clusterq,<queue>) does not exist."""
     CALLER_STATUS_INVALID_ARGS: _CallerStatus.ValueType  # 8
@@ -63,13 +63,13 @@ CALLER_STATUS_TIMEOUT: CallerStatus.ValueType  # 1
 CALLER_STATUS_FULL: CallerStatus.ValueType  # 2
 """The queue was at maxlen when the caller tried to join."""
 CALLER_STATUS_JOINEMPTY: CallerStatus.ValueType  # 3
-"""joinempty conditions held when the caller tried to join."""
+"""joinempty conditions held when the caller tried to join (no member, or none usable)."""
 CALLER_STATUS_LEAVEEMPTY: CallerStatus.ValueType  # 4
-"""leavewhenempty conditions became true while the caller waited."""
+"""leavewhenempty conditions became true while the caller waited (no member, or none usable)."""
 CALLER_STATUS_JOINUNAVAIL: CallerStatus.ValueType  # 5
-"""No agent could ever serve the caller when it tried to join (all unavailable)."""
+"""Not set, like Asterisk 22's app_queue (JOINEMPTY covers it); kept for dialplans testing for it."""
 CALLER_STATUS_LEAVEUNAVAIL: CallerStatus.ValueType  # 6
-"""All agents became unavailable while the caller waited."""
+"""Not set, like Asterisk 22's app_queue (LEAVEEMPTY covers it)."""
 CALLER_STATUS_UNKNOWN_QUEUE: CallerStatus.ValueType  # 7
 """The queue named in Stasis(clusterq,<queue>) does not exist."""
 CALLER_STATUS_INVALID_ARGS: CallerStatus.ValueType  # 8

@@ -1,7 +1,8 @@
 """joinempty / leavewhenempty, as app_queue's get_member_status.
 
-With a non-empty condition set, a queue with no logged-in member is "empty" (JOINEMPTY / LEAVEEMPTY);
-a queue whose members are all unusable is "unavailable" (JOINUNAVAIL / LEAVEUNAVAIL). A member is
+With a non-empty condition set, a queue with no logged-in member is "empty", and one whose members are
+all unusable "unavailable"; either sends a caller back with JOINEMPTY / LEAVEEMPTY, as Asterisk 22's
+app_queue does (its JOINUNAVAIL / LEAVEUNAVAIL are never set since 1.6; measured beside it). A member is
 unusable when it is in one of the listed conditions: paused, penalty (outside the caller's current
 penalty band), inuse (in a call, or its device INUSE, BUSY, ONHOLD or RINGINUSE), ringing (an offer
 pending, or its device RINGING or RINGINUSE), unavailable (home node lost, or its device UNAVAILABLE),
@@ -95,7 +96,7 @@ def leave_when_empty(st: EngineState, now: float, out: list[Decision]) -> None:
             status = member_status(st, q, conditions, band, now)
             if status is None:
                 continue
-            code = CallerStatus.LEAVEEMPTY if status == EMPTY else CallerStatus.LEAVEUNAVAIL
+            code = CallerStatus.LEAVEEMPTY  # app_queue's wait_our_turn: never LEAVEUNAVAIL
             for uid in q.line.uids_joined_in(lo, hi):
                 caller = st.by_uid[uid]
                 # app_queue checks leavewhenempty while a caller waits, not while it is being rung.

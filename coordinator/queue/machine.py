@@ -241,15 +241,17 @@ class QueueEngine:
         line = q.line
         re_report = ev.arrival_seq is not None if ev.re_report is None else ev.re_report
         if not re_report:
-            if cfg.maxlen and len(line) >= cfg.maxlen:
-                out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
-                return
+            # app_queue's join_queue: joinempty first, then maxlen; any unmet joinempty condition is
+            # JOINEMPTY (app_queue never sets JOINUNAVAIL); the message tells which case it was.
             joinempty = cfg.joinempty
             # While a new leader settles its agents of nodes still to re-attach look unavailable.
             status = member_status(st, q, joinempty, initial_band(q), now) if joinempty and not st.settling else None
             if status is not None:
-                code = CallerStatus.JOINEMPTY if status == EMPTY else CallerStatus.JOINUNAVAIL
-                out.append(JoinRejected(ev.call_id, code, f"queue {ev.queue} has no usable member"))
+                why = "has no members" if status == EMPTY else "has no usable member"
+                out.append(JoinRejected(ev.call_id, CallerStatus.JOINEMPTY, f"queue {ev.queue} {why}"))
+                return
+            if cfg.maxlen and len(line) >= cfg.maxlen:
+                out.append(JoinRejected(ev.call_id, CallerStatus.FULL, f"queue {ev.queue} is full"))
                 return
         if ev.arrival_seq is None:
             st.arrival_counter += 1

@@ -59,13 +59,13 @@ def _wrapup(e: QueueEngine) -> None:
         (frozenset(), False, _noop, None),
         (frozenset({"paused"}), False, _noop, CallerStatus.JOINEMPTY),
         (frozenset({"paused"}), True, _noop, None),
-        (frozenset({"paused"}), True, _pause, CallerStatus.JOINUNAVAIL),
+        (frozenset({"paused"}), True, _pause, CallerStatus.JOINEMPTY),
         (frozenset({"inuse"}), True, _pause, None),
-        (frozenset({"inuse"}), True, _in_call, CallerStatus.JOINUNAVAIL),
+        (frozenset({"inuse"}), True, _in_call, CallerStatus.JOINEMPTY),
         (frozenset({"paused"}), True, _in_call, None),
-        (frozenset({"ringing"}), True, _ringing, CallerStatus.JOINUNAVAIL),
-        (frozenset({"unavailable"}), True, _node_lost, CallerStatus.JOINUNAVAIL),
-        (frozenset({"wrapup"}), True, _wrapup, CallerStatus.JOINUNAVAIL),
+        (frozenset({"ringing"}), True, _ringing, CallerStatus.JOINEMPTY),
+        (frozenset({"unavailable"}), True, _node_lost, CallerStatus.JOINEMPTY),
+        (frozenset({"wrapup"}), True, _wrapup, CallerStatus.JOINEMPTY),
         (frozenset({"wrapup"}), True, _noop, None),
     ],
 )
@@ -89,7 +89,21 @@ def test_joinempty(
 def test_joinempty_penalty_uses_the_band_at_join() -> None:
     cfg = QueueConfig("q", joinempty=frozenset({"penalty"}), penalty_rules=(PenaltyRule(0, 1),))
     e = engine(cfg, agents=(agent("a", penalty=4),))
-    assert only(e.apply(join("x"), 0.0), JoinRejected)[0].status is CallerStatus.JOINUNAVAIL
+    assert only(e.apply(join("x"), 0.0), JoinRejected)[0].status is CallerStatus.JOINEMPTY
+
+
+def test_joinempty_is_checked_before_maxlen_and_its_message_tells_empty_from_unusable() -> None:
+    # app_queue's join_queue: an unmet joinempty condition wins over a full queue, and it is always
+    # JOINEMPTY (members exist but none is usable: the case a dialplan branching on JOINEMPTY expects).
+    e = engine(QueueConfig("q", maxlen=1, joinempty=frozenset({"paused"})), agents=(agent("a"),))
+    e.apply(join("first"), 0.0)
+    assert only(e.apply(join("full"), 1.0), JoinRejected)[0].status is CallerStatus.FULL
+    e.apply(AgentPaused("a"), 2.0)
+    [refused] = only(e.apply(join("x"), 3.0), JoinRejected)
+    assert (refused.status, refused.message) == (CallerStatus.JOINEMPTY, "queue q has no usable member")
+    e.apply(AgentLoggedOut("a"), 4.0)
+    [refused] = only(e.apply(join("y"), 5.0), JoinRejected)
+    assert (refused.status, refused.message) == (CallerStatus.JOINEMPTY, "queue q has no members")
 
 
 def test_maxlen_full_but_re_report_accepted() -> None:
@@ -123,16 +137,16 @@ def test_leavewhenempty_unavail_then_empty() -> None:
     e.apply(join("y"), 2.0)  # rings b
     e.apply(join("z"), 3.0)
     out = e.apply(AgentPaused("b"), 4.0)  # a in use, b paused (still ringing y): z must leave, y not
-    assert [(x.call_id, x.status, x.position) for x in only(out, CallerExit)] == [("z", CallerStatus.LEAVEUNAVAIL, 2)]
-    out = e.apply(AgentLoggedOut("b"), 5.0)  # y back to waiting with a in use -> LEAVEUNAVAIL
-    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("y", CallerStatus.LEAVEUNAVAIL)]
+    assert [(x.call_id, x.status, x.position) for x in only(out, CallerExit)] == [("z", CallerStatus.LEAVEEMPTY, 2)]
+    out = e.apply(AgentLoggedOut("b"), 5.0)  # y back to waiting with a in use -> LEAVEEMPTY
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("y", CallerStatus.LEAVEEMPTY)]
 
 
 def test_leavewhenempty_with_no_members_is_leaveempty() -> None:
     e = engine(QueueConfig("q", leavewhenempty=frozenset({"paused"})), agents=(agent("a"),))
     e.apply(AgentPaused("a"), 0.0)
     out = e.apply(join("w"), 1.0)
-    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("w", CallerStatus.LEAVEUNAVAIL)]
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("w", CallerStatus.LEAVEEMPTY)]
     e.apply(AgentLoggedOut("a"), 2.0)
     out = e.apply(join("v"), 3.0)
     assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("v", CallerStatus.LEAVEEMPTY)]
@@ -146,7 +160,7 @@ def test_leavewhenempty_penalty_applies_per_band() -> None:
     out = e.apply(join("old", arrival_seq=1, joined_at=-25.0), 0.0)
     assert only(out, CallerExit) == []
     out = e.apply(join("new"), 1.0)
-    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("new", CallerStatus.LEAVEUNAVAIL)]
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("new", CallerStatus.LEAVEEMPTY)]
 
 
 def test_max_wait_times_out_waiting_and_ringing_callers() -> None:

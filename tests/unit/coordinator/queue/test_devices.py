@@ -244,7 +244,7 @@ def test_joinempty_counts_device_states(condition: str, state: str, refused: boo
         e.apply(DeviceStateChanged("n1", "PJSIP/a", state), 0.0)
     out = e.apply(join("x"), 1.0)
     if refused:
-        assert [(r.call_id, r.status) for r in only(out, JoinRejected)] == [("x", CallerStatus.JOINUNAVAIL)]
+        assert [(r.call_id, r.status) for r in only(out, JoinRejected)] == [("x", CallerStatus.JOINEMPTY)]
     else:
         assert [j.call_id for j in only(out, JoinAccepted)] == ["x"]
 
@@ -254,7 +254,7 @@ def test_leavewhenempty_sends_waiting_callers_away_when_the_last_device_goes_una
     e.apply(DeviceStateChanged("n1", "PJSIP/a", "INUSE"), 0.0)  # in use: not offered, but usable
     assert only(e.apply(join("x"), 1.0), CallerExit) == []
     out = e.apply(DeviceStateChanged("n1", "PJSIP/a", "UNAVAILABLE"), 2.0)
-    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.LEAVEUNAVAIL)]
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.LEAVEEMPTY)]
 
 
 def test_leavewhenempty_unknown_waits_for_a_report_instead_of_emptying_the_queue_after_a_takeover() -> None:
@@ -267,7 +267,7 @@ def test_leavewhenempty_unknown_waits_for_a_report_instead_of_emptying_the_queue
     e.apply(DeviceStateChanged("n1", "PJSIP/a", "UNKNOWN"), 2.0)
     assert only(e.apply(DeviceStateChanged("n1", "PJSIP/b", "NOT_INUSE"), 3.0), CallerExit) == []
     out = e.apply(DeviceStateChanged("n1", "PJSIP/b", "UNKNOWN"), 4.0)  # now both said UNKNOWN
-    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.LEAVEUNAVAIL)]
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("x", CallerStatus.LEAVEEMPTY)]
 
 
 def test_first_reports_after_a_takeover_do_not_walk_the_idle_agents(monkeypatch: pytest.MonkeyPatch) -> None:

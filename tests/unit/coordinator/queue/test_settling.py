@@ -69,7 +69,7 @@ def test_a_queue_whose_members_stay_unavailable_after_the_settle_sends_its_calle
     assert only(e.apply(join("c1", node="n3", arrival_seq=1), 0.1), CallerExit) == []
     e.apply(NodeAlive("n3"), 0.2)
     out = e.apply(Settling(False), 2.0)  # n1 and n2 never came back: both members unavailable
-    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("c1", CallerStatus.LEAVEUNAVAIL)]
+    assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("c1", CallerStatus.LEAVEEMPTY)]
 
 
 def test_joinempty_is_not_applied_to_a_new_caller_while_the_leader_settles() -> None:
@@ -79,4 +79,4 @@ def test_joinempty_is_not_applied_to_a_new_caller_while_the_leader_settles() -> 
     assert only(e.apply(join("new", node="n3"), 0.2), JoinRejected) == []
     e.apply(Settling(False), 0.3)
     refused = only(e.apply(join("later", node="n3"), 0.4), JoinRejected)
-    assert [(x.call_id, x.status) for x in refused] == [("later", CallerStatus.JOINUNAVAIL)]
+    assert [(x.call_id, x.status) for x in refused] == [("later", CallerStatus.JOINEMPTY)]
