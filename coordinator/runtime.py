@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
+    AgentLoggedIn,
+    CallEnded,
     CallerJoined,
     CallerLeft,
     CallerStatus,
@@ -33,6 +35,8 @@ from coordinator.queue import (
     NodeAttached,
     NodeDetached,
     NodeLost,
+    OfferAnswered,
+    OfferFailed,
     QueueConfig,
     QueueDefined,
     QueueDeleted,
@@ -119,6 +123,7 @@ class LeaderRuntime:
         self.queues: dict[str, QueueConfig] = {}
         self._call_node: dict[str, str] = {}
         self._node_lost_at: dict[str, float] = {}
+        self._lost: set[str] = set()  # nodes declared lost in this term and not attached since
         self._wake = asyncio.Event()
         # When run_timers will wake next (inf: no deadline; -inf: it is running right now).
         self._planned_wake = -math.inf
@@ -130,6 +135,8 @@ class LeaderRuntime:
     # ---- engine access -------------------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
         """Apply one event now and route its decisions (the links wake their writers)."""
+        if type(event) is AgentLoggedIn:
+            self._expect_home(event.agent.home_node)
         decs = self._apply(event, self.clock())
         self._check_deadline()
         return decs
@@ -200,6 +207,7 @@ class LeaderRuntime:
         link = NodeLink(node_id, instance_id, self.epoch)
         self.links[node_id] = link
         self._node_lost_at.pop(node_id, None)
+        self._lost.discard(node_id)
         try:
             self.apply(NodeAttached(node_id))
             apply_register(self, link, reg if reg is not None else node_pb2.Register(node_id=node_id,
@@ -221,6 +229,13 @@ class LeaderRuntime:
             # would ring nobody until its ring timeout, a Connect would strand the call).
             self.apply(NodeDetached(link.node_id))
             self._wake.set()
+
+    def _expect_home(self, node_id: str) -> None:
+        """An agent logs in on a node no stream of which is attached: its agents are not offered until
+        the node attaches, and the node is lost if it never does within node_ttl (a mistyped node id
+        was rung for ever, counted available, and kept joinempty / leavewhenempty from firing)."""
+        if node_id not in self.links and node_id not in self._lost:
+            self.expect_node(node_id)
 
     def expect_node(self, node_id: str) -> None:
         """A node known from the registry: lost unless it attaches within node_ttl."""
@@ -244,12 +259,31 @@ class LeaderRuntime:
             if isinstance(conv, BadNodeEvent):
                 errors.append(conv.message)
             elif conv is not None:
+                if (foreign := self._foreign(conv, link.node_id)) is not None:
+                    errors.append(foreign)
+                    continue
                 self._apply(conv, clock())
         # Once per batch: nothing else runs on the loop while a batch is applied.
         self._check_deadline()
         if len(events) > MAX_EVENTS_PER_BATCH:
             errors.append(f"batch truncated to {MAX_EVENTS_PER_BATCH} events")
         return errors
+
+    def _foreign(self, event: Event, node_id: str) -> str | None:
+        """Why a node may not report `event` (None: it may): a caller leaves on its own node, a call
+        ends on the caller's or the agent's node, an offer is answered or fails on one of its two
+        nodes. Applied, another node's report ended a caller its own node still held, in silence."""
+        if isinstance(event, (CallerLeft, CallEnded)):
+            nodes = self.engine.reporters(event.call_id)
+            if nodes is None or nodes[0] in ("", node_id) or (isinstance(event, CallEnded) and nodes[1] == node_id):
+                return None
+            return f"{type(event).__name__} for call {event.call_id[:70]!r} of node {nodes[0]!r}: ignored"
+        if isinstance(event, (OfferAnswered, OfferFailed)):
+            nodes = self.engine.reporters("", event.offer_id)
+            if nodes is None or node_id in nodes:
+                return None
+            return f"{type(event).__name__} for offer {event.offer_id[:70]!r} between nodes {nodes}: ignored"
+        return None
 
     def join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
         """Sequence (`seq`: a re-reported one) and apply one CallJoined of `link`'s node; the error
@@ -265,6 +299,14 @@ class LeaderRuntime:
             return ev.message
         assert type(ev) is CallerJoined
         if self.engine.holds(ev.call_id):
+            nodes = self.engine.reporters(ev.call_id)
+            holder = nodes[0] if nodes is not None else ""
+            if holder not in ("", link.node_id):
+                # Two nodes with one channel id (a shared Asterisk systemname?): this caller is refused
+                # rather than left waiting unsequenced; the one already held stays.
+                message = f"call id {ev.call_id[:70]!r} is already held by node {holder!r} (same systemname?)"
+                self._reject_invalid(link, ev.call_id, message)
+                return message
             return None  # duplicate report of a caller we already hold
         self._apply_join(ev, now, link.node_id)
         return None
@@ -305,10 +347,13 @@ class LeaderRuntime:
                 if lost_at <= now:
                     del self._node_lost_at[node]
                     log.warning("node %s lost (no stream for %.1f s)", node, self.node_ttl)
+                    self._lost.add(node)
                     self.apply(NodeLost(node))
             tick_at = self.engine.next_deadline()
             if tick_at is not None and tick_at <= now:
                 self.apply(Tick())
+                # Yield: timers due again at once (a burst of them) must not starve the node streams.
+                await asyncio.sleep(0)
                 continue
             waits: list[float] = [x for x in [tick_at, *self._node_lost_at.values()] if x is not None]
             timeout = max(0.0, min(waits) - now) if waits else None

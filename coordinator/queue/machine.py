@@ -343,6 +343,20 @@ class QueueEngine:
         c = self._st.callers.get(call_id)
         return "connected" if c is not None and c.state == CONNECTED and c.offer_id == offer_id else ""
 
+    def reporters(self, call_id: str, offer_id: str = "") -> tuple[str, str] | None:
+        """The nodes that may report about a pending offer, else a held call: (the caller's node, the
+        agent's node, "" when unknown); None when neither is held here."""
+        st = self._st
+        if offer_id:
+            o = st.offers.get(offer_id)
+            if o is not None:
+                return o.caller_node, o.agent_node
+        c = st.callers.get(call_id) if call_id else None
+        if c is None:
+            return None
+        a = st.agents.get(c.agent_id) if c.agent_id else None
+        return c.node_id, a.config.home_node if a is not None else ""
+
     def agent_home(self, agent_id: str) -> str:
         """The home node of a logged-in agent ("" if unknown)."""
         a = self._st.agents.get(agent_id)

@@ -74,6 +74,7 @@ async def test_the_leader_exports_its_term_its_runtime_counters_and_every_queue(
     rt = _runtime(clock, epoch=42)
     rt.apply(QueueDefined(QueueConfig("support", service_level=30.0)))
     rt.apply(QueueDefined(QueueConfig("sales")))
+    rt.attach("a", "ia")
     rt.apply(AgentLoggedIn(AgentConfig("alice", "PJSIP/alice", "a", (Membership("support"),))))
     rt.apply(AgentLoggedIn(AgentConfig("bob", "PJSIP/bob", "a", (Membership("support"), Membership("sales")))))
     rt.apply(AgentPaused("bob", "lunch"))
@@ -89,11 +90,11 @@ async def test_the_leader_exports_its_term_its_runtime_counters_and_every_queue(
     families = parse(render(collect(rt, "0.1.0")))
     assert value(families, "clusterq_leader") == 1
     assert value(families, "clusterq_leader_epoch") == 42
-    assert value(families, "clusterq_events_applied_total") == rt.events_applied == 10
+    assert value(families, "clusterq_events_applied_total") == rt.events_applied == 12  # with NodeAttached, NodeAlive
     assert families["clusterq_events_applied_total"].kind == "counter"
     assert "leadership term" in families["clusterq_events_applied_total"].help
     assert value(families, "clusterq_decisions_sent_total") == rt.decisions_sent
-    assert value(families, "clusterq_nodes_attached") == 0
+    assert value(families, "clusterq_nodes_attached") == 1
     expected = {
         "clusterq_queue_callers_waiting": 1, "clusterq_queue_longest_wait_seconds": 7.5,
         "clusterq_queue_answered_total": 1, "clusterq_queue_abandoned_total": 1,

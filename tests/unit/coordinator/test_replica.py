@@ -87,7 +87,7 @@ async def test_bad_stored_records_are_skipped_and_the_good_ones_applied(
     with caplog.at_level(logging.ERROR, "coordinator.replica"):
         rt = await term.start()
     assert set(rt.queues) == {"support"}
-    assert {v.agent_id: v.state for v in rt.engine.agent_states()} == {"alice": "paused"}
+    assert {v.agent_id: (v.paused, v.pause_reason) for v in rt.engine.agent_states()} == {"alice": (True, "lunch")}
     skipped = caplog.text
     assert "/clusterq/queues/broken" in skipped and "/clusterq/agents/bob" in skipped
     assert "/clusterq/agents/carol" in skipped

@@ -122,3 +122,93 @@ async def test_unusable_snapshot_entries_are_skipped_and_legs_are_bounded(monkey
     rt.attach("n1", "i1", node_pb2.Register(node_id="n1", instance_id="i1", calls=calls, agent_legs=legs))
     busy = sorted(v.agent_id for v in rt.engine.agent_states() if v.state == "busy")
     assert busy == ["a2"]  # a1's entries are invalid; only the first 2 legs (one invalid) are looked at
+
+
+def _event(**kw: object) -> node_pb2.EventBatch:
+    return node_pb2.EventBatch(events=[node_pb2.NodeEvent(**kw)])  # type: ignore[arg-type]
+
+
+def _kinds(link: NodeLink) -> list[str]:
+    return [str(d.WhichOneof("decision")) for d in _decisions(link)]
+
+
+async def test_a_node_cannot_end_or_answer_what_belongs_to_other_nodes() -> None:
+    rt = _runtime()
+    a, b, c = (_attach(rt, n, f"i{n}") for n in ("a", "b", "c"))
+    rt.apply(AgentLoggedIn(AgentConfig("x", "PJSIP/x", "b", (Membership("q"),))))
+    assert rt.handle_batch(a, _event(call_joined=node_pb2.CallJoined(call_id="a-1", queue="q"))) == []
+    [offer] = [d.offer for d in _decisions(b) if d.WhichOneof("decision") == "offer"]
+    # Node c has neither the caller nor the agent: its reports about them are refused, nothing changes.
+    errors = rt.handle_batch(c, node_pb2.EventBatch(events=[
+        node_pb2.NodeEvent(call_left=node_pb2.CallLeft(call_id="a-1", reason="hangup")),
+        node_pb2.NodeEvent(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer.offer_id)),
+        node_pb2.NodeEvent(agent_leg_failed=node_pb2.AgentLegFailed(offer_id=offer.offer_id, reason="busy"))]))
+    assert len(errors) == 3 and all("ignored" in e for e in errors), errors
+    assert rt.engine.offer_status(offer.offer_id, "a-1") == "ringing"
+    # Nor may the agent's node say the caller left; it may answer and end the call.
+    assert rt.handle_batch(b, _event(call_left=node_pb2.CallLeft(call_id="a-1", reason="hangup")))
+    assert rt.handle_batch(b, _event(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer.offer_id))) == []
+    assert rt.engine.offer_status(offer.offer_id, "a-1") == "connected"
+    assert rt.handle_batch(c, _event(call_ended=node_pb2.CallEnded(call_id="a-1", offer_id=offer.offer_id)))
+    assert rt.handle_batch(b, _event(call_ended=node_pb2.CallEnded(call_id="a-1", offer_id=offer.offer_id,
+                                                                   agent_hung_up=True))) == []
+    assert not rt.engine.holds("a-1")
+
+
+async def test_a_call_id_already_held_for_another_node_is_refused_to_the_second_one() -> None:
+    rt = _runtime()
+    a, b = _attach(rt, "a", "ia"), _attach(rt, "b", "ib")
+    rt.handle_batch(a, _event(call_joined=node_pb2.CallJoined(call_id="pbx-1", queue="q")))
+    assert _kinds(a) == ["join_ack"]
+    [error] = rt.handle_batch(b, _event(call_joined=node_pb2.CallJoined(call_id="pbx-1", queue="q")))
+    assert "already held by node 'a'" in error
+    [refused] = _decisions(b)
+    assert refused.WhichOneof("decision") == "join_reject" and "same systemname" in refused.join_reject.message
+    assert _decisions(a) == [] and rt.engine.holds("pbx-1")
+    rt.handle_batch(a, _event(call_joined=node_pb2.CallJoined(call_id="pbx-1", queue="q")))  # a's own repeat
+    assert _decisions(a) == []
+
+
+async def test_an_agent_of_a_node_never_attached_is_not_offered_and_its_node_is_lost_after_the_ttl() -> None:
+    clock = [0.0]
+    rt = LeaderRuntime(QueueEngine(), 7, lambda: clock[0], SeqAllocator(1, 1000, 1000, Reservations()), 6.0)
+    rt.apply(QueueDefined(QueueConfig("q")))
+    a = _attach(rt, "a", "ia")
+    rt.apply(AgentLoggedIn(AgentConfig("ghost", "PJSIP/ghost", "typo", (Membership("q"),))))
+    rt.handle_batch(a, _event(call_joined=node_pb2.CallJoined(call_id="a-1", queue="q")))
+    assert _kinds(a) == ["join_ack"]  # no offer: node "typo" never attached
+    assert [v.state for v in rt.engine.agent_states()] == ["unavailable"]
+    timers = asyncio.ensure_future(rt.run_timers())
+    clock[0] = 7.0
+    rt._wake.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    timers.cancel()
+    assert "typo" in rt._lost
+    rt.apply(AgentLoggedIn(AgentConfig("ghost", "PJSIP/ghost", "typo", (Membership("q"),))))  # again: stays lost
+    assert "typo" not in rt._node_lost_at
+    rt.attach("typo", "it")  # the node exists after all: its agent is offered the waiting caller
+    assert [d.offer.agent_id for d in _decisions(a) if d.WhichOneof("decision") == "offer"] == ["ghost"]
+
+
+async def test_the_timer_task_yields_between_ticks_that_are_due_at_once() -> None:
+    class AlwaysDue(QueueEngine):
+        ticks = 0
+
+        def next_deadline(self) -> float | None:
+            return 0.0  # always due: a burst of timers that never ends
+
+        def apply(self, event: object, now: float) -> list:  # type: ignore[override, type-arg]
+            AlwaysDue.ticks += 1
+            if AlwaysDue.ticks > 10_000:
+                raise RuntimeError("the timer task never let anything else run")
+            return []
+
+    rt = LeaderRuntime(AlwaysDue(), 7, lambda: 1.0, SeqAllocator(1, 1000, 1000, Reservations()), 6.0)
+    timers = asyncio.ensure_future(rt.run_timers())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not timers.done(), timers
+    timers.cancel()
+    await asyncio.gather(timers, return_exceptions=True)
+    assert AlwaysDue.ticks < 10_000

@@ -51,6 +51,11 @@ class Replica:
         self.state.runtime, self.state.fence = rt, fence
         return rt
 
+    def attach_node(self, node: str = "a") -> None:
+        """A node stream attached to this term (agents homed on a node never attached are unavailable)."""
+        assert self.state.runtime is not None
+        self.state.runtime.attach(node, f"instance-{node}")
+
     def lose_leadership(self) -> None:
         """What the end of a term does: the runtime closes, the state forgets it and its fence."""
         rt = self.state.runtime

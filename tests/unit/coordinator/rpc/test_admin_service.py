@@ -131,6 +131,7 @@ async def test_watch_takes_intervals_within_the_bounds(channel: grpc.aio.Channel
 async def test_one_corrupt_stored_agent_does_not_block_the_others(
         replica: Replica, channel: grpc.aio.Channel) -> None:
     ag = admin_pb2_grpc.AgentsStub(channel)
+    replica.attach_node()
     await ag.Login(LOGIN)
     await replica.kv.put(b"/t/agents/broken", b"{not json")
     paused = await ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch"))
@@ -144,6 +145,7 @@ async def test_login_takes_a_state_interface_and_the_agent_state_shows_the_devic
     from coordinator.queue import DeviceStateChanged
 
     ag = admin_pb2_grpc.AgentsStub(channel)
+    replica.attach_node()
     state = await ag.Login(admin_pb2.LoginRequest(agent_id="a2", endpoint="Local/a2@agents/n", home_node="a",
                                                   queues=[admin_pb2.QueueMembership(queue="support")]))
     assert (state.state, state.state_interface, state.device_state) == ("available", "Local/a2@agents", "UNKNOWN")
@@ -220,6 +222,7 @@ async def test_a_login_again_keeps_the_pause_in_the_engine_and_in_etcd(
     """Re-login changes memberships; a paused agent stays paused with its reason (as app_queue keeps a
     member's pause), so a later leader, loading etcd, agrees with this one."""
     ag = admin_pb2_grpc.AgentsStub(channel)
+    replica.attach_node()
     await ag.Login(LOGIN)
     await ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch"))
     again = admin_pb2.LoginRequest()

@@ -27,6 +27,7 @@ async def test_an_agent_state_carries_its_memberships_skills_and_idle_time() -> 
     rt = LeaderRuntime(QueueEngine(), 3, lambda: clock[0], SeqAllocator(1, 10**6, 10**5, _reserve), node_ttl=6.0)
     rt.apply(QueueDefined(QueueConfig("support")))
     rt.apply(QueueDefined(QueueConfig("sales")))
+    rt.attach("a", "ia")
     rt.apply(AgentLoggedIn(AgentConfig("alice", "PJSIP/alice", "a",
                                        (Membership("support", penalty=2, weight=3), Membership("sales")),
                                        skills=(("lang", "de"),))))
