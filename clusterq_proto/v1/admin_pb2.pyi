@@ -69,9 +69,14 @@ class QueueDefinition(_message.Message):
     music_class: _builtins.str
     """Music-on-hold class (default "default")."""
     announce_frequency: _builtins.float
-    """Position/hold-time announcement frequency in seconds (0 = off)."""
+    """Position/hold-time announcement frequency in seconds (0 = off). As app_queue (without
+    announce-to-first-user), neither these nor the periodic announcements are played to a caller
+    whose agent is being rung.
+    """
     announce_position: _builtins.str
-    """"yes", "no", "limit", "more"."""
+    """"yes", "no", "limit" (only to callers at or before announce_position_limit), "more" (past the
+    limit: "there are more than <limit> callers waiting").
+    """
     announce_holdtime: _builtins.str
     """"yes", "no", "once"."""
     periodic_announce_frequency: _builtins.float

@@ -878,11 +878,16 @@ class Announce(_message.Message):
     ESTIMATED_WAIT_FIELD_NUMBER: _builtins.int
     SAY_POSITION_FIELD_NUMBER: _builtins.int
     SAY_HOLDTIME_FIELD_NUMBER: _builtins.int
+    MORE_THAN_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     position: _builtins.int
     estimated_wait: _builtins.float
     say_position: _builtins.bool
     say_holdtime: _builtins.bool
+    more_than: _builtins.int
+    """announce_position "more" with the caller past the limit: say "there are more than <more_than>
+    callers waiting" (app_queue's queue-quantity1, the number, queue-quantity2), not the position.
+    """
     def __init__(
         self,
         *,
@@ -891,10 +896,11 @@ class Announce(_message.Message):
         estimated_wait: _builtins.float = ...,
         say_position: _builtins.bool = ...,
         say_holdtime: _builtins.bool = ...,
+        more_than: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "estimated_wait", b"estimated_wait", "position", b"position", "say_holdtime", b"say_holdtime", "say_position", b"say_position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "estimated_wait", b"estimated_wait", "more_than", b"more_than", "position", b"position", "say_holdtime", b"say_holdtime", "say_position", b"say_position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

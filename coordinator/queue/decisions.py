@@ -112,6 +112,8 @@ class Announce:
     estimated_wait: float
     say_position: bool
     say_holdtime: bool
+    more_than: int = 0
+    """announce_position "more" past the limit: "more than <more_than> callers" instead of the position."""
 
 
 @fast_init

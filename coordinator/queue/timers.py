@@ -15,7 +15,7 @@ from collections.abc import Callable
 from coordinator.queue.decisions import Announce, CancelOffer, Decision, PeriodicAnnounce
 from coordinator.queue.lifecycle import exit_caller, fail_offer
 from coordinator.queue.model import CallerStatus
-from coordinator.queue.state import CONNECTED, CallerRec, EngineState, Timer
+from coordinator.queue.state import CONNECTED, RINGING, CallerRec, EngineState, Timer
 
 __all__ = ["live", "run_due", "schedule_caller_timers"]
 
@@ -113,14 +113,19 @@ def _announce(st: EngineState, caller: CallerRec, now: float, ewt: EwtFn, out: l
     position = st.queues[caller.queue].line.position(caller.key)
     due = now - last >= cfg.announce_frequency
     moved = position != caller.last_pos_said and now - last >= cfg.min_announce_frequency
-    if due or moved:
+    # app_queue announces in wait_our_turn only: not to a caller whose agent is being rung (a prompt
+    # would delay the connection; announce-to-first-user, off by default, is not offered).
+    if (due or moved) and caller.state != RINGING:
+        limit = cfg.announce_position_limit
         say_position = cfg.announce_position in ("yes", "more") or (
-            cfg.announce_position == "limit" and position <= cfg.announce_position_limit
+            cfg.announce_position == "limit" and position <= limit
         )
+        more_than = limit if cfg.announce_position == "more" and position > limit else 0
         say_holdtime = cfg.announce_holdtime == "yes" or (cfg.announce_holdtime == "once" and not caller.holdtime_said)
         if say_position or say_holdtime:
             caller.holdtime_said = caller.holdtime_said or say_holdtime
-            out.append(Announce(caller.call_id, caller.node_id, position, ewt(caller, now), say_position, say_holdtime))
+            out.append(Announce(caller.call_id, caller.node_id, position, ewt(caller, now), say_position, say_holdtime,
+                                more_than))
         caller.last_announce, caller.last_pos_said, last = now, position, now
     step = min(cfg.announce_frequency, cfg.min_announce_frequency) or cfg.announce_frequency
     caller.next_announce = min(now + step, last + cfg.announce_frequency)
@@ -134,9 +139,10 @@ def _periodic(st: EngineState, caller: CallerRec, when: float, now: float, out: 
     caller.next_periodic = None
     if not cfg.periodic_announce or cfg.periodic_announce_frequency <= 0:
         return
-    prompt = cfg.periodic_announce[caller.periodic_index % len(cfg.periodic_announce)]
-    caller.periodic_index += 1
-    out.append(PeriodicAnnounce(caller.call_id, caller.node_id, prompt))
+    if caller.state != RINGING:  # like position announcements: not while its agent is being rung
+        prompt = cfg.periodic_announce[caller.periodic_index % len(cfg.periodic_announce)]
+        caller.periodic_index += 1
+        out.append(PeriodicAnnounce(caller.call_id, caller.node_id, prompt))
     nxt = when + cfg.periodic_announce_frequency
     caller.next_periodic = nxt if nxt > now else now + cfg.periodic_announce_frequency
     st.add_timer(caller.next_periodic, "periodic", caller.call_id, caller.uid)

@@ -237,8 +237,8 @@ def fill_decision(out: node_pb2.Decision, dec: Decision) -> bool:
         e.call_id, e.status, e.wait_time, e.position = dec.call_id, _STATUS_PB[dec.status], dec.wait_time, dec.position
     elif type(dec) is d.Announce:
         a = out.announce
-        a.call_id, a.position, a.estimated_wait, a.say_position, a.say_holdtime = (
-            dec.call_id, dec.position, dec.estimated_wait, dec.say_position, dec.say_holdtime)
+        a.call_id, a.position, a.estimated_wait, a.say_position, a.say_holdtime, a.more_than = (
+            dec.call_id, dec.position, dec.estimated_wait, dec.say_position, dec.say_holdtime, dec.more_than)
     elif type(dec) is d.PeriodicAnnounce:
         out.periodic_announce.call_id, out.periodic_announce.prompt = dec.call_id, dec.prompt
     elif type(dec) is d.WatchDevices:

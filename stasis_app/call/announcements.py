@@ -50,7 +50,7 @@ class Announcements:
         if c is None:
             return
         self.actions.tell_position(c, m.position)
-        self._play(c, announcement(m.position, m.estimated_wait, m.say_position, m.say_holdtime))
+        self._play(c, announcement(m.position, m.estimated_wait, m.say_position, m.say_holdtime, m.more_than))
 
     def periodic(self, m: node_pb2.PeriodicAnnounce) -> None:
         """Play a periodic announcement prompt."""

@@ -35,10 +35,14 @@ def say_number(n: int) -> list[str]:
     return out
 
 
-def announcement(position: int, estimated_wait: float, say_position: bool, say_holdtime: bool) -> list[str]:
-    """Media URIs for one announcement (empty when there is nothing to say)."""
+def announcement(position: int, estimated_wait: float, say_position: bool, say_holdtime: bool,
+                 more_than: int = 0) -> list[str]:
+    """Media URIs for one announcement (empty when there is nothing to say); `more_than` (app_queue's
+    announce-position=more past its limit) says "more than N callers waiting" instead of the position."""
     media: list[str] = []
-    if say_position and position >= 1:
+    if say_position and more_than >= 1:
+        media += ["sound:queue-quantity1", *say_number(more_than), "sound:queue-quantity2"]
+    elif say_position and position >= 1:
         if position == 1:
             media.append("sound:queue-youarenext")
         else:

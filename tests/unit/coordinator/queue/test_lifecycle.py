@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.queue import (
+    AgentPaused,
     AgentStateChanged,
     Announce,
     CallEnded,
@@ -143,6 +144,30 @@ def test_announce_position_modes(mode: str, position: int, say: bool) -> None:
         e.apply(join(f"c{i}"), 0.0)
     out = [a for a in only(e.apply(Tick(), 30.0), Announce) if a.call_id == f"c{position - 1}"]
     assert [(a.position, a.say_position, a.say_holdtime) for a in out] == [(position, say, True)]
+
+
+def test_announce_position_more_says_more_than_the_limit_past_it() -> None:
+    cfg = QueueConfig("q", announce_frequency=30.0, announce_position="more", announce_position_limit=2)
+    e = engine(cfg)
+    for i in range(3):
+        e.apply(join(f"c{i}"), 0.0)
+    said = {a.call_id: (a.position, a.say_position, a.more_than) for a in only(e.apply(Tick(), 30.0), Announce)}
+    assert said == {"c0": (1, True, 0), "c1": (2, True, 0), "c2": (3, True, 2)}
+
+
+def test_a_caller_whose_agent_is_being_rung_hears_no_announcement_until_it_waits_again() -> None:
+    # app_queue announces in wait_our_turn only (announce-to-first-user is off by default).
+    cfg = QueueConfig("q", strategy=Strategy.LINEAR, ring_timeout=100.0, announce_frequency=20.0,
+                      periodic_announce=("p1",), periodic_announce_frequency=20.0)
+    e = engine(cfg, agents=(agent("a"),))
+    [offer] = only(e.apply(join("x"), 0.0), Offer)
+    e.apply(join("y"), 0.0)
+    out = e.apply(Tick(), 20.0)
+    assert {d.call_id for d in out if isinstance(d, (Announce, PeriodicAnnounce))} == {"y"}
+    e.apply(AgentPaused("a"), 21.0)
+    e.apply(OfferFailed(offer.offer_id, "busy"), 21.0)
+    out = [d for t in (35.0, 41.0, 60.0) for d in e.apply(Tick(), t)]
+    assert {d.call_id for d in out if isinstance(d, (Announce, PeriodicAnnounce))} == {"x", "y"}
 
 
 def test_periodic_announcements_cycle() -> None:

@@ -45,3 +45,8 @@ def test_numbers_are_stoppable_sound_files() -> None:
     assert say_number(2000) == ["sound:digits/2", "sound:digits/thousand"]
     assert say_number(1999) == ["sound:digits/1", "sound:digits/thousand", "sound:digits/9", "sound:digits/hundred",
                                 "sound:digits/90", "sound:digits/9"]
+
+
+def test_more_than_the_limit_is_said_like_app_queue_announce_position_more() -> None:
+    assert announcement(7, 0.0, True, False, more_than=5) == [
+        "sound:queue-quantity1", "sound:digits/5", "sound:queue-quantity2", "sound:queue-thankyou"]
