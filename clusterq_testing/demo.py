@@ -2,7 +2,8 @@
 
 Starts one etcd member, two coordinator replicas, two Asterisk nodes (a, b) each with its stasis
 app, logs in four demo agents (two homed on each node; they answer after a second and talk for
-3-6 s), then places a sample call every ~1.5 s on alternating nodes. What you see:
+3-6 s), then places a sample call every ~2 s on alternating nodes until stopped (fewer than the agents
+can take: the queue stays short). What you see:
 
     QUEUED   a-q-... on a            (the caller is answered and hears music on hold)
     BRIDGED  a-q-... <-> agent b2    (seen on Asterisk: both legs in one bridge)
@@ -67,7 +68,11 @@ def _report_bridges(obs: AriObserver, since: int, seen: set[str], counts: dict[s
     return since + len(events)
 
 
-async def run(duration: float | None, calls_per_node: int) -> int:
+CALL_EVERY = 2.0  # seconds between sample calls: ~0.5 calls/s, within what four agents take (~0.6/s)
+STATS_EVERY = 6.0
+
+
+async def run(duration: float | None, calls_per_node: int | None) -> int:
     """Start everything, place calls, print what happens; returns the number of bridged calls."""
     work = Path(tempfile.mkdtemp(prefix="clusterq-run-"))
     say("START", f"work dir {work}")
@@ -108,6 +113,8 @@ async def run(duration: float | None, calls_per_node: int) -> int:
         for p in procs[2:]:
             await p.wait_log("connected to leader", 30)
             await p.wait_log("connected (app clusterq)", 30)
+        say("CLI", f"in another shell: export CLUSTERQ_COORDINATOR={','.join(addrs)}; "
+                   ".venv/bin/python -m clusterq_cli queue show support")
         seen: set[str] = set()
         for n in nodes:
             observers.append(await AriObserver.open(n))
@@ -117,9 +124,10 @@ async def run(duration: float | None, calls_per_node: int) -> int:
             await client.login(agent, f"Local/{agent}@clusterq-agents-auto/n", home, ["support"])
             say("AGENT", f"{agent} logged in, homed on node {home}")
         started = time.monotonic()
+        next_stats = started
         i = 0
         while not stop.is_set() and (duration is None or time.monotonic() - started < duration):
-            if counts["placed"] < calls_per_node * len(nodes):
+            if calls_per_node is None or counts["placed"] < calls_per_node * len(nodes):
                 obs = observers[i % len(observers)]
                 legs = await obs.originate_caller("support", caller_number=f"55500{i:02d}", caller_name=f"Demo {i}")
                 counts["placed"] += 1
@@ -127,14 +135,15 @@ async def run(duration: float | None, calls_per_node: int) -> int:
                 i += 1
             for k, obs in enumerate(observers):
                 marks[k] = _report_bridges(obs, marks[k], seen, counts)
-            if i % 3 == 0:
+            if time.monotonic() >= next_stats:
+                next_stats += STATS_EVERY
                 snap = await client.snapshot("support")
                 for q in snap.queues:
                     say("STATS", f"{q.queue}: waiting {q.waiting}, answered {q.answered}, agents available "
                                  f"{q.agents_available}/{q.agents_logged_in}, longest wait {q.longest_wait:.1f}s "
                                  f"(leader epoch {snap.epoch})")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.5)
+                await asyncio.wait_for(stop.wait(), CALL_EVERY)
         await client.close()
     finally:
         say("STOP", "stopping everything this run started")
@@ -153,7 +162,8 @@ def main() -> None:
     """Entry point of `make run`."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    ap.add_argument("--calls-per-node", type=int, default=12, help="sample calls to place on each node")
+    ap.add_argument("--calls-per-node", type=int, default=None,
+                    help="stop placing calls after this many per node (default: until stopped)")
     args = ap.parse_args()
     bridged = asyncio.run(run(args.duration, args.calls_per_node))
     sys.exit(0 if bridged > 0 else 1)

@@ -127,13 +127,17 @@ async def test_bad_admin_requests_get_clear_status_codes(replicas: Replicas) -> 
         ok = admin_pb2.LoginRequest(agent_id="a1", endpoint="PJSIP/a1", home_node="a",
                                     queues=[admin_pb2.QueueMembership(queue="sales")],
                                     skills=[common_pb2.Skill(key="language", value="de")])
-        assert (await ag.Login(ok)).state == "available"
+        assert (await ag.Login(ok)).state == "unavailable"  # its home node has no stream attached
+        node = await _register(ch, "a", "inst-a")
+        assert (await node.read()).registered.epoch > 0
+        assert (await ag.GetState(admin_pb2.AgentStateRequest(agent_id="a1"))).state == "available"
         assert (await ag.Pause(admin_pb2.PauseRequest(agent_id="a1", reason="lunch"))).state == "paused"
         watch = st.Watch(admin_pb2.WatchRequest(queue="sales", interval=0.2))
         first = await watch.read()
         second = await watch.read()
         assert first.queues[0].queue == "sales" and second.queues[0].agents_paused == 1
         watch.cancel()
+        node.cancel()
 
 
 async def _register(ch: grpc.aio.Channel, node: str, instance: str) -> grpc.aio.StreamStreamCall:

@@ -189,6 +189,10 @@ def test_rendered_env_is_accepted_by_the_real_settings(rendered: Rendered) -> No
     assert stasis.health_listen == "0.0.0.0:8090"
     asterisk = _pod_env(rendered, _container(sts, "asterisk"), fields, "not-real")
     assert asterisk["ASTERISK_SIP_HOST"] == f"asterisk-node-0.{sts['spec']['serviceName']}.{NAMESPACE}.svc"
+    # A trunk to every node: the peer list is exactly the StatefulSet's pods, under the same domain.
+    names = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
+    assert asterisk["ASTERISK_PEERS"].split(",") == names
+    assert asterisk["ASTERISK_PEER_DOMAIN"] == f"{sts['spec']['serviceName']}.{NAMESPACE}.svc"
 
 
 def test_stasis_app_probes_hit_its_health_endpoints(rendered: Rendered) -> None:
