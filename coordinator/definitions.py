@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,18 @@ import yaml
 from clusterq_common.dialplan import RESERVED_FIRST_ARGS
 from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
-from coordinator.queue.model import NAME_RE, AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
+from coordinator.queue.model import (
+    DURATIONS,
+    MAX_SECONDS,
+    MIN_PERIOD,
+    NAME_RE,
+    PERIODS,
+    AgentConfig,
+    Membership,
+    PenaltyRule,
+    QueueConfig,
+    Strategy,
+)
 
 MAX_QUEUES_FILE_BYTES = 1_000_000
 # Bounds on what one definition may carry: a queue's media settings ride in every JoinAck, and
@@ -44,15 +57,17 @@ MAX_TEXT_LEN = 256  # music class, exit context, endpoint, state interface, each
 MAX_ITEMS = 64  # penalty rules, periodic prompts, memberships, skills
 MAX_SKILL_VALUE_LEN = 64
 _FIELDS = {f.name: f for f in dataclasses.fields(QueueConfig)}
+log = logging.getLogger(__name__)
 
 
 class DefinitionError(ValueError):
     """A queue or agent definition is invalid; the message names the field."""
 
 
-def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
+def queue_from_mapping(name: str, raw: Mapping[str, Any], *, stored: bool = False) -> QueueConfig:
     """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_', and
-    app_queue's names and yes/no words: see app_queue_names)."""
+    app_queue's names and yes/no words: see app_queue_names). `stored`: a record already in etcd,
+    whose durations are brought within bounds added since (see `_within_bounds`)."""
     if not isinstance(raw, Mapping):
         raise DefinitionError(f"queue {name}: the definition must be a mapping of settings")
     kw: dict[str, Any] = {"name": name}
@@ -67,6 +82,8 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
             kw[field] = _coerce(field, value)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise DefinitionError(f"queue {name}: bad value for {key!r}: {exc}") from exc
+    if stored:
+        _within_bounds(name, kw)
     try:
         cfg = QueueConfig(**kw)
         cfg.validate()
@@ -74,6 +91,21 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
         raise DefinitionError(str(exc)) from exc
     _check_queue_bounds(cfg)
     return cfg
+
+
+def _within_bounds(name: str, kw: dict[str, Any]) -> None:
+    """Durations of a stored queue moved to the nearest valid value (with a warning): an older leader
+    accepted them before the bounds (MIN_PERIOD, MAX_SECONDS) existed, and a record that no longer
+    validated would vanish from the next leader with its waiting callers."""
+    for field in DURATIONS:
+        value = kw.get(field)
+        if not isinstance(value, float) or not math.isfinite(value) or value < 0:
+            continue  # never accepted: validation refuses it as before
+        low = MIN_PERIOD if field == "ring_timeout" or (field in PERIODS and value > 0) else 0.0
+        fixed = min(max(value, low), MAX_SECONDS)
+        if fixed != value:
+            log.warning("stored queue %s: %s %r is out of bounds, %r is used", name, field, value, fixed)
+            kw[field] = fixed
 
 
 def _check_queue_bounds(cfg: QueueConfig) -> None:
@@ -175,7 +207,7 @@ def queue_from_json(data: bytes) -> QueueConfig:
         name = raw.pop("name")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # not JSON, not a mapping, no name
         raise DefinitionError(f"stored queue is not a JSON definition with a name: {exc!r}") from exc
-    return queue_from_mapping(str(name), raw)
+    return queue_from_mapping(str(name), raw, stored=True)
 
 
 def definition_hash(raw: Mapping[str, Any]) -> str:

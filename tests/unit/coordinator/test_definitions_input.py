@@ -1,0 +1,37 @@
+"""Hostile or out-of-date input to the definitions: duration bounds, and stored records written
+before a bound existed."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from coordinator.definitions import DefinitionError, queue_from_json, queue_from_mapping, queue_json
+from coordinator.queue import QueueConfig
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [
+    ({"ring_timeout": 1e-6}, "ring_timeout must be at least 1 s"),
+    ({"announce_frequency": 1e-12, "min_announce_frequency": 0}, "announce_frequency must be 0 .off. or at least"),
+    ({"periodic_announce": ["hello"], "periodic_announce_frequency": 1e-12}, "periodic_announce_frequency"),
+    ({"timeout": 0.5}, "ring_timeout"),  # app_queue's name for it
+])
+def test_a_timer_below_a_second_is_refused_in_the_file_and_the_api(raw: dict[str, object], fragment: str) -> None:
+    with pytest.raises(DefinitionError, match=fragment):
+        queue_from_mapping("support", raw)
+
+
+def test_a_stored_queue_an_older_leader_accepted_loads_within_the_bounds(caplog: pytest.LogCaptureFixture) -> None:
+    record = json.loads(queue_json(QueueConfig("support")))
+    record |= {"ring_timeout": 0.5, "announce_frequency": 1e-12, "min_announce_frequency": 0.0,
+               "retry": 0.25, "max_wait": 1e300, "wrapup_time": 0.2}
+    with caplog.at_level(logging.WARNING, logger="coordinator.definitions"):
+        cfg = queue_from_json(json.dumps(record).encode())
+    assert (cfg.ring_timeout, cfg.announce_frequency, cfg.min_announce_frequency, cfg.retry) == (1.0, 1.0, 0.0, 1.0)
+    assert cfg.max_wait == 31_536_000.0 and cfg.wrapup_time == 0.2  # one-shot timers keep small values
+    assert "ring_timeout 0.5 is out of bounds" in caplog.text
+    # A value never accepted is still refused: it is no record of an older leader.
+    with pytest.raises(DefinitionError, match="ring_timeout"):
+        queue_from_json(json.dumps(record | {"ring_timeout": -1.0}).encode())
