@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from clusterq_common.dialplan import RESERVED_FIRST_ARGS
+from clusterq_common.text import clip, cut
 from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
 from coordinator.queue.model import (
@@ -68,6 +69,9 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any], *, stored: bool = Fals
     """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_', and
     app_queue's names and yes/no words: see app_queue_names). `stored`: a record already in etcd,
     whose durations are brought within bounds added since (see `_within_bounds`)."""
+    # Every message below names the queue: a name that is no name is refused first, quoted short.
+    if not NAME_RE.match(name):
+        raise DefinitionError(f"queue name {clip(name)} must match {NAME_RE.pattern}")
     if not isinstance(raw, Mapping):
         raise DefinitionError(f"queue {name}: the definition must be a mapping of settings")
     kw: dict[str, Any] = {"name": name}
@@ -77,11 +81,12 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any], *, stored: bool = Fals
         if field == "name":
             continue
         if field not in _FIELDS:
-            raise DefinitionError(f"queue {name}: unknown setting {key!r}")
+            raise DefinitionError(f"queue {name}: unknown setting {clip(key)}")
         try:
             kw[field] = _coerce(field, value)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise DefinitionError(f"queue {name}: bad value for {key!r}: {exc}") from exc
+            # The reason may quote the value (int("..."), float("...")): it is cut like the value.
+            raise DefinitionError(f"queue {name}: bad value for {clip(key)}: {cut(str(exc))}") from exc
     if stored:
         _within_bounds(name, kw)
     try:
@@ -156,7 +161,10 @@ def _penalty_rules(value: Any) -> tuple[PenaltyRule, ...]:
 
 def _coerce(field: str, value: Any) -> Any:
     if field == "strategy":
-        return Strategy(str(value))
+        try:
+            return Strategy(str(value))
+        except ValueError:
+            raise ValueError(f"{clip(value)} is not one of {[s.value for s in Strategy]}") from None
     if field in ("joinempty", "leavewhenempty"):
         return empty_conditions(field, value)
     if field in ("announce_position", "announce_holdtime"):

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clusterq_common.text import clip, clip_items
+
 __all__ = [
     "ANNOUNCE_HOLDTIME_VALUES",
     "ANNOUNCE_POSITION_VALUES",
@@ -152,15 +154,15 @@ class QueueConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; a valid config returns None."""
         if not NAME_RE.match(self.name):
-            raise ValueError(f"queue name {self.name!r} must match {NAME_RE.pattern}")
+            raise ValueError(f"queue name {clip(self.name)} must match {NAME_RE.pattern}")
         if not isinstance(self.strategy, Strategy):
-            raise ValueError(f"queue {self.name}: strategy {self.strategy!r} is not a Strategy")
+            raise ValueError(f"queue {self.name}: strategy {clip(self.strategy)} is not a Strategy")
         for field in DURATIONS:
             value = getattr(self, field)
             # NaN fails the range test too.
             if not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
                 raise ValueError(f"queue {self.name}: {field} must be a number of seconds in 0..{MAX_SECONDS:.0f}, "
-                                 f"got {value!r}")
+                                 f"got {clip(value)}")
             if field in PERIODS and 0 < value < MIN_PERIOD:
                 raise ValueError(f"queue {self.name}: {field} must be 0 (off) or at least {MIN_PERIOD:g} s, "
                                  f"got {value!r}")
@@ -170,29 +172,29 @@ class QueueConfig:
         for field in ("maxlen", "autopause_after", "announce_position_limit"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"queue {self.name}: {field} must be an int >= 0, got {value!r}")
+                raise ValueError(f"queue {self.name}: {field} must be an int >= 0, got {clip(value)}")
         if not isinstance(self.weight, int) or isinstance(self.weight, bool):
-            raise ValueError(f"queue {self.name}: weight must be an int, got {self.weight!r}")
+            raise ValueError(f"queue {self.name}: weight must be an int, got {clip(self.weight)}")
         for field in ("joinempty", "leavewhenempty"):
             unknown = set(getattr(self, field)) - EMPTY_CONDITIONS
             if unknown:
                 raise ValueError(
-                    f"queue {self.name}: {field} has unknown conditions {sorted(unknown)}; "
+                    f"queue {self.name}: {field} has unknown conditions {clip_items(sorted(map(str, unknown)))}; "
                     f"allowed: {sorted(EMPTY_CONDITIONS)}"
                 )
         if self.announce_position not in ANNOUNCE_POSITION_VALUES:
             raise ValueError(
                 f"queue {self.name}: announce_position must be one of "
-                f"{sorted(ANNOUNCE_POSITION_VALUES)}, got {self.announce_position!r}"
+                f"{sorted(ANNOUNCE_POSITION_VALUES)}, got {clip(self.announce_position)}"
             )
         if self.announce_holdtime not in ANNOUNCE_HOLDTIME_VALUES:
             raise ValueError(
                 f"queue {self.name}: announce_holdtime must be one of "
-                f"{sorted(ANNOUNCE_HOLDTIME_VALUES)}, got {self.announce_holdtime!r}"
+                f"{sorted(ANNOUNCE_HOLDTIME_VALUES)}, got {clip(self.announce_holdtime)}"
             )
         if self.ewt_method not in EWT_METHODS:
             raise ValueError(
-                f"queue {self.name}: ewt_method must be one of {sorted(EWT_METHODS)}, got {self.ewt_method!r}"
+                f"queue {self.name}: ewt_method must be one of {sorted(EWT_METHODS)}, got {clip(self.ewt_method)}"
             )
         if self.periodic_announce and self.periodic_announce_frequency <= 0:
             raise ValueError(f"queue {self.name}: periodic_announce needs periodic_announce_frequency > 0")

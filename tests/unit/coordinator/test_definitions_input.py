@@ -35,3 +35,26 @@ def test_a_stored_queue_an_older_leader_accepted_loads_within_the_bounds(caplog:
     # A value never accepted is still refused: it is no record of an older leader.
     with pytest.raises(DefinitionError, match="ring_timeout"):
         queue_from_json(json.dumps(record | {"ring_timeout": -1.0}).encode())
+
+
+BIG = "x" * 20_000
+
+
+@pytest.mark.parametrize("raw", [
+    {"strategy": BIG}, {"ewt_method": BIG}, {"announce_position": BIG}, {"announce_holdtime": BIG},
+    {"joinempty": [BIG]}, {"leavewhenempty": BIG}, {"maxlen": BIG}, {"ring_timeout": BIG},
+    {"penalty_rules": [f"{BIG},1"]}, {BIG: 1}, {"leavewhenempty": [f"c{i:05d}" * 10 for i in range(500)]},
+    {"leavewhenempty": [f"c{i:05d}" * 10 for i in range(60)]}, {"announce_position": [BIG]},
+], ids=lambda raw: next(iter(raw))[:20])
+def test_a_refusal_quotes_at_most_a_short_piece_of_the_input(raw: dict[str, object]) -> None:
+    """Past about 16 KB a status message cannot be delivered (RESOURCE_EXHAUSTED instead)."""
+    with pytest.raises(DefinitionError) as err:
+        queue_from_mapping("support", raw)
+    assert len(str(err.value)) < 500 and str(err.value).startswith("queue support: ")
+
+
+def test_a_long_name_and_a_long_list_of_bad_conditions_are_cut_in_the_message() -> None:
+    with pytest.raises(DefinitionError, match=r"^queue name 'x{70}'\.\.\. must match"):
+        queue_from_mapping(BIG, {})
+    with pytest.raises(DefinitionError, match=r"unknown conditions \['k1', 'k2', 'k3', 'k4', 'k5'\] and 3 more;"):
+        queue_from_mapping("support", {"joinempty": [f"k{i}" for i in range(1, 9)]})
