@@ -1,14 +1,16 @@
-"""Free text from outside in messages: quoted short.
+"""Free text from outside in messages and logs: quoted short, checked where an operator types it.
 
 A refusal that quotes its input in full can be larger than gRPC's status message limit (16 KB of
-metadata): the client then sees RESOURCE_EXHAUSTED "Stream removed" instead of the refusal.
+metadata): the client then sees RESOURCE_EXHAUSTED "Stream removed" instead of the refusal. And text
+that reaches a line-oriented log (queue_log: `|` separates fields, a newline ends a line) must not
+carry either, or one value forges fields and lines.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["CLIP", "clip", "clip_items", "cut"]
+__all__ = ["CLIP", "clip", "clip_items", "cut", "plain_text_error"]
 
 CLIP = 70
 """Characters of a value a message quotes."""
@@ -36,3 +38,13 @@ def clip_items(items: Iterable[object], limit: int = MAX_LISTED) -> str:
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return f"[{shown}]{more}"
 
+
+def plain_text_error(what: str, value: str, *, bar: bool = True) -> str | None:
+    """Why `value` is no plain one-line text (None: it is): control characters (newlines, NUL, tabs,
+    Unicode line separators: anything str.isprintable refuses) and, with `bar`, the `|` that
+    separates queue_log's fields."""
+    if not value.isprintable():
+        return f"{what} must not contain control characters (newline, tab, NUL, ...): {clip(value)}"
+    if bar and "|" in value:
+        return f"{what} must not contain '|' (it separates queue_log's fields): {clip(value)}"
+    return None

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from clusterq_common.dialplan import RESERVED_FIRST_ARGS
-from clusterq_common.text import clip, cut
+from clusterq_common.text import clip, cut, plain_text_error
 from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
 from coordinator.queue.model import (
@@ -94,7 +94,7 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any], *, stored: bool = Fals
         cfg.validate()
     except (TypeError, ValueError) as exc:
         raise DefinitionError(str(exc)) from exc
-    _check_queue_bounds(cfg)
+    _check_queue_bounds(cfg, stored)
     return cfg
 
 
@@ -113,18 +113,25 @@ def _within_bounds(name: str, kw: dict[str, Any]) -> None:
             kw[field] = fixed
 
 
-def _check_queue_bounds(cfg: QueueConfig) -> None:
+def _check_queue_bounds(cfg: QueueConfig, stored: bool) -> None:
     if cfg.name in RESERVED_FIRST_ARGS:
         raise DefinitionError(f"queue {cfg.name}: the name is reserved (Stasis(clusterq,{cfg.name},...) means "
                               "one of clusterq's own legs or an agent's feature code, never a queue)")
     for field in ("music_class", "exit_context"):
         if len(getattr(cfg, field)) > MAX_TEXT_LEN:
             raise DefinitionError(f"queue {cfg.name}: {field} longer than {MAX_TEXT_LEN} characters")
+        # Names Asterisk is given (a music class, a dialplan context): a line break or a NUL has no
+        # place in them. They never reach queue_log, so "|" stays allowed.
+        if not stored and (error := plain_text_error(field, getattr(cfg, field), bar=False)):
+            raise DefinitionError(f"queue {cfg.name}: {error}")
     for field in ("periodic_announce", "penalty_rules"):
         if len(getattr(cfg, field)) > MAX_ITEMS:
             raise DefinitionError(f"queue {cfg.name}: more than {MAX_ITEMS} {field}")
     if any(len(prompt) > MAX_TEXT_LEN for prompt in cfg.periodic_announce):
         raise DefinitionError(f"queue {cfg.name}: a periodic_announce prompt is longer than {MAX_TEXT_LEN} characters")
+    for prompt in () if stored else cfg.periodic_announce:  # stored: accepted before the check, kept
+        if error := plain_text_error("a periodic_announce prompt", prompt, bar=False):
+            raise DefinitionError(f"queue {cfg.name}: {error}")
 
 
 def _penalty_value(value: Any, previous: int) -> int:
@@ -251,9 +258,14 @@ def checked_agent(agent: AgentConfig, *, stored: bool = False) -> AgentConfig:
     interface, refused since) is let through: the agent must not vanish from the next leader."""
     if not NAME_RE.match(agent.agent_id):
         raise DefinitionError(f"agent_id {agent.agent_id[:70]!r} must match {NAME_RE.pattern}")
-    if not agent.endpoint or len(agent.endpoint) > MAX_TEXT_LEN or "/" not in agent.endpoint:
+    # A dial string goes to Asterisk as is: no spaces or control characters (a newline or a NUL in it
+    # was stored, shown and dialled), as the stasis app's agent-login refuses them too. A stored one
+    # was accepted before this check: it stays, like a `hint:` state interface below.
+    endpoint = agent.endpoint
+    if (not endpoint or len(endpoint) > MAX_TEXT_LEN or "/" not in endpoint
+            or (not stored and (not endpoint.isprintable() or any(c.isspace() for c in endpoint)))):
         raise DefinitionError(f"agent {agent.agent_id}: endpoint must be a dial string like PJSIP/alice "
-                              f"(at most {MAX_TEXT_LEN} characters)")
+                              f"(at most {MAX_TEXT_LEN} characters, no spaces or control characters)")
     if not NAME_RE.match(agent.home_node):
         raise DefinitionError(f"agent {agent.agent_id}: home_node must match {NAME_RE.pattern}")
     iface = agent.state_interface
@@ -278,9 +290,10 @@ def checked_agent(agent: AgentConfig, *, stored: bool = False) -> AgentConfig:
     if len(agent.skills) > MAX_ITEMS:
         raise DefinitionError(f"agent {agent.agent_id}: more than {MAX_ITEMS} skills")
     for key, value in agent.skills:
-        if not NAME_RE.match(key) or not value or len(value) > MAX_SKILL_VALUE_LEN:
+        if (not NAME_RE.match(key) or not value or len(value) > MAX_SKILL_VALUE_LEN
+                or not (stored or value.isprintable())):
             raise DefinitionError(f"agent {agent.agent_id}: invalid skill {key[:64]!r} (value 1..{MAX_SKILL_VALUE_LEN} "
-                                  "characters)")
+                                  "characters, no control characters)")
     try:
         agent.validate()  # duplicate memberships, negative penalties, ...
     except ValueError as exc:

@@ -8,8 +8,16 @@ import logging
 
 import pytest
 
-from coordinator.definitions import DefinitionError, queue_from_json, queue_from_mapping, queue_json
-from coordinator.queue import QueueConfig
+from coordinator.definitions import (
+    DefinitionError,
+    agent_from_json,
+    agent_from_mapping,
+    agent_json,
+    queue_from_json,
+    queue_from_mapping,
+    queue_json,
+)
+from coordinator.queue import AgentConfig, Membership, QueueConfig
 
 
 @pytest.mark.parametrize(("raw", "fragment"), [
@@ -58,3 +66,14 @@ def test_a_long_name_and_a_long_list_of_bad_conditions_are_cut_in_the_message() 
         queue_from_mapping(BIG, {})
     with pytest.raises(DefinitionError, match=r"unknown conditions \['k1', 'k2', 'k3', 'k4', 'k5'\] and 3 more;"):
         queue_from_mapping("support", {"joinempty": [f"k{i}" for i in range(1, 9)]})
+
+
+def test_stored_records_accepted_before_the_text_checks_still_load() -> None:
+    """A next leader must not drop a queue or an agent an older one accepted."""
+    record = json.loads(queue_json(QueueConfig("support")))
+    cfg = queue_from_json(json.dumps(record | {"music_class": "a\nb", "exit_context": "c\x00"}).encode())
+    assert (cfg.music_class, cfg.exit_context) == ("a\nb", "c\x00")
+    stored = agent_json(AgentConfig("alice", "PJSIP/x\n|y", "a", (Membership("support"),)), False, "")
+    assert agent_from_json(stored)[0].endpoint == "PJSIP/x\n|y"
+    with pytest.raises(DefinitionError, match="endpoint"):
+        agent_from_mapping("alice", {"endpoint": "PJSIP/x\n|y", "home_node": "a", "queues": ["support"]})

@@ -40,3 +40,40 @@ async def test_a_timer_below_a_second_is_refused(channel: grpc.aio.Channel) -> N
                   Q(name="tiny", announce_frequency=1e-12, min_announce_frequency=0), Q(name="tiny", ring_timeout=1e-6)):
         code, message = await _refusal(admin.CreateQueue(admin_pb2.CreateQueueRequest(queue=queue)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "at least 1 s" in message
+
+
+LOGIN = admin_pb2.LoginRequest(agent_id="alice", endpoint="PJSIP/alice", home_node="a",
+                               queues=[admin_pb2.QueueMembership(queue="support")])
+
+
+@pytest.mark.parametrize("reason", ["lunch\n1700000000|fake-call|support|bob|CONNECT|5|x|1", "a|b", "nul\x00",
+                                    "tab\t", "line\u2028separator"])
+async def test_a_pause_reason_that_would_forge_queue_log_fields_or_lines_is_refused(
+        channel: grpc.aio.Channel, reason: str) -> None:
+    agents = admin_pb2_grpc.AgentsStub(channel)
+    await agents.Login(LOGIN)
+    code, message = await _refusal(agents.Pause(admin_pb2.PauseRequest(agent_id="alice", reason=reason)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("reason must not contain")
+    assert (await agents.GetState(admin_pb2.AgentStateRequest(agent_id="alice"))).state == "available"
+    paused = await agents.Pause(admin_pb2.PauseRequest(agent_id="alice", reason="lunch break: back at 2"))
+    assert paused.pause_reason == "lunch break: back at 2"
+
+
+@pytest.mark.parametrize("endpoint", ["PJSIP/x\n|y", "PJSIP/x\x00", "PJSIP/a b"])
+async def test_an_endpoint_with_control_characters_or_spaces_is_refused(channel: grpc.aio.Channel,
+                                                                       endpoint: str) -> None:
+    login = admin_pb2.LoginRequest()
+    login.CopyFrom(LOGIN)
+    login.endpoint = endpoint
+    code, message = await _refusal(admin_pb2_grpc.AgentsStub(channel).Login(login))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "endpoint must be a dial string" in message
+
+
+@pytest.mark.parametrize("queue", [Q(name="q1", music_class="a\nb|c"), Q(name="q1", exit_context="ctx\x00\n"),
+                                   Q(name="q1", periodic_announce=["hel\x00lo"], periodic_announce_frequency=30)],
+                         ids=["music_class", "exit_context", "periodic_announce"])
+async def test_names_given_to_asterisk_refuse_control_characters(channel: grpc.aio.Channel,
+                                                                 queue: admin_pb2.QueueDefinition) -> None:
+    code, message = await _refusal(admin_pb2_grpc.QueueAdminStub(channel).CreateQueue(
+        admin_pb2.CreateQueueRequest(queue=queue)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "control characters" in message
