@@ -289,6 +289,12 @@ def checked_agent(agent: AgentConfig, *, stored: bool = False) -> AgentConfig:
             raise DefinitionError(f"agent {agent.agent_id}: invalid queue name {m.queue[:70]!r}")
     if len(agent.skills) > MAX_ITEMS:
         raise DefinitionError(f"agent {agent.agent_id}: more than {MAX_ITEMS} skills")
+    # etcd keeps skills as a mapping: of two values of one key the next leader would know one only.
+    keys = [key for key, _ in agent.skills]
+    if len(set(keys)) != len(keys):
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise DefinitionError(f"agent {agent.agent_id}: skill {clip(twice[0])} given more than once "
+                              "(one value per skill)")
     for key, value in agent.skills:
         if (not NAME_RE.match(key) or not value or len(value) > MAX_SKILL_VALUE_LEN
                 or not (stored or value.isprintable())):

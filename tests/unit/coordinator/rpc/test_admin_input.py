@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
+from tests.unit.coordinator.rpc.conftest import Replica
 
 BIG = "x" * 20_000
 Q = admin_pb2.QueueDefinition
@@ -77,3 +78,14 @@ async def test_names_given_to_asterisk_refuse_control_characters(channel: grpc.a
     code, message = await _refusal(admin_pb2_grpc.QueueAdminStub(channel).CreateQueue(
         admin_pb2.CreateQueueRequest(queue=queue)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "control characters" in message
+
+
+async def test_a_login_with_one_skill_twice_is_refused(replica: Replica, channel: grpc.aio.Channel) -> None:
+    """etcd stores the skills as a mapping: the next leader would silently know one of the two."""
+    login = admin_pb2.LoginRequest()
+    login.CopyFrom(LOGIN)
+    login.skills.add(key="language", value="en")
+    login.skills.add(key="language", value="de")
+    code, message = await _refusal(admin_pb2_grpc.AgentsStub(channel).Login(login))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "skill 'language' given more than once" in message
+    assert "alice" not in await replica.state.store.load_agents()
