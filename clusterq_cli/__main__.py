@@ -2,7 +2,9 @@
 `queue show`, `queue add member`, `queue pause member`.
 
     clusterq [--coordinator host:port,...] queue show [QUEUE]
+    clusterq queue create|update|apply FILE|-   (YAML as the coordinator's queues file; apply: create or update)
     clusterq queue delete QUEUE
+    clusterq agent list
     clusterq agent show AGENT
     clusterq agent login AGENT --endpoint PJSIP/alice --node a --queue support[:PENALTY[:WEIGHT]] ...
                          [--state-interface PJSIP/alice] [--skill KEY=VALUE ...] [--paused]
@@ -28,6 +30,7 @@ from pathlib import Path
 import grpc
 
 from clusterq_cli.arguments import addresses, env_default, membership, seconds, skill, source
+from clusterq_cli.queue_files import BadFile, Refused, agent_list, read_queues, send_queues
 from clusterq_cli.show import agent_line, device_line, queue_show
 from clusterq_common import tls
 from clusterq_common.leader_client import AdminClient, Unreachable
@@ -56,7 +59,12 @@ def parser() -> argparse.ArgumentParser:
     show = queue.add_parser("show", help="queue statistics, members and waiting callers")
     show.add_argument("queue", nargs="?", default="")
     queue.add_parser("delete", help="delete a queue (its callers go back to the dialplan)").add_argument("queue")
+    for command, what in (("create", "create the queues of a file"), ("update", "replace their definitions"),
+                          ("apply", "create each queue, or update it when it exists")):
+        queue.add_parser(command, help=f"{what} (YAML as the coordinator's queues file)").add_argument(
+            "file", metavar="FILE|-", help="the file, or - for standard input")
     agent = top.add_parser("agent").add_subparsers(dest="command", required=True)
+    agent.add_parser("list", help="every logged-in agent and its state")
     agent.add_parser("show").add_argument("agent")
     login = agent.add_parser("login", help="log an agent in (or change its settings)")
     login.add_argument("agent")
@@ -96,6 +104,10 @@ async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
     if args.area == "queue" and args.command == "delete":
         await client.delete_queue(args.queue)
         return [f"Deleted queue {args.queue}."]
+    if args.area == "queue":  # create, update, apply: the file was read and checked before (run)
+        return await send_queues(client, args.command, *args.definitions)
+    if args.command == "list":
+        return await agent_list(client)
     if args.command == "login":
         req = admin_pb2.LoginRequest(agent_id=args.agent, endpoint=args.endpoint, home_node=args.node,
                                      queues=args.queues, skills=args.skills, paused=args.paused,
@@ -121,6 +133,11 @@ def _path(text: str) -> Path | None:
 async def run(argv: Sequence[str]) -> tuple[int, list[str]]:
     """Run one command; (exit status, lines to print: on stdout for 0, on stderr otherwise)."""
     args = parser().parse_args(list(argv))
+    if args.area == "queue" and args.command in ("create", "update", "apply"):
+        try:  # a mistake in the file is bad usage, found before any call
+            args.definitions = read_queues(args.file)
+        except BadFile as exc:
+            return 2, [f"clusterq: {exc}"]
     where = addresses(args.coordinator)
     if not where:
         return 2, [f"clusterq: {source(args.coordinator, '--coordinator')} names no coordinator: "
@@ -141,6 +158,8 @@ async def run(argv: Sequence[str]) -> tuple[int, list[str]]:
         return 1, [f"clusterq: {exc.code().name}: {exc.details()}"]
     except Unreachable as exc:
         return 1, [f"clusterq: {exc}"]
+    except Refused as exc:
+        return 1, exc.lines
     except LookupError as exc:
         return 1, [str(exc)]
     except TimeoutError:

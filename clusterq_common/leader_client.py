@@ -151,6 +151,11 @@ class AdminClient:
         return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).CreateQueue(
             admin_pb2.CreateQueueRequest(queue=q), timeout=5))
 
+    async def update_queue(self, q: admin_pb2.QueueDefinition) -> admin_pb2.QueueDefinition:
+        """QueueAdmin.UpdateQueue."""
+        return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).UpdateQueue(
+            admin_pb2.UpdateQueueRequest(queue=q), timeout=5))
+
     async def login(self, agent_id: str, endpoint: str, home_node: str, queues: Sequence[str],
                     skills: dict[str, str] | None = None, paused: bool = False) -> admin_pb2.AgentState:
         """Agents.Login."""
