@@ -25,18 +25,37 @@ LAST_ERROR: ContextVar[str] = ContextVar("LAST_ERROR", default="")
 (shared by concurrent calls), this one is the caller's own."""
 
 
+class Unreachable(Exception):
+    """Every address refused the connection for `AdminClient.give_up_refused` seconds."""
+
+
+def _connection_refused(exc: grpc.aio.AioRpcError) -> bool:
+    """grpc's UNAVAILABLE for a connection the address refused (nothing listens there)."""
+    return "Connection refused" in (exc.details() or "")
+
+
 class AdminClient:
     """Calls QueueAdmin / Agents / Stats on whichever replica leads (retries while none does)."""
 
     def __init__(self, addresses: Sequence[str], tls: ClientTls | None = None, *,
-                 attempt_timeout: float | None = None, channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+                 attempt_timeout: float | None = None, channel_options: Sequence[tuple[str, Any]] = (),
+                 give_up_refused: float | None = None) -> None:
         """`attempt_timeout`: how long one address may take before the next is tried (None: each
         call's own gRPC deadline); a caller with a short overall budget sets it, so that one silent
-        address (a hung replica that still accepts connections) cannot use up the budget alone."""
+        address (a hung replica that still accepts connections) cannot use up the budget alone.
+        `give_up_refused`: a call raises `Unreachable` once every address has refused the connection
+        for this long (None: it retries until its timeout, as a long-running client should)."""
+        if not addresses:
+            raise ValueError("no coordinator address")
         self.addresses = list(addresses)
+        self.give_up_refused = give_up_refused
         self.tls = tls  # None: plaintext
         self.attempt_timeout = attempt_timeout
         self._options = list(channel_options)
+        if give_up_refused is not None:
+            # grpc waits about 1 s (then longer) before connecting again to an address that refused: a
+            # replica back on it within give_up_refused would go unseen. Short, for a short-lived client.
+            self._options += [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 250)]
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._leader: str | None = None
         self._start = 0  # where the next search for a leader begins (moves on past silent addresses)
@@ -73,6 +92,8 @@ class AdminClient:
         deadline = loop.time() + timeout
         LAST_ERROR.set("")
         unanswered = False
+        refused: set[str] = set()  # addresses whose connection was refused since anything else happened
+        first_refusal = 0.0
         while True:
             addr = self._leader or self.addresses[self._start % len(self.addresses)]
             try:
@@ -85,6 +106,7 @@ class AdminClient:
                 self._refused(f"no answer from {addr} within {self.attempt_timeout:g} s")
                 self._forget(addr)
                 unanswered = True
+                refused.clear()
                 if loop.time() > deadline:
                     raise
                 continue
@@ -106,6 +128,18 @@ class AdminClient:
                     unanswered = True
                 if not retryable or loop.time() > deadline:
                     raise
+                # A leader change makes the old leader's address refuse for a moment, and an election
+                # answers UNAVAILABLE from running replicas: only every address refusing, for a short
+                # round of retries, says that no coordinator runs there.
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and _connection_refused(exc):
+                    if not refused:
+                        first_refusal = loop.time()
+                    refused.add(addr)
+                else:
+                    refused.clear()
+                if (self.give_up_refused is not None and refused.issuperset(self.addresses)
+                        and loop.time() - first_refusal >= self.give_up_refused):
+                    raise Unreachable(f"no coordinator at {', '.join(self.addresses)}: connection refused") from exc
                 if isinstance(hint, str) and hint:
                     self._leader = hint
                 else:
@@ -116,6 +150,11 @@ class AdminClient:
         """QueueAdmin.CreateQueue."""
         return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).CreateQueue(
             admin_pb2.CreateQueueRequest(queue=q), timeout=5))
+
+    async def update_queue(self, q: admin_pb2.QueueDefinition) -> admin_pb2.QueueDefinition:
+        """QueueAdmin.UpdateQueue."""
+        return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).UpdateQueue(
+            admin_pb2.UpdateQueueRequest(queue=q), timeout=5))
 
     async def login(self, agent_id: str, endpoint: str, home_node: str, queues: Sequence[str],
                     skills: dict[str, str] | None = None, paused: bool = False) -> admin_pb2.AgentState:

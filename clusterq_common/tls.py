@@ -39,6 +39,8 @@ CLIENT_CA_VAR = "CLUSTERQ_COORDINATOR_CA_FILE"
 CLIENT_CERT_VAR = "CLUSTERQ_COORDINATOR_CERT_FILE"
 CLIENT_KEY_VAR = "CLUSTERQ_COORDINATOR_KEY_FILE"
 CLIENT_NAME_VAR = "CLUSTERQ_COORDINATOR_TLS_NAME"
+CLIENT_VARS = (CLIENT_CA_VAR, CLIENT_CERT_VAR, CLIENT_KEY_VAR, CLIENT_NAME_VAR)
+"""What client_tls_from_files's messages call its four settings by default."""
 
 _CERT_MARK = b"-----BEGIN CERTIFICATE-----"
 _KEY_MARK = b"PRIVATE KEY-----"
@@ -162,21 +164,23 @@ def server_tls_from_files(cert: Path | None, key: Path | None, client_ca: Path |
     return ServerTls(chain, private, ca)
 
 
-def client_tls_from_files(ca: Path | None, cert: Path | None, key: Path | None,
-                          target_name: str = "") -> ClientTls | None:
-    """ClientTls from file paths (None = absent); None when TLS is off (no CA)."""
+def client_tls_from_files(ca: Path | None, cert: Path | None, key: Path | None, target_name: str = "", *,
+                          names: tuple[str, str, str, str] = CLIENT_VARS) -> ClientTls | None:
+    """ClientTls from file paths (None = absent); None when TLS is off (no CA). `names`: what the
+    messages call the CA, certificate, key and name settings (the variables; a CLI, its flags)."""
+    ca_var, cert_var, key_var, name_var = names
     if ca is None:
         if cert is not None or key is not None or target_name:
-            raise TlsConfigError(f"{CLIENT_CERT_VAR}, {CLIENT_KEY_VAR} and {CLIENT_NAME_VAR} need {CLIENT_CA_VAR} "
+            raise TlsConfigError(f"{cert_var}, {key_var} and {name_var} need {ca_var} "
                                  "(the CA that signed the coordinator's certificate; it turns TLS on)")
         return None
-    trusted = _read(ca, CLIENT_CA_VAR, _CERT_MARK, "certificate")
-    _check_ca(ca, CLIENT_CA_VAR)
+    trusted = _read(ca, ca_var, _CERT_MARK, "certificate")
+    _check_ca(ca, ca_var)
     if cert is None and key is None:
         return ClientTls(trusted, target_name=target_name)
     if cert is None or key is None:
-        raise TlsConfigError(f"{CLIENT_CERT_VAR} and {CLIENT_KEY_VAR} go together: set both or neither")
-    chain, private = _read_pair(cert, key, CLIENT_CERT_VAR, CLIENT_KEY_VAR)
+        raise TlsConfigError(f"{cert_var} and {key_var} go together: set both or neither")
+    chain, private = _read_pair(cert, key, cert_var, key_var)
     return ClientTls(trusted, chain, private, target_name)
 
 

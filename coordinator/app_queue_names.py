@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ALIASES", "empty_conditions", "yes_no_word"]
+__all__ = ["ALIASES", "MAX_CONDITIONS", "empty_conditions", "yes_no_word"]
 
 # app_queue option (after '-' -> '_') -> clusterq setting; the same name in both needs no entry.
 ALIASES = {
@@ -21,6 +21,7 @@ ALIASES = {
     "context": "exit_context",
 }
 
+MAX_CONDITIONS = 64
 _TRUE = frozenset({"yes", "true", "y", "t", "1", "on"})
 _FALSE = frozenset({"no", "false", "n", "f", "0", "off"})
 
@@ -54,6 +55,9 @@ def empty_conditions(field: str, value: Any) -> frozenset[str]:
     turned an unquoted yes/no into a boolean)."""
     words = _EMPTY_WORDS[field]
     items = [value] if isinstance(value, bool) else value.split(",") if isinstance(value, str) else list(value)
+    # There are eight conditions: a longer list is no list of them (its refusal would list them all).
+    if len(items) > MAX_CONDITIONS:
+        raise ValueError(f"more than {MAX_CONDITIONS} conditions")
     out: set[str] = set()
     for item in items:
         word = item.strip().lower() if isinstance(item, str) else item
@@ -71,4 +75,6 @@ def yes_no_word(value: Any) -> str:
     booleans become those words again."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if not isinstance(value, (str, int, float)):  # a YAML list or mapping: its text is no word
+        raise ValueError(f"want one word, got a {type(value).__name__}")
     return str(value)

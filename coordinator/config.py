@@ -9,12 +9,14 @@ it there (tests/unit/k8s/test_kustomize_workloads.py); anywhere else the operato
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clusterq_common.text import clip
 from clusterq_common.tls import ServerTls, server_tls_from_env
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
@@ -56,14 +58,15 @@ class CoordinatorSettings:
     etcd_key_file: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.lease_ttl < 2.0:
-            raise ValueError("lease_ttl must be >= 2 s (etcd's minimum lease TTL)")
+        if not self.lease_ttl >= 2.0:  # NaN too
+            raise ValueError("CLUSTERQ_LEASE_TTL (lease_ttl) must be >= 2 s (etcd's minimum lease TTL)")
         if not self.lease_ttl + 1.0 < self.node_ttl:
-            raise ValueError("node_ttl must exceed lease_ttl + 1 s so a leader failover never loses nodes")
+            raise ValueError("CLUSTERQ_NODE_TTL (node_ttl) must exceed CLUSTERQ_LEASE_TTL + 1 s so a leader "
+                             "failover never loses nodes")
         if not self.etcd_endpoints:
-            raise ValueError("at least one etcd endpoint is required")
+            raise ValueError("CLUSTERQ_ETCD_ENDPOINTS needs at least one etcd endpoint")
         if not self.etcd_prefix.startswith("/"):
-            raise ValueError("etcd_prefix must start with '/'")
+            raise ValueError("CLUSTERQ_ETCD_PREFIX must start with '/'")
         if self.health_listen and self.health_listen.rpartition(":")[2] == self.listen.rpartition(":")[2]:
             # Same port under another address (0.0.0.0 vs 127.0.0.1) would also clash.
             raise ValueError("CLUSTERQ_HEALTH_LISTEN must use another port than CLUSTERQ_LISTEN")
@@ -100,9 +103,9 @@ class CoordinatorSettings:
         if v := e.get("CLUSTERQ_ETCD_PREFIX"):
             kw["etcd_prefix"] = v
         if v := e.get("CLUSTERQ_LEASE_TTL"):
-            kw["lease_ttl"] = float(v)
+            kw["lease_ttl"] = seconds(v, "CLUSTERQ_LEASE_TTL")
         if v := e.get("CLUSTERQ_NODE_TTL"):
-            kw["node_ttl"] = float(v)
+            kw["node_ttl"] = seconds(v, "CLUSTERQ_NODE_TTL")
         if v := e.get("CLUSTERQ_LISTEN"):
             kw["listen"] = v
         if v := e.get("CLUSTERQ_ADVERTISE"):
@@ -117,13 +120,25 @@ class CoordinatorSettings:
         if v := e.get("CLUSTERQ_QUEUE_LOG"):
             kw["queue_log"] = Path(v)
         if v := e.get("CLUSTERQ_SETTLE_TIME"):
-            kw["settle_time"] = float(v)
+            kw["settle_time"] = seconds(v, "CLUSTERQ_SETTLE_TIME")
         if v := e.get("CLUSTERQ_REPLICA_ID"):
             kw["replica_id"] = v
         if v := e.get("CLUSTERQ_FAULT_STEP_DOWN_DELAY"):
-            kw["fault_step_down_delay"] = float(v)
+            kw["fault_step_down_delay"] = seconds(v, "CLUSTERQ_FAULT_STEP_DOWN_DELAY")
         kw.update(_etcd_security_from_env(e))
         return cls(**kw)  # type: ignore[arg-type]
+
+
+def seconds(text: str, var: str) -> float:
+    """A duration variable's value: a finite number >= 0; ValueError naming `var` otherwise (float()'s
+    own message, "could not convert string to float: 'abc'", did not say which variable)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{var} must be a number of seconds >= 0, not {clip(text)}")
+    return value
 
 
 def host_port(listen: str, var: str) -> tuple[str, int]:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,21 @@ from typing import Any
 import yaml
 
 from clusterq_common.dialplan import RESERVED_FIRST_ARGS
+from clusterq_common.text import clip, cut, plain_text_error
 from clusterq_proto.v1 import admin_pb2, common_pb2
 from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
-from coordinator.queue.model import NAME_RE, AgentConfig, Membership, PenaltyRule, QueueConfig, Strategy
+from coordinator.queue.model import (
+    DURATIONS,
+    MAX_SECONDS,
+    MIN_PERIOD,
+    NAME_RE,
+    PERIODS,
+    AgentConfig,
+    Membership,
+    PenaltyRule,
+    QueueConfig,
+    Strategy,
+)
 
 MAX_QUEUES_FILE_BYTES = 1_000_000
 # Bounds on what one definition may carry: a queue's media settings ride in every JoinAck, and
@@ -44,15 +58,20 @@ MAX_TEXT_LEN = 256  # music class, exit context, endpoint, state interface, each
 MAX_ITEMS = 64  # penalty rules, periodic prompts, memberships, skills
 MAX_SKILL_VALUE_LEN = 64
 _FIELDS = {f.name: f for f in dataclasses.fields(QueueConfig)}
+log = logging.getLogger(__name__)
 
 
 class DefinitionError(ValueError):
     """A queue or agent definition is invalid; the message names the field."""
 
 
-def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
+def queue_from_mapping(name: str, raw: Mapping[str, Any], *, stored: bool = False) -> QueueConfig:
     """Build and validate a QueueConfig from a file/JSON mapping (keys may use '-' or '_', and
-    app_queue's names and yes/no words: see app_queue_names)."""
+    app_queue's names and yes/no words: see app_queue_names). `stored`: a record already in etcd,
+    whose durations are brought within bounds added since (see `_within_bounds`)."""
+    # Every message below names the queue: a name that is no name is refused first, quoted short.
+    if not NAME_RE.match(name):
+        raise DefinitionError(f"queue name {clip(name)} must match {NAME_RE.pattern}")
     if not isinstance(raw, Mapping):
         raise DefinitionError(f"queue {name}: the definition must be a mapping of settings")
     kw: dict[str, Any] = {"name": name}
@@ -62,32 +81,57 @@ def queue_from_mapping(name: str, raw: Mapping[str, Any]) -> QueueConfig:
         if field == "name":
             continue
         if field not in _FIELDS:
-            raise DefinitionError(f"queue {name}: unknown setting {key!r}")
+            raise DefinitionError(f"queue {name}: unknown setting {clip(key)}")
         try:
             kw[field] = _coerce(field, value)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise DefinitionError(f"queue {name}: bad value for {key!r}: {exc}") from exc
+            # The reason may quote the value (int("..."), float("...")): it is cut like the value.
+            raise DefinitionError(f"queue {name}: bad value for {clip(key)}: {cut(str(exc))}") from exc
+    if stored:
+        _within_bounds(name, kw)
     try:
         cfg = QueueConfig(**kw)
         cfg.validate()
     except (TypeError, ValueError) as exc:
         raise DefinitionError(str(exc)) from exc
-    _check_queue_bounds(cfg)
+    _check_queue_bounds(cfg, stored)
     return cfg
 
 
-def _check_queue_bounds(cfg: QueueConfig) -> None:
+def _within_bounds(name: str, kw: dict[str, Any]) -> None:
+    """Durations of a stored queue moved to the nearest valid value (with a warning): an older leader
+    accepted them before the bounds (MIN_PERIOD, MAX_SECONDS) existed, and a record that no longer
+    validated would vanish from the next leader with its waiting callers."""
+    for field in DURATIONS:
+        value = kw.get(field)
+        if not isinstance(value, float) or not math.isfinite(value) or value < 0:
+            continue  # never accepted: validation refuses it as before
+        low = MIN_PERIOD if field == "ring_timeout" or (field in PERIODS and value > 0) else 0.0
+        fixed = min(max(value, low), MAX_SECONDS)
+        if fixed != value:
+            log.warning("stored queue %s: %s %r is out of bounds, %r is used", name, field, value, fixed)
+            kw[field] = fixed
+
+
+def _check_queue_bounds(cfg: QueueConfig, stored: bool) -> None:
     if cfg.name in RESERVED_FIRST_ARGS:
         raise DefinitionError(f"queue {cfg.name}: the name is reserved (Stasis(clusterq,{cfg.name},...) means "
                               "one of clusterq's own legs or an agent's feature code, never a queue)")
     for field in ("music_class", "exit_context"):
         if len(getattr(cfg, field)) > MAX_TEXT_LEN:
             raise DefinitionError(f"queue {cfg.name}: {field} longer than {MAX_TEXT_LEN} characters")
+        # Names Asterisk is given (a music class, a dialplan context): a line break or a NUL has no
+        # place in them. They never reach queue_log, so "|" stays allowed.
+        if not stored and (error := plain_text_error(field, getattr(cfg, field), bar=False)):
+            raise DefinitionError(f"queue {cfg.name}: {error}")
     for field in ("periodic_announce", "penalty_rules"):
         if len(getattr(cfg, field)) > MAX_ITEMS:
             raise DefinitionError(f"queue {cfg.name}: more than {MAX_ITEMS} {field}")
     if any(len(prompt) > MAX_TEXT_LEN for prompt in cfg.periodic_announce):
         raise DefinitionError(f"queue {cfg.name}: a periodic_announce prompt is longer than {MAX_TEXT_LEN} characters")
+    for prompt in () if stored else cfg.periodic_announce:  # stored: accepted before the check, kept
+        if error := plain_text_error("a periodic_announce prompt", prompt, bar=False):
+            raise DefinitionError(f"queue {cfg.name}: {error}")
 
 
 def _penalty_value(value: Any, previous: int) -> int:
@@ -124,7 +168,10 @@ def _penalty_rules(value: Any) -> tuple[PenaltyRule, ...]:
 
 def _coerce(field: str, value: Any) -> Any:
     if field == "strategy":
-        return Strategy(str(value))
+        try:
+            return Strategy(str(value))
+        except ValueError:
+            raise ValueError(f"{clip(value)} is not one of {[s.value for s in Strategy]}") from None
     if field in ("joinempty", "leavewhenempty"):
         return empty_conditions(field, value)
     if field in ("announce_position", "announce_holdtime"):
@@ -175,7 +222,7 @@ def queue_from_json(data: bytes) -> QueueConfig:
         name = raw.pop("name")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # not JSON, not a mapping, no name
         raise DefinitionError(f"stored queue is not a JSON definition with a name: {exc!r}") from exc
-    return queue_from_mapping(str(name), raw)
+    return queue_from_mapping(str(name), raw, stored=True)
 
 
 def definition_hash(raw: Mapping[str, Any]) -> str:
@@ -211,9 +258,14 @@ def checked_agent(agent: AgentConfig, *, stored: bool = False) -> AgentConfig:
     interface, refused since) is let through: the agent must not vanish from the next leader."""
     if not NAME_RE.match(agent.agent_id):
         raise DefinitionError(f"agent_id {agent.agent_id[:70]!r} must match {NAME_RE.pattern}")
-    if not agent.endpoint or len(agent.endpoint) > MAX_TEXT_LEN or "/" not in agent.endpoint:
+    # A dial string goes to Asterisk as is: no spaces or control characters (a newline or a NUL in it
+    # was stored, shown and dialled), as the stasis app's agent-login refuses them too. A stored one
+    # was accepted before this check: it stays, like a `hint:` state interface below.
+    endpoint = agent.endpoint
+    if (not endpoint or len(endpoint) > MAX_TEXT_LEN or "/" not in endpoint
+            or (not stored and (not endpoint.isprintable() or any(c.isspace() for c in endpoint)))):
         raise DefinitionError(f"agent {agent.agent_id}: endpoint must be a dial string like PJSIP/alice "
-                              f"(at most {MAX_TEXT_LEN} characters)")
+                              f"(at most {MAX_TEXT_LEN} characters, no spaces or control characters)")
     if not NAME_RE.match(agent.home_node):
         raise DefinitionError(f"agent {agent.agent_id}: home_node must match {NAME_RE.pattern}")
     iface = agent.state_interface
@@ -237,10 +289,17 @@ def checked_agent(agent: AgentConfig, *, stored: bool = False) -> AgentConfig:
             raise DefinitionError(f"agent {agent.agent_id}: invalid queue name {m.queue[:70]!r}")
     if len(agent.skills) > MAX_ITEMS:
         raise DefinitionError(f"agent {agent.agent_id}: more than {MAX_ITEMS} skills")
+    # etcd keeps skills as a mapping: of two values of one key the next leader would know one only.
+    keys = [key for key, _ in agent.skills]
+    if len(set(keys)) != len(keys):
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise DefinitionError(f"agent {agent.agent_id}: skill {clip(twice[0])} given more than once "
+                              "(one value per skill)")
     for key, value in agent.skills:
-        if not NAME_RE.match(key) or not value or len(value) > MAX_SKILL_VALUE_LEN:
+        if (not NAME_RE.match(key) or not value or len(value) > MAX_SKILL_VALUE_LEN
+                or not (stored or value.isprintable())):
             raise DefinitionError(f"agent {agent.agent_id}: invalid skill {key[:64]!r} (value 1..{MAX_SKILL_VALUE_LEN} "
-                                  "characters)")
+                                  "characters, no control characters)")
     try:
         agent.validate()  # duplicate memberships, negative penalties, ...
     except ValueError as exc:

@@ -14,8 +14,10 @@ in the line at that moment (as app_queue renumbers its callers); origposition is
   RINGNOANSWER|ringtime ms             RINGCANCELED|ringtime ms (before the caller's ABANDON)
   ADDMEMBER| / REMOVEMEMBER|           PAUSEALL|reason, then PAUSE|reason per queue (UNPAUSEALL, UNPAUSE)
   PAUSEALL|Auto-Pause, PAUSE|Auto-Pause (autopause after unanswered rings, like app_queue's autopause=all)
-An event without data ends with "|"; a caller refused at join (full, joinempty) gets no line, as in
-app_queue. Checked against the lines Asterisk 22.10's app_queue writes for the same scenarios.
+An event without data ends with "|"; a "|" or a control character inside a field (a caller id is
+whatever the far end sent) is written as "_", so that every line has its fields. A caller refused at
+join (full, joinempty) gets no line, as in app_queue. Checked against the lines Asterisk 22.10's
+app_queue writes for the same scenarios.
 A caller whose node was lost is logged as ABANDON, one whose queue was deleted as EXITEMPTY: only
 app_queue's own ending events, so that no call stays open in a reporting tool.
 
@@ -122,8 +124,15 @@ class QueueLogBook:
 
     def _line(self, stamp: str, call_id: str, queue: str, agent: str, kind: str, *data: object) -> None:
         # An event without data still ends with "|" ("...|QUEUESTART|"), as Asterisk's logger writes it.
-        self._write("|".join((stamp, call_id or "NONE", queue or "NONE", agent or "NONE", kind,
-                              *((str(x) for x in data) if data else ("",)))) + "\n")
+        fields = (stamp, call_id or "NONE", queue or "NONE", agent or "NONE", kind,
+                  *((str(x) for x in data) if data else ("",)))
+        line = "|".join(fields)
+        # The last line of defence: a "|" or a line break inside a field (a caller id as the far end set
+        # it, a call id a node reported, any text a check upstream let through) would forge fields and
+        # whole lines in every tool that reads the file. One pass over the clean line in C decides.
+        if line.count("|") != len(fields) - 1 or not line.isprintable():
+            line = "|".join(map(_clean, fields))
+        self._write(line + "\n")
 
     def _pause_lines(self, stamp: str, agent_id: str, paused: bool, reason: str) -> None:
         """A clusterq pause is the agent's, in every queue: app_queue's pause without a queue, PAUSEALL
@@ -258,6 +267,12 @@ class QueueLogBook:
             key = ("",) if kind == "EXITWITHKEY" else ()
             self._line(stamp, d.call_id, c.queue, "", kind, *key, d.position or c.position, _orig(c),
                        _secs(now - c.joined_at))
+
+
+def _clean(field: str) -> str:
+    """`field` with each "|" and each character str.isprintable refuses (control characters, line and
+    paragraph separators) replaced by "_"."""
+    return "".join(c if c.isprintable() and c != "|" else "_" for c in field)
 
 
 # Durations come from clocks and from nodes (a re-reported caller's wait): a non-finite one is

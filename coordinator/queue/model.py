@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clusterq_common.text import clip, clip_items
+
 __all__ = [
     "ANNOUNCE_HOLDTIME_VALUES",
     "ANNOUNCE_POSITION_VALUES",
@@ -20,6 +22,10 @@ __all__ = [
     "AgentConfig",
     "CallerStatus",
     "DEVICE_STATES",
+    "DURATIONS",
+    "MAX_SECONDS",
+    "MIN_PERIOD",
+    "PERIODS",
     "Membership",
     "PenaltyRule",
     "QueueConfig",
@@ -42,6 +48,18 @@ DEVICE_STATES = frozenset(
 ANNOUNCE_POSITION_VALUES = frozenset({"yes", "no", "limit", "more"})
 ANNOUNCE_HOLDTIME_VALUES = frozenset({"yes", "no", "once"})
 EWT_METHODS = frozenset({"ewma", "erlang_c"})
+
+MIN_PERIOD = 1.0
+"""Least ring_timeout, and least non-zero retry / announcement frequency (app_queue's unit, the second).
+These re-arm timers, caller after caller: a tiny value made the leader fire them again and again at
+the same `now` (now + 1e-12 == now) and froze its loop. 0 keeps meaning "off" where it did."""
+MAX_SECONDS = 31_536_000.0
+"""Largest duration setting (a year): beyond, `now + value` loses all precision and nodes' integer
+timeouts (an originate's) overflow."""
+PERIODS = ("retry", "announce_frequency", "min_announce_frequency", "periodic_announce_frequency")
+"""Durations that are 0 (off) or at least MIN_PERIOD."""
+DURATIONS = ("ring_timeout", "wrapup_time", "max_wait", "service_level", *PERIODS)
+"""Every duration setting of a queue, in seconds (0..MAX_SECONDS)."""
 
 
 class Strategy(StrEnum):
@@ -136,50 +154,47 @@ class QueueConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; a valid config returns None."""
         if not NAME_RE.match(self.name):
-            raise ValueError(f"queue name {self.name!r} must match {NAME_RE.pattern}")
+            raise ValueError(f"queue name {clip(self.name)} must match {NAME_RE.pattern}")
         if not isinstance(self.strategy, Strategy):
-            raise ValueError(f"queue {self.name}: strategy {self.strategy!r} is not a Strategy")
-        for field in (
-            "ring_timeout",
-            "retry",
-            "wrapup_time",
-            "max_wait",
-            "service_level",
-            "announce_frequency",
-            "min_announce_frequency",
-            "periodic_announce_frequency",
-        ):
+            raise ValueError(f"queue {self.name}: strategy {clip(self.strategy)} is not a Strategy")
+        for field in DURATIONS:
             value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"queue {self.name}: {field} must be a finite number >= 0, got {value!r}")
-        if self.ring_timeout <= 0:
-            raise ValueError(f"queue {self.name}: ring_timeout must be > 0, got {self.ring_timeout!r}")
+            # NaN fails the range test too.
+            if not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
+                raise ValueError(f"queue {self.name}: {field} must be a number of seconds in 0..{MAX_SECONDS:.0f}, "
+                                 f"got {clip(value)}")
+            if field in PERIODS and 0 < value < MIN_PERIOD:
+                raise ValueError(f"queue {self.name}: {field} must be 0 (off) or at least {MIN_PERIOD:g} s, "
+                                 f"got {value!r}")
+        if self.ring_timeout < MIN_PERIOD:
+            raise ValueError(f"queue {self.name}: ring_timeout must be at least {MIN_PERIOD:g} s, "
+                             f"got {self.ring_timeout!r}")
         for field in ("maxlen", "autopause_after", "announce_position_limit"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"queue {self.name}: {field} must be an int >= 0, got {value!r}")
+                raise ValueError(f"queue {self.name}: {field} must be an int >= 0, got {clip(value)}")
         if not isinstance(self.weight, int) or isinstance(self.weight, bool):
-            raise ValueError(f"queue {self.name}: weight must be an int, got {self.weight!r}")
+            raise ValueError(f"queue {self.name}: weight must be an int, got {clip(self.weight)}")
         for field in ("joinempty", "leavewhenempty"):
             unknown = set(getattr(self, field)) - EMPTY_CONDITIONS
             if unknown:
                 raise ValueError(
-                    f"queue {self.name}: {field} has unknown conditions {sorted(unknown)}; "
+                    f"queue {self.name}: {field} has unknown conditions {clip_items(sorted(map(str, unknown)))}; "
                     f"allowed: {sorted(EMPTY_CONDITIONS)}"
                 )
         if self.announce_position not in ANNOUNCE_POSITION_VALUES:
             raise ValueError(
                 f"queue {self.name}: announce_position must be one of "
-                f"{sorted(ANNOUNCE_POSITION_VALUES)}, got {self.announce_position!r}"
+                f"{sorted(ANNOUNCE_POSITION_VALUES)}, got {clip(self.announce_position)}"
             )
         if self.announce_holdtime not in ANNOUNCE_HOLDTIME_VALUES:
             raise ValueError(
                 f"queue {self.name}: announce_holdtime must be one of "
-                f"{sorted(ANNOUNCE_HOLDTIME_VALUES)}, got {self.announce_holdtime!r}"
+                f"{sorted(ANNOUNCE_HOLDTIME_VALUES)}, got {clip(self.announce_holdtime)}"
             )
         if self.ewt_method not in EWT_METHODS:
             raise ValueError(
-                f"queue {self.name}: ewt_method must be one of {sorted(EWT_METHODS)}, got {self.ewt_method!r}"
+                f"queue {self.name}: ewt_method must be one of {sorted(EWT_METHODS)}, got {clip(self.ewt_method)}"
             )
         if self.periodic_announce and self.periodic_announce_frequency <= 0:
             raise ValueError(f"queue {self.name}: periodic_announce needs periodic_announce_frequency > 0")
@@ -187,8 +202,9 @@ class QueueConfig:
             raise ValueError(f"queue {self.name}: periodic_announce prompts must be non-empty")
         last = -1.0
         for rule in self.penalty_rules:
-            if not math.isfinite(rule.after_seconds) or rule.after_seconds < 0:
-                raise ValueError(f"queue {self.name}: penalty rule after_seconds must be >= 0: {rule!r}")
+            if not 0 <= rule.after_seconds <= MAX_SECONDS:  # NaN too
+                raise ValueError(f"queue {self.name}: penalty rule after_seconds must be in 0..{MAX_SECONDS:.0f}: "
+                                 f"{rule!r}")
             if rule.after_seconds <= last:
                 raise ValueError(f"queue {self.name}: penalty rules must be sorted by after_seconds: {rule!r}")
             if rule.min_penalty < 0 or rule.max_penalty < rule.min_penalty:

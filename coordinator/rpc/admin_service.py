@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from clusterq_common.text import plain_text_error
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from coordinator.config import NAME_RE
 from coordinator.definitions import DefinitionError, agent_from_pb, queue_from_pb, queue_to_pb
@@ -225,10 +226,13 @@ class AgentsServicer(admin_pb2_grpc.AgentsServicer):
         return admin_pb2.AgentState(agent_id=request.agent_id, state="logged_out")
 
     async def Pause(self, request: admin_pb2.PauseRequest, context: Ctx) -> admin_pb2.AgentState:
-        """Pause an agent with a reason (at most 128 characters)."""
+        """Pause an agent with a reason (at most 128 characters of one-line text without "|")."""
         rt, fence = await _leader(self.state, context)
         if len(request.reason) > 128:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "reason longer than 128 characters")
+        # The reason goes into queue_log's PAUSE lines as typed: refused here, where the operator sees it.
+        if error := plain_text_error("reason", request.reason):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, error)
         stored = await self._known(rt, request.agent_id, context)
         await _fenced(self.state, rt, context, self.state.store.put_agent(
             fence, StoredAgent(stored.config, True, request.reason)), AgentPaused(request.agent_id, request.reason))

@@ -7,7 +7,9 @@ import logging
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from clusterq_common.text import cut
 from clusterq_proto.v1 import node_pb2, node_pb2_grpc
 from coordinator.config import NAME_RE
 from coordinator.node_link import NodeLink
@@ -37,6 +39,17 @@ def _attach(rt: LeaderRuntime, reg: node_pb2.Register) -> NodeLink | tuple[grpc.
         return grpc.StatusCode.INTERNAL, f"Register failed on the coordinator: {type(exc).__name__}: {exc}"
 
 
+def _read_failure(reader: asyncio.Future[None] | None) -> tuple[grpc.StatusCode, str] | None:
+    """The status for a stream whose reading failed (None: it did not): a message that does not parse
+    (e.g. a string field that is not UTF-8) is the node's INVALID_ARGUMENT, anything else INTERNAL."""
+    if reader is None or not reader.done() or reader.cancelled() or (exc := reader.exception()) is None:
+        return None
+    if isinstance(exc, DecodeError):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"a message from the node does not parse: {cut(str(exc))}"
+    log.error("reading a node stream failed", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"reading the stream failed on the coordinator: {type(exc).__name__}"
+
+
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     """Serves Connect on the leader; followers refuse with the leader's address."""
 
@@ -49,7 +62,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         rt = self.state.runtime
         if rt is None:
             await abort_not_leader(context, self.state.leader_address)
-        first = await context.read()
+        try:
+            first = await context.read()
+        except DecodeError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the first message does not parse: {cut(str(exc))}")
         # Leadership may have ended (or ended and started again) while the node was awaited:
         # attaching to a closed runtime would answer Registered(old epoch) and leave the node on
         # a replica that no longer leads while the real leader counts it as lost.
@@ -77,6 +93,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             await abort(context, *attached)
         link = attached
         reader: asyncio.Future[None] | None = None
+        replaced = False
         try:
             log.info("node %s attached (instance %s, %d calls re-reported)", reg.node_id, reg.instance_id,
                      len(reg.calls))
@@ -92,14 +109,20 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         finally:
             if reader is not None:
                 reader.cancel()
+            # Read before detach, which closes the link and drops it from rt.links: only a newer
+            # stream of the node (attach) put another link in its place.
+            replaced = rt.links.get(reg.node_id) is not link
             rt.detach(link)
             log.info("node %s detached", reg.node_id)
         if rt.closed:
             await abort(context, grpc.StatusCode.UNAVAILABLE, "leadership lost; reconnect to the new leader")
         if link.close_reason:  # the leader gave up on this stream (e.g. a node reading too slowly)
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, link.close_reason)
-        if link.closed and self.state.runtime is rt and rt.links.get(reg.node_id) is not link:
+        if (failure := _read_failure(reader)) is not None:
+            await abort(context, *failure)
+        if replaced:
             await abort(context, grpc.StatusCode.ABORTED, "replaced by a newer stream of the same node instance")
+        # Otherwise the node closed its side (a clean half-close): the stream ends OK.
 
     async def _check_leading(self, rt: LeaderRuntime, context: Ctx) -> None:
         """Refuse (with the leader trailer) unless `rt` is still this replica's open runtime."""

@@ -171,8 +171,9 @@ def parse_agent_op(args: tuple[str, ...]) -> AgentOp | BadArgs:
         return AgentUnpause(agent_id)
     if op == PAUSE:
         reason = single.get("reason", "")
-        if len(reason) > MAX_REASON_LEN or not reason.isprintable():
-            return BadArgs(f"reason must be printable text of at most {MAX_REASON_LEN} characters")
+        # "|" separates queue_log's fields: the coordinator refuses it in a reason too.
+        if len(reason) > MAX_REASON_LEN or not reason.isprintable() or "|" in reason:
+            return BadArgs(f"reason must be printable text without '|' of at most {MAX_REASON_LEN} characters")
         return AgentPause(agent_id, reason)
     return _login(agent_id, memberships, skills, single)
 

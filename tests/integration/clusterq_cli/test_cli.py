@@ -90,3 +90,26 @@ async def test_an_operator_session_through_a_follower(replicas: Replicas) -> Non
             assert status == 1 and err.startswith("clusterq: NOT_FOUND: ")
         finally:
             node.cancel()  # else the replicas wait for this stream when they stop
+
+
+async def test_queue_apply_from_a_file_and_agent_list(replicas: Replicas, tmp_path: Path) -> None:
+    leader = await replicas.leader()
+    follower = next(a for a in replicas.addresses if a != leader)
+    f = tmp_path / "more.yaml"
+    f.write_text("queues:\n  support: {strategy: linear, maxlen: 7}\n  billing: {timeout: 20}\n")
+    status, out, err = await clusterq(follower, "queue", "apply", str(f))
+    assert (status, out.splitlines(), err) == (0, ["Updated queue support.", "Created queue billing."], "")
+    status, out, _ = await clusterq(follower, "queue", "show", "support")
+    assert status == 0 and out.startswith("support has 0 calls (max 7) in 'linear' strategy")
+    status, _, err = await clusterq(follower, "queue", "create", str(f))
+    assert (status, err.strip()) == (1, "clusterq: queue support: ALREADY_EXISTS: queue support already exists")
+
+    status, out, _ = await clusterq(follower, "agent", "list")
+    assert (status, out.strip()) == (0, "No agents logged in.")
+    for agent, queue in (("bob", "billing"), ("alice", "support:1")):
+        assert (await clusterq(follower, "agent", "login", agent, "--endpoint", f"PJSIP/{agent}", "--node", "a",
+                               "--queue", queue))[0] == 0
+    status, out, _ = await clusterq(follower, "agent", "list")
+    assert status == 0 and out.splitlines() == [
+        "alice (PJSIP/alice on a) (available) (Unknown) has taken no calls yet in support",
+        "bob (PJSIP/bob on a) (available) (Unknown) has taken no calls yet in billing"]

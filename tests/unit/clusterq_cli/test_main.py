@@ -40,6 +40,15 @@ async def test_an_unreadable_ca_file_is_bad_usage_before_any_call(tmp_path: Path
     missing = tmp_path / "ca.pem"
     status, lines = await run(["--coordinator", f"127.0.0.1:{free_tcp_port()}", "--ca-file", str(missing),
                                "queue", "show"])
+    # The flag was given: the message names it, not the variable it defaults to.
+    assert status == 2 and lines == [f"clusterq: --ca-file={missing}: cannot read the file: No such file or directory"]
+
+
+async def test_an_unreadable_ca_file_from_the_variable_names_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "ca.pem"
+    monkeypatch.setenv("CLUSTERQ_COORDINATOR_CA_FILE", str(missing))
+    status, lines = await run(["--coordinator", f"127.0.0.1:{free_tcp_port()}", "queue", "show"])
     assert status == 2 and lines == [f"clusterq: CLUSTERQ_COORDINATOR_CA_FILE={missing}: cannot read the file: "
                                      "No such file or directory"]
 

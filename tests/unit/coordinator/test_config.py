@@ -67,3 +67,22 @@ def test_tls_files_are_paths_read_later() -> None:
                                       "CLUSTERQ_ETCD_KEY_FILE": "/etc/etcd/c.key"})
     assert (s.etcd_ca_file, s.etcd_cert_file, s.etcd_key_file) == (
         Path("/etc/etcd/ca.pem"), Path("/etc/etcd/c.pem"), Path("/etc/etcd/c.key"))
+
+
+@pytest.mark.parametrize("var", ["CLUSTERQ_LEASE_TTL", "CLUSTERQ_NODE_TTL", "CLUSTERQ_SETTLE_TIME",
+                                 "CLUSTERQ_FAULT_STEP_DOWN_DELAY"])
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-1", "3s"])
+def test_a_duration_that_is_no_number_of_seconds_names_its_variable(var: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"^{var} must be a number of seconds >= 0, not '{value}'$"):
+        CoordinatorSettings.from_env({var: value})
+
+
+@pytest.mark.parametrize("env, var", [
+    ({"CLUSTERQ_LEASE_TTL": "1"}, "CLUSTERQ_LEASE_TTL"),
+    ({"CLUSTERQ_LEASE_TTL": "5", "CLUSTERQ_NODE_TTL": "5"}, "CLUSTERQ_NODE_TTL"),
+    ({"CLUSTERQ_ETCD_ENDPOINTS": ","}, "CLUSTERQ_ETCD_ENDPOINTS"),
+    ({"CLUSTERQ_ETCD_PREFIX": "clusterq"}, "CLUSTERQ_ETCD_PREFIX"),
+])
+def test_a_value_out_of_its_range_names_its_variable(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ValueError, match=f"^{var} "):
+        CoordinatorSettings.from_env(env)

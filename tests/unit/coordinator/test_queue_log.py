@@ -225,3 +225,18 @@ def test_calls_re_reported_to_a_new_leader_keep_their_hold_time_call_time_and_or
     # hold 35 s (95 waited - 60 talked), call 90 s (60 before the takeover + 30), entered at 3
     assert run.events()[-3:-1] == ["x|q|a|COMPLETEAGENT|35|90|3", "NONE|q|a|REMOVEMEMBER|"]
     assert run.events()[-1] == "y|q|NONE|ABANDON|1|4|70"
+
+
+def test_a_bar_or_a_line_break_inside_a_field_never_forges_fields_or_lines() -> None:
+    run = Run(QueueConfig("q"))
+    forged = "100|2\n1700000000|fake|q|NONE|ABANDON|1|1|0\u2028\x00"
+    run.step(CallerJoined("c|1\r", "q", "n1", caller_number=forged), 0.0)
+    run.step(AgentLoggedIn(agent("a")), 1.0)
+    run.step(AgentPaused("a", "lunch\n1700000000|fake-call|q|bob|CONNECT|5|x|1"), 2.0)
+    assert run.events() == [
+        "c_1_|q|NONE|ENTERQUEUE||100_2_1700000000_fake_q_NONE_ABANDON_1_1_0__|1",
+        "NONE|q|a|ADDMEMBER|",
+        "NONE|NONE|a|PAUSEALL|lunch_1700000000_fake-call_q_bob_CONNECT_5_x_1",
+        "NONE|q|a|PAUSE|lunch_1700000000_fake-call_q_bob_CONNECT_5_x_1",
+    ]
+    assert all(line.count("\n") == 1 and line.endswith("\n") for line in run.lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -31,6 +32,22 @@ from coordinator.queue import AgentConfig, Membership, PenaltyRule, QueueConfig,
         ({"penalty_rules": (PenaltyRule(10, 1, min_penalty=2),)}, "min <= max"),
         ({"strategy": "ringall"}, "not a Strategy"),  # plain strings are refused: use Strategy(...)
         ({"strategy": Strategy("longest-idle")}, None),
+        # Timers that re-arm: a tiny positive value froze the leader (fired again at the same `now`).
+        ({"ring_timeout": 1e-6}, "ring_timeout must be at least 1 s"),
+        ({"ring_timeout": 0.5}, "ring_timeout must be at least 1 s"),
+        ({"ring_timeout": 1.0}, None),
+        ({"announce_frequency": 1e-12, "min_announce_frequency": 0.0}, "announce_frequency must be 0 .off."),
+        ({"announce_frequency": 30.0, "min_announce_frequency": 1e-12}, "min_announce_frequency must be 0 .off."),
+        ({"announce_frequency": 30.0, "min_announce_frequency": 0.0}, None),
+        ({"periodic_announce": ("p",), "periodic_announce_frequency": 1e-12}, "periodic_announce_frequency"),
+        ({"periodic_announce": ("p",), "periodic_announce_frequency": 1.0}, None),
+        ({"retry": 0.001}, "retry must be 0 .off."),
+        ({"retry": 0.0}, None),
+        # One-shot timers keep any value in range; no duration beyond a year.
+        ({"max_wait": 0.2, "wrapup_time": 0.5, "service_level": 0.0}, None),
+        ({"ring_timeout": 1e300}, "ring_timeout must be a number of seconds in 0..31536000"),
+        ({"max_wait": math.inf}, "max_wait"),
+        ({"penalty_rules": (PenaltyRule(1e300, 1),)}, "after_seconds must be in 0..31536000"),
     ],
 )
 def test_queue_config_validation(kwargs: dict[str, Any], message: str | None) -> None:

@@ -47,6 +47,7 @@ def test_valid(args: tuple[str, ...], expected: object) -> None:
     (("agent-pause", "dora", "reason=a", "reason=b"), "twice"),
     (("agent-pause", "dora", "reason=" + "x" * 129), "reason"),
     (("agent-pause", "dora", "reason=a\tb"), "reason"),
+    (("agent-pause", "dora", "reason=a|b"), "without '|'"),  # queue_log's separator
     (("agent-login", "dora"), "at least one queue"),
     (("agent-login", "dora", "endpoint=PJSIP/dora"), "at least one queue"),
     (("agent-login", "dora", "queue=bad queue"), "invalid queue name"),
