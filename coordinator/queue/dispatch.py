@@ -250,10 +250,11 @@ def _new_round(st: EngineState, caller: CallerRec, now: float) -> bool:
     """Every free candidate already failed `caller` this round (app_queue's "tried" reset): a new round
     starts now (True), or, when a busy-like failure deferred the queue's retry, after it (False)."""
     caller.tried.clear()
-    if not caller.retry_owed:
+    retry = st.queues[caller.queue].config.retry
+    owed, caller.retry_owed = caller.retry_owed, False
+    if not owed or retry <= 0:  # (the queue's retry may have been set to 0 since)
         return True
-    caller.retry_owed = False
-    caller.retry_until = now + st.queues[caller.queue].config.retry
+    caller.retry_until = now + retry
     st.add_timer(caller.retry_until, "wake", caller.call_id, caller.uid)
     return False
 

@@ -16,6 +16,7 @@ from coordinator.queue import (
     OfferFailed,
     PenaltyRule,
     QueueConfig,
+    QueueDefined,
     QueueEngine,
     Strategy,
     Tick,
@@ -152,6 +153,14 @@ def test_busy_rings_the_next_member_at_once_and_retry_is_waited_when_the_round_f
     assert third.agent_id == "a"
     assert offered(e.apply(OfferFailed(third.offer_id, "noanswer"), 8.0)) == []  # rang out: retry first
     assert offered(e.apply(Tick(), 13.0)) == [("x", "b")]
+
+
+def test_a_retry_owed_when_the_queue_retry_became_0_does_not_hold_the_caller() -> None:
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, retry=5), agents=(agent("a"), agent("b")))
+    [first] = only(e.apply(join("x"), 0.0), Offer)
+    [second] = only(e.apply(OfferFailed(first.offer_id, "busy"), 1.0), Offer)  # a retry is owed
+    e.apply(QueueDefined(QueueConfig("q", strategy=Strategy.LINEAR, retry=0)), 2.0)
+    assert offered(e.apply(OfferFailed(second.offer_id, "busy"), 3.0)) == [("x", "a")]  # no retry any more
 
 
 def test_penalty_rules_widen_over_time() -> None:

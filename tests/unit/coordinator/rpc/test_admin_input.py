@@ -50,8 +50,9 @@ LOGIN = admin_pb2.LoginRequest(agent_id="alice", endpoint="PJSIP/alice", home_no
 @pytest.mark.parametrize("reason", ["lunch\n1700000000|fake-call|support|bob|CONNECT|5|x|1", "a|b", "nul\x00",
                                     "tab\t", "line\u2028separator"])
 async def test_a_pause_reason_that_would_forge_queue_log_fields_or_lines_is_refused(
-        channel: grpc.aio.Channel, reason: str) -> None:
+        replica: Replica, channel: grpc.aio.Channel, reason: str) -> None:
     agents = admin_pb2_grpc.AgentsStub(channel)
+    replica.attach_node()
     await agents.Login(LOGIN)
     code, message = await _refusal(agents.Pause(admin_pb2.PauseRequest(agent_id="alice", reason=reason)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("reason must not contain")
