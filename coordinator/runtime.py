@@ -248,7 +248,7 @@ class LeaderRuntime:
         errors: list[str] = []
         events = batch.events
         clock = self.clock
-        for ev in events[:MAX_EVENTS_PER_BATCH] if len(events) > MAX_EVENTS_PER_BATCH else events:
+        for ev in events[:MAX_EVENTS_PER_BATCH] if len(events) > MAX_EVENTS_PER_BATCH else events:  # (see node_service)
             kind = ev.WhichOneof("event")
             if kind == "call_joined":
                 err = self.join(link, ev.call_joined, None)

@@ -16,7 +16,7 @@ from coordinator.node_link import NodeLink
 from coordinator.re_report import MAX_RESYNC_LEGS
 from coordinator.replica import ReplicaState
 from coordinator.rpc.errors import abort, abort_not_leader
-from coordinator.runtime import LeaderRuntime, NodeAlreadyConnected
+from coordinator.runtime import MAX_EVENTS_PER_BATCH, LeaderRuntime, NodeAlreadyConnected
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ def _attach(rt: LeaderRuntime, reg: node_pb2.Register) -> NodeLink | tuple[grpc.
         return grpc.StatusCode.INTERNAL, f"Register failed on the coordinator: {type(exc).__name__}: {exc}"
 
 
+class OversizedBatch(Exception):
+    """A node sent more events in one batch than the leader applies at once (MAX_EVENTS_PER_BATCH)."""
+
+
 def _read_failure(reader: asyncio.Future[None] | None) -> tuple[grpc.StatusCode, str] | None:
     """The status for a stream whose reading failed (None: it did not): a message that does not parse
     (e.g. a string field that is not UTF-8) is the node's INVALID_ARGUMENT, anything else INTERNAL."""
@@ -46,6 +50,8 @@ def _read_failure(reader: asyncio.Future[None] | None) -> tuple[grpc.StatusCode,
         return None
     if isinstance(exc, DecodeError):
         return grpc.StatusCode.INVALID_ARGUMENT, f"a message from the node does not parse: {cut(str(exc))}"
+    if isinstance(exc, OversizedBatch):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     log.error("reading a node stream failed", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"reading the stream failed on the coordinator: {type(exc).__name__}"
 
@@ -139,6 +145,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 continue
             if rt.closed or link.closed:
                 return
+            if len(msg.events.events) > MAX_EVENTS_PER_BATCH:
+                # Refused whole, the stream with it: the node registers again and its snapshot carries
+                # what the batch said (a truncated batch left the rest of its callers unanswered).
+                raise OversizedBatch(f"a batch of {len(msg.events.events)} events; at most {MAX_EVENTS_PER_BATCH}")
             for err in rt.handle_batch(link, msg.events):
                 log.warning("node %s: bad event: %s", link.node_id, err)
 

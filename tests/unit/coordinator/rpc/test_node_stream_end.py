@@ -74,3 +74,21 @@ async def test_a_message_that_does_not_parse_ends_invalid_argument(
             pass
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not parse" in (err.value.details() or "")
     assert replica.state.runtime is not None and "b" not in replica.state.runtime.links
+
+
+async def test_an_oversized_batch_is_refused_whole_and_ends_the_stream(replica: Replica,
+                                                                         channel: grpc.aio.Channel) -> None:
+    from coordinator.runtime import MAX_EVENTS_PER_BATCH
+
+    call = node_pb2_grpc.NodeServiceStub(channel).Connect()
+    await call.write(_register("a", "i1"))
+    assert (await asyncio.wait_for(call.read(), 5)).WhichOneof("body") == "registered"
+    joins = [node_pb2.NodeEvent(call_joined=node_pb2.CallJoined(call_id=f"a-{i}", queue="support"))
+             for i in range(MAX_EVENTS_PER_BATCH + 1)]
+    await call.write(node_pb2.NodeMessage(events=node_pb2.EventBatch(events=joins)))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        while await asyncio.wait_for(call.read(), 5) is not grpc.aio.EOF:
+            pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in (err.value.details() or "")
+    rt = replica.state.runtime
+    assert rt is not None and not rt.engine.holds("a-0")  # nothing of it applied: the node re-registers
