@@ -174,7 +174,10 @@ def _dispatch_one(st: EngineState, rng: random.Random, prefix: str, agent: Agent
         _offer_best(st, rng, prefix, agent, now, out)  # best waits for its retry: the next one
         return
     aid = agent.config.agent_id
-    if aid in best.tried and not _new_round(st, best, now):  # _choose's: the only candidate was tried
+    if aid in best.tried:  # it failed this caller this round: the round's rules (_choose) decide
+        for picked in _choose(st, rng, best, [agent], now):
+            _offer(st, prefix, best, picked, now, out)
+            return
         _offer_best(st, rng, prefix, agent, now, out)  # best waits for its retry now: the next one
         return
     if strategy in _ROUND_ROBIN:
@@ -247,9 +250,10 @@ _ROUND_ROBIN = frozenset({Strategy.RRMEMORY, Strategy.RRORDERED})
 
 
 def _new_round(st: EngineState, caller: CallerRec, now: float) -> bool:
-    """Every free candidate already failed `caller` this round (app_queue's "tried" reset): a new round
-    starts now (True), or, when a busy-like failure deferred the queue's retry, after it (False)."""
+    """Every free candidate failed `caller` busy this round (app_queue's "tried" reset): a new round
+    starts now (True), or, when the queue has a retry, after it (False)."""
     caller.tried.clear()
+    caller.busy.clear()
     retry = st.queues[caller.queue].config.retry
     owed, caller.retry_owed = caller.retry_owed, False
     if not owed or retry <= 0:  # (the queue's retry may have been set to 0 since)
@@ -262,19 +266,30 @@ def _new_round(st: EngineState, caller: CallerRec, now: float) -> bool:
 def _choose(st: EngineState, rng: random.Random, caller: CallerRec, agents: list[AgentRec],
             now: float) -> list[AgentRec]:
     """Apply the queue strategy to the agents whose best caller is `caller`."""
+    original = agents
     q = st.queues[caller.queue]
+    busy = caller.busy
+    if busy:
+        agents = [a for a in agents if a.config.agent_id not in busy]
+        if not agents:  # everyone free failed busy: the round is over
+            if not _new_round(st, caller, now):
+                return []
+            agents = original
     if len(agents) > 1 and q.config.strategy is not Strategy.WRANDOM:
-        # The lowest penalty tier among every free agent, tried or not: app_queue's metric is
-        # penalty * 1,000,000 + the strategy's, so a member that let this caller's offer ring out is
-        # rung again before any higher-penalty (overflow) member, which only rings when nobody of a
-        # lower penalty is free. wrandom uses the penalty as a weight instead (choose_agents).
+        # The lowest penalty tier among the free agents still in the round, rung out or not:
+        # app_queue's metric is penalty * 1,000,000 + the strategy's, so a member that let this
+        # caller's offer ring out is rung again before any higher-penalty (overflow) member, which
+        # rings when nobody of a lower penalty is free or all of them were busy. wrandom uses the
+        # penalty as a weight instead (choose_agents).
         members = q.members
         tier = min(members[a.config.agent_id].penalty for a in agents)
         agents = [a for a in agents if members[a.config.agent_id].penalty == tier]
-    fresh = [a for a in agents if a.config.agent_id not in caller.tried]
+    tried = caller.tried
+    fresh = [a for a in agents if a.config.agent_id not in tried]
     if not fresh:
-        if not _new_round(st, caller, now):
-            return []
+        # Everyone of the tier rang out this round (each ring-out waited the retry): over again,
+        # in the strategy's order (rrmemory moves on, linear starts from the first).
+        tried.difference_update(a.config.agent_id for a in agents)
         fresh = agents
     if len(fresh) == 1 and q.config.strategy not in _RANDOMIZED:
         # One candidate: every deterministic strategy picks it (random ones still draw from the rng).

@@ -59,7 +59,7 @@ def fail_connected_offer(st: EngineState, offer_id: str, now: float, out: list[D
     caller.tried.add(caller.agent_id)
     q.line.add(caller.key, caller.joined_at)
     st.dispatch_dirty = True
-    caller.agent_id, caller.offer_id = "", ""
+    caller.agent_id, caller.offer_id, caller.agent_node = "", "", ""
     schedule_caller_timers(st, caller, now)
 
 

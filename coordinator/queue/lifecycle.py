@@ -66,6 +66,12 @@ def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: l
             st.refresh_idle(offer.agent_id, now)
             out.append(AgentStateChanged(offer.agent_id, "paused", "autopause"))
     if caller is not None:
+        if reason in _NEXT_AT_ONCE:
+            caller.busy.add(offer.agent_id)
+        elif caller.busy:
+            # A ring-out ends app_queue's round: who was busy in it is a candidate again.
+            caller.tried.difference_update(caller.busy)
+            caller.busy.clear()
         caller.tried.add(offer.agent_id)
         if caller.state == WAITING and q is not None and q.config.retry > 0:
             if reason in _NEXT_AT_ONCE:
@@ -121,6 +127,7 @@ def answer_offer(st: EngineState, offer: OfferRec, now: float, out: list[Decisio
     # CONNECTED before cancelling the other legs, so dropping them does not put the caller back to waiting.
     caller.state = CONNECTED
     caller.agent_id, caller.offer_id, caller.connected_at = agent.config.agent_id, offer.offer_id, now
+    caller.agent_node = offer.agent_node
     agent.offer_id = None
     agent.calls[caller.call_id] = None
     agent.unanswered = 0

@@ -354,6 +354,8 @@ class QueueEngine:
         c = st.callers.get(call_id) if call_id else None
         if c is None:
             return None
+        if c.agent_node:  # where its agent leg is, even if the agent logged out or moved since
+            return c.node_id, c.agent_node
         a = st.agents.get(c.agent_id) if c.agent_id else None
         return c.node_id, a.config.home_node if a is not None else ""
 

@@ -65,7 +65,11 @@ class CallerRec:
     state: str = WAITING
     offers: dict[str, None] = field(default_factory=dict)
     tried: set[str] = field(default_factory=set)
-    """Agents that failed this caller in the current round; avoided until everyone was tried."""
+    """Agents that failed this caller in the current round; avoided until everyone of their penalty
+    tier was tried."""
+    busy: set[str] = field(default_factory=set)
+    """Those of `tried` that failed busy / unavailable: out of the round altogether, so the next
+    penalty tier rings at once (app_queue's ring_one after a busy); a ring-out ends the round."""
     retry_until: float = -math.inf
     retry_owed: bool = False
     """A member failed it busy / unavailable this round: the next member rings at once, the queue's
@@ -78,6 +82,8 @@ class CallerRec:
     periodic_index: int = 0
     agent_id: str = ""
     offer_id: str = ""
+    agent_node: str = ""
+    """The node of its connected offer's agent leg ("" for a call adopted from an earlier leader)."""
     connected_at: float = 0.0
     adopted: bool = False
     """Connected under an earlier leader (CallAdopted): only its agent and its end are known."""

@@ -22,6 +22,10 @@ __all__ = ["live", "run_due", "schedule_caller_timers"]
 EwtFn = Callable[[CallerRec, float], float]
 
 
+RINGING_RECHECK = 1.0
+"""Seconds between two checks of an announcement held back while the caller's agent rings."""
+
+
 def _caller_for(st: EngineState, timer: Timer) -> CallerRec | None:
     caller = st.callers.get(timer[3])
     if caller is None or caller.uid != timer[4] or caller.state == CONNECTED:
@@ -131,6 +135,10 @@ def _announce(st: EngineState, caller: CallerRec, now: float, ewt: EwtFn, out: l
     caller.next_announce = min(now + step, last + cfg.announce_frequency)
     if caller.next_announce <= now:
         caller.next_announce = now + step
+    if (due or moved) and caller.state == RINGING:
+        # Held back while its agent rings: said as soon as it waits again (app_queue says it between
+        # two attempts), not a whole period later, which a ring cycle could skip for ever.
+        caller.next_announce = now + RINGING_RECHECK
     st.add_timer(caller.next_announce, "announce", caller.call_id, caller.uid)
 
 
@@ -139,10 +147,13 @@ def _periodic(st: EngineState, caller: CallerRec, when: float, now: float, out: 
     caller.next_periodic = None
     if not cfg.periodic_announce or cfg.periodic_announce_frequency <= 0:
         return
-    if caller.state != RINGING:  # like position announcements: not while its agent is being rung
-        prompt = cfg.periodic_announce[caller.periodic_index % len(cfg.periodic_announce)]
-        caller.periodic_index += 1
-        out.append(PeriodicAnnounce(caller.call_id, caller.node_id, prompt))
+    if caller.state == RINGING:  # like position announcements: held back while its agent is rung
+        caller.next_periodic = now + RINGING_RECHECK
+        st.add_timer(caller.next_periodic, "periodic", caller.call_id, caller.uid)
+        return
+    prompt = cfg.periodic_announce[caller.periodic_index % len(cfg.periodic_announce)]
+    caller.periodic_index += 1
+    out.append(PeriodicAnnounce(caller.call_id, caller.node_id, prompt))
     nxt = when + cfg.periodic_announce_frequency
     caller.next_periodic = nxt if nxt > now else now + cfg.periodic_announce_frequency
     st.add_timer(caller.next_periodic, "periodic", caller.call_id, caller.uid)

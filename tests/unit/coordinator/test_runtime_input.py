@@ -13,7 +13,15 @@ import pytest
 from clusterq_proto.v1 import common_pb2, node_pb2
 from coordinator import re_report
 from coordinator.node_link import NodeLink
-from coordinator.queue import AgentConfig, AgentLoggedIn, Membership, QueueConfig, QueueDefined, QueueEngine
+from coordinator.queue import (
+    AgentConfig,
+    AgentLoggedIn,
+    AgentLoggedOut,
+    Membership,
+    QueueConfig,
+    QueueDefined,
+    QueueEngine,
+)
 from coordinator.queue_log import QueueLogBook
 from coordinator.runtime import LeaderRuntime, SeqAllocator
 
@@ -212,3 +220,21 @@ async def test_the_timer_task_yields_between_ticks_that_are_due_at_once() -> Non
     timers.cancel()
     await asyncio.gather(timers, return_exceptions=True)
     assert AlwaysDue.ticks < 10_000
+
+
+@pytest.mark.parametrize("after", ["logout", "moved"])
+async def test_the_agent_node_may_end_a_call_after_its_agent_logged_out_or_moved(after: str) -> None:
+    rt = _runtime()
+    a, b = _attach(rt, "a", "ia"), _attach(rt, "b", "ib")
+    rt.apply(AgentLoggedIn(AgentConfig("ag", "PJSIP/ag", "b", (Membership("q"),))))
+    rt.handle_batch(a, _event(call_joined=node_pb2.CallJoined(call_id="a-1", queue="q")))
+    [offer] = [d.offer for d in _decisions(b) if d.WhichOneof("decision") == "offer"]
+    assert rt.handle_batch(b, _event(agent_leg_answered=node_pb2.AgentLegAnswered(offer_id=offer.offer_id))) == []
+    if after == "logout":
+        rt.apply(AgentLoggedOut("ag"))  # a call in progress continues
+    else:
+        rt.apply(AgentLoggedIn(AgentConfig("ag", "PJSIP/ag", "c", (Membership("q"),))))
+    # Its leg (on node b) ends: node b says so, and is heard.
+    assert rt.handle_batch(b, _event(call_ended=node_pb2.CallEnded(call_id="a-1", offer_id=offer.offer_id,
+                                                                   agent_hung_up=True))) == []
+    assert not rt.engine.holds("a-1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.queue import (
+    AgentLoggedIn,
     AgentPaused,
     AgentStateChanged,
     Announce,
@@ -253,3 +254,22 @@ def test_an_answer_whose_call_fails_before_it_starts_is_not_counted() -> None:
     assert (s.answered, s.asa, s.service_level_pct) == (1, 18.0, 0.0)
     calls = {v.agent_id: v.calls_taken for v in e.agent_states()}
     assert calls == {"a": 0, "b": 1}
+
+
+@pytest.mark.parametrize(("periodic", "announce", "minimum"), [(60.0, 0.0, 15.0), (0.0, 60.0, 0.0)])
+def test_announcements_held_back_while_ringing_are_said_once_the_caller_waits_again(
+        periodic: float, announce: float, minimum: float) -> None:
+    # An agent away from its phone: every offer rings out (15 s) and the retry (5 s) follows. With a
+    # 60 s period on the 20 s ring cycle, an announcement due while ringing and re-armed a whole period
+    # later was never said; held back, it is said at the next wait.
+    cfg = QueueConfig("q", ring_timeout=15.0, retry=5.0, periodic_announce=("p1",) if periodic else (),
+                      periodic_announce_frequency=periodic, announce_frequency=announce,
+                      min_announce_frequency=minimum)
+    e = engine(cfg)
+    out = list(e.apply(join("x"), 0.0))
+    out += e.apply(AgentLoggedIn(agent("a")), 10.0)
+    while (t := e.next_deadline()) is not None and t <= 600.0:
+        out += e.apply(Tick(), t)
+    said = [d for d in out if isinstance(d, (Announce, PeriodicAnnounce))]
+    assert len(said) >= 8, said
+    assert len(only(out, Offer)) >= 25  # it kept ringing meanwhile

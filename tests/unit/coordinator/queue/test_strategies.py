@@ -139,6 +139,23 @@ def test_a_lower_penalty_agent_that_let_an_offer_ring_out_is_rung_again_before_a
     assert offered(e.apply(OfferFailed(again.offer_id, "noanswer"), 17.0)) == [("x", "sup")]  # nobody of 0 free
 
 
+@pytest.mark.parametrize("retry", [0.0, 5.0])
+def test_a_busy_lower_penalty_member_passes_the_caller_to_the_next_tier_at_once(retry: float) -> None:
+    # app_queue's ring_one after a BUSY rings the next member by metric, of a higher penalty if need be.
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR, retry=retry), agents=(agent("a"), agent("b", penalty=1)))
+    [first] = only(e.apply(join("x"), 0.0), Offer)
+    assert first.agent_id == "a"
+    assert offered(e.apply(OfferFailed(first.offer_id, "busy"), 1.0)) == [("x", "b")]
+
+
+def test_ringall_with_its_whole_tier_busy_rings_the_next_tier() -> None:
+    e = engine(QueueConfig("q"), agents=(agent("a"), agent("b"), agent("c", penalty=1)))
+    offers = only(e.apply(join("x"), 0.0), Offer)
+    assert sorted(o.agent_id for o in offers) == ["a", "b"]
+    e.apply(OfferFailed(offers[0].offer_id, "busy"), 1.0)
+    assert offered(e.apply(OfferFailed(offers[1].offer_id, "unavailable"), 1.0)) == [("x", "c")]
+
+
 def test_busy_rings_the_next_member_at_once_and_retry_is_waited_when_the_round_failed() -> None:
     # app_queue: on BUSY ring_one rings the next member; `retry` separates whole rounds (and follows a
     # member that rang out).
