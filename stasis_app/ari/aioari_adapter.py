@@ -209,11 +209,13 @@ class AioAriAdapter(AioAriConnection):
                 raise
 
     async def destroy_bridge(self, bridge_id: str) -> None:
-        """Destroy a bridge; a missing one (404) is fine."""
+        """Destroy a bridge; a missing one (404) is fine, and so is one that is no longer in the app
+        (409 "Bridge not in Stasis application": seen on Asterisk 22 for a bridge being destroyed,
+        e.g. right after its last channel hung up)."""
         try:
             await self._call("bridges", "destroy", bridgeId=bridge_id)
         except AriError as exc:
-            if exc.status != 404:
+            if exc.status != 404 and not (exc.status == 409 and "not in Stasis" in exc.message):
                 raise
 
     async def list_channels(self) -> list[ChannelInfo]:

@@ -115,3 +115,26 @@ async def test_run_after_close_returns_at_once() -> None:
     adapter = _adapter(_closed_port())
     await adapter.close()
     await asyncio.wait_for(adapter.run(), 0.5)
+
+
+@pytest.mark.parametrize(("status", "message", "fine"), [
+    (404, "Bridge not found", True),
+    (409, "Bridge not in Stasis application", True),  # Asterisk 22, a bridge being destroyed
+    (409, "Bridge is in use", False),
+    (500, "Internal Server Error", False),
+])
+async def test_destroying_a_bridge_that_is_gone_or_going_is_fine(
+        monkeypatch: pytest.MonkeyPatch, status: int, message: str, fine: bool) -> None:
+    from stasis_app.ari.port import AriError
+
+    adapter = _adapter(_closed_port())
+
+    async def refuse(*_args: object, **_kw: object) -> None:
+        raise AriError(status, message)
+
+    monkeypatch.setattr(adapter, "_call", refuse)
+    if fine:
+        await adapter.destroy_bridge("br-1")
+    else:
+        with pytest.raises(AriError):
+            await adapter.destroy_bridge("br-1")
