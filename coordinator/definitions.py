@@ -331,7 +331,7 @@ def queue_from_pb(q: admin_pb2.QueueDefinition) -> QueueConfig:
         if getattr(q, name):
             raw[name] = getattr(q, name)
     for name in ("wrapup_time", "max_wait", "announce_frequency", "periodic_announce_frequency", "retry",
-                 "maxlen", "autopause_after", "weight", "ringinuse"):
+                 "maxlen", "autopause_after", "weight", "ringinuse", "announce_position_only_up"):
         raw[name] = getattr(q, name)
     if q.HasField("ring_timeout"):
         raw["ring_timeout"] = q.ring_timeout
@@ -360,7 +360,7 @@ def queue_to_pb(cfg: QueueConfig) -> admin_pb2.QueueDefinition:
         periodic_announce_frequency=cfg.periodic_announce_frequency, exit_context=cfg.exit_context,
         ringinuse=cfg.ringinuse, autopause_after=cfg.autopause_after, ewt_method=cfg.ewt_method,
         weight=cfg.weight, retry=cfg.retry, min_announce_frequency=cfg.min_announce_frequency,
-        announce_position_limit=cfg.announce_position_limit,
+        announce_position_limit=cfg.announce_position_limit, announce_position_only_up=cfg.announce_position_only_up,
         penalty_rules=[admin_pb2.PenaltyRule(after_seconds=r.after_seconds, max_penalty=r.max_penalty,
                                              min_penalty=r.min_penalty) for r in cfg.penalty_rules])
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from clusterq_proto.v1 import common_pb2 as clusterq__proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63lusterq_proto/v1/admin.proto\x12\x0b\x63lusterq.v1\x1a\x1e\x63lusterq_proto/v1/common.proto\"\xbc\x05\n\x0fQueueDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12\x19\n\x0cring_timeout\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bwrapup_time\x18\x04 \x01(\x01\x12\x0e\n\x06maxlen\x18\x05 \x01(\r\x12\x10\n\x08max_wait\x18\x06 \x01(\x01\x12\x11\n\tjoinempty\x18\x07 \x03(\t\x12\x16\n\x0eleavewhenempty\x18\x08 \x03(\t\x12\x1a\n\rservice_level\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bmusic_class\x18\n \x01(\t\x12\x1a\n\x12\x61nnounce_frequency\x18\x0b \x01(\x01\x12\x19\n\x11\x61nnounce_position\x18\x0c \x01(\t\x12\x19\n\x11\x61nnounce_holdtime\x18\r \x01(\t\x12\x19\n\x11periodic_announce\x18\x0e \x03(\t\x12#\n\x1bperiodic_announce_frequency\x18\x0f \x01(\x01\x12\x14\n\x0c\x65xit_context\x18\x10 \x01(\t\x12\x11\n\tringinuse\x18\x11 \x01(\x08\x12\x17\n\x0f\x61utopause_after\x18\x12 \x01(\r\x12\x12\n\newt_method\x18\x13 \x01(\t\x12\x0e\n\x06weight\x18\x14 \x01(\x05\x12\r\n\x05retry\x18\x15 \x01(\x01\x12#\n\x16min_announce_frequency\x18\x16 \x01(\x01H\x02\x88\x01\x01\x12$\n\x17\x61nnounce_position_limit\x18\x17 \x01(\rH\x03\x88\x01\x01\x12/\n\rpenalty_rules\x18\x18 \x03(\x0b\x32\x18.clusterq.v1.PenaltyRuleB\x0f\n\r_ring_timeoutB\x10\n\x0e_service_levelB\x19\n\x17_min_announce_frequencyB\x1a\n\x18_announce_position_limit\"N\n\x0bPenaltyRule\x12\x15\n\rafter_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bmax_penalty\x18\x02 \x01(\x05\x12\x13\n\x0bmin_penalty\x18\x03 \x01(\x05\"A\n\x12\x43reateQueueRequest\x12+\n\x05queue\x18\x01 \x01(\x0b\x32\x1c.clusterq.v1.QueueDefinition\"A\n\x12UpdateQueueRequest\x12+\n\x05queue\x18\x01 \x01(\x0b\x32\x1c.clusterq.v1.QueueDefinition\"\"\n\x12\x44\x65leteQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteQueueResponse\"\x13\n\x11ListQueuesRequest\"B\n\x12ListQueuesResponse\x12,\n\x06queues\x18\x01 \x03(\x0b\x32\x1c.clusterq.v1.QueueDefinition\"A\n\x0fQueueMembership\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07penalty\x18\x02 \x01(\x05\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xc0\x01\n\x0cLoginRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x11\n\thome_node\x18\x03 \x01(\t\x12,\n\x06queues\x18\x04 \x03(\x0b\x32\x1c.clusterq.v1.QueueMembership\x12\"\n\x06skills\x18\x05 \x03(\x0b\x32\x12.clusterq.v1.Skill\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x17\n\x0fstate_interface\x18\x07 \x01(\t\"!\n\rLogoutRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"0\n\x0cPauseRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\"\n\x0eUnpauseRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"%\n\x11\x41gentStateRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x90\x02\n\nAgentState\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x11\n\thome_node\x18\x03 \x01(\t\x12,\n\x06queues\x18\x04 \x03(\x0b\x32\x1c.clusterq.v1.QueueMembership\x12\"\n\x06skills\x18\x05 \x03(\x0b\x32\x12.clusterq.v1.Skill\x12\r\n\x05state\x18\x06 \x01(\t\x12\x14\n\x0cpause_reason\x18\x07 \x01(\t\x12\x13\n\x0b\x63\x61lls_taken\x18\x08 \x01(\r\x12\x10\n\x08idle_for\x18\t \x01(\x01\x12\x17\n\x0fstate_interface\x18\n \x01(\t\x12\x14\n\x0c\x64\x65vice_state\x18\x0b \x01(\t\"\xc7\x02\n\nQueueStats\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07waiting\x18\x02 \x01(\r\x12\x14\n\x0clongest_wait\x18\x03 \x01(\x01\x12\x10\n\x08\x61nswered\x18\x04 \x01(\x04\x12\x11\n\tabandoned\x18\x05 \x01(\x04\x12\x11\n\ttimed_out\x18\x06 \x01(\x04\x12\x19\n\x11service_level_pct\x18\x07 \x01(\x01\x12\x1a\n\x12service_level2_pct\x18\x08 \x01(\x01\x12\x0b\n\x03\x61sa\x18\t \x01(\x01\x12\x15\n\ravg_talk_time\x18\n \x01(\x01\x12\x10\n\x08holdtime\x18\x0b \x01(\x01\x12\x18\n\x10\x61gents_logged_in\x18\x0c \x01(\r\x12\x18\n\x10\x61gents_available\x18\r \x01(\r\x12\x15\n\ragents_paused\x18\x0e \x01(\r\x12\x13\n\x0b\x61gents_busy\x18\x0f \x01(\r\"\x89\x01\n\rWaitingCaller\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\r\x12\x13\n\x0b\x61rrival_seq\x18\x04 \x01(\x04\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x0e\n\x06waited\x18\x06 \x01(\x01\x12\r\n\x05state\x18\x07 \x01(\t\"6\n\x0cStatsRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x17\n\x0finclude_callers\x18\x02 \x01(\x08\"\x9d\x01\n\rStatsSnapshot\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\'\n\x06queues\x18\x02 \x03(\x0b\x32\x17.clusterq.v1.QueueStats\x12\'\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x17.clusterq.v1.AgentState\x12+\n\x07\x63\x61llers\x18\x04 \x03(\x0b\x32\x1a.clusterq.v1.WaitingCaller\"/\n\x0cWatchRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08interval\x18\x02 \x01(\x01\x32\xc9\x02\n\nQueueAdmin\x12L\n\x0b\x43reateQueue\x12\x1f.clusterq.v1.CreateQueueRequest\x1a\x1c.clusterq.v1.QueueDefinition\x12L\n\x0bUpdateQueue\x12\x1f.clusterq.v1.UpdateQueueRequest\x1a\x1c.clusterq.v1.QueueDefinition\x12P\n\x0b\x44\x65leteQueue\x12\x1f.clusterq.v1.DeleteQueueRequest\x1a .clusterq.v1.DeleteQueueResponse\x12M\n\nListQueues\x12\x1e.clusterq.v1.ListQueuesRequest\x1a\x1f.clusterq.v1.ListQueuesResponse2\xc7\x02\n\x06\x41gents\x12;\n\x05Login\x12\x19.clusterq.v1.LoginRequest\x1a\x17.clusterq.v1.AgentState\x12=\n\x06Logout\x12\x1a.clusterq.v1.LogoutRequest\x1a\x17.clusterq.v1.AgentState\x12;\n\x05Pause\x12\x19.clusterq.v1.PauseRequest\x1a\x17.clusterq.v1.AgentState\x12?\n\x07Unpause\x12\x1b.clusterq.v1.UnpauseRequest\x1a\x17.clusterq.v1.AgentState\x12\x43\n\x08GetState\x12\x1e.clusterq.v1.AgentStateRequest\x1a\x17.clusterq.v1.AgentState2\x8c\x01\n\x05Stats\x12\x41\n\x08Snapshot\x12\x19.clusterq.v1.StatsRequest\x1a\x1a.clusterq.v1.StatsSnapshot\x12@\n\x05Watch\x12\x19.clusterq.v1.WatchRequest\x1a\x1a.clusterq.v1.StatsSnapshot0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63lusterq_proto/v1/admin.proto\x12\x0b\x63lusterq.v1\x1a\x1e\x63lusterq_proto/v1/common.proto\"\xdf\x05\n\x0fQueueDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12\x19\n\x0cring_timeout\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bwrapup_time\x18\x04 \x01(\x01\x12\x0e\n\x06maxlen\x18\x05 \x01(\r\x12\x10\n\x08max_wait\x18\x06 \x01(\x01\x12\x11\n\tjoinempty\x18\x07 \x03(\t\x12\x16\n\x0eleavewhenempty\x18\x08 \x03(\t\x12\x1a\n\rservice_level\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bmusic_class\x18\n \x01(\t\x12\x1a\n\x12\x61nnounce_frequency\x18\x0b \x01(\x01\x12\x19\n\x11\x61nnounce_position\x18\x0c \x01(\t\x12\x19\n\x11\x61nnounce_holdtime\x18\r \x01(\t\x12\x19\n\x11periodic_announce\x18\x0e \x03(\t\x12#\n\x1bperiodic_announce_frequency\x18\x0f \x01(\x01\x12\x14\n\x0c\x65xit_context\x18\x10 \x01(\t\x12\x11\n\tringinuse\x18\x11 \x01(\x08\x12\x17\n\x0f\x61utopause_after\x18\x12 \x01(\r\x12\x12\n\newt_method\x18\x13 \x01(\t\x12\x0e\n\x06weight\x18\x14 \x01(\x05\x12\r\n\x05retry\x18\x15 \x01(\x01\x12#\n\x16min_announce_frequency\x18\x16 \x01(\x01H\x02\x88\x01\x01\x12$\n\x17\x61nnounce_position_limit\x18\x17 \x01(\rH\x03\x88\x01\x01\x12/\n\rpenalty_rules\x18\x18 \x03(\x0b\x32\x18.clusterq.v1.PenaltyRule\x12!\n\x19\x61nnounce_position_only_up\x18\x19 \x01(\x08\x42\x0f\n\r_ring_timeoutB\x10\n\x0e_service_levelB\x19\n\x17_min_announce_frequencyB\x1a\n\x18_announce_position_limit\"N\n\x0bPenaltyRule\x12\x15\n\rafter_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bmax_penalty\x18\x02 \x01(\x05\x12\x13\n\x0bmin_penalty\x18\x03 \x01(\x05\"A\n\x12\x43reateQueueRequest\x12+\n\x05queue\x18\x01 \x01(\x0b\x32\x1c.clusterq.v1.QueueDefinition\"A\n\x12UpdateQueueRequest\x12+\n\x05queue\x18\x01 \x01(\x0b\x32\x1c.clusterq.v1.QueueDefinition\"\"\n\x12\x44\x65leteQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteQueueResponse\"\x13\n\x11ListQueuesRequest\"B\n\x12ListQueuesResponse\x12,\n\x06queues\x18\x01 \x03(\x0b\x32\x1c.clusterq.v1.QueueDefinition\"A\n\x0fQueueMembership\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07penalty\x18\x02 \x01(\x05\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xc0\x01\n\x0cLoginRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x11\n\thome_node\x18\x03 \x01(\t\x12,\n\x06queues\x18\x04 \x03(\x0b\x32\x1c.clusterq.v1.QueueMembership\x12\"\n\x06skills\x18\x05 \x03(\x0b\x32\x12.clusterq.v1.Skill\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x17\n\x0fstate_interface\x18\x07 \x01(\t\"!\n\rLogoutRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"0\n\x0cPauseRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\"\n\x0eUnpauseRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"%\n\x11\x41gentStateRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x90\x02\n\nAgentState\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x11\n\thome_node\x18\x03 \x01(\t\x12,\n\x06queues\x18\x04 \x03(\x0b\x32\x1c.clusterq.v1.QueueMembership\x12\"\n\x06skills\x18\x05 \x03(\x0b\x32\x12.clusterq.v1.Skill\x12\r\n\x05state\x18\x06 \x01(\t\x12\x14\n\x0cpause_reason\x18\x07 \x01(\t\x12\x13\n\x0b\x63\x61lls_taken\x18\x08 \x01(\r\x12\x10\n\x08idle_for\x18\t \x01(\x01\x12\x17\n\x0fstate_interface\x18\n \x01(\t\x12\x14\n\x0c\x64\x65vice_state\x18\x0b \x01(\t\"\xc7\x02\n\nQueueStats\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07waiting\x18\x02 \x01(\r\x12\x14\n\x0clongest_wait\x18\x03 \x01(\x01\x12\x10\n\x08\x61nswered\x18\x04 \x01(\x04\x12\x11\n\tabandoned\x18\x05 \x01(\x04\x12\x11\n\ttimed_out\x18\x06 \x01(\x04\x12\x19\n\x11service_level_pct\x18\x07 \x01(\x01\x12\x1a\n\x12service_level2_pct\x18\x08 \x01(\x01\x12\x0b\n\x03\x61sa\x18\t \x01(\x01\x12\x15\n\ravg_talk_time\x18\n \x01(\x01\x12\x10\n\x08holdtime\x18\x0b \x01(\x01\x12\x18\n\x10\x61gents_logged_in\x18\x0c \x01(\r\x12\x18\n\x10\x61gents_available\x18\r \x01(\r\x12\x15\n\ragents_paused\x18\x0e \x01(\r\x12\x13\n\x0b\x61gents_busy\x18\x0f \x01(\r\"\x89\x01\n\rWaitingCaller\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\r\x12\x13\n\x0b\x61rrival_seq\x18\x04 \x01(\x04\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x0e\n\x06waited\x18\x06 \x01(\x01\x12\r\n\x05state\x18\x07 \x01(\t\"6\n\x0cStatsRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x17\n\x0finclude_callers\x18\x02 \x01(\x08\"\x9d\x01\n\rStatsSnapshot\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\'\n\x06queues\x18\x02 \x03(\x0b\x32\x17.clusterq.v1.QueueStats\x12\'\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x17.clusterq.v1.AgentState\x12+\n\x07\x63\x61llers\x18\x04 \x03(\x0b\x32\x1a.clusterq.v1.WaitingCaller\"/\n\x0cWatchRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08interval\x18\x02 \x01(\x01\x32\xc9\x02\n\nQueueAdmin\x12L\n\x0b\x43reateQueue\x12\x1f.clusterq.v1.CreateQueueRequest\x1a\x1c.clusterq.v1.QueueDefinition\x12L\n\x0bUpdateQueue\x12\x1f.clusterq.v1.UpdateQueueRequest\x1a\x1c.clusterq.v1.QueueDefinition\x12P\n\x0b\x44\x65leteQueue\x12\x1f.clusterq.v1.DeleteQueueRequest\x1a .clusterq.v1.DeleteQueueResponse\x12M\n\nListQueues\x12\x1e.clusterq.v1.ListQueuesRequest\x1a\x1f.clusterq.v1.ListQueuesResponse2\xc7\x02\n\x06\x41gents\x12;\n\x05Login\x12\x19.clusterq.v1.LoginRequest\x1a\x17.clusterq.v1.AgentState\x12=\n\x06Logout\x12\x1a.clusterq.v1.LogoutRequest\x1a\x17.clusterq.v1.AgentState\x12;\n\x05Pause\x12\x19.clusterq.v1.PauseRequest\x1a\x17.clusterq.v1.AgentState\x12?\n\x07Unpause\x12\x1b.clusterq.v1.UnpauseRequest\x1a\x17.clusterq.v1.AgentState\x12\x43\n\x08GetState\x12\x1e.clusterq.v1.AgentStateRequest\x1a\x17.clusterq.v1.AgentState2\x8c\x01\n\x05Stats\x12\x41\n\x08Snapshot\x12\x19.clusterq.v1.StatsRequest\x1a\x1a.clusterq.v1.StatsSnapshot\x12@\n\x05Watch\x12\x19.clusterq.v1.WatchRequest\x1a\x1a.clusterq.v1.StatsSnapshot0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,49 +33,49 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clusterq_proto.v1.admin_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUEUEDEFINITION']._serialized_start=79
-  _globals['_QUEUEDEFINITION']._serialized_end=779
-  _globals['_PENALTYRULE']._serialized_start=781
-  _globals['_PENALTYRULE']._serialized_end=859
-  _globals['_CREATEQUEUEREQUEST']._serialized_start=861
-  _globals['_CREATEQUEUEREQUEST']._serialized_end=926
-  _globals['_UPDATEQUEUEREQUEST']._serialized_start=928
-  _globals['_UPDATEQUEUEREQUEST']._serialized_end=993
-  _globals['_DELETEQUEUEREQUEST']._serialized_start=995
-  _globals['_DELETEQUEUEREQUEST']._serialized_end=1029
-  _globals['_DELETEQUEUERESPONSE']._serialized_start=1031
-  _globals['_DELETEQUEUERESPONSE']._serialized_end=1052
-  _globals['_LISTQUEUESREQUEST']._serialized_start=1054
-  _globals['_LISTQUEUESREQUEST']._serialized_end=1073
-  _globals['_LISTQUEUESRESPONSE']._serialized_start=1075
-  _globals['_LISTQUEUESRESPONSE']._serialized_end=1141
-  _globals['_QUEUEMEMBERSHIP']._serialized_start=1143
-  _globals['_QUEUEMEMBERSHIP']._serialized_end=1208
-  _globals['_LOGINREQUEST']._serialized_start=1211
-  _globals['_LOGINREQUEST']._serialized_end=1403
-  _globals['_LOGOUTREQUEST']._serialized_start=1405
-  _globals['_LOGOUTREQUEST']._serialized_end=1438
-  _globals['_PAUSEREQUEST']._serialized_start=1440
-  _globals['_PAUSEREQUEST']._serialized_end=1488
-  _globals['_UNPAUSEREQUEST']._serialized_start=1490
-  _globals['_UNPAUSEREQUEST']._serialized_end=1524
-  _globals['_AGENTSTATEREQUEST']._serialized_start=1526
-  _globals['_AGENTSTATEREQUEST']._serialized_end=1563
-  _globals['_AGENTSTATE']._serialized_start=1566
-  _globals['_AGENTSTATE']._serialized_end=1838
-  _globals['_QUEUESTATS']._serialized_start=1841
-  _globals['_QUEUESTATS']._serialized_end=2168
-  _globals['_WAITINGCALLER']._serialized_start=2171
-  _globals['_WAITINGCALLER']._serialized_end=2308
-  _globals['_STATSREQUEST']._serialized_start=2310
-  _globals['_STATSREQUEST']._serialized_end=2364
-  _globals['_STATSSNAPSHOT']._serialized_start=2367
-  _globals['_STATSSNAPSHOT']._serialized_end=2524
-  _globals['_WATCHREQUEST']._serialized_start=2526
-  _globals['_WATCHREQUEST']._serialized_end=2573
-  _globals['_QUEUEADMIN']._serialized_start=2576
-  _globals['_QUEUEADMIN']._serialized_end=2905
-  _globals['_AGENTS']._serialized_start=2908
-  _globals['_AGENTS']._serialized_end=3235
-  _globals['_STATS']._serialized_start=3238
-  _globals['_STATS']._serialized_end=3378
+  _globals['_QUEUEDEFINITION']._serialized_end=814
+  _globals['_PENALTYRULE']._serialized_start=816
+  _globals['_PENALTYRULE']._serialized_end=894
+  _globals['_CREATEQUEUEREQUEST']._serialized_start=896
+  _globals['_CREATEQUEUEREQUEST']._serialized_end=961
+  _globals['_UPDATEQUEUEREQUEST']._serialized_start=963
+  _globals['_UPDATEQUEUEREQUEST']._serialized_end=1028
+  _globals['_DELETEQUEUEREQUEST']._serialized_start=1030
+  _globals['_DELETEQUEUEREQUEST']._serialized_end=1064
+  _globals['_DELETEQUEUERESPONSE']._serialized_start=1066
+  _globals['_DELETEQUEUERESPONSE']._serialized_end=1087
+  _globals['_LISTQUEUESREQUEST']._serialized_start=1089
+  _globals['_LISTQUEUESREQUEST']._serialized_end=1108
+  _globals['_LISTQUEUESRESPONSE']._serialized_start=1110
+  _globals['_LISTQUEUESRESPONSE']._serialized_end=1176
+  _globals['_QUEUEMEMBERSHIP']._serialized_start=1178
+  _globals['_QUEUEMEMBERSHIP']._serialized_end=1243
+  _globals['_LOGINREQUEST']._serialized_start=1246
+  _globals['_LOGINREQUEST']._serialized_end=1438
+  _globals['_LOGOUTREQUEST']._serialized_start=1440
+  _globals['_LOGOUTREQUEST']._serialized_end=1473
+  _globals['_PAUSEREQUEST']._serialized_start=1475
+  _globals['_PAUSEREQUEST']._serialized_end=1523
+  _globals['_UNPAUSEREQUEST']._serialized_start=1525
+  _globals['_UNPAUSEREQUEST']._serialized_end=1559
+  _globals['_AGENTSTATEREQUEST']._serialized_start=1561
+  _globals['_AGENTSTATEREQUEST']._serialized_end=1598
+  _globals['_AGENTSTATE']._serialized_start=1601
+  _globals['_AGENTSTATE']._serialized_end=1873
+  _globals['_QUEUESTATS']._serialized_start=1876
+  _globals['_QUEUESTATS']._serialized_end=2203
+  _globals['_WAITINGCALLER']._serialized_start=2206
+  _globals['_WAITINGCALLER']._serialized_end=2343
+  _globals['_STATSREQUEST']._serialized_start=2345
+  _globals['_STATSREQUEST']._serialized_end=2399
+  _globals['_STATSSNAPSHOT']._serialized_start=2402
+  _globals['_STATSSNAPSHOT']._serialized_end=2559
+  _globals['_WATCHREQUEST']._serialized_start=2561
+  _globals['_WATCHREQUEST']._serialized_end=2608
+  _globals['_QUEUEADMIN']._serialized_start=2611
+  _globals['_QUEUEADMIN']._serialized_end=2940
+  _globals['_AGENTS']._serialized_start=2943
+  _globals['_AGENTS']._serialized_end=3270
+  _globals['_STATS']._serialized_start=3273
+  _globals['_STATS']._serialized_end=3413
 # @@protoc_insertion_point(module_scope)

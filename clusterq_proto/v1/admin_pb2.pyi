@@ -52,6 +52,7 @@ class QueueDefinition(_message.Message):
     MIN_ANNOUNCE_FREQUENCY_FIELD_NUMBER: _builtins.int
     ANNOUNCE_POSITION_LIMIT_FIELD_NUMBER: _builtins.int
     PENALTY_RULES_FIELD_NUMBER: _builtins.int
+    ANNOUNCE_POSITION_ONLY_UP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_.-]{1,64}"""
     strategy: _builtins.str
@@ -99,6 +100,10 @@ class QueueDefinition(_message.Message):
     """Minimum seconds between two announcements to one caller (default 15)."""
     announce_position_limit: _builtins.int
     """With announce_position "limit"/"more": the position limit (default 5)."""
+    announce_position_only_up: _builtins.bool
+    """Announce only when the caller's position improved since its last announcement or its join
+    (app_queue's announce-position-only-up).
+    """
     @_builtins.property
     def joinempty(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """joinempty / leavewhenempty conditions, as in app_queue: paused, penalty, inuse, ringing,
@@ -142,10 +147,11 @@ class QueueDefinition(_message.Message):
         min_announce_frequency: _builtins.float | None = ...,
         announce_position_limit: _builtins.int | None = ...,
         penalty_rules: _abc.Iterable[Global___PenaltyRule] | None = ...,
+        announce_position_only_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit", "_min_announce_frequency", b"_min_announce_frequency", "_ring_timeout", b"_ring_timeout", "_service_level", b"_service_level", "announce_position_limit", b"announce_position_limit", "min_announce_frequency", b"min_announce_frequency", "ring_timeout", b"ring_timeout", "service_level", b"service_level"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit", "_min_announce_frequency", b"_min_announce_frequency", "_ring_timeout", b"_ring_timeout", "_service_level", b"_service_level", "announce_frequency", b"announce_frequency", "announce_holdtime", b"announce_holdtime", "announce_position", b"announce_position", "announce_position_limit", b"announce_position_limit", "autopause_after", b"autopause_after", "ewt_method", b"ewt_method", "exit_context", b"exit_context", "joinempty", b"joinempty", "leavewhenempty", b"leavewhenempty", "max_wait", b"max_wait", "maxlen", b"maxlen", "min_announce_frequency", b"min_announce_frequency", "music_class", b"music_class", "name", b"name", "penalty_rules", b"penalty_rules", "periodic_announce", b"periodic_announce", "periodic_announce_frequency", b"periodic_announce_frequency", "retry", b"retry", "ring_timeout", b"ring_timeout", "ringinuse", b"ringinuse", "service_level", b"service_level", "strategy", b"strategy", "weight", b"weight", "wrapup_time", b"wrapup_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit", "_min_announce_frequency", b"_min_announce_frequency", "_ring_timeout", b"_ring_timeout", "_service_level", b"_service_level", "announce_frequency", b"announce_frequency", "announce_holdtime", b"announce_holdtime", "announce_position", b"announce_position", "announce_position_limit", b"announce_position_limit", "announce_position_only_up", b"announce_position_only_up", "autopause_after", b"autopause_after", "ewt_method", b"ewt_method", "exit_context", b"exit_context", "joinempty", b"joinempty", "leavewhenempty", b"leavewhenempty", "max_wait", b"max_wait", "maxlen", b"maxlen", "min_announce_frequency", b"min_announce_frequency", "music_class", b"music_class", "name", b"name", "penalty_rules", b"penalty_rules", "periodic_announce", b"periodic_announce", "periodic_announce_frequency", b"periodic_announce_frequency", "retry", b"retry", "ring_timeout", b"ring_timeout", "ringinuse", b"ringinuse", "service_level", b"service_level", "strategy", b"strategy", "weight", b"weight", "wrapup_time", b"wrapup_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__announce_position_limit: _TypeAlias = _typing.Literal["announce_position_limit"]  # noqa: Y015
     _WhichOneofArgType__announce_position_limit: _TypeAlias = _typing.Literal["_announce_position_limit", b"_announce_position_limit"]  # noqa: Y015

@@ -150,6 +150,9 @@ class QueueConfig:
     ewt_method: str = "ewma"
     weight: int = 0
     """A higher weight wins an agent that is a member of several queues."""
+    announce_position_only_up: bool = False
+    """app_queue's announce-position-only-up: announce only when the caller's position improved
+    since its last announcement, or since its join (whose JoinAck told the node its position)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; a valid config returns None."""

@@ -119,6 +119,8 @@ def _announce(st: EngineState, caller: CallerRec, now: float, ewt: EwtFn, out: l
     moved = position != caller.last_pos_said and now - last >= cfg.min_announce_frequency
     # app_queue announces in wait_our_turn only: not to a caller whose agent is being rung (a prompt
     # would delay the connection; announce-to-first-user, off by default, is not offered).
+    if cfg.announce_position_only_up and caller.last_pos_said and position >= caller.last_pos_said:
+        due = moved = False  # app_queue: only when the position improved (held until it does)
     if (due or moved) and caller.state != RINGING:
         limit = cfg.announce_position_limit
         say_position = cfg.announce_position in ("yes", "more") or (

@@ -209,3 +209,9 @@ def test_penalty_rules_read_like_queuerules_conf(rules: list[object], expected: 
 def test_a_malformed_penalty_rule_is_refused_with_the_setting_named(rule: object) -> None:
     with pytest.raises(DefinitionError, match="penalty_rules"):
         queue_from_mapping("q", {"penalty_rules": [rule]})
+
+
+def test_announce_position_only_up_takes_app_queues_name_and_round_trips() -> None:
+    cfg = queue_from_mapping("q", {"announce-position-only-up": "yes", "announce_frequency": 30})
+    assert cfg.announce_position_only_up
+    assert queue_from_json(queue_json(cfg)) == cfg and queue_from_pb(queue_to_pb(cfg)) == cfg

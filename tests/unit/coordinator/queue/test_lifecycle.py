@@ -147,6 +147,18 @@ def test_announce_position_modes(mode: str, position: int, say: bool) -> None:
     assert [(a.position, a.say_position, a.say_holdtime) for a in out] == [(position, say, True)]
 
 
+def test_announce_position_only_up_announces_only_an_improved_position() -> None:
+    cfg = QueueConfig("q", announce_frequency=30.0, min_announce_frequency=5.0, announce_position_only_up=True)
+    e = engine(cfg)
+    for i in range(3):
+        e.apply(join(f"c{i}"), 0.0)
+    said = [(a.call_id, a.position) for t in (30.0, 60.0, 90.0) for a in only(e.apply(Tick(), t), Announce)]
+    assert said == []  # unchanged since the join, which told each its position
+    e.apply(CallerLeft("c0", "hangup"), 91.0)
+    said = [(a.call_id, a.position) for t in (95.0, 96.0) for a in only(e.apply(Tick(), t), Announce)]
+    assert said == [("c1", 1), ("c2", 2)]
+
+
 def test_announce_position_more_says_more_than_the_limit_past_it() -> None:
     cfg = QueueConfig("q", announce_frequency=30.0, announce_position="more", announce_position_limit=2)
     e = engine(cfg)
