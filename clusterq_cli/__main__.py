@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
                           ("apply", "create each queue, or update it when it exists")):
         queue.add_parser(command, help=f"{what} (YAML as the coordinator's queues file)").add_argument(
             "file", metavar="FILE|-", help="the file, or - for standard input")
+    caller = top.add_parser("caller").add_subparsers(dest="command", required=True)
+    priority = caller.add_parser("priority", help="change a waiting caller's priority (app_queue's "
+                                                  "'queue priority caller')")
+    priority.add_argument("call_id", help="the caller's channel id, as queue show lists it")
+    priority.add_argument("priority", type=int)
     agent = top.add_parser("agent").add_subparsers(dest="command", required=True)
     agent.add_parser("list", help="every logged-in agent and its state")
     agent.add_parser("show").add_argument("agent")
@@ -106,6 +111,9 @@ async def _execute(args: argparse.Namespace, client: AdminClient) -> list[str]:
         return [f"Deleted queue {args.queue}."]
     if args.area == "queue":  # create, update, apply: the file was read and checked before (run)
         return await send_queues(client, args.command, *args.definitions)
+    if args.area == "caller":
+        moved = await client.set_caller_priority(args.call_id, args.priority)
+        return [f"{args.call_id} in {moved.queue} now has priority {moved.priority}, position {moved.position}."]
     if args.command == "list":
         return await agent_list(client)
     if args.command == "login":

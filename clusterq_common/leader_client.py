@@ -204,6 +204,11 @@ class AdminClient:
         await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).DeleteQueue(
             admin_pb2.DeleteQueueRequest(name=name), timeout=5))
 
+    async def set_caller_priority(self, call_id: str, priority: int) -> admin_pb2.SetCallerPriorityResponse:
+        """QueueAdmin.SetCallerPriority (a waiting caller's new priority; its new position comes back)."""
+        return await self.call(lambda ch: admin_pb2_grpc.QueueAdminStub(ch).SetCallerPriority(
+            admin_pb2.SetCallerPriorityRequest(call_id=call_id, priority=priority), timeout=5))
+
     async def agent_state(self, agent_id: str) -> admin_pb2.AgentState:
         """Agents.GetState."""
         return await self.call(lambda ch: admin_pb2_grpc.AgentsStub(ch).GetState(

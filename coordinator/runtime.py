@@ -179,7 +179,7 @@ class LeaderRuntime:
                 self.send(self._call_node.get(dec.call_id, ""), dec)
             elif isinstance(dec, d.CallerExit):
                 self.send(dec.node_id, dec)
-            elif isinstance(dec, (d.Announce, d.PeriodicAnnounce)):
+            elif isinstance(dec, (d.Announce, d.PeriodicAnnounce, d.PriorityChanged)):
                 self.send(dec.node_id, dec)
             elif isinstance(dec, d.WatchDevices):
                 # Not attached: nothing to send; the whole list goes out when it attaches (NodeAlive).

@@ -19,6 +19,7 @@ call/devices.py, which reports their states (DeviceStateChanged) through the sam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -234,6 +235,8 @@ class NodeApp:
             self.actions.prompts.periodic(dec.periodic_announce)
         elif kind == "watch_devices":
             self.devices.apply(dec.watch_devices)
+        elif kind == "caller_priority":
+            self.actions.set_priority(dec.caller_priority)
         else:  # a newer leader's kind this node does not know (None: unknown to our proto)
             log.debug("ignoring decision of unknown kind %s", kind)
 
@@ -318,6 +321,8 @@ class NodeApp:
             c.arrival_seq, c.position, c.told_position = adopted.arrival_seq, adopted.position, adopted.position
             c.music_class, c.exit_context = adopted.music_class, adopted.exit_context
             c.answered = adopted.answered
+            if adopted.priority is not None:  # changed by an operator while it waited
+                c.args = dataclasses.replace(c.args, priority=adopted.priority)
         self.callers[c.call_id] = c
         return c
 

@@ -309,6 +309,58 @@ class ListQueuesResponse(_message.Message):
 Global___ListQueuesResponse: _TypeAlias = ListQueuesResponse  # noqa: Y015
 
 @_typing.final
+class SetCallerPriorityRequest(_message.Message):
+    """Change a waiting caller's priority (app_queue's `queue priority caller`, AMI QueueChangePriorityCaller)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The caller's channel id (as `queue show` lists it)."""
+    priority: _builtins.int
+    """-1,000,000 .. 1,000,000, like Stasis(clusterq,<queue>,priority=N)."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        priority: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "priority", b"priority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCallerPriorityRequest: _TypeAlias = SetCallerPriorityRequest  # noqa: Y015
+
+@_typing.final
+class SetCallerPriorityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    position: _builtins.int
+    """Its 1-based position with the new priority."""
+    priority: _builtins.int
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        position: _builtins.int = ...,
+        priority: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "priority", b"priority", "queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCallerPriorityResponse: _TypeAlias = SetCallerPriorityResponse  # noqa: Y015
+
+@_typing.final
 class QueueMembership(_message.Message):
     """An agent's membership of one queue."""
 

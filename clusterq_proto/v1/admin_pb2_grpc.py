@@ -54,6 +54,11 @@ class QueueAdminStub:
                 request_serializer=clusterq__proto_dot_v1_dot_admin__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=clusterq__proto_dot_v1_dot_admin__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.SetCallerPriority = channel.unary_unary(
+                '/clusterq.v1.QueueAdmin/SetCallerPriority',
+                request_serializer=clusterq__proto_dot_v1_dot_admin__pb2.SetCallerPriorityRequest.SerializeToString,
+                response_deserializer=clusterq__proto_dot_v1_dot_admin__pb2.SetCallerPriorityResponse.FromString,
+                _registered_method=True)
 
 
 class QueueAdminServicer:
@@ -86,6 +91,15 @@ class QueueAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetCallerPriority(self, request, context):
+        """Move a waiting (or ringing) caller to a new priority within its queue, keeping its arrival order
+        among callers of that priority; NOT_FOUND for an unknown caller, FAILED_PRECONDITION for one
+        already talking to an agent. Not stored in etcd: its node keeps it on the channel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +122,11 @@ def add_QueueAdminServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=clusterq__proto_dot_v1_dot_admin__pb2.ListQueuesRequest.FromString,
                     response_serializer=clusterq__proto_dot_v1_dot_admin__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'SetCallerPriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCallerPriority,
+                    request_deserializer=clusterq__proto_dot_v1_dot_admin__pb2.SetCallerPriorityRequest.FromString,
+                    response_serializer=clusterq__proto_dot_v1_dot_admin__pb2.SetCallerPriorityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +237,33 @@ class QueueAdmin:
             '/clusterq.v1.QueueAdmin/ListQueues',
             clusterq__proto_dot_v1_dot_admin__pb2.ListQueuesRequest.SerializeToString,
             clusterq__proto_dot_v1_dot_admin__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCallerPriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clusterq.v1.QueueAdmin/SetCallerPriority',
+            clusterq__proto_dot_v1_dot_admin__pb2.SetCallerPriorityRequest.SerializeToString,
+            clusterq__proto_dot_v1_dot_admin__pb2.SetCallerPriorityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,11 @@ class QueueAdminStub:
     DeleteQueue: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteQueueRequest, _admin_pb2.DeleteQueueResponse]
     """Delete a queue; waiting callers continue in the dialplan with QUEUE_DELETED."""
     ListQueues: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListQueuesRequest, _admin_pb2.ListQueuesResponse]
+    SetCallerPriority: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetCallerPriorityRequest, _admin_pb2.SetCallerPriorityResponse]
+    """Move a waiting (or ringing) caller to a new priority within its queue, keeping its arrival order
+    among callers of that priority; NOT_FOUND for an unknown caller, FAILED_PRECONDITION for one
+    already talking to an agent. Not stored in etcd: its node keeps it on the channel.
+    """
 
 @_typing.type_check_only
 class QueueAdminAsyncStub(QueueAdminStub):
@@ -52,6 +57,11 @@ class QueueAdminAsyncStub(QueueAdminStub):
     DeleteQueue: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteQueueRequest, _admin_pb2.DeleteQueueResponse]  # type: ignore[assignment]
     """Delete a queue; waiting callers continue in the dialplan with QUEUE_DELETED."""
     ListQueues: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListQueuesRequest, _admin_pb2.ListQueuesResponse]  # type: ignore[assignment]
+    SetCallerPriority: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetCallerPriorityRequest, _admin_pb2.SetCallerPriorityResponse]  # type: ignore[assignment]
+    """Move a waiting (or ringing) caller to a new priority within its queue, keeping its arrival order
+    among callers of that priority; NOT_FOUND for an unknown caller, FAILED_PRECONDITION for one
+    already talking to an agent. Not stored in etcd: its node keeps it on the channel.
+    """
 
 class QueueAdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -84,6 +94,17 @@ class QueueAdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListQueuesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListQueuesResponse, _abc.Awaitable[_admin_pb2.ListQueuesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetCallerPriority(
+        self,
+        request: _admin_pb2.SetCallerPriorityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetCallerPriorityResponse, _abc.Awaitable[_admin_pb2.SetCallerPriorityResponse]]:
+        """Move a waiting (or ringing) caller to a new priority within its queue, keeping its arrival order
+        among callers of that priority; NOT_FOUND for an unknown caller, FAILED_PRECONDITION for one
+        already talking to an agent. Not stored in etcd: its node keeps it on the channel.
+        """
 
 def add_QueueAdminServicer_to_server(servicer: QueueAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -570,6 +570,7 @@ class Decision(_message.Message):
     PERIODIC_ANNOUNCE_FIELD_NUMBER: _builtins.int
     QUEUE_MEDIA_FIELD_NUMBER: _builtins.int
     WATCH_DEVICES_FIELD_NUMBER: _builtins.int
+    CALLER_PRIORITY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def stamp(self) -> _common_pb2.Stamp:
         """Filled by the node from DecisionBatch.stamp (leaders before that field stamped every decision).
@@ -596,6 +597,8 @@ class Decision(_message.Message):
     def queue_media(self) -> Global___QueueMedia: ...
     @_builtins.property
     def watch_devices(self) -> Global___WatchDevices: ...
+    @_builtins.property
+    def caller_priority(self) -> Global___CallerPriority: ...
     def __init__(
         self,
         *,
@@ -610,16 +613,43 @@ class Decision(_message.Message):
         periodic_announce: Global___PeriodicAnnounce | None = ...,
         queue_media: Global___QueueMedia | None = ...,
         watch_devices: Global___WatchDevices | None = ...,
+        caller_priority: Global___CallerPriority | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp", "watch_devices", b"watch_devices"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "caller_priority", b"caller_priority", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp", "watch_devices", b"watch_devices"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp", "watch_devices", b"watch_devices"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "caller_priority", b"caller_priority", "cancel_offer", b"cancel_offer", "connect", b"connect", "continue_in_dialplan", b"continue_in_dialplan", "decision", b"decision", "join_ack", b"join_ack", "join_reject", b"join_reject", "offer", b"offer", "periodic_announce", b"periodic_announce", "queue_media", b"queue_media", "stamp", b"stamp", "watch_devices", b"watch_devices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_decision: _TypeAlias = _typing.Literal["join_ack", "join_reject", "offer", "connect", "cancel_offer", "continue_in_dialplan", "announce", "periodic_announce", "queue_media", "watch_devices"]  # noqa: Y015
+    _WhichOneofReturnType_decision: _TypeAlias = _typing.Literal["join_ack", "join_reject", "offer", "connect", "cancel_offer", "continue_in_dialplan", "announce", "periodic_announce", "queue_media", "watch_devices", "caller_priority"]  # noqa: Y015
     _WhichOneofArgType_decision: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_decision) -> _WhichOneofReturnType_decision | None: ...
 
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class CallerPriority(_message.Message):
+    """An operator changed this waiting caller's priority: the node keeps it on the channel
+    (CLUSTERQ_PRIORITY) and reports it from then on (CallJoined.priority in its Register snapshots).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    priority: _builtins.int
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        priority: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "priority", b"priority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallerPriority: _TypeAlias = CallerPriority  # noqa: Y015
 
 @_typing.final
 class WatchDevices(_message.Message):

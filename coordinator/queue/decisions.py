@@ -20,6 +20,7 @@ __all__ = [
     "JoinRejected",
     "Offer",
     "PeriodicAnnounce",
+    "PriorityChanged",
     "QueueStats",
     "WatchDevices",
 ]
@@ -149,6 +150,17 @@ class WatchDevices:
     replace: bool
 
 
+@fast_init
+@dataclass(frozen=True, slots=True)
+class PriorityChanged:
+    """A waiting caller's priority was changed (CallerPriorityChanged): its node keeps it on the channel,
+    so that the caller keeps it when it is re-reported to a later leader."""
+
+    call_id: str
+    node_id: str
+    priority: int
+
+
 Decision = (
     JoinAccepted
     | JoinRejected
@@ -160,6 +172,7 @@ Decision = (
     | PeriodicAnnounce
     | AgentStateChanged
     | WatchDevices
+    | PriorityChanged
 )
 """Every output of QueueEngine.apply."""
 

@@ -15,6 +15,7 @@ __all__ = [
     "CallAdopted",
     "CallEnded",
     "CallUnbridged",
+    "CallerPriorityChanged",
     "CallerJoined",
     "CallerLeft",
     "DeviceStateChanged",
@@ -233,6 +234,17 @@ class DeviceStateChanged:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class CallerPriorityChanged:
+    """An operator changes a waiting caller's priority (app_queue's `queue priority caller`, AMI
+    QueueChangePriorityCaller): it moves within its queue's line as if it had joined with it, keeping
+    its arrival order among callers of that priority. A connected caller is not changed."""
+
+    call_id: str
+    priority: int
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Settling:
     """A new leader's settle (active) or its end. While it settles, the nodes re-report their callers
     and legs and their device states, and the leader knows its agents (loaded first) but nothing is
@@ -269,6 +281,7 @@ Event = (
     | NodeAlive
     | DeviceStateChanged
     | Settling
+    | CallerPriorityChanged
     | Tick
 )
 """Every input of QueueEngine.apply."""

@@ -41,6 +41,7 @@ from coordinator.queue.events import (
     CallEnded,
     CallerJoined,
     CallerLeft,
+    CallerPriorityChanged,
     CallUnbridged,
     DeviceStateChanged,
     Event,
@@ -66,6 +67,7 @@ from coordinator.queue.lifecycle import (
 from coordinator.queue.model import CallerStatus
 from coordinator.queue.nodes import node_alive, node_attached, node_detached, node_lost
 from coordinator.queue.ranking import QueueLine, rank_key
+from coordinator.queue.reprioritize import change_priority
 from coordinator.queue.state import CONNECTED, CallerRec, EngineState, QueueRec
 from coordinator.queue.timers import live, run_due, schedule_caller_timers
 from coordinator.queue.views import agent_view, caller_ewt, caller_view, queue_stats
@@ -179,6 +181,7 @@ class QueueEngine:
             NodeAttached: lambda e, now, out: node_attached(st, e.node_id, now, out),
             NodeAlive: lambda e, now, out: node_alive(st, e.node_id, now, out),
             DeviceStateChanged: lambda e, now, out: device_state_changed(st, e, now),
+            CallerPriorityChanged: lambda e, now, out: change_priority(st, e, out),
             Settling: settling,
             Tick: _ignore,
         }

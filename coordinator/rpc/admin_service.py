@@ -12,7 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from clusterq_common.text import plain_text_error
+from clusterq_common.text import clip, plain_text_error
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from coordinator.config import NAME_RE
 from coordinator.definitions import DefinitionError, agent_from_pb, queue_from_pb, queue_to_pb
@@ -23,11 +23,13 @@ from coordinator.queue import (
     AgentPaused,
     AgentUnpaused,
     AgentView,
+    CallerPriorityChanged,
     Event,
     QueueDefined,
     QueueDeleted,
 )
 from coordinator.replica import ReplicaState
+from coordinator.rpc.convert_node import MAX_PRIORITY
 from coordinator.rpc.errors import abort, abort_not_leader
 from coordinator.rpc.stats_view import MAX_CALLERS_LISTED, add_callers, agent_state_pb, snapshot_pb
 from coordinator.runtime import LeaderRuntime
@@ -168,6 +170,24 @@ class QueueAdminServicer(admin_pb2_grpc.QueueAdminServicer):
         """Every queue definition, by name."""
         rt, _ = await _leader(self.state, context)
         return admin_pb2.ListQueuesResponse(queues=[queue_to_pb(rt.queues[n]) for n in sorted(rt.queues)])
+
+    async def SetCallerPriority(self, request: admin_pb2.SetCallerPriorityRequest,
+                                context: Ctx) -> admin_pb2.SetCallerPriorityResponse:
+        """Move a waiting caller to a new priority (runtime state only: its node keeps it)."""
+        rt, _ = await _leader(self.state, context)
+        call_id, priority = request.call_id, request.priority
+        if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                        f"priority must be in -{MAX_PRIORITY}..{MAX_PRIORITY}")
+        caller = rt.engine.caller(call_id) if call_id else None
+        if caller is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no caller {clip(call_id)} is queued")
+        assert caller is not None
+        if caller.position is None:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"caller {clip(call_id)} is talking to an agent")
+        rt.apply(CallerPriorityChanged(call_id, priority))
+        return admin_pb2.SetCallerPriorityResponse(queue=caller.queue, position=rt.engine.position(call_id) or 0,
+                                                   priority=priority)
 
 
 def _find_agent(rt: LeaderRuntime, agent_id: str) -> AgentView | None:

@@ -28,6 +28,7 @@ from coordinator.queue.model import DEVICE_STATES
 
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 256
+MAX_PRIORITY = 1_000_000  # |priority| of a caller, as the stasis app's priority= argument allows
 MAX_REQUIREMENTS = 16
 MAX_WAITED = 86_400.0  # seconds a (re-)reported caller may say it has waited: one day
 LEFT_REASONS = frozenset({"hangup", "exitkey", "timeout", "grace"})
@@ -78,7 +79,7 @@ def joined_event(
     if len(number) > MAX_TEXT_LEN or len(name) > MAX_TEXT_LEN:
         return BadNodeEvent("caller id too long", call_id)
     priority = msg.priority
-    if not -1_000_000 <= priority <= 1_000_000:
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
         return BadNodeEvent("priority out of range", call_id)
     waited = msg.waited
     # Also false for NaN; an infinite or huge wait would reach the engine's and queue_log's arithmetic.
@@ -247,6 +248,8 @@ def fill_decision(out: node_pb2.Decision, dec: Decision) -> bool:
         w.watch.extend(dec.watch)
         w.unwatch.extend(dec.unwatch)
         w.replace = dec.replace
+    elif type(dec) is d.PriorityChanged:
+        out.caller_priority.call_id, out.caller_priority.priority = dec.call_id, dec.priority
     else:
         return False
     return True

@@ -30,6 +30,8 @@ MAX_ARG_LEN = 512
 MAX_SKILLS = 16
 
 
+MAX_PRIORITY = 1_000_000  # |priority=N|, as the coordinator accepts it (convert_node.MAX_PRIORITY)
+
 @dataclass(frozen=True)
 class QueueArgs:
     """A valid caller entry."""
@@ -101,7 +103,7 @@ def parse_args(args: tuple[str, ...]) -> QueueArgs | BadArgs:
         try:
             if key == "priority":
                 priority = int(value)
-                if not -1_000_000 <= priority <= 1_000_000:
+                if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
                     return BadArgs("priority out of range -1000000..1000000")
             elif key == "timeout":
                 timeout = float(value)

@@ -8,6 +8,7 @@ exactly one of CallLeft / CallEnded is reported for it unless the leader itself 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -156,6 +157,14 @@ class CallerActions:
         if m.arrival_seq != c.arrival_seq:  # a re-join after a leader change keeps its sequence
             c.arrival_seq = m.arrival_seq
             self._write(c, r.VAR_SEQ, str(m.arrival_seq))
+
+    def set_priority(self, m: node_pb2.CallerPriority) -> None:
+        """An operator changed the caller's priority: reported from now on (Register snapshots) and
+        kept on its channel (CLUSTERQ_PRIORITY) for a restarted app, as its Stasis argument cannot be."""
+        c = self.app.callers.get(m.call_id)
+        if c is not None and c.args.priority != m.priority:
+            c.args = dataclasses.replace(c.args, priority=m.priority)
+            self._write(c, r.VAR_PRIORITY, str(m.priority))
 
     def tell_position(self, c: r.Caller, position: int) -> None:
         """Keep the caller's last told position on its channel (CLUSTERQ_POSITION); unchanged

@@ -18,7 +18,8 @@ VAR_POSITION = "CLUSTERQ_POSITION"
 VAR_MUSIC = "CLUSTERQ_MUSIC"
 VAR_EXIT_CONTEXT = "CLUSTERQ_EXIT_CONTEXT"
 VAR_AGENT = "CLUSTERQ_AGENT"
-ADOPT_VARS = (VAR_SEQ, VAR_JOINED, VAR_ORDER, VAR_POSITION, VAR_MUSIC, VAR_EXIT_CONTEXT, VAR_AGENT)
+VAR_PRIORITY = "CLUSTERQ_PRIORITY"  # set only when an operator changed it (else the Stasis argument's)
+ADOPT_VARS = (VAR_SEQ, VAR_JOINED, VAR_ORDER, VAR_POSITION, VAR_MUSIC, VAR_EXIT_CONTEXT, VAR_AGENT, VAR_PRIORITY)
 DEFAULT_MUSIC = "default"
 
 # Caller states.
@@ -39,6 +40,7 @@ class Adopted:
     # Answered (or ringing indicated) by an earlier process: the channel is Up, or carries VAR_JOINED
     # (written right after the answer). A restarted app answers a caller without either.
     answered: bool
+    priority: int | None = None  # VAR_PRIORITY: an operator's change, which wins over the Stasis argument
 
 
 @dataclass(eq=False)

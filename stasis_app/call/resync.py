@@ -34,6 +34,7 @@ from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
 from stasis_app.call.agent_args import AGENT_OPS
+from stasis_app.call.args import MAX_PRIORITY
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
@@ -85,7 +86,18 @@ def _parse_adopted(values: dict[str, str | None], channel_state: str) -> r.Adopt
         join_order=order or None, position=count(r.VAR_POSITION, 2**31),
         music_class="" if music == "none" else music, exit_context=values.get(r.VAR_EXIT_CONTEXT) or "",
         agent_id=values.get(r.VAR_AGENT) or "",
-        answered=channel_state == "Up" or bool(values.get(r.VAR_JOINED)))
+        answered=channel_state == "Up" or bool(values.get(r.VAR_JOINED)),
+        priority=_priority(values.get(r.VAR_PRIORITY)))
+
+
+def _priority(text: str | None) -> int | None:
+    """CLUSTERQ_PRIORITY as written by set_priority; anything else (unset, not a number, out of the
+    range a Stasis argument may give) counts as not set."""
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    return value if -MAX_PRIORITY <= value <= MAX_PRIORITY else None
 
 
 class Reconciler:

@@ -17,12 +17,19 @@ def test_login_memberships_and_skills_are_parsed() -> None:
     assert [(s.key, s.value) for s in args.skills] == [("lang", "de")]
 
 
+def test_caller_priority_is_parsed() -> None:
+    args = parser().parse_args(["caller", "priority", "a-1700000000.12", "-3"])
+    assert (args.area, args.command, args.call_id, args.priority) == ("caller", "priority", "a-1700000000.12", -3)
+
+
 @pytest.mark.parametrize("bad", [
     ["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a", "--queue", "support:high"],
     ["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a", "--queue", "a:1:2:3"],
     ["agent", "login", "alice", "--endpoint", "PJSIP/alice", "--node", "a", "--queue", "q", "--skill", "lang"],
     ["agent", "login", "alice", "--node", "a", "--queue", "q"],
     ["queue", "frobnicate"],
+    ["caller", "priority", "a-1", "high"],
+    ["caller", "priority", "a-1"],
 ])
 def test_bad_usage_exits_with_status_2(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:

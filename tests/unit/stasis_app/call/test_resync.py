@@ -330,3 +330,22 @@ async def test_a_trunk_leg_that_arrived_during_a_websocket_drop_is_bridged_not_h
             await n.settle()
         assert leg in ari.channels and set(ari.bridges["a-br-o1_"].channels) == {cid, leg}
         assert n.app.callers[cid].state == r.CONNECTED
+
+
+async def test_a_priority_changed_by_an_operator_is_reported_and_survives_a_restart() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        cid = await old.queued_caller(("support", "priority=2"))
+        other = await old.queued_caller(position=2)
+        await old.settle()
+        old.coord.decide(caller_priority=node_pb2.CallerPriority(call_id=cid, priority=7))
+        await old.settle()
+        snap = {c.joined.call_id: c.joined.priority for c in old.app.snapshot().calls}
+        assert snap == {cid: 7, other: 0}  # what the next leader is told
+        assert ari.channels[cid].variables[r.VAR_PRIORITY] == "7"
+        assert r.VAR_PRIORITY not in ari.channels[other].variables
+    ari.channels[other].variables[r.VAR_PRIORITY] = "x"  # not a number: the Stasis argument's counts
+    new_ari = ari.successor()
+    async with running(new_ari) as new:
+        [register] = new.coord.registers
+        assert {c.joined.call_id: c.joined.priority for c in register.calls} == {cid: 7, other: 0}
