@@ -67,11 +67,7 @@ def fail_offer(st: EngineState, offer: OfferRec, reason: str, now: float, out: l
             out.append(AgentStateChanged(offer.agent_id, "paused", "autopause"))
     if caller is not None:
         if reason in _NEXT_AT_ONCE:
-            caller.busy.add(offer.agent_id)
-        elif caller.busy:
-            # A ring-out ends app_queue's round: who was busy in it is a candidate again.
-            caller.tried.difference_update(caller.busy)
-            caller.busy.clear()
+            caller.busy.add(offer.agent_id)  # out of the round until everyone free failed busy
         caller.tried.add(offer.agent_id)
         if caller.state == WAITING and q is not None and q.config.retry > 0:
             if reason in _NEXT_AT_ONCE:

@@ -69,7 +69,8 @@ class CallerRec:
     tier was tried."""
     busy: set[str] = field(default_factory=set)
     """Those of `tried` that failed busy / unavailable: out of the round altogether, so the next
-    penalty tier rings at once (app_queue's ring_one after a busy); a ring-out ends the round."""
+    penalty tier rings at once (app_queue's ring_one after a busy), until a round in which every free
+    candidate failed busy (dispatch._new_round)."""
     retry_until: float = -math.inf
     retry_owed: bool = False
     """A member failed it busy / unavailable this round: the next member rings at once, the queue's

@@ -148,6 +148,15 @@ def test_a_busy_lower_penalty_member_passes_the_caller_to_the_next_tier_at_once(
     assert offered(e.apply(OfferFailed(first.offer_id, "busy"), 1.0)) == [("x", "b")]
 
 
+def test_linear_after_a_busy_member_and_a_ring_out_rings_the_next_member_not_the_busy_one() -> None:
+    # app_queue's linear moves on past the member that rang out; the busy one is not rung again first.
+    e = engine(QueueConfig("q", strategy=Strategy.LINEAR), agents=(agent("busy1"), agent("deaf2"), agent("good3")))
+    [first] = only(e.apply(join("x"), 0.0), Offer)
+    [second] = only(e.apply(OfferFailed(first.offer_id, "busy"), 0.5), Offer)
+    assert (first.agent_id, second.agent_id) == ("busy1", "deaf2")
+    assert offered(e.apply(Tick(), 15.5)) == [("x", "good3")]  # deaf2 rang out
+
+
 def test_ringall_with_its_whole_tier_busy_rings_the_next_tier() -> None:
     e = engine(QueueConfig("q"), agents=(agent("a"), agent("b"), agent("c", penalty=1)))
     offers = only(e.apply(join("x"), 0.0), Offer)
