@@ -1,4 +1,5 @@
-"""app_queue's queues.conf spellings in the queues file: option names and yes/no words.
+"""app_queue's queues.conf spellings in the queues file: option names, yes/no words, and
+queuerules.conf's penaltychange rules.
 
 An operator moving a queues.conf section into the queues file may keep app_queue's names
 (`musicclass`, `wrapuptime`, `timeout`, `context`, ...) and its yes/no/strict/loose words; they are
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ALIASES", "MAX_CONDITIONS", "empty_conditions", "yes_no_word"]
+from coordinator.queue.model import PenaltyRule
+
+__all__ = ["ALIASES", "MAX_CONDITIONS", "empty_conditions", "penalty_rules", "yes_no_word"]
 
 # app_queue option (after '-' -> '_') -> clusterq setting; the same name in both needs no entry.
 ALIASES = {
@@ -78,3 +81,35 @@ def yes_no_word(value: Any) -> str:
     if not isinstance(value, (str, int, float)):  # a YAML list or mapping: its text is no word
         raise ValueError(f"want one word, got a {type(value).__name__}")
     return str(value)
+
+
+def _penalty_value(value: Any, previous: int) -> int:
+    """One penalty of a rule as queuerules.conf writes it: N (absolute), "+N" / "-N" (relative to the
+    previous rule's, 0 before the first rule), empty or absent (no change)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return previous
+    if isinstance(value, str) and value.strip()[0] in "+-":
+        return max(0, previous + int(value.strip()))
+    return int(value)
+
+
+def penalty_rules(value: Any) -> tuple[PenaltyRule, ...]:
+    """penalty_rules from the queues file: mappings (after_seconds, max_penalty, min_penalty) or
+    queuerules.conf's `penaltychange` text ("30,+2" or "60,10,2"), in order of after_seconds; like
+    app_queue, an omitted or relative minimum / maximum is taken from the rule before."""
+    items = []
+    for r in value:
+        if isinstance(r, str):
+            parts = [p.strip() for p in r.split(",")]
+            if not 2 <= len(parts) <= 3:
+                raise ValueError(f"penalty rule {r[:70]!r}: want 'seconds,max[,min]'")
+            items.append((float(parts[0]), parts[1], parts[2] if len(parts) == 3 else None))
+        else:
+            items.append((float(r["after_seconds"]), r.get("max_penalty"), r.get("min_penalty")))
+    rules = []
+    max_penalty = min_penalty = 0
+    for after, max_raw, min_raw in sorted(items, key=lambda item: item[0]):
+        max_penalty = _penalty_value(max_raw, max_penalty)
+        min_penalty = _penalty_value(min_raw, min_penalty)
+        rules.append(PenaltyRule(after, max_penalty, min_penalty))
+    return tuple(rules)

@@ -37,7 +37,7 @@ import yaml
 from clusterq_common.dialplan import RESERVED_FIRST_ARGS
 from clusterq_common.text import clip, cut, plain_text_error
 from clusterq_proto.v1 import admin_pb2, common_pb2
-from coordinator.app_queue_names import ALIASES, empty_conditions, yes_no_word
+from coordinator.app_queue_names import ALIASES, empty_conditions, penalty_rules, yes_no_word
 from coordinator.queue.model import (
     DURATIONS,
     MAX_SECONDS,
@@ -46,7 +46,6 @@ from coordinator.queue.model import (
     PERIODS,
     AgentConfig,
     Membership,
-    PenaltyRule,
     QueueConfig,
     Strategy,
 )
@@ -134,38 +133,6 @@ def _check_queue_bounds(cfg: QueueConfig, stored: bool) -> None:
             raise DefinitionError(f"queue {cfg.name}: {error}")
 
 
-def _penalty_value(value: Any, previous: int) -> int:
-    """One penalty of a rule as queuerules.conf writes it: N (absolute), "+N" / "-N" (relative to the
-    previous rule's, 0 before the first rule), empty or absent (no change)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return previous
-    if isinstance(value, str) and value.strip()[0] in "+-":
-        return max(0, previous + int(value.strip()))
-    return int(value)
-
-
-def _penalty_rules(value: Any) -> tuple[PenaltyRule, ...]:
-    """penalty_rules from the queues file: mappings (after_seconds, max_penalty, min_penalty) or
-    queuerules.conf's `penaltychange` text ("30,+2" or "60,10,2"), in order of after_seconds; like
-    app_queue, an omitted or relative minimum / maximum is taken from the rule before."""
-    items = []
-    for r in value:
-        if isinstance(r, str):
-            parts = [p.strip() for p in r.split(",")]
-            if not 2 <= len(parts) <= 3:
-                raise ValueError(f"penalty rule {r[:70]!r}: want 'seconds,max[,min]'")
-            items.append((float(parts[0]), parts[1], parts[2] if len(parts) == 3 else None))
-        else:
-            items.append((float(r["after_seconds"]), r.get("max_penalty"), r.get("min_penalty")))
-    rules = []
-    max_penalty = min_penalty = 0
-    for after, max_raw, min_raw in sorted(items, key=lambda item: item[0]):
-        max_penalty = _penalty_value(max_raw, max_penalty)
-        min_penalty = _penalty_value(min_raw, min_penalty)
-        rules.append(PenaltyRule(after, max_penalty, min_penalty))
-    return tuple(rules)
-
-
 def _coerce(field: str, value: Any) -> Any:
     if field == "strategy":
         try:
@@ -180,7 +147,7 @@ def _coerce(field: str, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(str(x).strip() for x in items if str(x).strip())
     if field == "penalty_rules":
-        return _penalty_rules(value)
+        return penalty_rules(value)
     default = _FIELDS[field].default
     if isinstance(default, bool):
         if isinstance(value, str):

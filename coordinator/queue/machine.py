@@ -22,14 +22,7 @@ from typing import Any
 
 from coordinator.queue.admission import EMPTY, initial_band, join_args_problem, leave_when_empty, member_status
 from coordinator.queue.agents import agent_logged_in, agent_logged_out, agent_paused
-from coordinator.queue.decisions import (
-    AgentView,
-    CallerView,
-    Decision,
-    JoinAccepted,
-    JoinRejected,
-    QueueStats,
-)
+from coordinator.queue.decisions import AgentView, CallerView, Decision, JoinAccepted, JoinRejected, QueueStats
 from coordinator.queue.devices import device_state_changed
 from coordinator.queue.dispatch import dispatch
 from coordinator.queue.events import (
