@@ -8,9 +8,10 @@ carry either, or one value forges fields and lines.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["CLIP", "clip", "clip_items", "cut", "plain_text_error"]
+__all__ = ["CLIP", "breaks_line", "clip", "clip_items", "cut", "one_line", "plain_text_error"]
 
 CLIP = 70
 """Characters of a value a message quotes."""
@@ -39,11 +40,26 @@ def clip_items(items: Iterable[object], limit: int = MAX_LISTED) -> str:
     return f"[{shown}]{more}"
 
 
+_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # control characters, line and paragraph separators
+
+
+def breaks_line(c: str) -> bool:
+    """Whether the character `c` can break a one-line text: a control character (newline, tab, NUL,
+    ...) or a Unicode line / paragraph separator. Other spaces (no-break, ideographic) and format
+    characters (the zero-width non-joiner of Persian spelling) are ordinary text."""
+    return unicodedata.category(c) in _BREAKING
+
+
+def one_line(value: str) -> bool:
+    """Whether no character of `value` breaks a line (see breaks_line)."""
+    return value.isprintable() or not any(breaks_line(c) for c in value)
+
+
 def plain_text_error(what: str, value: str, *, bar: bool = True) -> str | None:
     """Why `value` is no plain one-line text (None: it is): control characters (newlines, NUL, tabs,
-    Unicode line separators: anything str.isprintable refuses) and, with `bar`, the `|` that
-    separates queue_log's fields."""
-    if not value.isprintable():
+    Unicode line separators: see breaks_line) and, with `bar`, the `|` that separates queue_log's
+    fields."""
+    if not one_line(value):
         return f"{what} must not contain control characters (newline, tab, NUL, ...): {clip(value)}"
     if bar and "|" in value:
         return f"{what} must not contain '|' (it separates queue_log's fields): {clip(value)}"

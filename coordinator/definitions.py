@@ -110,6 +110,15 @@ def _within_bounds(name: str, kw: dict[str, Any]) -> None:
         if fixed != value:
             log.warning("stored queue %s: %s %r is out of bounds, %r is used", name, field, value, fixed)
             kw[field] = fixed
+    rules = kw.get("penalty_rules")
+    if rules:
+        # A rule after more than MAX_SECONDS of waiting can never apply: it is dropped, not moved
+        # (two moved to the bound would no longer be in order).
+        kept = tuple(r for r in rules if not (math.isfinite(r.after_seconds) and r.after_seconds > MAX_SECONDS))
+        if len(kept) != len(rules):
+            log.warning("stored queue %s: %d penalty rules after more than %.0f s dropped (they never apply)",
+                        name, len(rules) - len(kept), MAX_SECONDS)
+            kw["penalty_rules"] = kept
 
 
 def _check_queue_bounds(cfg: QueueConfig, stored: bool) -> None:

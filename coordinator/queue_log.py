@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clusterq_common.channel_names import agent_leg_id
+from clusterq_common.text import breaks_line, one_line
 from coordinator.queue import (
     AgentLoggedIn,
     AgentLoggedOut,
@@ -130,7 +131,7 @@ class QueueLogBook:
         # The last line of defence: a "|" or a line break inside a field (a caller id as the far end set
         # it, a call id a node reported, any text a check upstream let through) would forge fields and
         # whole lines in every tool that reads the file. One pass over the clean line in C decides.
-        if line.count("|") != len(fields) - 1 or not line.isprintable():
+        if line.count("|") != len(fields) - 1 or not one_line(line):
             line = "|".join(map(_clean, fields))
         self._write(line + "\n")
 
@@ -270,9 +271,9 @@ class QueueLogBook:
 
 
 def _clean(field: str) -> str:
-    """`field` with each "|" and each character str.isprintable refuses (control characters, line and
-    paragraph separators) replaced by "_"."""
-    return "".join(c if c.isprintable() and c != "|" else "_" for c in field)
+    """`field` with each "|" and each character that breaks a line (control characters, line and
+    paragraph separators: clusterq_common.text.breaks_line) replaced by "_"."""
+    return "".join("_" if c == "|" or breaks_line(c) else c for c in field)
 
 
 # Durations come from clocks and from nodes (a re-reported caller's wait): a non-finite one is

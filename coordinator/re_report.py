@@ -116,6 +116,10 @@ def apply_register(rt: LeaderRuntime, link: NodeLink, reg: node_pb2.Register) ->
                 seq = snap.arrival_seq or held.arrival_seq
                 rt.apply(CallUnbridged(held.call_id))
                 rt.join(link, snap.joined, seq or None)
+            if held is not None and held.position is not None and held.priority != snap.joined.priority:
+                # An operator's priority change the node never got (its stream was down, or the
+                # decision went with it): sent again, or the next leader ranks the caller by the old one.
+                rt.send(link.node_id, d.PriorityChanged(held.call_id, link.node_id, held.priority))
             if held is not None and held.position is not None and held.arrival_seq != snap.arrival_seq:
                 # Held here, but the node has not its sequence: the JoinAck went with the old
                 # stream. Sent again (the engine answers a repeated join with it), or the caller

@@ -323,6 +323,7 @@ class NodeApp:
             c.answered = adopted.answered
             if adopted.priority is not None:  # changed by an operator while it waited
                 c.args = dataclasses.replace(c.args, priority=adopted.priority)
+                c.priority_set = True
         self.callers[c.call_id] = c
         return c
 

@@ -164,6 +164,7 @@ class CallerActions:
         c = self.app.callers.get(m.call_id)
         if c is not None and c.args.priority != m.priority:
             c.args = dataclasses.replace(c.args, priority=m.priority)
+            c.priority_set = True
             self._write(c, r.VAR_PRIORITY, str(m.priority))
 
     def tell_position(self, c: r.Caller, position: int) -> None:
@@ -236,6 +237,8 @@ class CallerActions:
         variables = {"CLUSTERQ_STATUS": status, "CLUSTERQ_WAIT": str(wait), r.VAR_POSITION: str(c.position)}
         if message:
             variables["CLUSTERQ_MESSAGE"] = message[:200]
+        if c.priority_set:  # an operator's change was for this visit: a later Stasis() takes its own argument
+            variables[r.VAR_PRIORITY] = ""
 
         async def back() -> None:
             await self.silence(c)

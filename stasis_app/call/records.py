@@ -71,6 +71,7 @@ class Caller:
     # re-queued on AgentLegFailed (see connections._requeue_on_leader).
     reported_connected: bool = False
     hanging_up: bool = False  # ChannelHangupRequested seen: its leaving a bridge is no loss of music
+    priority_set: bool = False  # its channel carries VAR_PRIORITY (an operator's change): cleared as it leaves
     connected_wall: float = 0.0  # when bridged with an agent (0: never): the wait ends there
     answered: bool = False  # answered (or ringing indicated) on Asterisk
     offer_rank: int = 0  # place of its latest offer in the order this node received offers (0: none)

@@ -45,6 +45,15 @@ def test_a_stored_queue_an_older_leader_accepted_loads_within_the_bounds(caplog:
         queue_from_json(json.dumps(record | {"ring_timeout": -1.0}).encode())
 
 
+
+def test_a_stored_penalty_rule_after_more_than_the_bound_is_dropped_not_the_queue() -> None:
+    record = json.loads(queue_json(QueueConfig("support")))
+    record["penalty_rules"] = [{"after_seconds": 30.0, "max_penalty": 2, "min_penalty": 0},
+                               {"after_seconds": 4e8, "max_penalty": 9, "min_penalty": 0}]  # "never"
+    cfg = queue_from_json(json.dumps(record).encode())
+    assert [(r.after_seconds, r.max_penalty) for r in cfg.penalty_rules] == [(30.0, 2)]
+
+
 BIG = "x" * 20_000
 
 

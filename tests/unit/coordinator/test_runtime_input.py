@@ -238,3 +238,19 @@ async def test_the_agent_node_may_end_a_call_after_its_agent_logged_out_or_moved
     assert rt.handle_batch(b, _event(call_ended=node_pb2.CallEnded(call_id="a-1", offer_id=offer.offer_id,
                                                                    agent_hung_up=True))) == []
     assert not rt.engine.holds("a-1")
+
+
+async def test_a_priority_change_the_node_missed_is_sent_again_when_it_re_registers() -> None:
+    from coordinator.queue import CallerPriorityChanged
+
+    rt = _runtime()
+    a = _attach(rt, "a", "ia")
+    joined = node_pb2.CallJoined(call_id="a-1", queue="q")
+    rt.handle_batch(a, _event(call_joined=joined))
+    [ack] = [d.join_ack for d in _decisions(a) if d.WhichOneof("decision") == "join_ack"]
+    rt.detach(a)  # its stream is down: the operator's change cannot reach it
+    rt.apply(CallerPriorityChanged("a-1", 5))
+    again = rt.attach("a", "ia", node_pb2.Register(node_id="a", instance_id="ia", calls=[node_pb2.CallSnapshot(
+        joined=joined, arrival_seq=ack.arrival_seq, state="waiting")]))  # the node still says priority 0
+    told = [d.caller_priority for d in _decisions(again) if d.WhichOneof("decision") == "caller_priority"]
+    assert [(t.call_id, t.priority) for t in told] == [("a-1", 5)]

@@ -349,3 +349,15 @@ async def test_a_priority_changed_by_an_operator_is_reported_and_survives_a_rest
     async with running(new_ari) as new:
         [register] = new.coord.registers
         assert {c.joined.call_id: c.joined.priority for c in register.calls} == {cid: 7, other: 0}
+
+
+async def test_an_operators_priority_is_cleared_as_the_caller_leaves_so_a_later_visit_keeps_its_own() -> None:
+    ari = FakeAri("a")
+    async with running(ari) as old:
+        cid = await old.queued_caller(("support",))
+        old.coord.decide(caller_priority=node_pb2.CallerPriority(call_id=cid, priority=7))
+        await old.settle()
+        old.coord.decide(continue_in_dialplan=node_pb2.ContinueInDialplan(
+            call_id=cid, status=common_pb2.CALLER_STATUS_TIMEOUT))
+        await old.settle()
+        assert not ari.channels[cid].variables.get(r.VAR_PRIORITY)  # cleared as it left
