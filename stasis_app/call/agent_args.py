@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clusterq_common.dialplan import AGENT_OPERATIONS
+from clusterq_common.text import plain_text_error
 from stasis_app.call.args import MAX_ARG_LEN, NAME_RE, BadArgs, key_values, yes_no
 
 __all__ = [
@@ -172,7 +173,7 @@ def parse_agent_op(args: tuple[str, ...]) -> AgentOp | BadArgs:
     if op == PAUSE:
         reason = single.get("reason", "")
         # "|" separates queue_log's fields: the coordinator refuses it in a reason too.
-        if len(reason) > MAX_REASON_LEN or not reason.isprintable() or "|" in reason:
+        if len(reason) > MAX_REASON_LEN or plain_text_error("reason", reason) is not None:
             return BadArgs(f"reason must be printable text without '|' of at most {MAX_REASON_LEN} characters")
         return AgentPause(agent_id, reason)
     return _login(agent_id, memberships, skills, single)

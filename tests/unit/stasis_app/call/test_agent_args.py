@@ -28,6 +28,7 @@ from stasis_app.call.args import BadArgs
     (("agent-logout", "dora"), AgentLogout("dora")),
     (("agent-pause", "dora"), AgentPause("dora")),
     (("agent-pause", "dora", "reason=lunch break"), AgentPause("dora", "lunch break")),
+    (("agent-pause", "dora", "reason=昼休み\u3000外出"), AgentPause("dora", "昼休み\u3000外出")),  # text, any script
     (("agent-pause", "dora", "reason="), AgentPause("dora")),
     (("agent-unpause", "dora"), AgentUnpause("dora")),
 ])
