@@ -32,9 +32,8 @@ _DEVICE_INUSE = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
 _DEVICE_RINGING = frozenset({"RINGING", "RINGINUSE"})
 
 
-def _unusable(
-    agent: AgentRec, member: MemberRec, conditions: Set[str], band: tuple[int, int] | None, now: float
-) -> bool:
+def _unusable(agent: AgentRec, member: MemberRec, conditions: Set[str], band: tuple[int, int] | None, now: float,
+              lost_nodes: Set[str]) -> bool:
     if "paused" in conditions and agent.paused:
         return True
     if "penalty" in conditions and band is not None and not band[0] <= member.penalty <= band[1]:
@@ -44,7 +43,9 @@ def _unusable(
         return True
     if "ringing" in conditions and (agent.offer_id is not None or device in _DEVICE_RINGING):
         return True
-    if "unavailable" in conditions and (not agent.node_up or device == "UNAVAILABLE"):
+    # A node lost, not one whose stream is briefly down (a stasis app restarting, a leader change):
+    # its agents' phones are still there, and its callers were not sent back for it either.
+    if "unavailable" in conditions and (agent.config.home_node in lost_nodes or device == "UNAVAILABLE"):
         return True
     if "invalid" in conditions and device == "INVALID":
         return True
@@ -63,7 +64,7 @@ def member_status(
         return EMPTY
     for member in q.members.values():
         agent = st.agents.get(member.agent_id)
-        if agent is not None and not _unusable(agent, member, conditions, band, now):
+        if agent is not None and not _unusable(agent, member, conditions, band, now, st.lost_nodes):
             return None
     return UNAVAIL
 

@@ -15,8 +15,10 @@ from coordinator.queue import (
     CancelOffer,
     JoinAccepted,
     JoinRejected,
+    NodeDetached,
     NodeLost,
     OfferAnswered,
+    OfferFailed,
     PenaltyRule,
     QueueConfig,
     QueueEngine,
@@ -174,3 +176,17 @@ def test_max_wait_times_out_waiting_and_ringing_callers() -> None:
     out = e.apply(Tick(), 40.0)
     assert [x.call_id for x in only(out, CallerExit)] == ["y"]
     assert e.snapshot(40.0)[0].timed_out == 2
+
+
+def test_a_node_whose_stream_is_briefly_down_does_not_empty_a_queue_its_loss_does() -> None:
+    # leavewhenempty=unavailable: the agents of a node whose stasis app restarts are not offered, but
+    # their phones are still there; the other nodes' callers leave only once that node is lost.
+    cfg = QueueConfig("q", leavewhenempty=frozenset({"unavailable"}), joinempty=frozenset({"unavailable"}))
+    e = engine(cfg, agents=(agent("far", node="n2"),))
+    e.apply(join("c1", node="n1"), 0.0)
+    e.apply(OfferFailed("o1", "noanswer"), 1.0)
+    assert only(e.apply(NodeDetached("n2"), 2.0), CallerExit) == []
+    assert only(e.apply(join("c2", node="n1"), 3.0), JoinRejected) == []
+    out = e.apply(NodeLost("n2"), 8.0)
+    assert sorted((x.call_id, x.status) for x in only(out, CallerExit)) == [
+        ("c1", CallerStatus.LEAVEEMPTY), ("c2", CallerStatus.LEAVEEMPTY)]

@@ -13,6 +13,7 @@ from coordinator.queue import (
     NodeAlive,
     NodeAttached,
     NodeDetached,
+    NodeLost,
     QueueConfig,
     QueueEngine,
     Settling,
@@ -63,12 +64,16 @@ def test_leavewhenempty_waits_for_the_settle_and_applies_at_its_end() -> None:
     assert offered(out) == [("c1", "a1")] and only(out, CallerExit) == []
 
 
-def test_a_queue_whose_members_stay_unavailable_after_the_settle_sends_its_callers_back() -> None:
+def test_a_queue_whose_members_nodes_are_lost_after_the_settle_sends_its_callers_back() -> None:
     e = _settling(QueueConfig("q", leavewhenempty=frozenset({"unavailable"})))
     e.apply(NodeAttached("n3"), 0.1)
     assert only(e.apply(join("c1", node="n3", arrival_seq=1), 0.1), CallerExit) == []
     e.apply(NodeAlive("n3"), 0.2)
-    out = e.apply(Settling(False), 2.0)  # n1 and n2 never came back: both members unavailable
+    # n1 and n2 are not back yet: their agents are not offered, but a node still within its TTL is
+    # no reason to send callers away.
+    assert only(e.apply(Settling(False), 2.0), CallerExit) == []
+    e.apply(NodeLost("n1"), 6.0)
+    out = e.apply(NodeLost("n2"), 6.0)  # both members' nodes lost: unavailable
     assert [(x.call_id, x.status) for x in only(out, CallerExit)] == [("c1", CallerStatus.LEAVEEMPTY)]
 
 
@@ -78,5 +83,7 @@ def test_joinempty_is_not_applied_to_a_new_caller_while_the_leader_settles() -> 
     e.apply(NodeAlive("n3"), 0.1)
     assert only(e.apply(join("new", node="n3"), 0.2), JoinRejected) == []
     e.apply(Settling(False), 0.3)
-    refused = only(e.apply(join("later", node="n3"), 0.4), JoinRejected)
+    e.apply(NodeLost("n1"), 6.0)
+    e.apply(NodeLost("n2"), 6.0)
+    refused = only(e.apply(join("later", node="n3"), 6.1), JoinRejected)
     assert [(x.call_id, x.status) for x in refused] == [("later", CallerStatus.JOINEMPTY)]
