@@ -4,7 +4,11 @@ reach it)."""
 
 from __future__ import annotations
 
-__all__ = ["AGENT_OPERATIONS", "LEG_ARGS", "RESERVED_FIRST_ARGS"]
+__all__ = ["AGENT_OPERATIONS", "LEG_ARGS", "MAX_PRIORITY", "RESERVED_FIRST_ARGS"]
+
+MAX_PRIORITY = 1_000_000
+"""A caller's priority is in -MAX_PRIORITY..MAX_PRIORITY: the Stasis argument `priority=N`, what the
+coordinator accepts from a node, and an operator's change (QueueAdmin.SetCallerPriority)."""
 
 LEG_ARGS = frozenset({"agentleg", "inbound", "trunk"})
 """clusterq's own legs: an agent's leg, a cross-node leg arriving, a trunk leg (docs/dialplan.md)."""

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from clusterq_common.dialplan import MAX_PRIORITY
 from clusterq_common.text import clip, plain_text_error
 from clusterq_proto.v1 import admin_pb2, admin_pb2_grpc
 from coordinator.config import NAME_RE
@@ -29,7 +30,6 @@ from coordinator.queue import (
     QueueDeleted,
 )
 from coordinator.replica import ReplicaState
-from coordinator.rpc.convert_node import MAX_PRIORITY
 from coordinator.rpc.errors import abort, abort_not_leader
 from coordinator.rpc.stats_view import MAX_CALLERS_LISTED, add_callers, agent_state_pb, snapshot_pb
 from coordinator.runtime import LeaderRuntime

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clusterq_common.dialplan import MAX_PRIORITY
 from clusterq_proto.v1 import common_pb2, node_pb2
 from coordinator.config import NAME_RE
 from coordinator.queue import (
@@ -28,7 +29,6 @@ from coordinator.queue.model import DEVICE_STATES
 
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 256
-MAX_PRIORITY = 1_000_000  # |priority| of a caller, as the stasis app's priority= argument allows
 MAX_REQUIREMENTS = 16
 MAX_WAITED = 86_400.0  # seconds a (re-)reported caller may say it has waited: one day
 LEFT_REASONS = frozenset({"hangup", "exitkey", "timeout", "grace"})

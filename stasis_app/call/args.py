@@ -24,13 +24,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from clusterq_common.dialplan import MAX_PRIORITY
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: "$" would also match before a final newline
 SKILL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.*-]{1,64}\Z")
 MAX_ARG_LEN = 512
 MAX_SKILLS = 16
 
-
-MAX_PRIORITY = 1_000_000  # |priority=N|, as the coordinator accepts it (convert_node.MAX_PRIORITY)
 
 @dataclass(frozen=True)
 class QueueArgs:

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clusterq_common.channel_names import offer_of_bridge
-from clusterq_common.dialplan import LEG_ARGS
+from clusterq_common.dialplan import LEG_ARGS, MAX_PRIORITY
 from stasis_app.ari.app_args import split_app_args
 from stasis_app.ari.events import ChannelInfo
 from stasis_app.ari.port import AriError
 from stasis_app.call import records as r
 from stasis_app.call.agent_args import AGENT_OPS
-from stasis_app.call.args import MAX_PRIORITY
 
 if TYPE_CHECKING:
     from stasis_app.node import NodeApp
