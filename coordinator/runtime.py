@@ -123,7 +123,6 @@ class LeaderRuntime:
         self.queues: dict[str, QueueConfig] = {}
         self._call_node: dict[str, str] = {}
         self._node_lost_at: dict[str, float] = {}
-        self._lost: set[str] = set()  # nodes declared lost in this term and not attached since
         self._wake = asyncio.Event()
         # When run_timers will wake next (inf: no deadline; -inf: it is running right now).
         self._planned_wake = -math.inf
@@ -207,7 +206,6 @@ class LeaderRuntime:
         link = NodeLink(node_id, instance_id, self.epoch)
         self.links[node_id] = link
         self._node_lost_at.pop(node_id, None)
-        self._lost.discard(node_id)
         try:
             self.apply(NodeAttached(node_id))
             apply_register(self, link, reg if reg is not None else node_pb2.Register(node_id=node_id,
@@ -234,7 +232,7 @@ class LeaderRuntime:
         """An agent logs in on a node no stream of which is attached: its agents are not offered until
         the node attaches, and the node is lost if it never does within node_ttl (a mistyped node id
         was rung for ever, counted available, and kept joinempty / leavewhenempty from firing)."""
-        if node_id not in self.links and node_id not in self._lost:
+        if node_id not in self.links and not self.engine.node_lost(node_id):
             self.expect_node(node_id)
 
     def expect_node(self, node_id: str) -> None:
@@ -347,7 +345,6 @@ class LeaderRuntime:
                 if lost_at <= now:
                     del self._node_lost_at[node]
                     log.warning("node %s lost (no stream for %.1f s)", node, self.node_ttl)
-                    self._lost.add(node)
                     self.apply(NodeLost(node))
             tick_at = self.engine.next_deadline()
             if tick_at is not None and tick_at <= now:

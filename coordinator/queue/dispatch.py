@@ -167,18 +167,14 @@ def _dispatch_one(st: EngineState, rng: random.Random, prefix: str, agent: Agent
     if best is None:
         return
     strategy = q.config.strategy
-    if strategy in _RANDOMIZED:
-        for picked in _choose(st, rng, best, [agent], now):
-            _offer(st, prefix, best, picked, now, out)
-            return
-        _offer_best(st, rng, prefix, agent, now, out)  # best waits for its retry: the next one
-        return
     aid = agent.config.agent_id
-    if aid in best.tried:  # it failed this caller this round: the round's rules (_choose) decide
+    if strategy in _RANDOMIZED or aid in best.tried:
+        # The strategy draws from the rng, or the agent failed this caller this round: _choose
+        # decides. When it picks nobody, `best` now waits for its retry and the next caller is tried.
         for picked in _choose(st, rng, best, [agent], now):
             _offer(st, prefix, best, picked, now, out)
             return
-        _offer_best(st, rng, prefix, agent, now, out)  # best waits for its retry now: the next one
+        _offer_best(st, rng, prefix, agent, now, out)
         return
     if strategy in _ROUND_ROBIN:
         q.rr_last = q.members[aid].order

@@ -355,6 +355,10 @@ class QueueEngine:
         a = st.agents.get(c.agent_id) if c.agent_id else None
         return c.node_id, a.config.home_node if a is not None else ""
 
+    def node_lost(self, node_id: str) -> bool:
+        """Whether a node is held as lost (NodeLost, and not attached since)."""
+        return node_id in self._st.lost_nodes
+
     def agent_home(self, agent_id: str) -> str:
         """The home node of a logged-in agent ("" if unknown)."""
         a = self._st.agents.get(agent_id)

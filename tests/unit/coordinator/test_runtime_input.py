@@ -192,7 +192,7 @@ async def test_an_agent_of_a_node_never_attached_is_not_offered_and_its_node_is_
     for _ in range(20):
         await asyncio.sleep(0)
     timers.cancel()
-    assert "typo" in rt._lost
+    assert rt.engine.node_lost("typo")
     rt.apply(AgentLoggedIn(AgentConfig("ghost", "PJSIP/ghost", "typo", (Membership("q"),))))  # again: stays lost
     assert "typo" not in rt._node_lost_at
     rt.attach("typo", "it")  # the node exists after all: its agent is offered the waiting caller
