@@ -8,6 +8,7 @@ import argparse
 import math
 import os
 
+from clusterq_common.text import clip
 from clusterq_proto.v1 import admin_pb2, common_pb2
 
 __all__ = ["FromEnv", "addresses", "env_default", "membership", "seconds", "skill", "source"]
@@ -43,7 +44,7 @@ def membership(text: str) -> admin_pb2.QueueMembership:
             raise ValueError(text)
         numbers = [int(x) for x in rest]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"want QUEUE[:PENALTY[:WEIGHT]] (whole numbers), not {text[:70]!r}") from None
+        raise argparse.ArgumentTypeError(f"want QUEUE[:PENALTY[:WEIGHT]] (whole numbers), not {clip(text)}") from None
     return admin_pb2.QueueMembership(queue=queue, penalty=numbers[0] if numbers else 0,
                                      weight=numbers[1] if len(numbers) > 1 else 0)
 
@@ -52,7 +53,7 @@ def skill(text: str) -> common_pb2.Skill:
     """KEY=VALUE -> Skill."""
     key, sep, value = text.partition("=")
     if not sep or not key or not value:
-        raise argparse.ArgumentTypeError(f"want KEY=VALUE, e.g. language=de, not {text[:70]!r}")
+        raise argparse.ArgumentTypeError(f"want KEY=VALUE, e.g. language=de, not {clip(text)}")
     return common_pb2.Skill(key=key, value=value)
 
 
@@ -63,7 +64,7 @@ def seconds(text: str) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"want a number of seconds > 0, e.g. 10, not {text[:70]!r}")
+        raise argparse.ArgumentTypeError(f"want a number of seconds > 0, e.g. 10, not {clip(text)}")
     return value
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusterq_common.text import clip
 from coordinator.queue.model import PenaltyRule
 
 __all__ = ["ALIASES", "MAX_CONDITIONS", "empty_conditions", "penalty_rules", "yes_no_word"]
@@ -102,7 +103,7 @@ def penalty_rules(value: Any) -> tuple[PenaltyRule, ...]:
         if isinstance(r, str):
             parts = [p.strip() for p in r.split(",")]
             if not 2 <= len(parts) <= 3:
-                raise ValueError(f"penalty rule {r[:70]!r}: want 'seconds,max[,min]'")
+                raise ValueError(f"penalty rule {clip(r)}: want 'seconds,max[,min]'")
             items.append((float(parts[0]), parts[1], parts[2] if len(parts) == 3 else None))
         else:
             items.append((float(r["after_seconds"]), r.get("max_penalty"), r.get("min_penalty")))

@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
+from clusterq_common.text import clip
 from clusterq_proto.v1 import node_pb2
 from coordinator.node_link import NodeLink
 from coordinator.queue import (
@@ -246,7 +247,8 @@ class LeaderRuntime:
         errors: list[str] = []
         events = batch.events
         clock = self.clock
-        for ev in events[:MAX_EVENTS_PER_BATCH] if len(events) > MAX_EVENTS_PER_BATCH else events:  # (see node_service)
+        # node_service refuses a longer batch whole; the cut bounds a loop step for in-process callers too.
+        for ev in events[:MAX_EVENTS_PER_BATCH] if len(events) > MAX_EVENTS_PER_BATCH else events:
             kind = ev.WhichOneof("event")
             if kind == "call_joined":
                 err = self.join(link, ev.call_joined, None)
@@ -275,12 +277,12 @@ class LeaderRuntime:
             nodes = self.engine.reporters(event.call_id)
             if nodes is None or nodes[0] in ("", node_id) or (isinstance(event, CallEnded) and nodes[1] == node_id):
                 return None
-            return f"{type(event).__name__} for call {event.call_id[:70]!r} of node {nodes[0]!r}: ignored"
+            return f"{type(event).__name__} for call {clip(event.call_id)} of node {nodes[0]!r}: ignored"
         if isinstance(event, (OfferAnswered, OfferFailed)):
             nodes = self.engine.reporters("", event.offer_id)
             if nodes is None or node_id in nodes:
                 return None
-            return f"{type(event).__name__} for offer {event.offer_id[:70]!r} between nodes {nodes}: ignored"
+            return f"{type(event).__name__} for offer {clip(event.offer_id)} between nodes {nodes}: ignored"
         return None
 
     def join(self, link: NodeLink, msg: node_pb2.CallJoined, seq: int | None) -> str | None:
@@ -302,7 +304,7 @@ class LeaderRuntime:
             if holder not in ("", link.node_id):
                 # Two nodes with one channel id (a shared Asterisk systemname?): this caller is refused
                 # rather than left waiting unsequenced; the one already held stays.
-                message = f"call id {ev.call_id[:70]!r} is already held by node {holder!r} (same systemname?)"
+                message = f"call id {clip(ev.call_id)} is already held by node {holder!r} (same systemname?)"
                 self._reject_invalid(link, ev.call_id, message)
                 return message
             return None  # duplicate report of a caller we already hold

@@ -240,7 +240,7 @@ class QueueEngine:
             # app_queue's join_queue: joinempty first, then maxlen; any unmet joinempty condition is
             # JOINEMPTY (app_queue never sets JOINUNAVAIL); the message tells which case it was.
             joinempty = cfg.joinempty
-            # While a new leader settles its agents of nodes still to re-attach look unavailable.
+            # While a new leader settles, what its members are doing is still being re-reported.
             status = member_status(st, q, joinempty, initial_band(q), now) if joinempty and not st.settling else None
             if status is not None:
                 why = "has no members" if status == EMPTY else "has no usable member"

@@ -117,10 +117,10 @@ def _announce(st: EngineState, caller: CallerRec, now: float, ewt: EwtFn, out: l
     position = st.queues[caller.queue].line.position(caller.key)
     due = now - last >= cfg.announce_frequency
     moved = position != caller.last_pos_said and now - last >= cfg.min_announce_frequency
-    # app_queue announces in wait_our_turn only: not to a caller whose agent is being rung (a prompt
-    # would delay the connection; announce-to-first-user, off by default, is not offered).
     if cfg.announce_position_only_up and caller.last_pos_said and position >= caller.last_pos_said:
         due = moved = False  # app_queue: only when the position improved (held until it does)
+    # app_queue announces in wait_our_turn only: not to a caller whose agent is being rung (a prompt
+    # would delay the connection; announce-to-first-user, off by default, is not offered).
     if (due or moved) and caller.state != RINGING:
         limit = cfg.announce_position_limit
         say_position = cfg.announce_position in ("yes", "more") or (
